@@ -1,4 +1,68 @@
 //! The state store of imapmirror. It is the only crate that imports sled and the source of
 //! truth for what has been migrated: endpoints, batches, mailboxes, folder state, the uid
 //! map and the exactly-once journal.
+//!
+//! One process owns a state directory at a time ([`Store::open`] takes a lock and names
+//! the owner's pid otherwise); inside it, [`Store`] is cheap to clone and safe to use from
+//! many tasks at once. No sled type appears in this API, so the store could move to
+//! another embedded database without touching the engine.
+//!
+//! How the engine copies a group of messages exactly once:
+//!
+//! 1. [`Store::begin`] records the group ([`CopyGroup`]) and fsyncs it;
+//! 2. the APPENDs go out, APPENDUIDs come back;
+//! 3. [`Store::commit`] writes the uid-map entries, skipped items, the folder's watermark
+//!    and counters, and removes the journal entry, in one atomic batch;
+//! 4. after a crash, [`Store::pending`] lists the groups to reconcile by fingerprint,
+//!    then [`Store::commit`] or [`Store::abort`] each.
+//!
+//! # Flush policy and its cost
+//!
+//! - [`Store::begin`] fsyncs before it returns (one fsync per copy group of up to 100
+//!   messages): the entry must be on disk before any APPEND of its group goes out.
+//! - [`Store::commit`] is one atomic sled batch, not fsynced; sled writes it within
+//!   [`StoreOptions::flush_every_ms`] (500 ms). A crash in that window undoes the whole
+//!   commit, never part of it, leaving the entry pending for reconciliation; and since
+//!   sled recovers its log as a prefix, the next `begin`'s fsync makes it durable too.
+//! - Other writes are durable at [`Store::flush`] or within `flush_every_ms`.
+//!
+//! The module docs of `store.rs` state the flush policy and its cost, those of
+//! `uid_map.rs` the on-disk layout of the map, and those of `secret_vault.rs` how
+//! credentials are kept and shredded.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod batches;
+mod endpoints;
+mod error;
+mod folder_state;
+mod journal;
+mod key_layout;
+mod mailboxes;
+mod pass_history;
+mod record_codec;
+mod secret;
+mod secret_vault;
+mod skipped_items;
+mod state_dir;
+mod store;
+mod timestamp;
+mod uid_map;
+
+pub use batches::{BatchRecord, BatchSettings, BatchStatus, BatchTotals};
+pub use endpoints::{AdminFormat, AuthMechanism, EndpointRecord, EndpointSettings, Security};
+pub use error::{ErrorKind, Result, StoreError};
+pub use folder_state::{FolderCounters, FolderMarks, FolderState};
+pub use journal::{
+    CopiedMessage, CopyGroup, GroupOutcome, JournalEntry, MAX_GROUP_LEN, PendingMessage,
+};
+pub use key_layout::{BatchId, FolderId, JournalId, MailboxId};
+pub use mailboxes::{
+    LoginRoute, MailboxCounters, MailboxCredentials, MailboxRecord, MailboxStatus, MigrationRow,
+    NewMailbox,
+};
+pub use pass_history::{PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
+pub use secret::Secret;
+pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};
+pub use store::{SCHEMA_VERSION, Store, StoreOptions};
+pub use timestamp::Timestamp;
+pub use uid_map::{Fingerprint, MessageFlags, RUN_CAPACITY, SystemFlag, UidMapEntry, UidMapIter};

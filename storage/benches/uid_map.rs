@@ -1,0 +1,242 @@
+//! The uid-map figures: batched inserts/s, lookups/s, range-scan speed and bytes on disk
+//! per entry, for 1,000,000 entries committed 100 at a time as the engine does.
+//!
+//! `cargo bench -p imapmirror-storage --bench uid_map` (set `UID_MAP_BENCH_ENTRIES` for
+//! another count). Two stores are measured:
+//! - "engine path": `begin` (fsynced journal entry) + `commit` per group of 100, exactly
+//!   the engine's sequence, so the fsync per group is included;
+//! - "map only": `uid_map_record` per group of 100 (the same atomic batch without the
+//!   journal entry and its fsync), the store's raw insert speed.
+
+use std::path::Path;
+use std::time::Instant;
+
+use imapmirror_storage::*;
+
+const GROUP: u32 = 100;
+
+struct Prng(u64);
+
+impl Prng {
+    fn next(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(n)) as u32
+    }
+}
+
+fn fingerprint(uid: u32) -> Fingerprint {
+    // Distinct, incompressible-looking bytes, like a real hash.
+    let mut b = [0u8; 16];
+    let mut x = u64::from(uid).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in b.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    Fingerprint(b)
+}
+
+fn flags(uid: u32) -> MessageFlags {
+    let mut f = MessageFlags::new();
+    if !uid.is_multiple_of(10) {
+        f.insert(SystemFlag::Seen);
+    }
+    if uid.is_multiple_of(50) {
+        f.insert(SystemFlag::Flagged);
+    }
+    f
+}
+
+/// Realistic message sizes: 2 KB to ~200 KB.
+fn size(uid: u32) -> u64 {
+    2_000 + u64::from(uid.wrapping_mul(2_654_435_761) % 200_000)
+}
+
+fn setup(dir: &Path) -> (Store, FolderId) {
+    let store = Store::open(dir).expect("open the bench store");
+    for name in ["src", "dst"] {
+        store
+            .add_endpoint(
+                &EndpointSettings {
+                    name: name.into(),
+                    host: "127.0.0.1".into(),
+                    port: 143,
+                    security: Security::None,
+                    auth: AuthMechanism::Plain,
+                    admin_user: None,
+                    admin_format: None,
+                    max_concurrent_migrations: 1,
+                    max_concurrent_syncs: 1,
+                    ca_file: None,
+                    insecure_skip_verify: false,
+                },
+                None,
+            )
+            .expect("endpoint");
+    }
+    let batch = store
+        .create_batch(
+            &BatchSettings {
+                name: "bench".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "dst".into(),
+                excluded_folders: vec![],
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 86_400,
+            },
+            &[NewMailbox {
+                row: MigrationRow {
+                    email_address: "big@example.test".into(),
+                    user_name: "big".into(),
+                    user_root: None,
+                    target_user_name: None,
+                },
+                password: Secret::new("pw"),
+                target_password: None,
+            }],
+        )
+        .expect("batch");
+    let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
+    let folder = store.folder(mailbox, "INBOX").expect("folder");
+    (store, folder)
+}
+
+fn disk_bytes(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut len = 0;
+    let mut allocated = 0;
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let e = e.expect("entry");
+        let m = e.metadata().expect("metadata");
+        if m.is_dir() {
+            let (l, a) = disk_bytes(&e.path());
+            len += l;
+            allocated += a;
+        } else {
+            len += m.len();
+            allocated += m.blocks() * 512;
+        }
+    }
+    (len, allocated)
+}
+
+fn measure(label: &str, n: u32, engine_path: bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, folder) = setup(tmp.path());
+    let db_dir = tmp.path().join("db");
+    let (base_len, _) = disk_bytes(&db_dir);
+
+    let started = Instant::now();
+    let mut uid = 1;
+    while uid <= n {
+        let last = (uid + GROUP - 1).min(n);
+        if engine_path {
+            let group = CopyGroup {
+                target_folder: "INBOX".into(),
+                target_uidvalidity: 1,
+                target_uidnext: uid,
+                messages: (uid..=last)
+                    .map(|u| PendingMessage {
+                        source_uid: u,
+                        fingerprint: fingerprint(u),
+                        size: size(u),
+                    })
+                    .collect(),
+            };
+            let id = store.begin(folder, &group).expect("begin");
+            let outcome = GroupOutcome {
+                copied: (uid..=last)
+                    .map(|u| CopiedMessage {
+                        source_uid: u,
+                        target_uid: u,
+                        flags: flags(u),
+                    })
+                    .collect(),
+                skipped: vec![],
+                highest_copied_uid: Some(last),
+                target_uidnext: Some(last + 1),
+            };
+            store.commit(id, &outcome).expect("commit");
+        } else {
+            let entries = (uid..=last)
+                .map(|u| {
+                    (
+                        u,
+                        UidMapEntry {
+                            target_uid: u,
+                            flags: flags(u),
+                            fingerprint: fingerprint(u),
+                            size: size(u),
+                        },
+                    )
+                })
+                .collect();
+            store.uid_map_record(folder, entries).expect("record");
+        }
+        uid = last + 1;
+    }
+    let insert_s = started.elapsed().as_secs_f64();
+
+    let mut rng = Prng(0x1234_5678_9ABC_DEF1);
+    let lookups = n.min(1_000_000);
+    let started = Instant::now();
+    for _ in 0..lookups {
+        let u = 1 + rng.next(n);
+        let e = store.uid_map_get(folder, u).expect("get").expect("present");
+        assert_eq!(e.target_uid, u);
+    }
+    let lookup_s = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut scanned = 0u64;
+    for item in store.uid_map_range(folder, ..).expect("range") {
+        let (_, e) = item.expect("entry");
+        scanned += u64::from(e.target_uid > 0);
+    }
+    let scan_s = started.elapsed().as_secs_f64();
+    assert_eq!(scanned, u64::from(n));
+
+    store.flush().expect("flush");
+    let (len, allocated) = disk_bytes(&db_dir);
+    let per_entry = (len - base_len) as f64 / f64::from(n);
+    let state = store.folder_state(folder).expect("state");
+    assert_eq!(state.counters.messages, u64::from(n));
+
+    println!("{label}: {n} entries in groups of {GROUP}");
+    println!(
+        "  inserts:   {:>12.0} entries/s ({insert_s:.2} s)",
+        f64::from(n) / insert_s
+    );
+    println!(
+        "  lookups:   {:>12.0} random gets/s ({lookup_s:.2} s)",
+        f64::from(lookups) / lookup_s
+    );
+    println!(
+        "  range scan:{:>12.0} entries/s ({scan_s:.2} s)",
+        scanned as f64 / scan_s
+    );
+    println!("  disk after flush: {len} bytes ({allocated} allocated), {per_entry:.1} bytes/entry");
+    drop(store);
+    let store = Store::open(tmp.path()).expect("reopen");
+    store.flush().expect("flush");
+    let (len, _) = disk_bytes(&db_dir);
+    println!(
+        "  disk after reopen: {len} bytes, {:.1} bytes/entry",
+        (len - base_len) as f64 / f64::from(n)
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with `--bench` absent: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: u32 = std::env::var("UID_MAP_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 10_000 } else { 1_000_000 });
+    measure("map only (uid_map_record)", n, false);
+    measure("engine path (begin+fsync, commit)", n, true);
+}

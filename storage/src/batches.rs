@@ -1,0 +1,301 @@
+//! Batches: a migration file's mailboxes moved from one endpoint to another, with their
+//! settings and status.
+//!
+//! `batches` tree: `N name -> id` and `B id:8 -> record`. Creating a batch writes its
+//! mailboxes first and the two batch keys last, in one atomic batch: until then the batch
+//! does not exist, and a crash leaves mailboxes of an unknown batch id that the next open
+//! erases. Removal shreds the batch key first, erases the mailboxes, and drops the batch
+//! keys last, so an interrupted removal can simply be repeated.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoints::validate_name;
+use crate::error::{Result, StoreError};
+use crate::key_layout::{self, BatchId};
+use crate::mailboxes::{MailboxStatus, NewMailbox};
+use crate::record_codec::{DecodeError, Reader, Writer, decode_json, encode_json};
+use crate::secret_vault::KeyOwner;
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// A batch's status (CLI.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BatchStatus {
+    Created,
+    Syncing,
+    Synced,
+    Stopped,
+    Failed,
+    Completing,
+    Completed,
+}
+
+impl BatchStatus {
+    /// The status as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Created => "Created",
+            BatchStatus::Syncing => "Syncing",
+            BatchStatus::Synced => "Synced",
+            BatchStatus::Stopped => "Stopped",
+            BatchStatus::Failed => "Failed",
+            BatchStatus::Completing => "Completing",
+            BatchStatus::Completed => "Completed",
+        }
+    }
+}
+
+/// What the user chose for a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSettings {
+    /// Its name: letters, digits, `-` and `_`.
+    pub name: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    /// Source folders not to migrate.
+    pub excluded_folders: Vec<String>,
+    /// Messages larger than this are skipped as too large.
+    pub max_message_size: Option<u64>,
+    /// A mailbox fails once more items than this are skipped.
+    pub bad_item_limit: Option<u64>,
+    /// Seconds between incremental passes.
+    pub sync_interval_secs: u64,
+}
+
+/// A stored batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: BatchId,
+    pub settings: BatchSettings,
+    pub status: BatchStatus,
+    pub created: Timestamp,
+    pub status_changed: Timestamp,
+    pub last_sync_started: Option<Timestamp>,
+    pub last_sync_finished: Option<Timestamp>,
+}
+
+/// Totals over a batch's mailboxes (for `batch status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchTotals {
+    pub mailboxes_total: u64,
+    pub mailboxes_synced: u64,
+    pub mailboxes_failed: u64,
+    pub items_synced: u64,
+    pub items_skipped: u64,
+    pub bytes_synced: u64,
+}
+
+fn name_key(name: &str) -> Vec<u8> {
+    key_layout::key(b'N', &[name.as_bytes()])
+}
+
+fn record_key(id: BatchId) -> Vec<u8> {
+    key_layout::key(b'B', &[&id.0.to_be_bytes()])
+}
+
+fn encode_id(id: BatchId) -> Vec<u8> {
+    let mut w = Writer::versioned(8);
+    w.varint(id.0);
+    w.finish()
+}
+
+fn decode_id(v: &[u8]) -> Result<BatchId, DecodeError> {
+    let mut r = Reader::versioned(v)?;
+    let id = r.varint()?;
+    r.finish()?;
+    Ok(BatchId(id))
+}
+
+impl Store {
+    /// Creates a batch with its mailboxes (the migration file's rows) and their sealed
+    /// credentials. Fails, creating nothing, if the name is taken, an endpoint is unknown
+    /// or two rows share an EmailAddress.
+    pub fn create_batch(
+        &self,
+        settings: &BatchSettings,
+        mailboxes: &[NewMailbox],
+    ) -> Result<BatchRecord> {
+        validate_name("batch", &settings.name)?;
+        let _registry = self.registry_lock();
+        for ep in [&settings.source_endpoint, &settings.target_endpoint] {
+            if self.endpoint(ep)?.is_none() {
+                return Err(StoreError::NotFound {
+                    kind: "endpoint",
+                    name: ep.clone(),
+                    dir: self.path().to_path_buf(),
+                });
+            }
+        }
+        if self.batch_id(&settings.name)?.is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "batch",
+                name: settings.name.clone(),
+                dir: self.path().to_path_buf(),
+            });
+        }
+        let mut emails = HashSet::with_capacity(mailboxes.len());
+        for m in mailboxes {
+            if !emails.insert(m.row.email_address.trim().to_lowercase()) {
+                return Err(StoreError::AlreadyExists {
+                    kind: "mailbox",
+                    name: m.row.email_address.clone(),
+                    dir: self.path().to_path_buf(),
+                });
+            }
+        }
+        let id = BatchId(self.new_id()?);
+        self.inner.vault.create_key(&KeyOwner::Batch(id.0))?;
+        let now = Timestamp::now();
+        let record = BatchRecord {
+            id,
+            settings: settings.clone(),
+            status: BatchStatus::Created,
+            created: now,
+            status_changed: now,
+            last_sync_started: None,
+            last_sync_finished: None,
+        };
+        let written = self.write_new_mailboxes(id, mailboxes, now).and_then(|()| {
+            let mut batch = sled::Batch::default();
+            batch.insert(name_key(&settings.name), encode_id(id));
+            batch.insert(record_key(id), encode_json(&record, "batch")?);
+            self.inner
+                .batches
+                .apply_batch(batch)
+                .map_err(self.db_err("create a batch"))
+        });
+        if let Err(e) = written {
+            // Best effort: whatever remains is erased at the next open.
+            let _ = self.inner.vault.remove_key(&KeyOwner::Batch(id.0));
+            let _ = self.erase_batch_mailboxes(id);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// A batch by name.
+    pub fn batch(&self, name: &str) -> Result<BatchRecord> {
+        let id = self.batch_id(name)?.ok_or_else(|| StoreError::NotFound {
+            kind: "batch",
+            name: name.to_string(),
+            dir: self.path().to_path_buf(),
+        })?;
+        self.batch_by_id(id)?.ok_or_else(|| StoreError::NotFound {
+            kind: "batch",
+            name: name.to_string(),
+            dir: self.path().to_path_buf(),
+        })
+    }
+
+    /// Every batch, oldest first.
+    pub fn batches(&self) -> Result<Vec<BatchRecord>> {
+        let mut out = Vec::new();
+        for item in self.inner.batches.scan_prefix(b"B") {
+            let (_, v) = item.map_err(self.db_err("list batches"))?;
+            out.push(decode_json::<BatchRecord>(&v).map_err(|e| self.corrupt("batch", e))?);
+        }
+        Ok(out)
+    }
+
+    /// Sets a batch's status.
+    pub fn set_batch_status(&self, name: &str, status: BatchStatus) -> Result<BatchRecord> {
+        self.update_batch(name, |b| {
+            if b.status != status {
+                b.status = status;
+                b.status_changed = Timestamp::now();
+            }
+        })
+    }
+
+    /// Changes a batch record (settings such as exclusions and interval, sync times).
+    /// Its id and name cannot change.
+    pub fn update_batch(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BatchRecord),
+    ) -> Result<BatchRecord> {
+        let _registry = self.registry_lock();
+        let mut record = self.batch(name)?;
+        let (id, old_name) = (record.id, record.settings.name.clone());
+        change(&mut record);
+        if record.id != id || record.settings.name != old_name {
+            return Err(StoreError::InvalidRequest {
+                folder: format!("batch {old_name}"),
+                detail: "a batch's id and name cannot change".into(),
+            });
+        }
+        self.inner
+            .batches
+            .insert(record_key(id), encode_json(&record, "batch")?)
+            .map_err(self.db_err("update a batch"))?;
+        Ok(record)
+    }
+
+    /// Totals over a batch's mailboxes and folders.
+    pub fn batch_totals(&self, id: BatchId) -> Result<BatchTotals> {
+        let mut t = BatchTotals::default();
+        for m in self.mailboxes(id)? {
+            t.mailboxes_total += 1;
+            match m.status {
+                MailboxStatus::Synced | MailboxStatus::Completed => t.mailboxes_synced += 1,
+                MailboxStatus::Failed => t.mailboxes_failed += 1,
+                _ => {}
+            }
+            let c = self.mailbox_counters(m.id)?;
+            t.items_synced += c.messages;
+            t.items_skipped += c.skipped;
+            t.bytes_synced += c.bytes;
+        }
+        Ok(t)
+    }
+
+    /// Removes a batch: shreds its credentials (its key file goes first), then erases its
+    /// mailboxes, their folders, uid maps, journal, skipped items and history. Safe to
+    /// repeat if interrupted.
+    pub fn remove_batch(&self, name: &str) -> Result<()> {
+        let _registry = self.registry_lock();
+        let id = self.batch_id(name)?.ok_or_else(|| StoreError::NotFound {
+            kind: "batch",
+            name: name.to_string(),
+            dir: self.path().to_path_buf(),
+        })?;
+        self.inner.vault.remove_key(&KeyOwner::Batch(id.0))?;
+        self.erase_batch_mailboxes(id)?;
+        let mut batch = sled::Batch::default();
+        batch.remove(name_key(name));
+        batch.remove(record_key(id));
+        self.inner
+            .batches
+            .apply_batch(batch)
+            .map_err(self.db_err("remove a batch"))
+    }
+
+    pub(crate) fn batch_id(&self, name: &str) -> Result<Option<BatchId>> {
+        let v = self
+            .inner
+            .batches
+            .get(name_key(name))
+            .map_err(self.db_err("look up a batch"))?;
+        v.map(|v| decode_id(&v).map_err(|e| self.corrupt(format!("batch {name:?}"), e)))
+            .transpose()
+    }
+
+    pub(crate) fn batch_by_id(&self, id: BatchId) -> Result<Option<BatchRecord>> {
+        let v = self
+            .inner
+            .batches
+            .get(record_key(id))
+            .map_err(self.db_err("read a batch"))?;
+        v.map(|v| decode_json(&v).map_err(|e| self.corrupt(format!("{id}"), e)))
+            .transpose()
+    }
+
+    pub(crate) fn batch_exists_by_id(&self, id: u64) -> Result<bool> {
+        self.inner
+            .batches
+            .contains_key(record_key(BatchId(id)))
+            .map_err(self.db_err("read a batch"))
+    }
+}

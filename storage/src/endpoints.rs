@@ -1,0 +1,270 @@
+//! Endpoints: the IMAP servers mail comes from and goes to. Settings live in the
+//! `endpoints` tree; the admin password is sealed apart in the `secrets` tree.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::key_layout;
+use crate::record_codec::{decode_json, encode_json};
+use crate::secret::Secret;
+use crate::secret_vault::KeyOwner;
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS (port 993).
+    Ssl,
+    /// STARTTLS on a plain connection (port 143).
+    Starttls,
+    /// No TLS (loopback and tests only).
+    None,
+}
+
+/// How mailboxes are logged in to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMechanism {
+    Plain,
+    Login,
+    Xoauth2,
+}
+
+/// How admin credentials name the user to act for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminFormat {
+    Dovecot,
+    Sasl,
+    Exchange,
+    Mirapoint,
+}
+
+/// An endpoint's settings (never its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSettings {
+    /// Its name: letters, digits, `-` and `_`.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub auth: AuthMechanism,
+    /// The admin (master) user, if mailboxes are opened with admin credentials.
+    pub admin_user: Option<String>,
+    pub admin_format: Option<AdminFormat>,
+    pub max_concurrent_migrations: u32,
+    pub max_concurrent_syncs: u32,
+    /// A PEM file of CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// A stored endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub settings: EndpointSettings,
+    /// Whether an admin password is stored.
+    pub has_admin_password: bool,
+    pub created: Timestamp,
+}
+
+/// Checks a user-chosen name (endpoint or batch): it becomes part of keys and file names.
+pub(crate) fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            kind,
+            name: name.to_string(),
+        })
+    }
+}
+
+fn secret_key(name: &str) -> Vec<u8> {
+    key_layout::key(b'E', &[name.as_bytes()])
+}
+
+impl Store {
+    /// Adds an endpoint; fails if the name is taken.
+    pub fn add_endpoint(
+        &self,
+        settings: &EndpointSettings,
+        admin_password: Option<&Secret>,
+    ) -> Result<EndpointRecord> {
+        validate_name("endpoint", &settings.name)?;
+        let _registry = self.registry_lock();
+        if self.endpoint(&settings.name)?.is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "endpoint",
+                name: settings.name.clone(),
+                dir: self.path().to_path_buf(),
+            });
+        }
+        self.write_endpoint(settings, admin_password, Timestamp::now())
+    }
+
+    /// Replaces an endpoint's settings; `admin_password` replaces the stored password
+    /// when given and keeps it when `None`.
+    pub fn update_endpoint(
+        &self,
+        settings: &EndpointSettings,
+        admin_password: Option<&Secret>,
+    ) -> Result<EndpointRecord> {
+        let _registry = self.registry_lock();
+        let old = self
+            .endpoint(&settings.name)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "endpoint",
+                name: settings.name.clone(),
+                dir: self.path().to_path_buf(),
+            })?;
+        let record = EndpointRecord {
+            settings: settings.clone(),
+            has_admin_password: old.has_admin_password || admin_password.is_some(),
+            created: old.created,
+        };
+        if let Some(pw) = admin_password {
+            let owner = KeyOwner::Endpoint(settings.name.clone());
+            let sealed = self
+                .inner
+                .vault
+                .seal(&owner, &secret_key(&settings.name), pw)?;
+            self.inner
+                .secrets
+                .insert(secret_key(&settings.name), sealed)
+                .map_err(self.db_err("store an endpoint credential"))?;
+        }
+        self.inner
+            .endpoints
+            .insert(settings.name.as_bytes(), encode_json(&record, "endpoint")?)
+            .map_err(self.db_err("store an endpoint"))?;
+        Ok(record)
+    }
+
+    fn write_endpoint(
+        &self,
+        settings: &EndpointSettings,
+        admin_password: Option<&Secret>,
+        created: Timestamp,
+    ) -> Result<EndpointRecord> {
+        let owner = KeyOwner::Endpoint(settings.name.clone());
+        // A fresh key per endpoint: ciphertexts of a removed namesake stay unreadable.
+        self.inner.vault.create_key(&owner)?;
+        if let Some(pw) = admin_password {
+            let sealed = self
+                .inner
+                .vault
+                .seal(&owner, &secret_key(&settings.name), pw)?;
+            self.inner
+                .secrets
+                .insert(secret_key(&settings.name), sealed)
+                .map_err(self.db_err("store an endpoint credential"))?;
+        }
+        let record = EndpointRecord {
+            settings: settings.clone(),
+            has_admin_password: admin_password.is_some(),
+            created,
+        };
+        self.inner
+            .endpoints
+            .insert(settings.name.as_bytes(), encode_json(&record, "endpoint")?)
+            .map_err(self.db_err("store an endpoint"))?;
+        Ok(record)
+    }
+
+    /// An endpoint by name.
+    pub fn endpoint(&self, name: &str) -> Result<Option<EndpointRecord>> {
+        let v = self
+            .inner
+            .endpoints
+            .get(name.as_bytes())
+            .map_err(self.db_err("read an endpoint"))?;
+        v.map(|v| decode_json(&v).map_err(|e| self.corrupt(format!("endpoint {name:?}"), e)))
+            .transpose()
+    }
+
+    /// Every endpoint, by name.
+    pub fn endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        let mut out = Vec::new();
+        for item in self.inner.endpoints.iter() {
+            let (k, v) = item.map_err(self.db_err("list endpoints"))?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            out.push(decode_json(&v).map_err(|e| self.corrupt(format!("endpoint {name:?}"), e))?);
+        }
+        Ok(out)
+    }
+
+    /// The admin password of an endpoint, if one is stored.
+    pub fn endpoint_admin_password(&self, name: &str) -> Result<Option<Secret>> {
+        let key = secret_key(name);
+        let v = self
+            .inner
+            .secrets
+            .get(&key)
+            .map_err(self.db_err("read an endpoint credential"))?;
+        v.map(|v| {
+            self.inner
+                .vault
+                .open(&KeyOwner::Endpoint(name.to_string()), &key, &v)
+        })
+        .transpose()
+    }
+
+    /// Removes an endpoint and shreds its credential. Refused while a batch uses it.
+    pub fn remove_endpoint(&self, name: &str) -> Result<()> {
+        let _registry = self.registry_lock();
+        if self.endpoint(name)?.is_none() {
+            return Err(StoreError::NotFound {
+                kind: "endpoint",
+                name: name.to_string(),
+                dir: self.path().to_path_buf(),
+            });
+        }
+        for batch in self.batches()? {
+            let s = &batch.settings;
+            if s.source_endpoint == name || s.target_endpoint == name {
+                return Err(StoreError::EndpointInUse {
+                    endpoint: name.to_string(),
+                    batch: s.name.clone(),
+                    dir: self.path().to_path_buf(),
+                });
+            }
+        }
+        // Key first: if we crash after this, the ciphertext is already noise.
+        self.inner
+            .vault
+            .remove_key(&KeyOwner::Endpoint(name.to_string()))?;
+        self.inner
+            .secrets
+            .remove(secret_key(name))
+            .map_err(self.db_err("remove an endpoint credential"))?;
+        self.inner
+            .endpoints
+            .remove(name.as_bytes())
+            .map_err(self.db_err("remove an endpoint"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("batch", "wave-1_B").is_ok());
+        for bad in ["", "a b", "../x", "é", &"x".repeat(65)] {
+            let err = validate_name("batch", bad).expect_err(bad);
+            assert_eq!(err.kind(), crate::ErrorKind::UserInput);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Skipped items: messages that were not copied, with why, for the batch report.
+
+use crate::error::Result;
+use crate::folder_state::FolderState;
+use crate::key_layout::{self, FolderId, MailboxId, skipped_key};
+use crate::record_codec::{DecodeError, Reader, Writer};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// Text fields are cut to this many bytes: a report needs the gist, and a hostile
+/// subject must not bloat the store.
+const MAX_TEXT: usize = 1024;
+
+/// Why a message was not copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Larger than the batch's `--max-message-size` or the target's limit.
+    TooLarge,
+    /// The target refused the APPEND.
+    RejectedByTarget,
+    /// The source could not deliver it.
+    Unreadable,
+}
+
+impl SkipReason {
+    fn code(self) -> u8 {
+        match self {
+            SkipReason::TooLarge => 1,
+            SkipReason::RejectedByTarget => 2,
+            SkipReason::Unreadable => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<Self, DecodeError> {
+        match c {
+            1 => Ok(SkipReason::TooLarge),
+            2 => Ok(SkipReason::RejectedByTarget),
+            3 => Ok(SkipReason::Unreadable),
+            _ => Err(DecodeError(format!("unknown skip reason {c}"))),
+        }
+    }
+
+    /// The reason as the report prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::TooLarge => "too large",
+            SkipReason::RejectedByTarget => "rejected by target",
+            SkipReason::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// A message (or, with no UID, a whole folder) that was not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedItem {
+    /// Its source UID; `None` when the whole folder could not be read.
+    pub source_uid: Option<u32>,
+    /// Its INTERNALDATE, if known.
+    pub internal_date: Option<Timestamp>,
+    /// Its subject, if known (cut to 1 KiB).
+    pub subject: Option<String>,
+    /// Its size, if known.
+    pub size: Option<u64>,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+    /// The server's words or our detail (cut to 1 KiB).
+    pub detail: Option<String>,
+}
+
+/// A skipped item as listed for a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// The folder it is in.
+    pub folder: FolderId,
+    /// That folder's source name.
+    pub folder_name: String,
+    /// The item.
+    pub item: SkippedItem,
+    /// When it was recorded.
+    pub recorded: Timestamp,
+}
+
+fn cut(text: &Option<String>) -> Option<&str> {
+    text.as_deref().map(|t| {
+        if t.len() <= MAX_TEXT {
+            return t;
+        }
+        let mut end = MAX_TEXT;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        &t[..end]
+    })
+}
+
+fn encode_skipped(item: &SkippedItem, recorded: Timestamp) -> Vec<u8> {
+    let mut w = Writer::versioned(64);
+    w.u8(item.reason.code());
+    w.opt_varint(item.internal_date.map(Timestamp::unix_millis));
+    w.opt_str(cut(&item.subject));
+    w.opt_varint(item.size);
+    w.opt_str(cut(&item.detail));
+    w.varint(recorded.unix_millis());
+    w.finish()
+}
+
+fn decode_skipped(uid: u32, value: &[u8]) -> Result<(SkippedItem, Timestamp), DecodeError> {
+    let mut r = Reader::versioned(value)?;
+    let reason = SkipReason::from_code(r.u8()?)?;
+    let item = SkippedItem {
+        source_uid: (uid != 0).then_some(uid),
+        reason,
+        internal_date: r.opt_varint()?.map(Timestamp::from_unix_millis),
+        subject: r.opt_string()?,
+        size: r.opt_varint()?,
+        detail: r.opt_string()?,
+    };
+    let recorded = Timestamp::from_unix_millis(r.varint()?);
+    r.finish()?;
+    Ok((item, recorded))
+}
+
+impl Store {
+    /// Records items skipped outside a copy group (e.g. too large to try). Recording the
+    /// same source UID again replaces its record without counting it twice.
+    pub fn record_skipped(&self, folder: FolderId, items: &[SkippedItem]) -> Result<()> {
+        let _guard = self.folder_lock(folder);
+        let mut state = self.load_folder_state(folder)?;
+        let mut batch = sled::Batch::default();
+        self.stage_skipped(&mut batch, folder, &mut state, items)?;
+        self.stage_folder_state(&mut batch, folder, &state);
+        self.inner
+            .folder_sync
+            .apply_batch(batch)
+            .map_err(self.db_err("record skipped items"))
+    }
+
+    /// Every skipped item of a mailbox, by folder and UID.
+    pub fn skipped_items(&self, mailbox: MailboxId) -> Result<Vec<SkippedRecord>> {
+        let prefix = key_layout::key(key_layout::SKIPPED, &[&mailbox.id.to_be_bytes()]);
+        let mut out = Vec::new();
+        let mut names: Vec<(FolderId, String)> = Vec::new();
+        for item in self.inner.folder_sync.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(self.db_err("list skipped items"))?;
+            if k.len() != 21 {
+                continue;
+            }
+            let mut f = [0u8; 8];
+            f.copy_from_slice(&k[9..17]);
+            let mut u = [0u8; 4];
+            u.copy_from_slice(&k[17..21]);
+            let folder = FolderId(u64::from_be_bytes(f));
+            let (item, recorded) = decode_skipped(u32::from_be_bytes(u), &v)
+                .map_err(|e| self.corrupt(format!("skipped item of {mailbox}"), e))?;
+            let folder_name = match names.iter().find(|(id, _)| *id == folder) {
+                Some((_, n)) => n.clone(),
+                None => {
+                    // A folder being erased has no state; its items go with it.
+                    let Ok(state) = self.load_folder_state(folder) else {
+                        continue;
+                    };
+                    names.push((folder, state.source_name.clone()));
+                    state.source_name
+                }
+            };
+            out.push(SkippedRecord {
+                folder,
+                folder_name,
+                item,
+                recorded,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stages skipped items and counts the new ones; caller holds the folder lock.
+    pub(crate) fn stage_skipped(
+        &self,
+        batch: &mut sled::Batch,
+        folder: FolderId,
+        state: &mut FolderState,
+        items: &[SkippedItem],
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let mut seen: Vec<u32> = Vec::with_capacity(items.len());
+        for item in items {
+            let uid = item.source_uid.unwrap_or(0);
+            let key = skipped_key(state.mailbox.id, folder, uid);
+            let known = seen.contains(&uid)
+                || self
+                    .inner
+                    .folder_sync
+                    .contains_key(&key)
+                    .map_err(self.db_err("read skipped items"))?;
+            if !known {
+                state.counters.skipped += 1;
+            }
+            seen.push(uid);
+            batch.insert(key, encode_skipped(item, now));
+        }
+        Ok(())
+    }
+
+    /// Stages removal of the skipped records of messages that have now been copied.
+    pub(crate) fn stage_unskip(
+        &self,
+        batch: &mut sled::Batch,
+        folder: FolderId,
+        state: &mut FolderState,
+        uids: impl Iterator<Item = u32>,
+    ) -> Result<()> {
+        if state.counters.skipped == 0 {
+            return Ok(());
+        }
+        for uid in uids {
+            let key = skipped_key(state.mailbox.id, folder, uid);
+            if self
+                .inner
+                .folder_sync
+                .contains_key(&key)
+                .map_err(self.db_err("read skipped items"))?
+            {
+                batch.remove(key);
+                state.counters.skipped = state.counters.skipped.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn erase_skipped_of_folder(&self, mailbox: u64, folder: FolderId) -> Result<usize> {
+        let prefix = key_layout::key(
+            key_layout::SKIPPED,
+            &[&mailbox.to_be_bytes(), &folder.0.to_be_bytes()],
+        );
+        self.delete_prefix(&self.inner.folder_sync, &prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_items_round_trip_and_long_text_is_cut() {
+        let item = SkippedItem {
+            source_uid: Some(42),
+            internal_date: Some(Timestamp::from_unix_millis(1_600_000_000_000)),
+            subject: Some("é".repeat(2000)),
+            size: Some(60 << 20),
+            reason: SkipReason::TooLarge,
+            detail: None,
+        };
+        let bytes = encode_skipped(&item, Timestamp::from_unix_millis(5));
+        let (back, recorded) = decode_skipped(42, &bytes).expect("decodes");
+        assert_eq!(recorded, Timestamp::from_unix_millis(5));
+        let subject = back.subject.clone().expect("subject");
+        assert!(subject.len() <= MAX_TEXT && subject.chars().all(|c| c == 'é'));
+        assert_eq!(back.size, item.size);
+        assert_eq!(back.reason.as_str(), "too large");
+        assert_eq!(
+            decode_skipped(0, &bytes).expect("decodes").0.source_uid,
+            None
+        );
+        assert!(decode_skipped(1, &[1, 9]).is_err());
+    }
+}

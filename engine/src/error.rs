@@ -7,8 +7,12 @@ pub enum Fault {
     /// The request is wrong (a migration file, a flag, an exclusion pattern): exit code 2,
     /// the user fixes the input.
     UserInput,
-    /// A server sent something we cannot use: the mailbox fails, the report names the server.
+    /// A server sent something we cannot use, refused us or went away: the mailbox fails
+    /// (or the pass is retried), the report names the server.
     Peer,
+    /// Our side failed: the state directory, the machine, a stop request, or a bug in
+    /// imapmirror.
+    Local,
 }
 
 /// Everything the engine can fail with.
@@ -212,6 +216,110 @@ pub enum Error {
         endpoint: String,
     },
 
+    // ---- Running a pass ----
+    #[error("While {action} for {mailbox}, {source}")]
+    Imap {
+        mailbox: String,
+        /// What the engine was doing, e.g. "copying the source folder `INBOX.Sent`".
+        action: String,
+        #[source]
+        source: Box<imapmirror_protocol::Error>,
+    },
+
+    #[error(
+        "The {role} server {server} refused the login of {user} ({text:?}): check the user name and password (or the admin credentials) for that server."
+    )]
+    LoginRefused {
+        role: &'static str,
+        server: String,
+        user: String,
+        text: String,
+    },
+
+    #[error(
+        "The {role} login of {user} uses XOAUTH2 but no access token was given: configure an OAuth access token for the {role} endpoint."
+    )]
+    MissingAccessToken { role: &'static str, user: String },
+
+    #[error("While {action} for {mailbox}, {source}")]
+    Store {
+        mailbox: String,
+        action: String,
+        #[source]
+        source: Box<imapmirror_storage::StoreError>,
+    },
+
+    #[error(
+        "The target server {server} refused {count} messages of {mailbox}, more than the bad-item limit of {limit} (the last in folder `{folder}`: {text:?}): see the skipped items in the report, fix the cause on the target or raise --bad-item-limit, then sync again."
+    )]
+    BadItemLimit {
+        server: String,
+        mailbox: String,
+        folder: String,
+        count: u64,
+        limit: u64,
+        text: String,
+    },
+
+    #[error(
+        "The target server {server} answered an APPEND into `{folder}` of {mailbox} inconsistently ({problem}): nothing was recorded for that group; report this server's behaviour, the next pass reconciles it by fingerprint."
+    )]
+    InconsistentTarget {
+        server: String,
+        mailbox: String,
+        folder: String,
+        problem: String,
+    },
+
+    #[error(
+        "The pass over {mailbox} was stopped on request; start it again to resume where it stopped."
+    )]
+    Stopped { mailbox: String },
+
+    #[error(
+        "The engine was given an invalid setting: {problem}; fix the batch or endpoint settings."
+    )]
+    InvalidSetting { problem: String },
+
+    // ---- Endpoints, batches and the control socket (the batch layer) ----
+    #[error("While {action} of the endpoint {endpoint}, {source}")]
+    Endpoint {
+        endpoint: String,
+        /// What was being done, e.g. "connecting to 127.0.0.1:993 for a test".
+        action: String,
+        #[source]
+        source: Box<imapmirror_protocol::Error>,
+    },
+
+    #[error("While {action}, {source}")]
+    State {
+        /// What was being done, e.g. "starting batch wave-1".
+        action: String,
+        #[source]
+        source: imapmirror_storage::StoreError,
+    },
+
+    #[error("Batch {batch} is {status}, so it cannot be {action}: {remedy}.")]
+    BatchState {
+        batch: String,
+        status: &'static str,
+        action: &'static str,
+        remedy: &'static str,
+    },
+
+    #[error(
+        "The control socket {path} could not be used while {action} ({detail}): check that the process owning the state directory is imapmirror and still running, or stop it and retry."
+    )]
+    ControlSocket {
+        path: String,
+        action: &'static str,
+        detail: String,
+    },
+
+    /// An error the owning process reported over the control socket, passed on as it was.
+    #[error("{message}")]
+    Relayed { message: String, fault: Fault },
+
     // ---- What a server listed (the peer's fault) ----
     #[error("The server {server} listed the folder `{}`, which {problem}: check the server's namespace configuration.", folder.escape_debug())]
     InvalidFolderListing {
@@ -225,7 +333,40 @@ impl Error {
     /// Whose fault this is.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::InvalidFolderListing { .. } => Fault::Peer,
+            Self::InvalidFolderListing { .. }
+            | Self::BadItemLimit { .. }
+            | Self::InconsistentTarget { .. } => Fault::Peer,
+            Self::Imap { source, .. } => {
+                if source.is_invalid_input() {
+                    Fault::UserInput
+                } else if matches!(**source, imapmirror_protocol::Error::Misuse(_)) {
+                    Fault::Local
+                } else {
+                    Fault::Peer
+                }
+            }
+            Self::LoginRefused { .. }
+            | Self::MissingAccessToken { .. }
+            | Self::InvalidSetting { .. } => Fault::UserInput,
+            Self::Store { source, .. } => match source.kind() {
+                imapmirror_storage::ErrorKind::UserInput => Fault::UserInput,
+                _ => Fault::Local,
+            },
+            Self::Stopped { .. } => Fault::Local,
+            Self::Endpoint { source, .. } => {
+                if source.is_invalid_input() {
+                    Fault::UserInput
+                } else {
+                    Fault::Peer
+                }
+            }
+            Self::State { source, .. } => match source.kind() {
+                imapmirror_storage::ErrorKind::UserInput => Fault::UserInput,
+                _ => Fault::Local,
+            },
+            Self::BatchState { .. } => Fault::UserInput,
+            Self::ControlSocket { .. } => Fault::Local,
+            Self::Relayed { fault, .. } => *fault,
             Self::RowLogin { problem, .. } => problem.fault(),
             _ => Fault::UserInput,
         }

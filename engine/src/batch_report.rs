@@ -1,0 +1,447 @@
+//! What `batch status`, `batch users` and `batch report` show: per-batch summaries,
+//! per-mailbox rows and skipped items, read from the store, serialisable as the JSON of
+//! CLI.md and writable as one CSV table.
+
+use std::time::Duration;
+
+use imapmirror_storage::{
+    BatchRecord, BatchStatus, MailboxRecord, MailboxStatus, PassOutcome, Store, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// One batch (`batch status --json`; the field names are CLI.md's contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    pub name: String,
+    pub status: String,
+    pub source: String,
+    pub target: String,
+    pub excluded_folders: Vec<String>,
+    pub mailboxes_total: u64,
+    pub mailboxes_queued: u64,
+    pub mailboxes_syncing: u64,
+    pub mailboxes_synced: u64,
+    pub mailboxes_failed: u64,
+    pub mailboxes_stopped: u64,
+    pub mailboxes_completed: u64,
+    pub items_synced: u64,
+    pub items_skipped: u64,
+    pub bytes_synced: u64,
+    pub created: String,
+    pub last_sync_started: Option<String>,
+    pub last_sync_finished: Option<String>,
+    /// When the scheduler runs the next incremental pass (Synced and Failed batches).
+    pub next_sync_due: Option<String>,
+    pub sync_interval_secs: u64,
+}
+
+/// One mailbox (`batch users --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxSummary {
+    pub email: String,
+    pub user_name: String,
+    pub status: String,
+    pub folders: u64,
+    pub items_synced: u64,
+    pub items_skipped: u64,
+    pub bytes_synced: u64,
+    pub last_sync_started: Option<String>,
+    pub last_sync_finished: Option<String>,
+    /// How long the last pass took, in seconds.
+    pub last_pass_seconds: Option<f64>,
+    /// `succeeded`, `failed` or `stopped`.
+    pub last_pass_outcome: Option<String>,
+    /// Messages copied by the last pass.
+    pub last_pass_items: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// A message that was not migrated, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedSummary {
+    pub email: String,
+    pub folder: String,
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub size: Option<u64>,
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+/// `batch report`: the summary, every mailbox and every skipped item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub batch: BatchSummary,
+    pub mailboxes: Vec<MailboxSummary>,
+    pub skipped: Vec<SkippedSummary>,
+}
+
+fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> Error {
+    move |source| Error::State { action, source }
+}
+
+/// The summary of one batch.
+pub fn batch_summary(store: &Store, batch: &BatchRecord) -> Result<BatchSummary, Error> {
+    let name = &batch.settings.name;
+    let mailboxes = store
+        .mailboxes(batch.id)
+        .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+    let totals = store
+        .batch_totals(batch.id)
+        .map_err(state_err(format!("adding up batch {name}")))?;
+    let count =
+        |status: MailboxStatus| mailboxes.iter().filter(|m| m.status == status).count() as u64;
+    let next_sync_due = match batch.status {
+        BatchStatus::Synced | BatchStatus::Failed => batch
+            .last_sync_finished
+            .map(|t| rfc3339(next_due(t, batch.settings.sync_interval_secs))),
+        _ => None,
+    };
+    Ok(BatchSummary {
+        name: name.clone(),
+        status: batch.status.as_str().to_owned(),
+        source: batch.settings.source_endpoint.clone(),
+        target: batch.settings.target_endpoint.clone(),
+        excluded_folders: batch.settings.excluded_folders.clone(),
+        mailboxes_total: totals.mailboxes_total,
+        mailboxes_queued: count(MailboxStatus::Queued),
+        mailboxes_syncing: count(MailboxStatus::Syncing),
+        mailboxes_synced: totals.mailboxes_synced,
+        mailboxes_failed: totals.mailboxes_failed,
+        mailboxes_stopped: count(MailboxStatus::Stopped),
+        mailboxes_completed: count(MailboxStatus::Completed),
+        items_synced: totals.items_synced,
+        items_skipped: totals.items_skipped,
+        bytes_synced: totals.bytes_synced,
+        created: rfc3339(batch.created),
+        last_sync_started: batch.last_sync_started.map(rfc3339),
+        last_sync_finished: batch.last_sync_finished.map(rfc3339),
+        next_sync_due,
+        sync_interval_secs: batch.settings.sync_interval_secs,
+    })
+}
+
+/// When the next incremental pass is due after a pass that finished at `finished`.
+pub fn next_due(finished: Timestamp, interval_secs: u64) -> Timestamp {
+    Timestamp::from_unix_millis(
+        finished
+            .unix_millis()
+            .saturating_add(interval_secs.saturating_mul(1000)),
+    )
+}
+
+/// The row of one mailbox.
+pub fn mailbox_summary(store: &Store, m: &MailboxRecord) -> Result<MailboxSummary, Error> {
+    let email = &m.row.email_address;
+    let counters = store
+        .mailbox_counters(m.id)
+        .map_err(state_err(format!("reading the counters of {email}")))?;
+    let last = store
+        .pass_history(m.id)
+        .map_err(state_err(format!("reading the pass history of {email}")))?
+        .pop();
+    Ok(MailboxSummary {
+        email: email.clone(),
+        user_name: m.row.user_name.clone(),
+        status: m.status.as_str().to_owned(),
+        folders: counters.folders,
+        items_synced: counters.messages,
+        items_skipped: counters.skipped,
+        bytes_synced: counters.bytes,
+        last_sync_started: m.last_pass_started.map(rfc3339),
+        last_sync_finished: m.last_pass_finished.map(rfc3339),
+        last_pass_seconds: last.as_ref().map(|p| {
+            Duration::from_millis(
+                p.finished
+                    .unix_millis()
+                    .saturating_sub(p.started.unix_millis()),
+            )
+            .as_secs_f64()
+        }),
+        last_pass_outcome: last.as_ref().map(|p| {
+            match p.outcome {
+                PassOutcome::Succeeded => "succeeded",
+                PassOutcome::Failed => "failed",
+                PassOutcome::Stopped => "stopped",
+            }
+            .to_owned()
+        }),
+        last_pass_items: last.as_ref().map(|p| p.items_copied),
+        error: m.last_error.clone(),
+    })
+}
+
+/// Every mailbox of a batch, in migration-file order.
+pub fn mailbox_summaries(store: &Store, batch: &BatchRecord) -> Result<Vec<MailboxSummary>, Error> {
+    store
+        .mailboxes(batch.id)
+        .map_err(state_err(format!(
+            "reading the mailboxes of batch {}",
+            batch.settings.name
+        )))?
+        .iter()
+        .map(|m| mailbox_summary(store, m))
+        .collect()
+}
+
+/// The full report of a batch.
+pub fn batch_report(store: &Store, batch: &BatchRecord) -> Result<BatchReport, Error> {
+    let mut skipped = Vec::new();
+    let records = store.mailboxes(batch.id).map_err(state_err(format!(
+        "reading the mailboxes of batch {}",
+        batch.settings.name
+    )))?;
+    for m in &records {
+        let email = &m.row.email_address;
+        for s in store
+            .skipped_items(m.id)
+            .map_err(state_err(format!("reading the skipped items of {email}")))?
+        {
+            skipped.push(SkippedSummary {
+                email: email.clone(),
+                folder: s.folder_name,
+                date: s.item.internal_date.map(rfc3339),
+                subject: s.item.subject,
+                size: s.item.size,
+                reason: s.item.reason.as_str().to_owned(),
+                detail: s.item.detail,
+            });
+        }
+    }
+    Ok(BatchReport {
+        batch: batch_summary(store, batch)?,
+        mailboxes: records
+            .iter()
+            .map(|m| mailbox_summary(store, m))
+            .collect::<Result<_, _>>()?,
+        skipped,
+    })
+}
+
+const CSV_HEADER: [&str; 18] = [
+    "Record",
+    "Batch",
+    "Status",
+    "EmailAddress",
+    "Folders",
+    "ItemsSynced",
+    "ItemsSkipped",
+    "BytesSynced",
+    "LastSyncStarted",
+    "LastSyncFinished",
+    "LastPassSeconds",
+    "Error",
+    "Folder",
+    "Date",
+    "Subject",
+    "Size",
+    "Reason",
+    "Detail",
+];
+
+impl BatchReport {
+    /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox and one
+    /// `skipped` row per skipped item (the `Record` column says which), so that a
+    /// spreadsheet filter separates them and no second file is needed.
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let b = &self.batch;
+        let mut rows: Vec<Vec<String>> = vec![vec![
+            "batch".into(),
+            b.name.clone(),
+            b.status.clone(),
+            String::new(),
+            String::new(),
+            b.items_synced.to_string(),
+            b.items_skipped.to_string(),
+            b.bytes_synced.to_string(),
+            opt(&b.last_sync_started),
+            opt(&b.last_sync_finished),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]];
+        for m in &self.mailboxes {
+            rows.push(vec![
+                "mailbox".into(),
+                b.name.clone(),
+                m.status.clone(),
+                m.email.clone(),
+                m.folders.to_string(),
+                m.items_synced.to_string(),
+                m.items_skipped.to_string(),
+                m.bytes_synced.to_string(),
+                opt(&m.last_sync_started),
+                opt(&m.last_sync_finished),
+                m.last_pass_seconds
+                    .map(|s| format!("{s:.1}"))
+                    .unwrap_or_default(),
+                opt(&m.error),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        for s in &self.skipped {
+            rows.push(vec![
+                "skipped".into(),
+                b.name.clone(),
+                String::new(),
+                s.email.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                s.folder.clone(),
+                opt(&s.date),
+                opt(&s.subject),
+                num(s.size),
+                s.reason.clone(),
+                opt(&s.detail),
+            ]);
+        }
+        // Writing to a Vec cannot fail; the csv crate still returns Results.
+        let _ = w.write_record(CSV_HEADER);
+        for row in rows {
+            let _ = w.write_record(row);
+        }
+        w.into_inner().unwrap_or_default()
+    }
+}
+
+/// `2024-05-01T12:34:56Z`: RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: Timestamp) -> String {
+    let secs = t.unix_millis() / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, days since 1970-01-01).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_utc() {
+        assert_eq!(
+            rfc3339(Timestamp::from_unix_millis(0)),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_unix_millis(951_827_696_000)),
+            "2000-02-29T12:34:56Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_unix_millis(1_735_689_599_999)),
+            "2024-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn next_due_adds_the_interval() {
+        let t = next_due(Timestamp::from_unix_millis(1_000), 86_400);
+        assert_eq!(t.unix_millis(), 1_000 + 86_400_000);
+    }
+
+    fn summary() -> BatchSummary {
+        BatchSummary {
+            name: "wave-1".into(),
+            status: "Synced".into(),
+            source: "src".into(),
+            target: "tgt".into(),
+            excluded_folders: vec![],
+            mailboxes_total: 1,
+            mailboxes_queued: 0,
+            mailboxes_syncing: 0,
+            mailboxes_synced: 1,
+            mailboxes_failed: 0,
+            mailboxes_stopped: 0,
+            mailboxes_completed: 0,
+            items_synced: 3,
+            items_skipped: 1,
+            bytes_synced: 300,
+            created: "2024-01-01T00:00:00Z".into(),
+            last_sync_started: None,
+            last_sync_finished: None,
+            next_sync_due: None,
+            sync_interval_secs: 86_400,
+        }
+    }
+
+    #[test]
+    fn csv_report_is_one_table_with_a_record_column() {
+        let report = BatchReport {
+            batch: summary(),
+            mailboxes: vec![MailboxSummary {
+                email: "a@example.test".into(),
+                user_name: "a".into(),
+                status: "Synced".into(),
+                folders: 2,
+                items_synced: 3,
+                items_skipped: 1,
+                bytes_synced: 300,
+                last_sync_started: None,
+                last_sync_finished: None,
+                last_pass_seconds: Some(1.25),
+                last_pass_outcome: Some("succeeded".into()),
+                last_pass_items: Some(3),
+                error: None,
+            }],
+            skipped: vec![SkippedSummary {
+                email: "a@example.test".into(),
+                folder: "INBOX".into(),
+                date: None,
+                subject: Some("Big, \"quoted\"".into()),
+                size: Some(99_000_000),
+                reason: "too large".into(),
+                detail: None,
+            }],
+        };
+        let text = String::from_utf8(report.to_csv()).expect("utf-8");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        assert_eq!(&rows[0][0], "batch");
+        assert_eq!(&rows[1][0], "mailbox");
+        assert_eq!(&rows[1][3], "a@example.test");
+        assert_eq!(&rows[2][0], "skipped");
+        assert_eq!(&rows[2][14], "Big, \"quoted\"");
+        assert_eq!(&rows[2][16], "too large");
+        assert!(rows.iter().all(|r| r.len() == CSV_HEADER.len()));
+    }
+}

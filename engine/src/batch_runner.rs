@@ -1,0 +1,1022 @@
+//! Batches in motion: which mailboxes a pass covers, the per-endpoint concurrency slots
+//! that hold across all batches, and a batch's status as its passes end.
+//!
+//! The store is the whole state machine, so a process that dies loses nothing:
+//! - starting, syncing or completing a batch ([`mark_for_pass`]) sets the batch `Syncing`
+//!   (`Completing`) and its mailboxes `Queued`;
+//! - [`BatchRuntime::run_batch`] runs every `Queued` mailbox, and every `Syncing` one
+//!   (a pass interrupted by a crash, resumed from its journal), until none is left, then
+//!   sets the batch `Synced`, `Failed` or `Completed`;
+//! - a mailbox waits in `Queued` until both its endpoints have a free slot:
+//!   `max_concurrent_migrations` for initial passes, `max_concurrent_syncs` for
+//!   incremental and final ones, per endpoint, shared by every batch of the process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use imapmirror_storage::{
+    BatchRecord, BatchStatus, EndpointRecord, MailboxRecord, MailboxStatus, PassOutcome, Store,
+    Timestamp,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch_report::batch_summary;
+use crate::credentials::{EndpointAccess, Secret, source_login, target_login};
+use crate::endpoint_connection::{endpoint_access, pool_config};
+use crate::endpoint_pool::{EndpointPool, Role};
+use crate::error::Error;
+use crate::folder_plan::Exclusion;
+use crate::mailbox_job::{JobOptions, MailboxJob, PassKind};
+use crate::migration_file::MailboxRow;
+use crate::notification::{Notification, Notifier, PassEvent, load_url};
+use crate::pass_report::Progress;
+use crate::reconnect_policy::ReconnectPolicy;
+
+/// What a pass over a batch reports as it goes, for a progress display or a log.
+#[derive(Debug, Clone)]
+pub enum BatchEvent {
+    /// The mailboxes this round covers (some may wait for a slot).
+    Planned { batch: String, mailboxes: usize },
+    /// A mailbox got its slots and its pass begins.
+    MailboxStarted {
+        batch: String,
+        email: String,
+        kind: PassKind,
+    },
+    /// Progress inside a mailbox's pass.
+    Progress {
+        batch: String,
+        email: String,
+        progress: Progress,
+    },
+    /// A mailbox's pass ended.
+    MailboxFinished {
+        batch: String,
+        email: String,
+        status: MailboxStatus,
+        copied: u64,
+        bytes: u64,
+        skipped: u64,
+        error: Option<String>,
+    },
+}
+
+/// Where [`BatchEvent`]s go.
+pub type EventSink = Arc<dyn Fn(&BatchEvent) + Send + Sync>;
+
+/// An event sink that drops everything.
+pub fn no_events() -> EventSink {
+    Arc::new(|_: &BatchEvent| {})
+}
+
+/// How a [`BatchRuntime::run_batch`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The batch's status afterwards.
+    pub status: BatchStatus,
+    /// Mailboxes whose last pass failed.
+    pub mailboxes_failed: u64,
+    /// True when the run was cut short (a stop, a removal or the process shutting down).
+    pub interrupted: bool,
+}
+
+/// Settings of the runtime that are not per batch.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// The job options every mailbox starts from (exclusions and limits come from the batch).
+    pub job: JobOptions,
+    /// How connecting and logging in to an endpoint is retried.
+    pub connect_retry: ReconnectPolicy,
+}
+
+/// What a request asks of a batch's next pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassIntent {
+    /// `batch start`: the initial pass, or the rest of it.
+    Start,
+    /// `batch sync`: an incremental pass over every mailbox now.
+    Sync,
+    /// `batch complete`: a final pass, then the batch is Completed.
+    Complete,
+}
+
+fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> Error {
+    move |source| Error::State { action, source }
+}
+
+/// Marks a batch for a pass (see the module docs). Returns the batch afterwards and how
+/// many mailboxes were queued.
+pub fn mark_for_pass(
+    store: &Store,
+    name: &str,
+    intent: PassIntent,
+) -> Result<(BatchRecord, usize), Error> {
+    let batch = store
+        .batch(name)
+        .map_err(state_err(format!("looking up batch {name}")))?;
+    let refuse = |action: &'static str, remedy: &'static str| Error::BatchState {
+        batch: name.to_owned(),
+        status: batch.status.as_str(),
+        action,
+        remedy,
+    };
+    let action = match intent {
+        PassIntent::Start => "started",
+        PassIntent::Sync => "synced",
+        PassIntent::Complete => "completed",
+    };
+    match batch.status {
+        BatchStatus::Completed => {
+            return Err(refuse(
+                action,
+                "its users already use the target; add a new batch to migrate more",
+            ));
+        }
+        BatchStatus::Completing => {
+            return Err(refuse(
+                action,
+                "its final pass is under way; wait for it (batch status)",
+            ));
+        }
+        BatchStatus::Syncing if intent != PassIntent::Start => {
+            return Err(refuse(
+                action,
+                "a pass is under way; wait for it to finish (batch status) or stop it first",
+            ));
+        }
+        _ => {}
+    }
+    let mailboxes = store
+        .mailboxes(batch.id)
+        .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+    let wanted = |m: &MailboxRecord| match intent {
+        PassIntent::Start => !matches!(
+            m.status,
+            MailboxStatus::Synced
+                | MailboxStatus::Completed
+                | MailboxStatus::Queued
+                | MailboxStatus::Syncing
+        ),
+        PassIntent::Sync | PassIntent::Complete => m.status != MailboxStatus::Completed,
+    };
+    let mut queued = 0;
+    for m in mailboxes.iter().filter(|m| wanted(m)) {
+        store
+            .set_mailbox_status(m.id, MailboxStatus::Queued, None)
+            .map_err(state_err(format!("queueing {}", m.row.email_address)))?;
+        queued += 1;
+    }
+    // Waiting after the marking: the ones just queued and those already waiting.
+    let pending = mailboxes
+        .iter()
+        .filter(|m| wanted(m) || matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing))
+        .count();
+    let status = match intent {
+        PassIntent::Complete => BatchStatus::Completing,
+        _ if pending > 0 => BatchStatus::Syncing,
+        // `start` on a batch whose mailboxes are all synced: nothing to do.
+        _ => batch.status,
+    };
+    let now = Timestamp::now();
+    let batch = store
+        .update_batch(name, |b| {
+            if b.status != status {
+                b.status = status;
+                b.status_changed = now;
+                b.last_sync_started = Some(now);
+            } else if queued > 0 {
+                b.last_sync_started = Some(now);
+            }
+        })
+        .map_err(state_err(format!("marking batch {name}")))?;
+    Ok((batch, pending))
+}
+
+/// Stops a batch in the store: status `Stopped`, its waiting and running mailboxes
+/// `Stopped`. The runtime's [`BatchRuntime::cancel_batch`] stops the work itself.
+pub fn mark_stopped(store: &Store, name: &str) -> Result<BatchRecord, Error> {
+    let batch = store
+        .batch(name)
+        .map_err(state_err(format!("looking up batch {name}")))?;
+    if matches!(batch.status, BatchStatus::Completed) {
+        return Err(Error::BatchState {
+            batch: name.to_owned(),
+            status: batch.status.as_str(),
+            action: "stopped",
+            remedy: "it is finished; remove it when you no longer need its report",
+        });
+    }
+    for m in store
+        .mailboxes(batch.id)
+        .map_err(state_err(format!("reading the mailboxes of batch {name}")))?
+    {
+        if matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing) {
+            store
+                .set_mailbox_status(m.id, MailboxStatus::Stopped, None)
+                .map_err(state_err(format!("stopping {}", m.row.email_address)))?;
+        }
+    }
+    store
+        .set_batch_status(name, BatchStatus::Stopped)
+        .map_err(state_err(format!("stopping batch {name}")))
+}
+
+/// The slots of one endpoint.
+#[derive(Debug)]
+struct EndpointSlots {
+    migrations: Arc<Semaphore>,
+    syncs: Arc<Semaphore>,
+}
+
+/// Runs batches; one per process, shared by the scheduler, the control socket and
+/// `--wait`. Cheap to share in an `Arc`.
+pub struct BatchRuntime {
+    store: Store,
+    options: RunnerOptions,
+    notifier: Option<Notifier>,
+    slots: Mutex<HashMap<String, Arc<EndpointSlots>>>,
+    pools: Mutex<HashMap<(String, &'static str), Arc<EndpointPool>>>,
+    active: Mutex<HashMap<String, CancellationToken>>,
+    /// Batches being stopped or removed: no run may start until the request is done.
+    held: Mutex<HashMap<String, usize>>,
+    shutdown: CancellationToken,
+}
+
+/// Keeps a batch from starting while a stop or removal changes it; see
+/// [`BatchRuntime::hold`].
+pub struct Hold<'a> {
+    runtime: &'a BatchRuntime,
+    name: String,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut held = lock(&self.runtime.held);
+        if let Some(n) = held.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for BatchRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchRuntime")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves it consistent (single inserts and
+    // removals), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes a batch from the active map when its run ends, however it ends.
+struct ActiveGuard<'a> {
+    runtime: &'a BatchRuntime,
+    name: String,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.runtime.active).remove(&self.name);
+    }
+}
+
+impl BatchRuntime {
+    /// A runtime over `store`; `notifier` delivers the batches' webhooks.
+    pub fn new(store: Store, options: RunnerOptions, notifier: Option<Notifier>) -> Self {
+        BatchRuntime {
+            store,
+            options,
+            notifier,
+            slots: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Cancelled when the process stops taking work.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Stops taking new work and interrupts passes in flight; each journals what it had
+    /// begun and its mailbox goes back to `Queued` for the next process.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Whether a run of `batch` is in progress in this process.
+    pub fn is_active(&self, batch: &str) -> bool {
+        lock(&self.active).contains_key(batch)
+    }
+
+    /// The batches running now.
+    pub fn active_batches(&self) -> Vec<String> {
+        lock(&self.active).keys().cloned().collect()
+    }
+
+    /// Keeps `batch` from starting (the scheduler skips it, [`Self::run_batch`] refuses)
+    /// until the returned guard is dropped: a stop or removal holds it, so that no run
+    /// starts between interrupting the batch and changing its records.
+    pub fn hold(&self, batch: &str) -> Hold<'_> {
+        *lock(&self.held).entry(batch.to_owned()).or_insert(0) += 1;
+        Hold {
+            runtime: self,
+            name: batch.to_owned(),
+        }
+    }
+
+    /// Whether a stop or removal holds `batch` now.
+    pub fn is_held(&self, batch: &str) -> bool {
+        lock(&self.held).contains_key(batch)
+    }
+
+    /// Interrupts a running batch (stop, remove) and waits until its run has ended.
+    pub async fn cancel_batch(&self, batch: &str) {
+        let token = lock(&self.active).get(batch).cloned();
+        if let Some(token) = token {
+            token.cancel();
+            while self.is_active(batch) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Forgets cached pools and slots of a removed endpoint.
+    pub fn forget_endpoint(&self, name: &str) {
+        lock(&self.slots).remove(name);
+        lock(&self.pools).retain(|(n, _), _| n != name);
+    }
+
+    fn endpoint(&self, name: &str) -> Result<EndpointRecord, Error> {
+        self.store
+            .endpoint(name)
+            .map_err(state_err(format!("reading endpoint {name}")))?
+            .ok_or_else(|| Error::InvalidSetting {
+                problem: format!("endpoint {name} no longer exists; add it again with `imapmirror endpoint add {name}`"),
+            })
+    }
+
+    fn slots_of(&self, record: &EndpointRecord) -> Arc<EndpointSlots> {
+        let s = &record.settings;
+        lock(&self.slots)
+            .entry(s.name.clone())
+            .or_insert_with(|| {
+                Arc::new(EndpointSlots {
+                    migrations: Arc::new(Semaphore::new(
+                        s.max_concurrent_migrations.max(1) as usize
+                    )),
+                    syncs: Arc::new(Semaphore::new(s.max_concurrent_syncs.max(1) as usize)),
+                })
+            })
+            .clone()
+    }
+
+    fn pool_of(&self, record: &EndpointRecord, role: Role) -> Result<Arc<EndpointPool>, Error> {
+        let s = &record.settings;
+        let key = (s.name.clone(), role.as_str());
+        if let Some(p) = lock(&self.pools).get(&key) {
+            return Ok(p.clone());
+        }
+        // Each mailbox holds up to `connections` sessions; the slots bound the mailboxes.
+        let per_mailbox = self.options.job.connections.max(1);
+        let mailboxes = s
+            .max_concurrent_migrations
+            .max(s.max_concurrent_syncs)
+            .max(1) as usize;
+        let pool = Arc::new(EndpointPool::new(
+            pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?,
+            role,
+        )?);
+        Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
+    }
+
+    /// Runs every waiting mailbox of `name` until none is left (see the module docs),
+    /// then sets the batch's status and sends its notification. Returns at once with the
+    /// batch's status when it is not `Syncing` or `Completing`.
+    pub async fn run_batch(&self, name: &str, events: EventSink) -> Result<BatchOutcome, Error> {
+        let token = {
+            let mut active = lock(&self.active);
+            if self.is_held(name) {
+                return Err(Error::BatchState {
+                    batch: name.to_owned(),
+                    status: "Stopped",
+                    action: "run while it is being stopped or removed",
+                    remedy: "start it again once the stop or removal is done",
+                });
+            }
+            if active.contains_key(name) {
+                return Err(Error::BatchState {
+                    batch: name.to_owned(),
+                    status: "Syncing",
+                    action: "run twice at once",
+                    remedy: "its pass is already running in this process",
+                });
+            }
+            let token = self.shutdown.child_token();
+            active.insert(name.to_owned(), token.clone());
+            token
+        };
+        let _guard = ActiveGuard {
+            runtime: self,
+            name: name.to_owned(),
+        };
+        let result = self.run_rounds(name, &token, &events).await;
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                self.fail_waiting(name, &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_rounds(
+        &self,
+        name: &str,
+        token: &CancellationToken,
+        events: &EventSink,
+    ) -> Result<BatchOutcome, Error> {
+        loop {
+            let batch = self
+                .store
+                .batch(name)
+                .map_err(state_err(format!("reading batch {name}")))?;
+            if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
+                return self.outcome(&batch, false);
+            }
+            let mailboxes = self
+                .store
+                .mailboxes(batch.id)
+                .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+            let waiting: Vec<(usize, MailboxRecord)> = mailboxes
+                .into_iter()
+                .enumerate()
+                .filter(|(_, m)| matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing))
+                .collect();
+            if token.is_cancelled() {
+                return self.interrupted(name, token);
+            }
+            if waiting.is_empty() {
+                return self.finish(&batch);
+            }
+            self.run_round(&batch, waiting, token, events).await?;
+            if token.is_cancelled() {
+                return self.interrupted(name, token);
+            }
+        }
+    }
+
+    async fn run_round(
+        &self,
+        batch: &BatchRecord,
+        waiting: Vec<(usize, MailboxRecord)>,
+        token: &CancellationToken,
+        events: &EventSink,
+    ) -> Result<(), Error> {
+        let s = &batch.settings;
+        let source = self.endpoint(&s.source_endpoint)?;
+        let target = self.endpoint(&s.target_endpoint)?;
+        let source_access = endpoint_access(&self.store, &source)?;
+        let target_access = endpoint_access(&self.store, &target)?;
+        let exclusions = s
+            .excluded_folders
+            .iter()
+            .map(|p| p.parse::<Exclusion>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(RoundContext {
+            store: self.store.clone(),
+            batch: s.name.clone(),
+            final_pass: batch.status == BatchStatus::Completing,
+            source_pool: self.pool_of(&source, Role::Source)?,
+            target_pool: self.pool_of(&target, Role::Target)?,
+            slots: slot_order(
+                (&s.source_endpoint, self.slots_of(&source)),
+                (&s.target_endpoint, self.slots_of(&target)),
+            ),
+            source_access,
+            target_access,
+            options: JobOptions {
+                exclusions,
+                max_message_size: s.max_message_size,
+                bad_item_limit: s.bad_item_limit.unwrap_or(self.options.job.bad_item_limit),
+                ..self.options.job.clone()
+            },
+            events: events.clone(),
+            token: token.clone(),
+        });
+        events(&BatchEvent::Planned {
+            batch: s.name.clone(),
+            mailboxes: waiting.len(),
+        });
+        let mut tasks = JoinSet::new();
+        for (index, mailbox) in waiting {
+            let ctx = shared.clone();
+            tasks.spawn(async move { ctx.run_mailbox(index, mailbox).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                // A panicked pass is a bug; its mailbox keeps its status and is retried.
+                tracing::error!(batch = %s.name, error = %e, "a mailbox task ended abnormally");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a cancelled run: when the process is shutting down, mailboxes stopped by the
+    /// shutdown (or left `Syncing` by an earlier crash) go back to `Queued`, so that the
+    /// next process resumes them and `Syncing` means a pass really is running.
+    fn interrupted(&self, name: &str, token: &CancellationToken) -> Result<BatchOutcome, Error> {
+        let batch = self
+            .store
+            .batch(name)
+            .map_err(state_err(format!("reading batch {name}")))?;
+        if self.shutdown.is_cancelled()
+            && token.is_cancelled()
+            && matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing)
+        {
+            for m in self
+                .store
+                .mailboxes(batch.id)
+                .map_err(state_err(format!("reading the mailboxes of batch {name}")))?
+            {
+                // Nothing of this batch runs any more: `Stopped` was this shutdown,
+                // `Syncing` a crashed process's pass that never got a slot here.
+                if matches!(m.status, MailboxStatus::Stopped | MailboxStatus::Syncing) {
+                    self.store
+                        .set_mailbox_status(m.id, MailboxStatus::Queued, None)
+                        .map_err(state_err(format!("re-queueing {}", m.row.email_address)))?;
+                }
+            }
+        }
+        self.outcome(&batch, true)
+    }
+
+    fn outcome(&self, batch: &BatchRecord, interrupted: bool) -> Result<BatchOutcome, Error> {
+        let failed = self
+            .store
+            .mailboxes(batch.id)
+            .map_err(state_err(format!(
+                "reading the mailboxes of batch {}",
+                batch.settings.name
+            )))?
+            .iter()
+            .filter(|m| m.status == MailboxStatus::Failed)
+            .count() as u64;
+        Ok(BatchOutcome {
+            status: batch.status,
+            mailboxes_failed: failed,
+            interrupted,
+        })
+    }
+
+    /// Every mailbox is done: the batch's new status, its finish time, its notification.
+    fn finish(&self, batch: &BatchRecord) -> Result<BatchOutcome, Error> {
+        let name = &batch.settings.name;
+        let mailboxes = self
+            .store
+            .mailboxes(batch.id)
+            .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+        let failed = mailboxes
+            .iter()
+            .filter(|m| m.status == MailboxStatus::Failed)
+            .count() as u64;
+        let status = match batch.status {
+            BatchStatus::Completing
+                if mailboxes
+                    .iter()
+                    .all(|m| m.status == MailboxStatus::Completed) =>
+            {
+                BatchStatus::Completed
+            }
+            _ if failed > 0 => BatchStatus::Failed,
+            BatchStatus::Completing => BatchStatus::Failed,
+            _ => BatchStatus::Synced,
+        };
+        let now = Timestamp::now();
+        let before = batch.status;
+        let updated = self
+            .store
+            .update_batch(name, |b| {
+                // A stop that raced with the last mailbox wins.
+                if b.status == before {
+                    b.status = status;
+                    b.status_changed = now;
+                    b.last_sync_finished = Some(now);
+                }
+            })
+            .map_err(state_err(format!(
+                "recording the end of a pass over batch {name}"
+            )))?;
+        tracing::info!(batch = %name, status = updated.status.as_str(), failed, "pass over the batch finished");
+        self.notify(&updated);
+        Ok(BatchOutcome {
+            status: updated.status,
+            mailboxes_failed: failed,
+            interrupted: false,
+        })
+    }
+
+    fn notify(&self, batch: &BatchRecord) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let Some(url) = load_url(self.store.path(), &batch.settings.name) else {
+            return;
+        };
+        let event = match batch.status {
+            BatchStatus::Completed => PassEvent::BatchCompleted,
+            BatchStatus::Failed => PassEvent::PassFailed,
+            _ => PassEvent::PassFinished,
+        };
+        match batch_summary(&self.store, batch) {
+            Ok(summary) => notifier.send(
+                &url,
+                &Notification {
+                    event,
+                    batch: summary,
+                },
+            ),
+            Err(e) => {
+                tracing::warn!(batch = %batch.settings.name, error = %e, "no notification: the summary could not be read")
+            }
+        }
+    }
+
+    /// A run that could not even begin (an endpoint gone, a bad exclusion): its waiting
+    /// mailboxes fail with the reason and the batch is `Failed`, so the scheduler does
+    /// not retry it before the next interval.
+    fn fail_waiting(&self, name: &str, error: &Error) {
+        let text = error.to_string();
+        let result = (|| -> Result<(), imapmirror_storage::StoreError> {
+            let batch = self.store.batch(name)?;
+            if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
+                return Ok(());
+            }
+            for m in self.store.mailboxes(batch.id)? {
+                if matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing) {
+                    self.store
+                        .set_mailbox_status(m.id, MailboxStatus::Failed, Some(&text))?;
+                }
+            }
+            let now = Timestamp::now();
+            let updated = self.store.update_batch(name, |b| {
+                b.status = BatchStatus::Failed;
+                b.status_changed = now;
+                b.last_sync_finished = Some(now);
+            })?;
+            self.notify(&updated);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!(batch = %name, error = %e, "could not record the failure of the batch");
+        }
+    }
+}
+
+/// The endpoints' slots to take, in one global order (by endpoint name) so that two
+/// mailboxes never wait on each other's half-taken slots; one entry when source and
+/// target are the same endpoint.
+fn slot_order(
+    a: (&String, Arc<EndpointSlots>),
+    b: (&String, Arc<EndpointSlots>),
+) -> Vec<Arc<EndpointSlots>> {
+    if a.0 == b.0 {
+        vec![a.1]
+    } else if a.0 < b.0 {
+        vec![a.1, b.1]
+    } else {
+        vec![b.1, a.1]
+    }
+}
+
+/// What every mailbox task of one round shares.
+struct RoundContext {
+    store: Store,
+    batch: String,
+    final_pass: bool,
+    source_pool: Arc<EndpointPool>,
+    target_pool: Arc<EndpointPool>,
+    slots: Vec<Arc<EndpointSlots>>,
+    source_access: EndpointAccess,
+    target_access: EndpointAccess,
+    options: JobOptions,
+    events: EventSink,
+    token: CancellationToken,
+}
+
+impl RoundContext {
+    /// The kind of pass a mailbox needs: final when completing, incremental once a pass
+    /// has succeeded, initial before.
+    fn kind_of(&self, mailbox: &MailboxRecord) -> Result<PassKind, Error> {
+        if self.final_pass {
+            return Ok(PassKind::Final);
+        }
+        let history = self
+            .store
+            .pass_history(mailbox.id)
+            .map_err(state_err(format!(
+                "reading the pass history of {}",
+                mailbox.row.email_address
+            )))?;
+        Ok(
+            if history.iter().any(|p| p.outcome == PassOutcome::Succeeded) {
+                PassKind::Incremental
+            } else {
+                PassKind::Initial
+            },
+        )
+    }
+
+    async fn take_slots(&self, kind: PassKind) -> Option<Vec<OwnedSemaphorePermit>> {
+        let mut permits = Vec::with_capacity(self.slots.len());
+        for slots in &self.slots {
+            let semaphore = match kind {
+                PassKind::Initial => slots.migrations.clone(),
+                PassKind::Incremental | PassKind::Final => slots.syncs.clone(),
+            };
+            tokio::select! {
+                p = semaphore.acquire_owned() => permits.push(p.ok()?),
+                () = self.token.cancelled() => return None,
+            }
+        }
+        Some(permits)
+    }
+
+    fn job(&self, index: usize, mailbox: &MailboxRecord) -> Result<MailboxJob, Error> {
+        let email = &mailbox.row.email_address;
+        let credentials = self
+            .store
+            .mailbox_credentials(mailbox.id)
+            .map_err(state_err(format!(
+                "reading the stored credentials of {email}"
+            )))?;
+        let row = MailboxRow {
+            // Rows are stored in file order below a one-line header.
+            line: index as u64 + 2,
+            email: email.clone(),
+            user_name: mailbox.row.user_name.clone(),
+            password: Secret::new(credentials.password.expose()),
+            user_root: mailbox.row.user_root.clone(),
+            target_user_name: mailbox.row.target_user_name.clone(),
+            target_password: credentials
+                .target_password
+                .as_ref()
+                .map(|p| Secret::new(p.expose())),
+        };
+        Ok(MailboxJob {
+            mailbox: mailbox.id,
+            email: email.clone(),
+            batch: self.batch.clone(),
+            source: self.source_pool.clone(),
+            target: self.target_pool.clone(),
+            source_login: source_login(&row, &self.source_access)?,
+            target_login: target_login(&row, &self.target_access)?,
+            options: JobOptions {
+                user_root: mailbox.row.user_root.clone(),
+                ..self.options.clone()
+            },
+        })
+    }
+
+    async fn run_mailbox(&self, index: usize, mailbox: MailboxRecord) {
+        let email = mailbox.row.email_address.clone();
+        let finished = |status: MailboxStatus, copied, bytes, skipped, error: Option<String>| {
+            (self.events)(&BatchEvent::MailboxFinished {
+                batch: self.batch.clone(),
+                email: email.clone(),
+                status,
+                copied,
+                bytes,
+                skipped,
+                error,
+            });
+        };
+        let prepared = self
+            .kind_of(&mailbox)
+            .and_then(|kind| Ok((kind, self.job(index, &mailbox)?)));
+        let (kind, job) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let text = e.to_string();
+                if let Err(store_error) =
+                    self.store
+                        .set_mailbox_status(mailbox.id, MailboxStatus::Failed, Some(&text))
+                {
+                    tracing::error!(batch = %self.batch, mailbox = %email, error = %store_error, "could not record a mailbox failure");
+                }
+                finished(MailboxStatus::Failed, 0, 0, 0, Some(text));
+                return;
+            }
+        };
+        let Some(_permits) = self.take_slots(kind).await else {
+            return;
+        };
+        if self.token.is_cancelled() {
+            return;
+        }
+        (self.events)(&BatchEvent::MailboxStarted {
+            batch: self.batch.clone(),
+            email: email.clone(),
+            kind,
+        });
+        let events = self.events.clone();
+        let (batch, who) = (self.batch.clone(), email.clone());
+        let progress = move |p: Progress| {
+            events(&BatchEvent::Progress {
+                batch: batch.clone(),
+                email: who.clone(),
+                progress: p,
+            });
+        };
+        let result = job
+            .run_pass(&self.store, kind, &self.token, &progress)
+            .await;
+        let status = self
+            .store
+            .mailbox(mailbox.id)
+            .map(|m| m.status)
+            .unwrap_or(MailboxStatus::Failed);
+        match result {
+            Ok(summary) => finished(status, summary.copied, summary.bytes, summary.skipped, None),
+            Err(e) => {
+                if !matches!(e, Error::Stopped { .. }) {
+                    tracing::warn!(batch = %self.batch, mailbox = %email, error = %e, "mailbox pass failed");
+                }
+                finished(status, 0, 0, 0, Some(e.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imapmirror_storage::{
+        AuthMechanism, BatchSettings, EndpointSettings, MigrationRow, NewMailbox,
+    };
+
+    fn store_with_batch(dir: &std::path::Path, users: usize) -> Store {
+        let store = Store::open(dir).expect("store");
+        for name in ["src", "tgt"] {
+            store
+                .add_endpoint(
+                    &EndpointSettings {
+                        name: name.into(),
+                        host: "127.0.0.1".into(),
+                        port: 9,
+                        security: imapmirror_storage::Security::None,
+                        auth: AuthMechanism::Plain,
+                        admin_user: None,
+                        admin_format: None,
+                        max_concurrent_migrations: 2,
+                        max_concurrent_syncs: 1,
+                        ca_file: None,
+                        insecure_skip_verify: false,
+                    },
+                    None,
+                )
+                .expect("endpoint");
+        }
+        let rows: Vec<NewMailbox> = (0..users)
+            .map(|i| NewMailbox {
+                row: MigrationRow {
+                    email_address: format!("u{i}@example.test"),
+                    user_name: format!("u{i}@example.test"),
+                    user_root: None,
+                    target_user_name: None,
+                },
+                password: imapmirror_storage::Secret::new("pw"),
+                target_password: Some(imapmirror_storage::Secret::new("pw")),
+            })
+            .collect();
+        store
+            .create_batch(
+                &BatchSettings {
+                    name: "b".into(),
+                    source_endpoint: "src".into(),
+                    target_endpoint: "tgt".into(),
+                    excluded_folders: vec![],
+                    max_message_size: None,
+                    bad_item_limit: None,
+                    sync_interval_secs: 60,
+                },
+                &rows,
+            )
+            .expect("batch");
+        store
+    }
+
+    #[test]
+    fn start_queues_every_mailbox_and_complete_is_refused_while_syncing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_batch(dir.path(), 3);
+        let (batch, queued) = mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        assert_eq!(batch.status, BatchStatus::Syncing);
+        assert_eq!(queued, 3);
+        assert!(batch.last_sync_started.is_some());
+        let err = mark_for_pass(&store, "b", PassIntent::Complete).expect_err("refused");
+        assert_eq!(err.fault(), crate::Fault::UserInput);
+        assert!(err.to_string().contains("Batch b is Syncing"), "{err}");
+        // Starting again while marked is harmless.
+        let (_, again) = mark_for_pass(&store, "b", PassIntent::Start).expect("start again");
+        assert_eq!(again, 3);
+    }
+
+    #[test]
+    fn stop_stops_waiting_mailboxes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_batch(dir.path(), 2);
+        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let batch = mark_stopped(&store, "b").expect("stop");
+        assert_eq!(batch.status, BatchStatus::Stopped);
+        let statuses: Vec<_> = store
+            .mailboxes(batch.id)
+            .expect("mailboxes")
+            .iter()
+            .map(|m| m.status)
+            .collect();
+        assert_eq!(statuses, vec![MailboxStatus::Stopped; 2]);
+        // A stopped batch starts again: its mailboxes are queued anew.
+        let (_, queued) = mark_for_pass(&store, "b", PassIntent::Start).expect("restart");
+        assert_eq!(queued, 2);
+    }
+
+    #[test]
+    fn slots_are_taken_in_name_order() {
+        let s = |n| {
+            Arc::new(EndpointSlots {
+                migrations: Arc::new(Semaphore::new(n)),
+                syncs: Arc::new(Semaphore::new(n)),
+            })
+        };
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        let order = slot_order((&b, s(2)), (&a, s(1)));
+        assert_eq!(order[0].migrations.available_permits(), 1, "a first");
+        assert_eq!(slot_order((&a, s(1)), (&a, s(1))).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_batch_does_not_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_batch(dir.path(), 1);
+        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let runtime = BatchRuntime::new(store, RunnerOptions::default(), None);
+        {
+            let _first = runtime.hold("b");
+            let _second = runtime.hold("b");
+            assert!(runtime.is_held("b"));
+            let err = runtime
+                .run_batch("b", no_events())
+                .await
+                .expect_err("refused while held");
+            assert!(
+                err.to_string().contains("being stopped or removed"),
+                "{err}"
+            );
+        }
+        assert!(!runtime.is_held("b"), "released with the last guard");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_source_fails_the_mailboxes_not_the_process() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store_with_batch(dir.path(), 2);
+        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let mut options = RunnerOptions::default();
+        options.job.folder_retry.max_retries = 0;
+        options.connect_retry = ReconnectPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            max_retries: 1,
+        };
+        let runtime = BatchRuntime::new(store.clone(), options, None);
+        // Port 9 (discard) on loopback refuses connections; the pool retries then fails.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(120),
+            runtime.run_batch("b", no_events()),
+        )
+        .await
+        .expect("ends")
+        .expect("runs");
+        assert_eq!(outcome.status, BatchStatus::Failed);
+        assert_eq!(outcome.mailboxes_failed, 2);
+        assert!(!runtime.is_active("b"));
+    }
+}

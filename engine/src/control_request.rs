@@ -1,0 +1,676 @@
+//! The requests every CLI command makes, and their one set of handlers.
+//!
+//! A command runs its request either in its own process (when it could open the state
+//! directory) or in the process that owns the directory, over the control socket
+//! (`control_socket.rs`); both go through [`Control::execute`], so the output and the exit
+//! code do not depend on which process did the work. Replies carry data, never text: the
+//! CLI renders them.
+
+use std::sync::Arc;
+
+use imapmirror_storage::{
+    self as storage, BatchSettings, EndpointRecord, EndpointSettings, MigrationRow, NewMailbox,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::batch_report::{
+    BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
+    rfc3339,
+};
+use crate::batch_runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped};
+use crate::credentials::{self, Secret, source_login, target_login};
+use crate::endpoint_connection::endpoint_access;
+use crate::endpoint_probe::{ProbeReport, probe};
+use crate::error::{Error, Fault};
+use crate::folder_plan::Exclusion;
+use crate::migration_file::MailboxRow;
+use crate::notification::{check_url, remove_url, save_url};
+
+/// A password in a request. It crosses only the owner-only control socket; `Debug`
+/// hides it so that a logged request cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WireSecret(String);
+
+impl WireSecret {
+    pub fn new(value: impl Into<String>) -> Self {
+        WireSecret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WireSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A migration-file row as a request carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowInput {
+    pub line: u64,
+    pub email: String,
+    pub user_name: String,
+    pub password: WireSecret,
+    pub user_root: Option<String>,
+    pub target_user_name: Option<String>,
+    pub target_password: Option<WireSecret>,
+}
+
+impl From<&MailboxRow> for RowInput {
+    fn from(r: &MailboxRow) -> Self {
+        RowInput {
+            line: r.line,
+            email: r.email.clone(),
+            user_name: r.user_name.clone(),
+            password: WireSecret::new(r.password.expose()),
+            user_root: r.user_root.clone(),
+            target_user_name: r.target_user_name.clone(),
+            target_password: r
+                .target_password
+                .as_ref()
+                .map(|p| WireSecret::new(p.expose())),
+        }
+    }
+}
+
+impl RowInput {
+    fn to_row(&self) -> MailboxRow {
+        MailboxRow {
+            line: self.line,
+            email: self.email.clone(),
+            user_name: self.user_name.clone(),
+            password: Secret::new(self.password.expose()),
+            user_root: self.user_root.clone(),
+            target_user_name: self.target_user_name.clone(),
+            target_password: self
+                .target_password
+                .as_ref()
+                .map(|p| Secret::new(p.expose())),
+        }
+    }
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    EndpointAdd {
+        settings: EndpointSettings,
+        admin_password: Option<WireSecret>,
+        /// Test the connection first and refuse to add an endpoint that cannot be reached.
+        test: bool,
+        /// A mailbox to log in as through the admin credentials during that test.
+        #[serde(default)]
+        test_user: Option<String>,
+    },
+    EndpointTest {
+        name: String,
+        /// A mailbox to log in as through the admin credentials.
+        user: Option<String>,
+    },
+    EndpointList,
+    EndpointRemove {
+        name: String,
+    },
+    BatchAdd {
+        settings: BatchSettings,
+        rows: Vec<RowInput>,
+        notify_url: Option<String>,
+        start: bool,
+    },
+    BatchStart {
+        name: String,
+    },
+    BatchSync {
+        name: String,
+    },
+    BatchStop {
+        name: String,
+    },
+    BatchComplete {
+        name: String,
+    },
+    BatchStatus {
+        name: Option<String>,
+    },
+    BatchUsers {
+        name: String,
+    },
+    BatchReport {
+        name: String,
+    },
+    BatchRemove {
+        name: String,
+    },
+    /// Where the proxy sends a login: the batches it belongs to, newest first.
+    Routes {
+        login: String,
+    },
+    /// Who owns the state directory and whether a scheduler runs there.
+    Ping,
+}
+
+/// An endpoint as listed (never its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    #[serde(flatten)]
+    pub settings: EndpointSettings,
+    pub has_admin_password: bool,
+    pub created: String,
+}
+
+impl From<&EndpointRecord> for EndpointView {
+    fn from(r: &EndpointRecord) -> Self {
+        EndpointView {
+            settings: r.settings.clone(),
+            has_admin_password: r.has_admin_password,
+            created: rfc3339(r.created),
+        }
+    }
+}
+
+/// One route of a login (for the proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub batch: String,
+    pub batch_status: String,
+    pub mailbox_status: String,
+    pub email: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+}
+
+/// What a request produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    EndpointAdded {
+        endpoint: EndpointView,
+        probe: Option<ProbeReport>,
+    },
+    EndpointTested {
+        probe: ProbeReport,
+    },
+    Endpoints {
+        endpoints: Vec<EndpointView>,
+    },
+    EndpointRemoved {
+        name: String,
+    },
+    BatchAdded {
+        batch: BatchSummary,
+        mailboxes: usize,
+        started: bool,
+        scheduler: bool,
+    },
+    /// A batch was marked for a pass (`start`, `sync`, `complete`).
+    BatchMarked {
+        batch: BatchSummary,
+        /// Mailboxes waiting for the pass.
+        queued: usize,
+        /// Whether a scheduler in the owning process will run it.
+        scheduler: bool,
+    },
+    BatchStopped {
+        batch: BatchSummary,
+    },
+    Batches {
+        batches: Vec<BatchSummary>,
+    },
+    Users {
+        users: Vec<MailboxSummary>,
+    },
+    Report {
+        report: BatchReport,
+    },
+    BatchRemoved {
+        name: String,
+    },
+    Routes {
+        routes: Vec<RouteView>,
+    },
+    Pong {
+        pid: u32,
+        scheduler: bool,
+        active_batches: Vec<String>,
+    },
+}
+
+/// An error as it crosses the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub message: String,
+    /// `user_input`, `peer` or `local`.
+    pub fault: String,
+}
+
+impl From<&Error> for WireError {
+    fn from(e: &Error) -> Self {
+        WireError {
+            message: e.to_string(),
+            fault: match e.fault() {
+                Fault::UserInput => "user_input",
+                Fault::Peer => "peer",
+                Fault::Local => "local",
+            }
+            .to_owned(),
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(w: WireError) -> Self {
+        let fault = match w.fault.as_str() {
+            "user_input" => Fault::UserInput,
+            "peer" => Fault::Peer,
+            _ => Fault::Local,
+        };
+        Error::Relayed {
+            message: w.message,
+            fault,
+        }
+    }
+}
+
+fn state_err(action: String) -> impl FnOnce(storage::StoreError) -> Error {
+    move |source| Error::State { action, source }
+}
+
+/// Executes requests against one state directory.
+#[derive(Debug, Clone)]
+pub struct Control {
+    runtime: Arc<BatchRuntime>,
+    /// Set when a scheduler runs in this process; woken when a batch is marked.
+    scheduler: Option<Arc<Notify>>,
+}
+
+impl Control {
+    /// `scheduler`: the scheduler's wake-up, when this process runs one (`serve`).
+    pub fn new(runtime: Arc<BatchRuntime>, scheduler: Option<Arc<Notify>>) -> Self {
+        Control { runtime, scheduler }
+    }
+
+    /// The runtime requests run on.
+    pub fn runtime(&self) -> &Arc<BatchRuntime> {
+        &self.runtime
+    }
+
+    /// Executes one request.
+    pub async fn execute(&self, request: Request) -> Result<Reply, Error> {
+        let store = self.runtime.store();
+        match request {
+            Request::EndpointAdd {
+                settings,
+                admin_password,
+                test,
+                test_user,
+            } => {
+                self.endpoint_add(settings, admin_password, test, test_user)
+                    .await
+            }
+            Request::EndpointTest { name, user } => {
+                let record = self.endpoint(&name)?;
+                let password = store
+                    .endpoint_admin_password(&name)
+                    .map_err(state_err(format!(
+                        "reading the admin password of endpoint {name}"
+                    )))?
+                    .map(|p| Secret::new(p.expose()));
+                let user = match user {
+                    Some(u) => Some(u),
+                    None => self.some_mailbox_of(&name)?,
+                };
+                let probe = probe(&record, password.as_ref(), user.as_deref()).await?;
+                Ok(Reply::EndpointTested { probe })
+            }
+            Request::EndpointList => Ok(Reply::Endpoints {
+                endpoints: store
+                    .endpoints()
+                    .map_err(state_err("listing endpoints".to_owned()))?
+                    .iter()
+                    .map(EndpointView::from)
+                    .collect(),
+            }),
+            Request::EndpointRemove { name } => {
+                store
+                    .remove_endpoint(&name)
+                    .map_err(state_err(format!("removing endpoint {name}")))?;
+                self.runtime.forget_endpoint(&name);
+                Ok(Reply::EndpointRemoved { name })
+            }
+            Request::BatchAdd {
+                settings,
+                rows,
+                notify_url,
+                start,
+            } => self.batch_add(settings, rows, notify_url, start),
+            Request::BatchStart { name } => self.mark(&name, PassIntent::Start),
+            Request::BatchSync { name } => self.mark(&name, PassIntent::Sync),
+            Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete),
+            Request::BatchStop { name } => {
+                self.batch(&name)?;
+                let _hold = self.runtime.hold(&name);
+                self.runtime.cancel_batch(&name).await;
+                let batch = mark_stopped(store, &name)?;
+                Ok(Reply::BatchStopped {
+                    batch: batch_summary(store, &batch)?,
+                })
+            }
+            Request::BatchStatus { name } => {
+                let batches = match name {
+                    Some(n) => vec![self.batch(&n)?],
+                    None => store
+                        .batches()
+                        .map_err(state_err("listing batches".to_owned()))?,
+                };
+                Ok(Reply::Batches {
+                    batches: batches
+                        .iter()
+                        .map(|b| batch_summary(store, b))
+                        .collect::<Result<_, _>>()?,
+                })
+            }
+            Request::BatchUsers { name } => Ok(Reply::Users {
+                users: mailbox_summaries(store, &self.batch(&name)?)?,
+            }),
+            Request::BatchReport { name } => Ok(Reply::Report {
+                report: batch_report(store, &self.batch(&name)?)?,
+            }),
+            Request::BatchRemove { name } => {
+                self.batch(&name)?;
+                let _hold = self.runtime.hold(&name);
+                self.runtime.cancel_batch(&name).await;
+                store
+                    .remove_batch(&name)
+                    .map_err(state_err(format!("removing batch {name}")))?;
+                remove_url(store.path(), &name)?;
+                // The shredded credentials must not linger in unflushed pages.
+                store
+                    .flush()
+                    .map_err(state_err(format!("flushing the removal of batch {name}")))?;
+                Ok(Reply::BatchRemoved { name })
+            }
+            Request::Routes { login } => Ok(Reply::Routes {
+                routes: store
+                    .login_routes(&login)
+                    .map_err(state_err(format!("looking up the routes of {login}")))?
+                    .into_iter()
+                    .map(|r| RouteView {
+                        batch: r.batch_name,
+                        batch_status: r.batch_status.as_str().to_owned(),
+                        mailbox_status: r.mailbox_status.as_str().to_owned(),
+                        email: r.email_address,
+                        source_endpoint: r.source_endpoint,
+                        target_endpoint: r.target_endpoint,
+                    })
+                    .collect(),
+            }),
+            Request::Ping => Ok(Reply::Pong {
+                pid: std::process::id(),
+                scheduler: self.scheduler.is_some(),
+                active_batches: self.runtime.active_batches(),
+            }),
+        }
+    }
+
+    fn endpoint(&self, name: &str) -> Result<EndpointRecord, Error> {
+        let store = self.runtime.store();
+        store
+            .endpoint(name)
+            .map_err(state_err(format!("reading endpoint {name}")))?
+            .ok_or_else(|| Error::State {
+                action: format!("looking up endpoint {name}"),
+                source: storage::StoreError::NotFound {
+                    kind: "endpoint",
+                    name: name.to_owned(),
+                    dir: store.path().to_path_buf(),
+                },
+            })
+    }
+
+    fn batch(&self, name: &str) -> Result<storage::BatchRecord, Error> {
+        self.runtime
+            .store()
+            .batch(name)
+            .map_err(state_err(format!("looking up batch {name}")))
+    }
+
+    /// The EmailAddress of the first mailbox of a batch that uses `endpoint`, to test its
+    /// admin credentials with when no `--user` was given.
+    fn some_mailbox_of(&self, endpoint: &str) -> Result<Option<String>, Error> {
+        let store = self.runtime.store();
+        for b in store
+            .batches()
+            .map_err(state_err("listing batches".to_owned()))?
+        {
+            let s = &b.settings;
+            if s.source_endpoint != endpoint && s.target_endpoint != endpoint {
+                continue;
+            }
+            let mailboxes = store.mailboxes(b.id).map_err(state_err(format!(
+                "reading the mailboxes of batch {}",
+                s.name
+            )))?;
+            if let Some(m) = mailboxes.first() {
+                let user = if s.source_endpoint == endpoint {
+                    m.row.user_name.clone()
+                } else {
+                    m.row
+                        .target_user_name
+                        .clone()
+                        .unwrap_or_else(|| m.row.email_address.clone())
+                };
+                return Ok(Some(user));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn endpoint_add(
+        &self,
+        settings: EndpointSettings,
+        admin_password: Option<WireSecret>,
+        test: bool,
+        test_user: Option<String>,
+    ) -> Result<Reply, Error> {
+        let store = self.runtime.store();
+        if store
+            .endpoint(&settings.name)
+            .map_err(state_err(format!("reading endpoint {}", settings.name)))?
+            .is_some()
+        {
+            return Err(Error::State {
+                action: format!("adding endpoint {}", settings.name),
+                source: storage::StoreError::AlreadyExists {
+                    kind: "endpoint",
+                    name: settings.name.clone(),
+                    dir: store.path().to_path_buf(),
+                },
+            });
+        }
+        if let Some(user) = &settings.admin_user {
+            let format = settings
+                .admin_format
+                .map(crate::endpoint_connection::admin_format)
+                .ok_or_else(|| Error::InvalidSetting {
+                    problem:
+                        "--admin-user needs --admin-format (dovecot, sasl, exchange or mirapoint)"
+                            .to_owned(),
+                })?;
+            // Refuse a combination that can never build a login, before storing it.
+            let password = Secret::new(
+                admin_password
+                    .as_ref()
+                    .map(WireSecret::expose)
+                    .unwrap_or(""),
+            );
+            credentials::admin_login(format, user, &password, "check@example.invalid")?;
+        }
+        let probe = if test {
+            // Test before storing, like New-MigrationEndpoint: a typo is caught now.
+            let record = EndpointRecord {
+                settings: settings.clone(),
+                has_admin_password: admin_password.is_some(),
+                created: storage::Timestamp::now(),
+            };
+            let password = admin_password.as_ref().map(|p| Secret::new(p.expose()));
+            let report = probe(&record, password.as_ref(), test_user.as_deref()).await?;
+            if let crate::endpoint_probe::LoginCheck::Refused { user, text } = &report.login {
+                return Err(Error::LoginRefused {
+                    role: "test",
+                    server: report.server.clone(),
+                    user: user.clone(),
+                    text: text.clone(),
+                });
+            }
+            Some(report)
+        } else {
+            None
+        };
+        let secret = admin_password.map(|p| storage::Secret::new(p.expose()));
+        let record = store
+            .add_endpoint(&settings, secret.as_ref())
+            .map_err(state_err(format!("adding endpoint {}", settings.name)))?;
+        Ok(Reply::EndpointAdded {
+            endpoint: EndpointView::from(&record),
+            probe,
+        })
+    }
+
+    fn batch_add(
+        &self,
+        settings: BatchSettings,
+        rows: Vec<RowInput>,
+        notify_url: Option<String>,
+        start: bool,
+    ) -> Result<Reply, Error> {
+        let store = self.runtime.store();
+        let source = self.endpoint(&settings.source_endpoint)?;
+        let target = self.endpoint(&settings.target_endpoint)?;
+        for pattern in &settings.excluded_folders {
+            pattern.parse::<Exclusion>()?;
+        }
+        if let Some(url) = &notify_url {
+            check_url(url)?;
+        }
+        // Every row must be able to log in on both sides before anything is stored.
+        let source_access = endpoint_access(store, &source)?;
+        let target_access = endpoint_access(store, &target)?;
+        let mut mailboxes = Vec::with_capacity(rows.len());
+        for input in &rows {
+            let row = input.to_row();
+            source_login(&row, &source_access)?;
+            target_login(&row, &target_access)?;
+            mailboxes.push(NewMailbox {
+                row: MigrationRow {
+                    email_address: row.email.clone(),
+                    user_name: row.user_name.clone(),
+                    user_root: row.user_root.clone(),
+                    target_user_name: row.target_user_name.clone(),
+                },
+                password: storage::Secret::new(row.password.expose()),
+                target_password: row
+                    .target_password
+                    .as_ref()
+                    .map(|p| storage::Secret::new(p.expose())),
+            });
+        }
+        let batch = store
+            .create_batch(&settings, &mailboxes)
+            .map_err(state_err(format!("adding batch {}", settings.name)))?;
+        if let Some(url) = &notify_url
+            && let Err(e) = save_url(store.path(), &settings.name, url)
+        {
+            // Do not leave a half-made batch behind.
+            let _ = store.remove_batch(&settings.name);
+            return Err(e);
+        }
+        let batch = if start {
+            let (b, _) = mark_for_pass(store, &settings.name, PassIntent::Start)?;
+            self.wake();
+            b
+        } else {
+            batch
+        };
+        store
+            .flush()
+            .map_err(state_err(format!("saving batch {}", settings.name)))?;
+        Ok(Reply::BatchAdded {
+            batch: batch_summary(store, &batch)?,
+            mailboxes: mailboxes.len(),
+            started: start,
+            scheduler: self.scheduler.is_some(),
+        })
+    }
+
+    fn mark(&self, name: &str, intent: PassIntent) -> Result<Reply, Error> {
+        let store = self.runtime.store();
+        let (batch, queued) = mark_for_pass(store, name, intent)?;
+        store
+            .flush()
+            .map_err(state_err(format!("saving batch {name}")))?;
+        self.wake();
+        Ok(Reply::BatchMarked {
+            batch: batch_summary(store, &batch)?,
+            queued,
+            scheduler: self.scheduler.is_some(),
+        })
+    }
+
+    fn wake(&self) {
+        if let Some(n) = &self.scheduler {
+            n.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_hide_passwords_in_debug_but_carry_them_on_the_wire() {
+        let request = Request::EndpointAdd {
+            settings: EndpointSettings {
+                name: "src".into(),
+                host: "imap.example.test".into(),
+                port: 993,
+                security: storage::Security::Ssl,
+                auth: storage::AuthMechanism::Plain,
+                admin_user: Some("mailadmin".into()),
+                admin_format: Some(storage::AdminFormat::Dovecot),
+                max_concurrent_migrations: 20,
+                max_concurrent_syncs: 10,
+                ca_file: None,
+                insecure_skip_verify: false,
+            },
+            admin_password: Some(WireSecret::new("hunter2")),
+            test: false,
+            test_user: None,
+        };
+        assert!(!format!("{request:?}").contains("hunter2"));
+        let json = serde_json::to_string(&request).expect("encode");
+        assert!(json.contains("\"request\":\"endpoint_add\""), "{json}");
+        let back: Request = serde_json::from_str(&json).expect("decode");
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn errors_keep_their_fault_across_the_socket() {
+        let e = Error::BatchState {
+            batch: "b".into(),
+            status: "Completed",
+            action: "started",
+            remedy: "add a new batch",
+        };
+        let wire = WireError::from(&e);
+        let back = Error::from(wire);
+        assert_eq!(back.fault(), Fault::UserInput);
+        assert_eq!(back.to_string(), e.to_string());
+    }
+}

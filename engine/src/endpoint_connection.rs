@@ -1,0 +1,157 @@
+//! From a stored endpoint to what the protocol crate connects with: security mode, TLS
+//! trust, the pool configuration of a batch's passes, and the admin credentials that
+//! choose each row's login.
+
+use std::time::Duration;
+
+use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
+use imapmirror_storage::{self as storage, EndpointRecord, Store};
+
+use crate::credentials::{
+    AdminCredentials, AdminFormat, DOVECOT_DEFAULT_SEPARATOR, EndpointAccess,
+};
+use crate::endpoint_pool::EndpointConfig;
+use crate::error::Error;
+use crate::reconnect_policy::ReconnectPolicy;
+
+/// How long a TCP connect plus TLS handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The protocol crate's security mode for a stored one.
+pub fn security(settings: &storage::EndpointSettings) -> Security {
+    match settings.security {
+        storage::Security::Ssl => Security::Implicit,
+        storage::Security::Starttls => Security::StartTls,
+        storage::Security::None => Security::None,
+    }
+}
+
+/// Builds the TLS trust of an endpoint (system and webpki roots, plus `--ca-file`).
+pub fn tls_settings(settings: &storage::EndpointSettings) -> Result<TlsSettings, Error> {
+    TlsSettings::new(&TlsOptions {
+        webpki_roots: true,
+        // Loading the system store reads many files; a private CA file replaces it.
+        system_roots: settings.ca_file.is_none(),
+        ca_file: settings.ca_file.clone(),
+        insecure_skip_verify: settings.insecure_skip_verify,
+    })
+    .map_err(|source| Error::Endpoint {
+        endpoint: settings.name.clone(),
+        action: "loading the TLS trust settings".to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// The pool configuration for passes over `record`, allowing `max_connections` at once.
+pub fn pool_config(
+    record: &EndpointRecord,
+    max_connections: usize,
+    reconnect: ReconnectPolicy,
+) -> Result<EndpointConfig, Error> {
+    let s = &record.settings;
+    Ok(EndpointConfig {
+        name: s.name.clone(),
+        host: s.host.clone(),
+        port: s.port,
+        security: security(s),
+        tls: tls_settings(s)?,
+        connect_timeout: CONNECT_TIMEOUT,
+        session: SessionConfig::default(),
+        max_connections: max_connections.max(1),
+        reconnect,
+        access_token: None,
+    })
+}
+
+/// The engine's admin format for a stored one (the stored Dovecot format uses `*`).
+pub fn admin_format(format: storage::AdminFormat) -> AdminFormat {
+    match format {
+        storage::AdminFormat::Dovecot => AdminFormat::Dovecot {
+            separator: DOVECOT_DEFAULT_SEPARATOR,
+        },
+        storage::AdminFormat::Sasl => AdminFormat::Sasl,
+        storage::AdminFormat::Exchange => AdminFormat::Exchange,
+        storage::AdminFormat::Mirapoint => AdminFormat::Mirapoint,
+    }
+}
+
+/// What an endpoint offers for opening mailboxes: its admin credentials (decrypted from
+/// the store) and whether it uses XOAUTH2.
+pub fn endpoint_access(store: &Store, record: &EndpointRecord) -> Result<EndpointAccess, Error> {
+    let s = &record.settings;
+    let admin = match (&s.admin_user, s.admin_format) {
+        (Some(user), Some(format)) if record.has_admin_password => {
+            let password = store
+                .endpoint_admin_password(&s.name)
+                .map_err(|source| Error::State {
+                    action: format!("reading the admin password of endpoint {}", s.name),
+                    source,
+                })?
+                .ok_or_else(|| Error::InvalidSetting {
+                    problem: format!(
+                        "endpoint {} has an admin user but no stored admin password; remove and add it again with --admin-password-file",
+                        s.name
+                    ),
+                })?;
+            Some(AdminCredentials {
+                format: admin_format(format),
+                user: user.clone(),
+                password: crate::credentials::Secret::new(password.expose()),
+            })
+        }
+        _ => None,
+    };
+    Ok(EndpointAccess {
+        name: s.name.clone(),
+        admin,
+        xoauth2: s.auth == storage::AuthMechanism::Xoauth2,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> storage::EndpointSettings {
+        storage::EndpointSettings {
+            name: "src".into(),
+            host: "127.0.0.1".into(),
+            port: 143,
+            security: storage::Security::Starttls,
+            auth: storage::AuthMechanism::Plain,
+            admin_user: None,
+            admin_format: None,
+            max_concurrent_migrations: 20,
+            max_concurrent_syncs: 10,
+            ca_file: None,
+            insecure_skip_verify: false,
+        }
+    }
+
+    #[test]
+    fn security_modes_map_one_to_one() {
+        let mut s = settings();
+        assert_eq!(security(&s), Security::StartTls);
+        s.security = storage::Security::Ssl;
+        assert_eq!(security(&s), Security::Implicit);
+        s.security = storage::Security::None;
+        assert_eq!(security(&s), Security::None);
+    }
+
+    #[test]
+    fn stored_dovecot_format_uses_the_default_separator() {
+        assert_eq!(
+            admin_format(storage::AdminFormat::Dovecot),
+            AdminFormat::Dovecot { separator: '*' }
+        );
+        assert_eq!(admin_format(storage::AdminFormat::Sasl), AdminFormat::Sasl);
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_reported_with_the_endpoint() {
+        let mut s = settings();
+        s.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = tls_settings(&s).expect_err("missing CA file");
+        assert!(err.to_string().contains("endpoint src"), "{err}");
+    }
+}

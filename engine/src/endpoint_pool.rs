@@ -1,0 +1,416 @@
+//! Connections to one IMAP endpoint: a limit on how many are open at once (shared by
+//! every mailbox job that uses the endpoint), connecting and logging in with exponential
+//! back-off, and a count of the commands each connection sends.
+//!
+//! Connections are not reused across mailboxes: each logs in as one user. The pool's job
+//! is the limit (Exchange's `MaxConcurrentMigrations` per endpoint) and the retry policy,
+//! so that a server saying "too many connections" or `[UNAVAILABLE]` is waited for, not
+//! hammered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use imapmirror_protocol::Error as ImapError;
+use imapmirror_protocol::client::{
+    self, ConnectOptions, Credentials, ImapStream, Security, Session, SessionConfig, TlsSettings,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::credentials::LoginMethod;
+use crate::error::Error;
+use crate::reconnect_policy::{Jitter, ReconnectPolicy};
+
+/// Which side of the migration an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+impl Role {
+    /// `source` or `target`, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Target => "target",
+        }
+    }
+}
+
+/// How to reach an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The endpoint's name, for logs.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// TLS trust (unused with [`Security::None`]).
+    pub tls: TlsSettings,
+    pub connect_timeout: Duration,
+    pub session: SessionConfig,
+    /// Most connections open to this endpoint at once, across all jobs.
+    pub max_connections: usize,
+    /// Retries of connect and login.
+    pub reconnect: ReconnectPolicy,
+    /// An OAuth access token for XOAUTH2 logins.
+    pub access_token: Option<client::Secret>,
+}
+
+impl EndpointConfig {
+    /// `host:port`.
+    pub fn server(&self) -> String {
+        self.connect_options().server()
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            host: self.host.clone(),
+            port: self.port,
+            security: self.security,
+            tls: self.tls.clone(),
+            connect_timeout: self.connect_timeout,
+            session: self.session,
+        }
+    }
+}
+
+/// Commands sent, by kind: what a pass cost in round trips.
+#[derive(Debug, Default)]
+pub struct CommandCounters {
+    pub connects: AtomicU64,
+    pub logins: AtomicU64,
+    pub lists: AtomicU64,
+    pub statuses: AtomicU64,
+    pub selects: AtomicU64,
+    pub fetches: AtomicU64,
+    pub appends: AtomicU64,
+    pub stores: AtomicU64,
+    pub creates: AtomicU64,
+    pub other: AtomicU64,
+    /// The most bytes any one connection's read buffer held (the decoder's accounting).
+    pub peak_buffer: AtomicU64,
+}
+
+/// A snapshot of [`CommandCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandCounts {
+    pub connects: u64,
+    pub logins: u64,
+    pub lists: u64,
+    pub statuses: u64,
+    pub selects: u64,
+    pub fetches: u64,
+    pub appends: u64,
+    pub stores: u64,
+    pub creates: u64,
+    pub other: u64,
+    /// The most bytes any one connection's read buffer held: bounded by the stream
+    /// threshold and read size, whatever the message sizes.
+    pub peak_buffer: u64,
+}
+
+impl CommandCounts {
+    /// Commands that touch a folder's content (SELECT, FETCH, APPEND, STORE).
+    pub fn content_commands(&self) -> u64 {
+        self.selects + self.fetches + self.appends + self.stores
+    }
+}
+
+impl CommandCounters {
+    /// The counts so far.
+    pub fn snapshot(&self) -> CommandCounts {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CommandCounts {
+            connects: l(&self.connects),
+            logins: l(&self.logins),
+            lists: l(&self.lists),
+            statuses: l(&self.statuses),
+            selects: l(&self.selects),
+            fetches: l(&self.fetches),
+            appends: l(&self.appends),
+            stores: l(&self.stores),
+            creates: l(&self.creates),
+            other: l(&self.other),
+            peak_buffer: l(&self.peak_buffer),
+        }
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection limit and connector of one endpoint; share it (in an `Arc`) between
+/// all jobs that use the endpoint.
+#[derive(Debug)]
+pub struct EndpointPool {
+    config: EndpointConfig,
+    role: Role,
+    limit: Arc<Semaphore>,
+}
+
+/// A logged-in session holding one of its endpoint's connection slots.
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) session: Session<ImapStream>,
+    pub(crate) counters: Arc<CommandCounters>,
+    pub(crate) role: Role,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// `host:port` of the server.
+    pub fn server(&self) -> &str {
+        self.session.server()
+    }
+
+    /// Which side this connection is on.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True when the server announced `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.session.capabilities().contains(name)
+    }
+
+    /// The APPENDLIMIT the server announced for all mailboxes, if any.
+    pub fn append_limit(&self) -> Option<u64> {
+        self.session
+            .capabilities()
+            .iter()
+            .find_map(|c| c.strip_prefix("APPENDLIMIT="))
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// Logs out politely; errors are irrelevant at this point.
+    pub async fn close(mut self) {
+        if tokio::time::timeout(Duration::from_secs(5), self.session.logout())
+            .await
+            .is_err()
+        {
+            tracing::debug!(server = %self.server(), "LOGOUT timed out");
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let peak = self.session.buffer_high_water_mark() as u64;
+        self.counters.peak_buffer.fetch_max(peak, Ordering::Relaxed);
+    }
+}
+
+/// Errors after which a new connection may succeed.
+pub(crate) fn is_transient(e: &ImapError) -> bool {
+    matches!(
+        e,
+        ImapError::Backoff { .. }
+            | ImapError::Bye { .. }
+            | ImapError::ConnectionClosed { .. }
+            | ImapError::Timeout { .. }
+            | ImapError::Network { .. }
+            | ImapError::UnexpectedEof { .. }
+            | ImapError::Io(_)
+    )
+}
+
+/// The server's own wait, if the error carries one.
+pub(crate) fn server_hint(e: &ImapError) -> Option<Duration> {
+    match e {
+        ImapError::Backoff { delay, .. } => Some(*delay),
+        _ => None,
+    }
+}
+
+impl EndpointPool {
+    /// A pool for `config`.
+    pub fn new(config: EndpointConfig, role: Role) -> Result<Self, Error> {
+        if config.max_connections == 0 {
+            return Err(Error::InvalidSetting {
+                problem: format!(
+                    "the {} endpoint {} allows 0 connections (it needs at least 1)",
+                    role.as_str(),
+                    config.name
+                ),
+            });
+        }
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        Ok(EndpointPool {
+            config,
+            role,
+            limit,
+        })
+    }
+
+    /// The endpoint's settings.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Which side it is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Connection slots free right now.
+    pub fn available(&self) -> usize {
+        self.limit.available_permits()
+    }
+
+    /// Waits for a slot, connects and logs in as `login`, retrying transient failures
+    /// with back-off. `mailbox` names the mailbox in errors.
+    pub async fn connect(
+        &self,
+        login: &LoginMethod,
+        counters: &Arc<CommandCounters>,
+        mailbox: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Connection, Error> {
+        let credentials = self.credentials(login)?;
+        let permit = tokio::select! {
+            p = self.limit.clone().acquire_owned() => p.map_err(|_| Error::Stopped { mailbox: mailbox.to_owned() })?,
+            () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
+        };
+        let options = self.config.connect_options();
+        let mut jitter = Jitter::seeded(self.limit.available_permits() as u64);
+        let mut attempt = 0u32;
+        loop {
+            CommandCounters::bump(&counters.connects);
+            let result = async {
+                let mut session = client::connect(&options).await?;
+                CommandCounters::bump(&counters.logins);
+                session.authenticate(&credentials).await?;
+                Ok::<_, ImapError>(session)
+            }
+            .await;
+            let e = match result {
+                Ok(session) => {
+                    return Ok(Connection {
+                        session,
+                        counters: counters.clone(),
+                        role: self.role,
+                        _permit: permit,
+                    });
+                }
+                Err(e) => e,
+            };
+            if let ImapError::Refused { server, text, .. } = &e {
+                return Err(Error::LoginRefused {
+                    role: self.role.as_str(),
+                    server: server.clone(),
+                    user: login.mailbox_user().to_owned(),
+                    text: text.clone(),
+                });
+            }
+            attempt += 1;
+            if !is_transient(&e) || !self.config.reconnect.allows(attempt) {
+                return Err(Error::Imap {
+                    mailbox: mailbox.to_owned(),
+                    action: format!(
+                        "connecting to the {} server {} (attempt {attempt})",
+                        self.role.as_str(),
+                        self.config.name
+                    ),
+                    source: Box::new(e),
+                });
+            }
+            let delay = self
+                .config
+                .reconnect
+                .delay(attempt, server_hint(&e), jitter.next_u64());
+            tracing::warn!(
+                server = %self.config.server(),
+                role = self.role.as_str(),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %e,
+                "connecting failed; retrying"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
+            }
+        }
+    }
+
+    fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
+        Ok(match login {
+            LoginMethod::Login { user, password } => Credentials::Login {
+                username: user.clone(),
+                password: client::Secret::new(password.expose()),
+            },
+            LoginMethod::AuthenticatePlain {
+                authzid,
+                authcid,
+                password,
+            } => Credentials::Plain {
+                authzid: authzid.clone(),
+                authcid: authcid.clone(),
+                password: client::Secret::new(password.expose()),
+            },
+            LoginMethod::XOAuth2 { user } => match &self.config.access_token {
+                Some(token) => Credentials::XOAuth2 {
+                    user: user.clone(),
+                    access_token: token.clone(),
+                },
+                None => {
+                    return Err(Error::MissingAccessToken {
+                        role: self.role.as_str(),
+                        user: user.clone(),
+                    });
+                }
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_the_ones_a_new_connection_can_fix() {
+        let bye = ImapError::Bye {
+            server: "s".into(),
+            text: "shutting down".into(),
+        };
+        assert!(is_transient(&bye));
+        let backoff = ImapError::Backoff {
+            server: "s".into(),
+            command: "connection".into(),
+            delay: Duration::from_secs(3),
+            text: "Too many connections".into(),
+        };
+        assert!(is_transient(&backoff));
+        assert_eq!(server_hint(&backoff), Some(Duration::from_secs(3)));
+        let garbage = ImapError::Misuse("x");
+        assert!(!is_transient(&garbage));
+    }
+
+    #[test]
+    fn zero_connections_is_a_setting_error() {
+        let tls = TlsSettings::new(&client::TlsOptions::default());
+        let Ok(tls) = tls else {
+            // No usable root store on this machine: nothing to test here.
+            return;
+        };
+        let config = EndpointConfig {
+            name: "src".into(),
+            host: "127.0.0.1".into(),
+            port: 143,
+            security: Security::None,
+            tls,
+            connect_timeout: Duration::from_secs(1),
+            session: SessionConfig::default(),
+            max_connections: 0,
+            reconnect: ReconnectPolicy::default(),
+            access_token: None,
+        };
+        let err = EndpointPool::new(config, Role::Source).expect_err("zero is refused");
+        assert_eq!(err.fault(), crate::Fault::UserInput);
+    }
+}

@@ -1,0 +1,532 @@
+//! One folder, one source connection, one target connection: reconcile what a crash left
+//! pending, rebuild the map after a UIDVALIDITY change, copy what is new, carry flag
+//! changes and (optionally) deletions.
+//!
+//! # Exactly once
+//! Every APPEND belongs to a journal group that is on disk (fsynced) before its first
+//! byte goes out, and is committed with the target UIDs once they are known. A group
+//! whose outcome is unknown (a crash, a cut connection) is reconciled before anything
+//! else happens in the folder: the target's messages at or above the group's recorded
+//! UIDNEXT are fingerprinted, matched ones are committed, and only the rest is sent
+//! again. See `reconcile.rs` for the matching rules.
+//!
+//! # Throughput
+//! Groups are pipelined: while the target stores group k (one MULTIAPPEND, one commit),
+//! the source already delivers group k+1. Bodies are `Bytes` slices of the frames they
+//! arrived in; a message over the stream threshold flows from the source socket to the
+//! target socket chunk by chunk, so memory does not grow with message size.
+
+use std::collections::HashSet;
+
+use bytes::BytesMut;
+use imapmirror_protocol::client::{FetchEvent, MessageFlags as WireFlags};
+use imapmirror_protocol::{Error as ImapError, FetchAttr, MailboxName};
+use imapmirror_storage::{
+    CopiedMessage, FolderId, FolderMarks, GroupOutcome, JournalEntry, MailboxId, MessageFlags,
+    Store, StoreError, UidMapEntry,
+};
+use tokio_util::sync::CancellationToken;
+
+mod flag_sync;
+mod message_copy;
+
+use flag_sync::{mirror_deletions, sync_flags};
+use message_copy::Copier;
+
+use crate::copy_plan::GroupLimits;
+use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::error::Error;
+use crate::fingerprint::{self, PREFIX_LEN};
+use crate::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
+use crate::pass_report::{PassTotals, Progress};
+use crate::reconcile::{CandidatePool, TargetCandidate, Wanted};
+
+/// Map entries recorded per store call during a rebuild.
+const REBUILD_CHUNK: usize = 1000;
+
+/// A folder to sync, as the plan and the listings describe it.
+#[derive(Debug, Clone)]
+pub(crate) struct FolderTask {
+    /// The source name, decoded (the store's key).
+    pub source_name: String,
+    /// The source name's bytes as listed (to SELECT it again).
+    pub source_wire: Vec<u8>,
+    /// The target name, decoded (the protocol crate encodes it).
+    pub target_name: String,
+    pub source_status: StatusValues,
+    pub target_status: Option<StatusValues>,
+    /// APPENDLIMIT of the target folder, if announced.
+    pub append_limit: Option<u64>,
+}
+
+/// The settings a folder sync needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SyncSettings {
+    pub limits: GroupLimits,
+    pub max_message_size: Option<u64>,
+    pub bad_item_limit: u64,
+    pub mirror_deletions: bool,
+    pub crash_settle: std::time::Duration,
+}
+
+/// Everything shared by the folders of one pass.
+pub(crate) struct SyncContext<'a> {
+    pub store: &'a Store,
+    pub mailbox: MailboxId,
+    pub mailbox_label: &'a str,
+    pub settings: SyncSettings,
+    pub totals: &'a PassTotals,
+    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    pub cancel: &'a CancellationToken,
+}
+
+/// How a folder's sync ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FolderResult {
+    Unchanged,
+    Synced,
+}
+
+/// Storage flags from the wire flags (`\Recent` dropped).
+pub(super) fn store_flags(flags: Option<&WireFlags>) -> MessageFlags {
+    let Some(flags) = flags else {
+        return MessageFlags::new();
+    };
+    let names: Vec<String> = flags
+        .storable()
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.to_wire()).into_owned())
+        .collect();
+    MessageFlags::from_imap(names.iter().map(String::as_str))
+}
+
+impl SyncContext<'_> {
+    fn store_err(&self, action: impl Into<String>) -> impl FnOnce(StoreError) -> Error + '_ {
+        let action = action.into();
+        move |source| Error::Store {
+            mailbox: self.mailbox_label.to_owned(),
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    fn imap_err(&self, action: impl Into<String>) -> impl FnOnce(ImapError) -> Error + '_ {
+        let action = action.into();
+        move |source| Error::Imap {
+            mailbox: self.mailbox_label.to_owned(),
+            action,
+            source: Box::new(source),
+        }
+    }
+
+    fn check_cancel(&self) -> Result<(), Error> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Stopped {
+                mailbox: self.mailbox_label.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Syncs one folder. Errors leave the journal consistent: a retry (or the next pass)
+/// reconciles whatever is pending.
+pub(crate) async fn sync_folder(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    task: &FolderTask,
+) -> Result<FolderResult, Error> {
+    let store = ctx.store;
+    let folder_label = format!("`{}`", task.source_name);
+    let mut folder = store
+        .folder(ctx.mailbox, &task.source_name)
+        .map_err(ctx.store_err(format!("registering the folder {folder_label}")))?;
+    let state = store
+        .folder_state(folder)
+        .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
+    let pending = store
+        .pending_in_folder(ctx.mailbox, folder)
+        .map_err(ctx.store_err(format!("reading the journal of the folder {folder_label}")))?;
+    let condstore = src.has("CONDSTORE");
+    let check = CheckOptions {
+        mirror_deletions: ctx.settings.mirror_deletions,
+        source_condstore: condstore,
+    };
+    let quick = decide(
+        &state.marks,
+        &state.counters,
+        &task.source_status,
+        task.target_status.as_ref(),
+        &check,
+    );
+    if quick == FolderWork::Unchanged && pending.is_empty() {
+        return Ok(FolderResult::Unchanged);
+    }
+    (ctx.progress)(Progress::FolderStarted {
+        folder: task.source_name.clone(),
+    });
+
+    // The target first: pending groups are reconciled there before the source is read.
+    CommandCounters::bump(&tgt.counters.selects);
+    let t_sel = tgt
+        .session
+        .select(MailboxName::Unicode(&task.target_name), false)
+        .await
+        .map_err(ctx.imap_err(format!("opening the target folder `{}`", task.target_name)))?;
+    let Some(t_validity) = t_sel.uid_validity else {
+        return Err(Error::InconsistentTarget {
+            server: tgt.server().to_owned(),
+            mailbox: ctx.mailbox_label.to_owned(),
+            folder: task.target_name.clone(),
+            problem: "SELECT reported no UIDVALIDITY".into(),
+        });
+    };
+    let t_next = t_sel.uid_next.unwrap_or(1);
+    CommandCounters::bump(&src.counters.selects);
+    let s_sel = src
+        .session
+        .examine(MailboxName::Wire(&task.source_wire), condstore)
+        .await
+        .map_err(ctx.imap_err(format!("opening the source folder {folder_label}")))?;
+    let s_status = StatusValues {
+        uid_validity: s_sel.uid_validity,
+        uid_next: s_sel.uid_next,
+        highest_modseq: s_sel.highest_modseq,
+        messages: Some(s_sel.exists),
+    };
+    let t_status = StatusValues {
+        uid_validity: Some(t_validity),
+        uid_next: Some(t_next),
+        highest_modseq: t_sel.highest_modseq,
+        messages: Some(t_sel.exists),
+    };
+
+    for entry in &pending {
+        reconcile_pending(ctx, tgt, folder, entry, t_validity).await?;
+    }
+
+    let state = store
+        .folder_state(folder)
+        .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
+    let work = decide(
+        &state.marks,
+        &state.counters,
+        &s_status,
+        Some(&t_status),
+        &check,
+    );
+    let s_validity = s_status.uid_validity.unwrap_or(0);
+    if let FolderWork::Rebuild(reason) = work {
+        tracing::warn!(folder = %task.source_name, %reason, "rebuilding the folder's map by fingerprint");
+        folder = rebuild_map(ctx, src, tgt, folder, task, s_validity, t_validity).await?;
+    }
+    store
+        .update_folder_marks(folder, |m| {
+            m.source_uidvalidity = Some(s_validity);
+            m.target_uidvalidity = Some(t_validity);
+            m.target_name = Some(task.target_name.clone());
+        })
+        .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
+
+    let mut copier = Copier::new(ctx, folder, task, t_validity, t_next);
+    copier.copy_new(src, tgt, s_status.uid_next).await?;
+    let (copied, skipped) = (copier.copied, copier.skipped);
+
+    let state = store
+        .folder_state(folder)
+        .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
+    let flags = match work {
+        FolderWork::Sync { flags, .. } => flags,
+        // After a rebuild the map's flags are the target's: compare all.
+        FolderWork::Rebuild(_) => FlagSync::AllFlags,
+        FolderWork::Unchanged => FlagSync::Skip,
+    };
+    let flags = if state.counters.messages == 0 {
+        FlagSync::Skip
+    } else {
+        flags
+    };
+    sync_flags(ctx, src, tgt, folder, task, flags).await?;
+    let deletions = match work {
+        FolderWork::Sync { deletions, .. } => deletions,
+        FolderWork::Rebuild(_) => ctx.settings.mirror_deletions,
+        FolderWork::Unchanged => false,
+    };
+    if deletions {
+        mirror_deletions(ctx, src, tgt, folder, task).await?;
+    }
+
+    // Everything below the UIDNEXT seen at EXAMINE is copied or skipped now.
+    let done_below = s_status.uid_next.map(|n| n.saturating_sub(1));
+    store
+        .update_folder_marks(folder, |m| {
+            if let Some(d) = done_below {
+                m.highest_copied_uid = m.highest_copied_uid.max(d);
+            }
+            m.highest_modseq_seen = s_status.highest_modseq;
+        })
+        .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
+    (ctx.progress)(Progress::FolderFinished {
+        folder: task.source_name.clone(),
+        copied,
+        skipped,
+        unchanged: false,
+    });
+    Ok(FolderResult::Synced)
+}
+
+/// Target UIDs already in the folder's map, at or above `min`.
+pub(super) fn mapped_target_uids(
+    ctx: &SyncContext<'_>,
+    folder: FolderId,
+    min: u32,
+) -> Result<HashSet<u32>, Error> {
+    let mut out = HashSet::new();
+    let iter = ctx
+        .store
+        .uid_map_range(folder, ..)
+        .map_err(ctx.store_err("reading the uid map"))?;
+    for item in iter {
+        let (_, e) = item.map_err(ctx.store_err("reading the uid map"))?;
+        if e.target_uid >= min {
+            out.insert(e.target_uid);
+        }
+    }
+    Ok(out)
+}
+
+/// Fingerprints (and flags) of the selected folder's messages in `uids`, reading each
+/// body once as a stream: the prefix is kept, the rest only counted.
+pub(super) async fn fetch_fingerprints(
+    ctx: &SyncContext<'_>,
+    conn: &mut Connection,
+    uids: &str,
+    min_uid: u32,
+    what: &str,
+) -> Result<Vec<(TargetCandidate, u64)>, Error> {
+    CommandCounters::bump(&conn.counters.fetches);
+    let attrs = [
+        FetchAttr::Uid,
+        FetchAttr::Flags,
+        FetchAttr::Rfc822Size,
+        FetchAttr::BodyPeek(""),
+    ];
+    let mut out = Vec::new();
+    let mut stream = conn
+        .session
+        .uid_fetch(uids, &attrs, None, false)
+        .await
+        .map_err(ctx.imap_err(format!("fingerprinting {what}")))?;
+    let mut prefix = BytesMut::new();
+    let mut streamed_len = 0u64;
+    loop {
+        let event = stream
+            .next()
+            .await
+            .map_err(ctx.imap_err(format!("fingerprinting {what}")))?;
+        let Some(event) = event else { break };
+        let (meta, fp, size) = match event {
+            FetchEvent::Message(m) => {
+                let Some(body) = m.body() else { continue };
+                (
+                    m.meta.clone(),
+                    fingerprint::of_message(body),
+                    body.len() as u64,
+                )
+            }
+            FetchEvent::StreamStart { len, .. } => {
+                prefix.clear();
+                streamed_len = len;
+                continue;
+            }
+            FetchEvent::Chunk { bytes, .. } => {
+                if prefix.len() < PREFIX_LEN {
+                    let take = bytes.len().min(PREFIX_LEN - prefix.len());
+                    prefix.extend_from_slice(&bytes[..take]);
+                }
+                continue;
+            }
+            FetchEvent::StreamEnd(m) => (
+                m.meta,
+                fingerprint::of_prefix(&prefix, streamed_len),
+                streamed_len,
+            ),
+        };
+        let Some(uid) = meta.uid else { continue };
+        if uid < min_uid {
+            continue;
+        }
+        out.push((
+            TargetCandidate {
+                uid,
+                fingerprint: fp,
+                flags: store_flags(meta.flags.as_ref()),
+            },
+            size,
+        ));
+    }
+    Ok(out)
+}
+
+/// Resolves one pending group: commits what the target holds, aborts the rest.
+async fn reconcile_pending(
+    ctx: &SyncContext<'_>,
+    tgt: &mut Connection,
+    folder: FolderId,
+    entry: &JournalEntry,
+    t_validity: u32,
+) -> Result<(), Error> {
+    let group = &entry.group;
+    if group.target_uidvalidity != t_validity {
+        // The folder those APPENDs went to no longer exists: nothing of it is there.
+        ctx.store
+            .abort(entry.id)
+            .map_err(ctx.store_err("dropping a journal group of a replaced target folder"))?;
+        return Ok(());
+    }
+    // A dead process's last APPEND may still be committing in its server session: the
+    // server read the whole command before the client died. Reconciling before that
+    // commit would miss the messages and send them twice, so a young entry waits.
+    let age = std::time::Duration::from_millis(
+        imapmirror_storage::Timestamp::now()
+            .unix_millis()
+            .saturating_sub(entry.begun.unix_millis()),
+    );
+    if let Some(wait) = ctx.settings.crash_settle.checked_sub(age) {
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting for an interrupted copy group to settle on the target"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.cancel.cancelled() => return Err(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() }),
+        }
+    }
+    let min = group.target_uidnext.max(1);
+    let candidates = fetch_fingerprints(
+        ctx,
+        tgt,
+        &format!("{min}:*"),
+        min,
+        &format!(
+            "the target folder `{}` after an interrupted copy",
+            group.target_folder
+        ),
+    )
+    .await?;
+    let mapped = mapped_target_uids(ctx, folder, min)?;
+    let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
+        mapped.contains(&u)
+    });
+    let wanted: Vec<Wanted> = group
+        .messages
+        .iter()
+        .map(|m| Wanted {
+            source_uid: m.source_uid,
+            fingerprint: m.fingerprint,
+            min_target_uid: min,
+        })
+        .collect();
+    let (found, missing) = pool.match_all(&wanted);
+    tracing::info!(
+        folder = %group.target_folder,
+        found = found.len(),
+        missing = missing.len(),
+        "reconciled an interrupted copy group"
+    );
+    if found.is_empty() {
+        ctx.store
+            .abort(entry.id)
+            .map_err(ctx.store_err("dropping a journal group that never reached the target"))?;
+        return Ok(());
+    }
+    PassTotals::add(&ctx.totals.reconciled, found.len() as u64);
+    let outcome = GroupOutcome {
+        copied: found
+            .into_iter()
+            .map(|f| CopiedMessage {
+                source_uid: f.source_uid,
+                target_uid: f.target_uid,
+                flags: f.flags,
+            })
+            .collect(),
+        skipped: Vec::new(),
+        highest_copied_uid: None,
+        target_uidnext: None,
+    };
+    ctx.store
+        .commit(entry.id, &outcome)
+        .map_err(ctx.store_err("committing a reconciled journal group"))
+}
+
+/// Starts the folder's map afresh after a UIDVALIDITY change and fills it by matching
+/// fingerprints of every source message against every target message (a full read of
+/// both folders). Returns the folder's new id.
+async fn rebuild_map(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    folder: FolderId,
+    task: &FolderTask,
+    s_validity: u32,
+    t_validity: u32,
+) -> Result<FolderId, Error> {
+    let marks = FolderMarks {
+        target_name: Some(task.target_name.clone()),
+        source_uidvalidity: Some(s_validity),
+        target_uidvalidity: Some(t_validity),
+        ..FolderMarks::default()
+    };
+    let new = ctx
+        .store
+        .reset_folder(folder, marks)
+        .map_err(ctx.store_err(format!("resetting the folder `{}`", task.source_name)))?;
+    let targets = fetch_fingerprints(
+        ctx,
+        tgt,
+        "1:*",
+        1,
+        &format!("the target folder `{}`", task.target_name),
+    )
+    .await?;
+    let sources = fetch_fingerprints(
+        ctx,
+        src,
+        "1:*",
+        1,
+        &format!("the source folder `{}`", task.source_name),
+    )
+    .await?;
+    let mut pool = CandidatePool::new(targets.into_iter().map(|(c, _)| c), &|_| false);
+    let mut entries = Vec::new();
+    let mut sources = sources;
+    sources.sort_by_key(|(c, _)| c.uid);
+    for (s, size) in sources {
+        let wanted = Wanted {
+            source_uid: s.uid,
+            fingerprint: s.fingerprint,
+            min_target_uid: 1,
+        };
+        if let Some(found) = pool.take(&wanted) {
+            entries.push((
+                s.uid,
+                UidMapEntry {
+                    target_uid: found.target_uid,
+                    flags: found.flags,
+                    fingerprint: s.fingerprint,
+                    size,
+                },
+            ));
+        }
+    }
+    PassTotals::add(&ctx.totals.reconciled, entries.len() as u64);
+    while !entries.is_empty() {
+        let rest = entries.split_off(entries.len().min(REBUILD_CHUNK));
+        let chunk = std::mem::replace(&mut entries, rest);
+        ctx.store
+            .uid_map_record(new, chunk)
+            .map_err(ctx.store_err(format!("rebuilding the map of `{}`", task.source_name)))?;
+    }
+    Ok(new)
+}

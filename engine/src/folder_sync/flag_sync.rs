@@ -1,0 +1,188 @@
+//! Carrying flag changes and (optionally) deletions of copied messages to the target.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use imapmirror_protocol::client::MessageMeta;
+use imapmirror_protocol::{FetchAttr, Flag, StoreMode};
+use imapmirror_storage::{FolderId, MessageFlags};
+
+use super::{FolderTask, SyncContext, store_flags};
+use crate::copy_plan::uid_set;
+use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::error::Error;
+use crate::folder_check::FlagSync;
+use crate::pass_report::PassTotals;
+
+/// The flags to send for a storage flag set.
+fn wire_flag_names(flags: &MessageFlags) -> Vec<String> {
+    flags.to_imap()
+}
+
+fn flags_from_names(names: &[String]) -> Vec<Flag<'_>> {
+    names
+        .iter()
+        .map(|n| match n.strip_prefix('\\') {
+            Some(system) => match system.to_ascii_lowercase().as_str() {
+                "seen" => Flag::Seen,
+                "answered" => Flag::Answered,
+                "flagged" => Flag::Flagged,
+                "deleted" => Flag::Deleted,
+                "draft" => Flag::Draft,
+                _ => Flag::Extension(system.as_bytes()),
+            },
+            None => Flag::Keyword(n.as_bytes()),
+        })
+        .collect()
+}
+
+/// Reads changed flags from the source and applies them on the target.
+pub(super) async fn sync_flags(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    folder: FolderId,
+    task: &FolderTask,
+    mode: FlagSync,
+) -> Result<(), Error> {
+    let changed_since = match mode {
+        FlagSync::Skip => return Ok(()),
+        FlagSync::ChangedSince(m) => Some(m),
+        FlagSync::AllFlags => None,
+    };
+    let action = format!("reading flags of the source folder `{}`", task.source_name);
+    CommandCounters::bump(&src.counters.fetches);
+    let attrs = [FetchAttr::Uid, FetchAttr::Flags];
+    let mut stream = src
+        .session
+        .uid_fetch("1:*", &attrs, changed_since, false)
+        .await
+        .map_err(ctx.imap_err(action.clone()))?;
+    let mut source_flags: Vec<(u32, MessageFlags)> = Vec::new();
+    while let Some(m) = stream
+        .next_message()
+        .await
+        .map_err(ctx.imap_err(action.clone()))?
+    {
+        let MessageMeta {
+            uid: Some(uid),
+            flags,
+            ..
+        } = m.meta
+        else {
+            continue;
+        };
+        source_flags.push((uid, store_flags(flags.as_ref())));
+    }
+    drop(stream);
+    source_flags.sort_by_key(|(u, _)| *u);
+    // Compare against the map, reading it in UID order alongside.
+    let mut by_flags: BTreeMap<Vec<String>, Vec<(u32, u32)>> = BTreeMap::new();
+    let mut lookup: HashMap<u32, MessageFlags> = source_flags.into_iter().collect();
+    let iter = ctx
+        .store
+        .uid_map_range(folder, ..)
+        .map_err(ctx.store_err("reading the uid map"))?;
+    for item in iter {
+        let (uid, entry) = item.map_err(ctx.store_err("reading the uid map"))?;
+        if let Some(now) = lookup.remove(&uid)
+            && now != entry.flags
+        {
+            by_flags
+                .entry(wire_flag_names(&now))
+                .or_default()
+                .push((uid, entry.target_uid));
+        }
+    }
+    let target_action = format!("setting flags in the target folder `{}`", task.target_name);
+    for (names, pairs) in by_flags {
+        let flags = flags_from_names(&names);
+        let set = uid_set(pairs.iter().map(|(_, t)| *t));
+        CommandCounters::bump(&tgt.counters.stores);
+        tgt.session
+            .uid_store(&set, StoreMode::Replace, true, &flags, None)
+            .await
+            .map_err(ctx.imap_err(target_action.clone()))?;
+        let stored = MessageFlags::from_imap(names.iter().map(String::as_str));
+        let updates: Vec<(u32, MessageFlags)> =
+            pairs.iter().map(|(s, _)| (*s, stored.clone())).collect();
+        let n = ctx
+            .store
+            .uid_map_set_flags(folder, &updates)
+            .map_err(ctx.store_err("recording flag changes"))?;
+        PassTotals::add(&ctx.totals.flags_updated, n as u64);
+    }
+    Ok(())
+}
+
+/// Marks deleted on the target what no longer exists on the source, and forgets it.
+///
+/// The protocol crate has no EXPUNGE command yet, so the target copies are flagged
+/// `\Deleted` (clients hide or purge them) rather than expunged.
+pub(super) async fn mirror_deletions(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    folder: FolderId,
+    task: &FolderTask,
+) -> Result<(), Error> {
+    let action = format!(
+        "listing messages of the source folder `{}`",
+        task.source_name
+    );
+    CommandCounters::bump(&src.counters.other);
+    let present = src
+        .session
+        .uid_search(&[], "UID 1:*")
+        .await
+        .map_err(ctx.imap_err(action))?;
+    let present: HashSet<u32> = present.uids.into_iter().collect();
+    let mut gone: Vec<(u32, u32)> = Vec::new();
+    let iter = ctx
+        .store
+        .uid_map_range(folder, ..)
+        .map_err(ctx.store_err("reading the uid map"))?;
+    for item in iter {
+        let (uid, entry) = item.map_err(ctx.store_err("reading the uid map"))?;
+        if !present.contains(&uid) {
+            gone.push((uid, entry.target_uid));
+        }
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let set = uid_set(gone.iter().map(|(_, t)| *t));
+    CommandCounters::bump(&tgt.counters.stores);
+    tgt.session
+        .uid_store(&set, StoreMode::Add, true, &[Flag::Deleted], None)
+        .await
+        .map_err(ctx.imap_err(format!(
+            "marking deleted messages in the target folder `{}`",
+            task.target_name
+        )))?;
+    let uids: Vec<u32> = gone.iter().map(|(s, _)| *s).collect();
+    let removed = ctx
+        .store
+        .uid_map_remove(folder, &uids)
+        .map_err(ctx.store_err("forgetting deleted messages"))?;
+    PassTotals::add(&ctx.totals.deleted, removed.len() as u64);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_names_round_trip_to_wire_flags() {
+        let names = vec![
+            "\\Seen".to_owned(),
+            "$Forwarded".to_owned(),
+            "\\Draft".to_owned(),
+        ];
+        let flags = flags_from_names(&names);
+        assert_eq!(
+            flags,
+            vec![Flag::Seen, Flag::Keyword(b"$Forwarded"), Flag::Draft]
+        );
+    }
+}

@@ -1,0 +1,857 @@
+//! Copying a folder's new messages: groups fetched from the source, recorded in the
+//! journal, appended with MULTIAPPEND (or pipelined single APPENDs), completed in order and
+//! committed; large messages streamed alone from socket to socket.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+use imapmirror_protocol::client::{
+    CommandTag, FetchEvent, FetchedMessage, MessageFlags as WireFlags, ResponseCode,
+};
+use imapmirror_protocol::{
+    AppendMessage, Error as ImapError, FetchAttr, Flag, InternalDate, LiteralBody, MailboxName,
+};
+use imapmirror_storage::{
+    CopiedMessage, CopyGroup, FolderId, GroupOutcome, JournalId, MessageFlags, PendingMessage,
+    SkipReason, SkippedItem,
+};
+
+use super::{FolderTask, SyncContext, fetch_fingerprints, mapped_target_uids, store_flags};
+use crate::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
+use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::error::Error;
+use crate::fingerprint::{self, PREFIX_LEN};
+use crate::pass_report::{PassTotals, Progress};
+use crate::reconcile::{CandidatePool, Wanted};
+
+/// Groups in flight on the target before the oldest is waited for.
+const MAX_GROUPS_IN_FLIGHT: usize = 2;
+
+/// A message on its way to the target.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    source_uid: u32,
+    fingerprint: imapmirror_storage::Fingerprint,
+    size: u64,
+    flags: Option<WireFlags>,
+    internal_date: Option<InternalDate>,
+    /// Kept until the group completes, to retry one by one after a refused MULTIAPPEND;
+    /// `None` for a streamed message.
+    body: Option<Bytes>,
+}
+
+impl Outgoing {
+    fn store_flags(&self) -> MessageFlags {
+        store_flags(self.flags.as_ref())
+    }
+}
+
+/// A group sent and not yet completed.
+struct InFlight {
+    journal: JournalId,
+    /// The APPEND commands and the messages each carries, in order.
+    parts: Vec<(CommandTag, Vec<Outgoing>)>,
+    uidnext_before: u32,
+}
+
+/// What the metadata pass learnt.
+#[derive(Debug, Clone)]
+struct SourceMeta {
+    size: u64,
+    flags: Option<WireFlags>,
+    internal_date: Option<InternalDate>,
+}
+
+pub(super) struct Copier<'c, 'a> {
+    ctx: &'c SyncContext<'a>,
+    folder: FolderId,
+    task: &'c FolderTask,
+    t_validity: u32,
+    /// A lower bound of the target's UIDNEXT before any group still in flight.
+    t_next_known: u32,
+    in_flight: VecDeque<InFlight>,
+    pub(super) copied: u64,
+    pub(super) skipped: u64,
+}
+
+impl<'c, 'a> Copier<'c, 'a> {
+    pub(super) fn new(
+        ctx: &'c SyncContext<'a>,
+        folder: FolderId,
+        task: &'c FolderTask,
+        t_validity: u32,
+        t_next_known: u32,
+    ) -> Self {
+        Copier {
+            ctx,
+            folder,
+            task,
+            t_validity,
+            t_next_known,
+            in_flight: VecDeque::new(),
+            copied: 0,
+            skipped: 0,
+        }
+    }
+
+    pub(super) async fn copy_new(
+        &mut self,
+        src: &mut Connection,
+        tgt: &mut Connection,
+        s_next: Option<u32>,
+    ) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let state = ctx
+            .store
+            .folder_state(self.folder)
+            .map_err(ctx.store_err("reading the folder state"))?;
+        let watermark = state.marks.highest_copied_uid;
+        if s_next.is_some_and(|n| n <= watermark.saturating_add(1)) {
+            return Ok(());
+        }
+        let from = watermark.saturating_add(1);
+        let metas = self.fetch_meta(src, from).await?;
+        if metas.is_empty() {
+            return Ok(());
+        }
+        let mut mapped: HashSet<u32> = HashSet::new();
+        let iter = ctx
+            .store
+            .uid_map_range(self.folder, from..)
+            .map_err(ctx.store_err("reading the uid map"))?;
+        for item in iter {
+            let (uid, _) = item.map_err(ctx.store_err("reading the uid map"))?;
+            mapped.insert(uid);
+        }
+        let new: Vec<NewMessage> = metas
+            .iter()
+            .filter(|(uid, _)| !mapped.contains(uid))
+            .map(|(uid, m)| NewMessage {
+                uid: *uid,
+                size: m.size,
+            })
+            .collect();
+        let append_limit = match (self.task.append_limit, tgt.append_limit()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let steps = plan_copies(
+            &new,
+            &ctx.settings.limits,
+            ctx.settings.max_message_size,
+            append_limit,
+        );
+        for step in steps {
+            if ctx.cancel.is_cancelled() {
+                // Stop between groups, but settle what is already in flight so that the
+                // next pass has nothing to reconcile.
+                while !self.in_flight.is_empty() {
+                    self.complete_oldest(tgt).await?;
+                }
+                ctx.check_cancel()?;
+            }
+            match step {
+                CopyStep::Skip { message, limit } => {
+                    let meta = metas.get(&message.uid);
+                    let item = SkippedItem {
+                        source_uid: Some(message.uid),
+                        internal_date: meta
+                            .and_then(|m| m.internal_date)
+                            .and_then(|d| timestamp_of(&d)),
+                        subject: None,
+                        size: Some(message.size),
+                        reason: SkipReason::TooLarge,
+                        detail: Some(format!("{} bytes, {limit}", message.size)),
+                    };
+                    ctx.store
+                        .record_skipped(self.folder, &[item])
+                        .map_err(ctx.store_err("recording a skipped message"))?;
+                    self.skipped += 1;
+                    PassTotals::add(&ctx.totals.skipped, 1);
+                }
+                CopyStep::Group(messages) => {
+                    self.send_group(src, tgt, &messages).await?;
+                }
+                CopyStep::Large(message) => {
+                    let meta = metas.get(&message.uid).cloned();
+                    self.send_large(src, tgt, message, meta).await?;
+                }
+            }
+            while self.in_flight.len() > MAX_GROUPS_IN_FLIGHT {
+                self.complete_oldest(tgt).await?;
+            }
+        }
+        while !self.in_flight.is_empty() {
+            self.complete_oldest(tgt).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_meta(
+        &mut self,
+        src: &mut Connection,
+        from: u32,
+    ) -> Result<BTreeMap<u32, SourceMeta>, Error> {
+        let ctx = self.ctx;
+        let action = format!(
+            "listing new messages of the source folder `{}`",
+            self.task.source_name
+        );
+        CommandCounters::bump(&src.counters.fetches);
+        let attrs = [
+            FetchAttr::Uid,
+            FetchAttr::Rfc822Size,
+            FetchAttr::Flags,
+            FetchAttr::InternalDate,
+        ];
+        let mut stream = src
+            .session
+            .uid_fetch(&format!("{from}:*"), &attrs, None, false)
+            .await
+            .map_err(ctx.imap_err(action.clone()))?;
+        let mut out = BTreeMap::new();
+        while let Some(m) = stream
+            .next_message()
+            .await
+            .map_err(ctx.imap_err(action.clone()))?
+        {
+            let (Some(uid), Some(size)) = (m.meta.uid, m.meta.size) else {
+                continue;
+            };
+            // `N:*` also returns the highest message when it is below N.
+            if uid < from {
+                continue;
+            }
+            out.insert(
+                uid,
+                SourceMeta {
+                    size,
+                    flags: m.meta.flags,
+                    internal_date: m.meta.internal_date,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Fetches a group's bodies, records the group in the journal, sends it.
+    async fn send_group(
+        &mut self,
+        src: &mut Connection,
+        tgt: &mut Connection,
+        messages: &[NewMessage],
+    ) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let action = format!("copying from the source folder `{}`", self.task.source_name);
+        let set = uid_set(messages.iter().map(|m| m.uid));
+        let wanted: HashSet<u32> = messages.iter().map(|m| m.uid).collect();
+        CommandCounters::bump(&src.counters.fetches);
+        let attrs = [
+            FetchAttr::Uid,
+            FetchAttr::Flags,
+            FetchAttr::InternalDate,
+            FetchAttr::BodyPeek(""),
+        ];
+        let mut stream = src
+            .session
+            .uid_fetch(&set, &attrs, None, false)
+            .await
+            .map_err(ctx.imap_err(action.clone()))?;
+        let mut outgoing: Vec<Outgoing> = Vec::with_capacity(messages.len());
+        // `next_message` gathers a body that crossed the stream threshold after all
+        // (its size changed since the metadata pass); groups are bounded in bytes.
+        while let Some(m) = stream
+            .next_message()
+            .await
+            .map_err(ctx.imap_err(action.clone()))?
+        {
+            let Some(uid) = m.meta.uid else { continue };
+            if !wanted.contains(&uid) {
+                continue;
+            }
+            let Some(body) = whole_body(&m) else { continue };
+            outgoing.push(Outgoing {
+                source_uid: uid,
+                fingerprint: fingerprint::of_message(&body),
+                size: body.len() as u64,
+                flags: m.meta.flags.clone(),
+                internal_date: m.meta.internal_date,
+                body: Some(body),
+            });
+        }
+        drop(stream);
+        // Messages expunged on the source meanwhile are simply gone.
+        if outgoing.is_empty() {
+            return Ok(());
+        }
+        outgoing.sort_by_key(|o| o.source_uid);
+        outgoing.dedup_by_key(|o| o.source_uid);
+        let journal = self.begin(&outgoing).await?;
+        let parts = self.send_appends(tgt, outgoing).await?;
+        self.in_flight.push_back(InFlight {
+            journal,
+            parts,
+            uidnext_before: self.t_next_known,
+        });
+        Ok(())
+    }
+
+    async fn begin(&self, outgoing: &[Outgoing]) -> Result<JournalId, Error> {
+        let ctx = self.ctx;
+        let group = CopyGroup {
+            target_folder: self.task.target_name.clone(),
+            target_uidvalidity: self.t_validity,
+            target_uidnext: self.t_next_known,
+            messages: outgoing
+                .iter()
+                .map(|o| PendingMessage {
+                    source_uid: o.source_uid,
+                    fingerprint: o.fingerprint,
+                    size: o.size,
+                })
+                .collect(),
+        };
+        ctx.store
+            .begin_async(self.folder, &group)
+            .await
+            .map_err(ctx.store_err("recording a copy group in the journal"))
+    }
+
+    /// One MULTIAPPEND where offered, else pipelined single APPENDs.
+    async fn send_appends(
+        &self,
+        tgt: &mut Connection,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Vec<(CommandTag, Vec<Outgoing>)>, Error> {
+        let multi = tgt.has("MULTIAPPEND");
+        let chunks: Vec<Vec<Outgoing>> = if multi {
+            vec![outgoing]
+        } else {
+            outgoing.into_iter().map(|o| vec![o]).collect()
+        };
+        let mut parts = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let tag = self.send_append(tgt, &chunk).await?;
+            parts.push((tag, chunk));
+        }
+        Ok(parts)
+    }
+
+    async fn send_append(
+        &self,
+        tgt: &mut Connection,
+        chunk: &[Outgoing],
+    ) -> Result<CommandTag, Error> {
+        let ctx = self.ctx;
+        let flag_lists: Vec<Vec<Flag<'_>>> = chunk
+            .iter()
+            .map(|o| {
+                o.flags
+                    .as_ref()
+                    .map(WireFlags::storable)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut messages = Vec::with_capacity(chunk.len());
+        for (o, flags) in chunk.iter().zip(&flag_lists) {
+            let Some(body) = &o.body else {
+                return Err(Error::Imap {
+                    mailbox: ctx.mailbox_label.to_owned(),
+                    action: "re-sending a streamed message".into(),
+                    source: Box::new(ImapError::Misuse(
+                        "a streamed message cannot be re-sent from memory",
+                    )),
+                });
+            };
+            messages.push(AppendMessage {
+                flags,
+                internal_date: o.internal_date,
+                body: LiteralBody::Bytes(body.clone()),
+            });
+        }
+        CommandCounters::bump(&tgt.counters.appends);
+        tgt.session
+            .send_append(MailboxName::Unicode(&self.task.target_name), &messages)
+            .await
+            .map_err(ctx.imap_err(format!(
+                "appending to the target folder `{}`",
+                self.task.target_name
+            )))
+    }
+
+    /// Streams one large message: the journal entry is written once its first 64 KiB
+    /// (its fingerprint) arrived and before its first byte goes to the target.
+    async fn send_large(
+        &mut self,
+        src: &mut Connection,
+        tgt: &mut Connection,
+        message: NewMessage,
+        meta: Option<SourceMeta>,
+    ) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let action = format!(
+            "streaming a message of the source folder `{}`",
+            self.task.source_name
+        );
+        let target_action = format!(
+            "streaming a message to the target folder `{}`",
+            self.task.target_name
+        );
+        CommandCounters::bump(&src.counters.fetches);
+        let attrs = [
+            FetchAttr::Uid,
+            FetchAttr::Flags,
+            FetchAttr::InternalDate,
+            FetchAttr::BodyPeek(""),
+        ];
+        let uid_text = message.uid.to_string();
+        let mut stream = src
+            .session
+            .uid_fetch(&uid_text, &attrs, None, false)
+            .await
+            .map_err(ctx.imap_err(action.clone()))?;
+        let mut prefix: Vec<Bytes> = Vec::new();
+        let mut prefix_len = 0usize;
+        let mut announced: Option<(u64, Option<WireFlags>, Option<InternalDate>)> = None;
+        let mut upload = None;
+        let mut journal = None;
+        let mut whole: Option<FetchedMessage> = None;
+        let mut fp = None;
+        loop {
+            let event = stream.next().await.map_err(ctx.imap_err(action.clone()))?;
+            let Some(event) = event else { break };
+            match event {
+                FetchEvent::Message(m) => {
+                    // Smaller than the threshold after all: sent like a group of one.
+                    if m.meta.uid == Some(message.uid) {
+                        whole = Some(m);
+                    }
+                }
+                FetchEvent::StreamStart { meta: m, len, .. } => {
+                    let flags = m
+                        .flags
+                        .or_else(|| meta.as_ref().and_then(|x| x.flags.clone()));
+                    let date = m
+                        .internal_date
+                        .or_else(|| meta.as_ref().and_then(|x| x.internal_date));
+                    announced = Some((len, flags, date));
+                    if len == 0 {
+                        fp = Some(fingerprint::of_message(&[]));
+                    }
+                }
+                FetchEvent::Chunk { bytes, .. } => {
+                    if let Some(up) = upload.as_mut() {
+                        let up: &mut imapmirror_protocol::client::AppendUpload<'_, _> = up;
+                        up.write_chunk(bytes)
+                            .await
+                            .map_err(ctx.imap_err(target_action.clone()))?;
+                        continue;
+                    }
+                    prefix_len += bytes.len();
+                    prefix.push(bytes);
+                    let Some((len, _, _)) = &announced else {
+                        continue;
+                    };
+                    if fingerprint::prefix_is_complete(prefix_len, *len) {
+                        let mut joined = Vec::with_capacity(prefix_len.min(PREFIX_LEN));
+                        for p in &prefix {
+                            let take = p.len().min(PREFIX_LEN - joined.len().min(PREFIX_LEN));
+                            joined.extend_from_slice(&p[..take]);
+                            if joined.len() >= PREFIX_LEN {
+                                break;
+                            }
+                        }
+                        fp = Some(fingerprint::of_prefix(&joined, *len));
+                    }
+                }
+                FetchEvent::StreamEnd(_) => {}
+            }
+            // Once the fingerprint is known: journal, then open the APPEND and write
+            // what was held back.
+            if upload.is_none()
+                && let (Some(f), Some((len, flags, date))) = (fp, announced.as_ref())
+            {
+                let out = Outgoing {
+                    source_uid: message.uid,
+                    fingerprint: f,
+                    size: *len,
+                    flags: flags.clone(),
+                    internal_date: *date,
+                    body: None,
+                };
+                let id = self.begin(std::slice::from_ref(&out)).await?;
+                journal = Some((id, out));
+                let flag_list: Vec<Flag<'_>> =
+                    flags.as_ref().map(WireFlags::storable).unwrap_or_default();
+                let msg = [AppendMessage {
+                    flags: &flag_list,
+                    internal_date: *date,
+                    body: LiteralBody::Streamed { len: *len },
+                }];
+                CommandCounters::bump(&tgt.counters.appends);
+                let mut up = tgt
+                    .session
+                    .start_append(MailboxName::Unicode(&self.task.target_name), &msg)
+                    .await
+                    .map_err(ctx.imap_err(target_action.clone()))?;
+                for piece in prefix.drain(..) {
+                    up.write_chunk(piece)
+                        .await
+                        .map_err(ctx.imap_err(target_action.clone()))?;
+                }
+                upload = Some(up);
+            }
+        }
+        drop(stream);
+        if let Some(m) = whole {
+            let Some(body) = whole_body(&m) else {
+                return Ok(());
+            };
+            let out = Outgoing {
+                source_uid: message.uid,
+                fingerprint: fingerprint::of_message(&body),
+                size: body.len() as u64,
+                flags: m.meta.flags.clone(),
+                internal_date: m.meta.internal_date,
+                body: Some(body),
+            };
+            let journal = self.begin(std::slice::from_ref(&out)).await?;
+            let parts = self.send_appends(tgt, vec![out]).await?;
+            self.in_flight.push_back(InFlight {
+                journal,
+                parts,
+                uidnext_before: self.t_next_known,
+            });
+            return Ok(());
+        }
+        let (Some(up), Some((id, out))) = (upload, journal) else {
+            // The message vanished from the source before it could be read.
+            return Ok(());
+        };
+        let tag = up
+            .finish()
+            .await
+            .map_err(ctx.imap_err(target_action.clone()))?;
+        self.in_flight.push_back(InFlight {
+            journal: id,
+            parts: vec![(tag, vec![out])],
+            uidnext_before: self.t_next_known,
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest group's APPENDs and commits it.
+    async fn complete_oldest(&mut self, tgt: &mut Connection) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let Some(group) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let target_action = format!("appending to the target folder `{}`", self.task.target_name);
+        let mut copied: Vec<CopiedMessage> = Vec::new();
+        let mut skipped: Vec<SkippedItem> = Vec::new();
+        let mut unknown: Vec<Outgoing> = Vec::new();
+        let mut one_by_one: Vec<Outgoing> = Vec::new();
+        let mut all_uids: Vec<u32> = Vec::new();
+        let mut bytes = 0u64;
+        let mut last_refusal = String::new();
+        for (tag, msgs) in group.parts {
+            all_uids.extend(msgs.iter().map(|m| m.source_uid));
+            let c = tgt
+                .session
+                .wait(tag)
+                .await
+                .map_err(ctx.imap_err(target_action.clone()))?;
+            if c.is_ok() {
+                match c.append_uid() {
+                    Some((v, uids)) if v == self.t_validity && uids.len() == msgs.len() => {
+                        for (m, t) in msgs.iter().zip(uids) {
+                            self.t_next_known = self.t_next_known.max(t.saturating_add(1));
+                            bytes += m.size;
+                            copied.push(CopiedMessage {
+                                source_uid: m.source_uid,
+                                target_uid: t,
+                                flags: m.store_flags(),
+                            });
+                        }
+                    }
+                    Some((v, uids)) => {
+                        return Err(Error::InconsistentTarget {
+                            server: tgt.server().to_owned(),
+                            mailbox: ctx.mailbox_label.to_owned(),
+                            folder: self.task.target_name.clone(),
+                            problem: format!(
+                                "APPENDUID names UIDVALIDITY {v} and {} UIDs for {} messages (the folder has UIDVALIDITY {})",
+                                uids.len(),
+                                msgs.len(),
+                                self.t_validity
+                            ),
+                        });
+                    }
+                    None => unknown.extend(msgs),
+                }
+                continue;
+            }
+            let server = tgt.server().to_owned();
+            let text = c.text.clone();
+            match c.into_result(&server, tgt.session.config().default_backoff) {
+                Ok(_) => {}
+                Err(e @ ImapError::Backoff { .. }) => {
+                    return Err(ctx.imap_err(target_action.clone())(e));
+                }
+                Err(e) if refuses_the_folder(&e) => {
+                    // Not this message's fault: every message would be refused alike.
+                    return Err(ctx.imap_err(target_action.clone())(e));
+                }
+                Err(_) if msgs.len() > 1 => {
+                    // MULTIAPPEND is all or nothing (RFC 3502): find the culprit alone.
+                    one_by_one.extend(msgs);
+                }
+                Err(_) => {
+                    last_refusal = text.clone();
+                    for m in msgs {
+                        skipped.push(refused(&m, &text));
+                    }
+                }
+            }
+        }
+        for m in one_by_one {
+            let tag = self.send_append(tgt, std::slice::from_ref(&m)).await?;
+            let c = tgt
+                .session
+                .wait(tag)
+                .await
+                .map_err(ctx.imap_err(target_action.clone()))?;
+            if c.is_ok() {
+                match c.append_uid() {
+                    Some((v, uids)) if v == self.t_validity && uids.len() == 1 => {
+                        self.t_next_known = self.t_next_known.max(uids[0].saturating_add(1));
+                        bytes += m.size;
+                        copied.push(CopiedMessage {
+                            source_uid: m.source_uid,
+                            target_uid: uids[0],
+                            flags: m.store_flags(),
+                        });
+                    }
+                    _ => unknown.push(m),
+                }
+                continue;
+            }
+            let server = tgt.server().to_owned();
+            let text = c.text.clone();
+            match c.into_result(&server, tgt.session.config().default_backoff) {
+                Err(e @ ImapError::Backoff { .. }) => {
+                    return Err(ctx.imap_err(target_action.clone())(e));
+                }
+                Err(e) if refuses_the_folder(&e) => {
+                    return Err(ctx.imap_err(target_action.clone())(e));
+                }
+                _ => {
+                    last_refusal = text.clone();
+                    skipped.push(refused(&m, &text));
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            // No APPENDUID (no UIDPLUS): find the messages by fingerprint.
+            PassTotals::add(&ctx.totals.reconciled, unknown.len() as u64);
+            let min = group.uidnext_before.max(1);
+            let candidates = fetch_fingerprints(
+                ctx,
+                tgt,
+                &format!("{min}:*"),
+                min,
+                &format!("the target folder `{}` (no UIDPLUS)", self.task.target_name),
+            )
+            .await?;
+            let mut mapped = mapped_target_uids(ctx, self.folder, min)?;
+            mapped.extend(copied.iter().map(|c| c.target_uid));
+            let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
+                mapped.contains(&u)
+            });
+            for m in &unknown {
+                let w = Wanted {
+                    source_uid: m.source_uid,
+                    fingerprint: m.fingerprint,
+                    min_target_uid: min,
+                };
+                let Some(found) = pool.take(&w) else {
+                    return Err(Error::InconsistentTarget {
+                        server: tgt.server().to_owned(),
+                        mailbox: ctx.mailbox_label.to_owned(),
+                        folder: self.task.target_name.clone(),
+                        problem: format!(
+                            "it accepted source message {} but it cannot be found there",
+                            m.source_uid
+                        ),
+                    });
+                };
+                self.t_next_known = self.t_next_known.max(found.target_uid.saturating_add(1));
+                bytes += m.size;
+                copied.push(CopiedMessage {
+                    source_uid: m.source_uid,
+                    target_uid: found.target_uid,
+                    flags: m.store_flags(),
+                });
+            }
+        }
+        let outcome = GroupOutcome {
+            highest_copied_uid: all_uids.iter().copied().max(),
+            target_uidnext: Some(self.t_next_known),
+            copied,
+            skipped,
+        };
+        ctx.store
+            .commit(group.journal, &outcome)
+            .map_err(ctx.store_err("committing a copy group"))?;
+        let n = outcome.copied.len() as u64;
+        self.copied += n;
+        self.skipped += outcome.skipped.len() as u64;
+        PassTotals::add(&ctx.totals.copied, n);
+        PassTotals::add(&ctx.totals.bytes, bytes);
+        PassTotals::add(&ctx.totals.skipped, outcome.skipped.len() as u64);
+        (ctx.progress)(Progress::Copied {
+            folder: self.task.source_name.clone(),
+            messages: n,
+            bytes,
+        });
+        if !outcome.skipped.is_empty() {
+            let bad = PassTotals::add(&ctx.totals.bad_items, outcome.skipped.len() as u64);
+            if bad > ctx.settings.bad_item_limit {
+                return Err(Error::BadItemLimit {
+                    server: tgt.server().to_owned(),
+                    mailbox: ctx.mailbox_label.to_owned(),
+                    folder: self.task.target_name.clone(),
+                    count: bad,
+                    limit: ctx.settings.bad_item_limit,
+                    text: last_refusal,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A refusal that concerns the folder or the account, not the message: the folder is
+/// gone (`TRYCREATE`) or the account is full (`OVERQUOTA`). Recording each message as a
+/// bad item would only hide the cause.
+fn refuses_the_folder(e: &ImapError) -> bool {
+    match e {
+        ImapError::Refused {
+            code: Some(code), ..
+        } => matches!(**code, ResponseCode::TryCreate | ResponseCode::OverQuota),
+        _ => false,
+    }
+}
+
+fn refused(m: &Outgoing, text: &str) -> SkippedItem {
+    SkippedItem {
+        source_uid: Some(m.source_uid),
+        internal_date: m.internal_date.as_ref().and_then(timestamp_of),
+        subject: m.body.as_deref().and_then(subject_of),
+        size: Some(m.size),
+        reason: SkipReason::RejectedByTarget,
+        detail: Some(text.to_owned()),
+    }
+}
+
+/// The whole-message body of a fetched message.
+fn whole_body(m: &FetchedMessage) -> Option<Bytes> {
+    m.parts
+        .iter()
+        .find(|p| {
+            p.origin.is_none() && (p.section.is_empty() || p.section.eq_ignore_ascii_case("RFC822"))
+        })
+        .and_then(|p| p.data.clone())
+}
+
+/// The Subject header, unfolded, for skipped-item reports (best effort).
+fn subject_of(body: &[u8]) -> Option<String> {
+    let head_end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(body.len().min(64 * 1024));
+    let head = String::from_utf8_lossy(&body[..head_end]);
+    let mut lines = head.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        // `get` rather than indexing: a multi-byte character may straddle byte 8.
+        if let (Some(name), Some(rest)) = (line.get(..8), line.get(8..))
+            && name.eq_ignore_ascii_case("subject:")
+        {
+            let mut value = rest.trim().to_owned();
+            while let Some(next) = lines.peek() {
+                if next.starts_with([' ', '\t']) {
+                    value.push(' ');
+                    value.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// INTERNALDATE as a store timestamp.
+fn timestamp_of(d: &InternalDate) -> Option<imapmirror_storage::Timestamp> {
+    let days = days_from_civil(i64::from(d.year), u32::from(d.month), u32::from(d.day));
+    let secs =
+        days * 86_400 + i64::from(d.hour) * 3600 + i64::from(d.minute) * 60 + i64::from(d.second)
+            - i64::from(d.zone_minutes) * 60;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| imapmirror_storage::Timestamp::from_unix_millis(s * 1000))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_is_found_and_unfolded() {
+        let m = b"From: a\r\nSubject: hello\r\n  world\r\nX: y\r\n\r\nSubject: not this\r\n";
+        assert_eq!(subject_of(m).as_deref(), Some("hello world"));
+        assert_eq!(subject_of(b"From: a\r\n\r\nbody"), None);
+        // A header name with a multi-byte character across byte 8 is no panic.
+        assert_eq!(subject_of("Subject\u{e9}: x\r\n\r\n".as_bytes()), None);
+    }
+
+    #[test]
+    fn internal_dates_become_instants() {
+        let d = InternalDate::parse(b"01-Jan-1970 01:00:00 +0100").expect("valid date");
+        assert_eq!(timestamp_of(&d).map(|t| t.unix_millis()), Some(0));
+        let d = InternalDate::parse(b"29-Feb-2024 12:00:00 +0000").expect("valid date");
+        assert_eq!(
+            timestamp_of(&d).map(|t| t.unix_millis()),
+            Some(1_709_208_000_000)
+        );
+    }
+
+    #[test]
+    fn quota_and_missing_folder_fail_the_folder_not_the_message() {
+        let refusal = |code: Option<ResponseCode>| ImapError::Refused {
+            server: "t:143".into(),
+            command: "APPEND".into(),
+            status: imapmirror_protocol::StatusKind::No,
+            code: code.map(Box::new),
+            text: "no".into(),
+        };
+        assert!(refuses_the_folder(&refusal(Some(ResponseCode::OverQuota))));
+        assert!(refuses_the_folder(&refusal(Some(ResponseCode::TryCreate))));
+        assert!(!refuses_the_folder(&refusal(None)));
+        assert!(!refuses_the_folder(&refusal(Some(ResponseCode::Limit))));
+    }
+}

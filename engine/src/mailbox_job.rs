@@ -1,0 +1,750 @@
+//! One user's mailbox: a pass over all its folders, the public entry point that batches
+//! and schedules call.
+//!
+//! A pass: log in to both sides (through the endpoints' shared [`EndpointPool`]s), list
+//! both with LIST-STATUS (one command per side gives every folder's UIDVALIDITY, UIDNEXT
+//! and HIGHESTMODSEQ), plan the folders, create missing target folders and mirror
+//! subscriptions, then hand the folders that changed to `connections` workers, each with
+//! its own source and target connection. A folder that has not changed costs nothing
+//! beyond its line in the LIST-STATUS answer. A folder whose connection fails is retried
+//! with back-off on fresh connections, starting with the reconciliation of whatever the
+//! failure left pending.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures::future::join_all;
+use imapmirror_protocol::client::{
+    CommandData, CommandKind, ListEntry, MailboxStatus as WireStatus,
+};
+use imapmirror_protocol::{
+    Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
+};
+use imapmirror_storage::{MailboxId, MailboxStatus, PassOutcome, PassRecord, Store, Timestamp};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::copy_plan::GroupLimits;
+use crate::credentials::LoginMethod;
+use crate::endpoint_pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
+use crate::error::Error;
+use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
+use crate::folder_plan::{
+    Exclusion, FolderAttributes, FolderListing, ListedFolder, PlanOptions, SpecialUse, plan,
+};
+use crate::folder_sync::{FolderResult, FolderTask, SyncContext, SyncSettings, sync_folder};
+use crate::pass_report::{PassSummary, PassTotals, Progress};
+use crate::reconnect_policy::{Jitter, ReconnectPolicy};
+
+/// Which pass this is; they differ in what the mailbox's status becomes afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// The first full copy (or its resumption).
+    Initial,
+    /// A scheduled catch-up pass.
+    Incremental,
+    /// The last pass before cut-over: the mailbox becomes `Completed`.
+    Final,
+}
+
+/// What the batch asks of a mailbox's passes.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Source folders not to migrate.
+    pub exclusions: Vec<Exclusion>,
+    /// The row's `UserRoot`.
+    pub user_root: Option<String>,
+    /// Messages larger than this are skipped as too large.
+    pub max_message_size: Option<u64>,
+    /// A mailbox fails once the target refuses more messages than this in one pass.
+    pub bad_item_limit: u64,
+    /// Mark deleted on the target what was deleted on the source (off: Exchange keeps it).
+    pub mirror_deletions: bool,
+    /// Folders synced in parallel, each over its own source and target connection.
+    pub connections: usize,
+    /// Group sizes (MULTIAPPEND and journal).
+    pub groups: GroupLimits,
+    /// How a folder whose connection failed is retried.
+    pub folder_retry: ReconnectPolicy,
+    /// How long after it was begun a pending journal group is reconciled at the
+    /// earliest: a crashed process's last APPEND can still be committing in the target's
+    /// session, invisible until it is done. Must exceed the target's worst commit time.
+    pub crash_settle: std::time::Duration,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            exclusions: Vec::new(),
+            user_root: None,
+            max_message_size: None,
+            bad_item_limit: 0,
+            mirror_deletions: false,
+            connections: 2,
+            groups: GroupLimits::default(),
+            folder_retry: ReconnectPolicy::default(),
+            crash_settle: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// One mailbox to mirror.
+#[derive(Debug, Clone)]
+pub struct MailboxJob {
+    /// Its record in the store.
+    pub mailbox: MailboxId,
+    /// Its EmailAddress, for logs and messages.
+    pub email: String,
+    /// Its batch's name, for logs.
+    pub batch: String,
+    pub source: Arc<EndpointPool>,
+    pub target: Arc<EndpointPool>,
+    pub source_login: LoginMethod,
+    pub target_login: LoginMethod,
+    pub options: JobOptions,
+}
+
+/// A folder of a listing: its decoded name, wire name, status.
+struct Listed {
+    wire: Vec<u8>,
+    status: Option<WireStatus>,
+}
+
+fn status_values(s: &WireStatus) -> StatusValues {
+    StatusValues {
+        uid_validity: s.uid_validity,
+        uid_next: s.uid_next,
+        highest_modseq: s.highest_modseq,
+        messages: s.messages,
+    }
+}
+
+impl MailboxJob {
+    /// Runs one pass. The mailbox's status is `Syncing` while it runs, then `Synced`
+    /// (`Completed` after a [`PassKind::Final`] pass), `Failed` or `Stopped`; the pass is
+    /// recorded in the mailbox's history either way.
+    pub async fn run_pass(
+        &self,
+        store: &Store,
+        kind: PassKind,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<PassSummary, Error> {
+        let span =
+            tracing::info_span!("pass", batch = %self.batch, mailbox = %self.email, kind = ?kind);
+        async {
+            let store_err = |action: &str| {
+                let action = action.to_owned();
+                let mailbox = self.email.clone();
+                move |source: imapmirror_storage::StoreError| Error::Store {
+                    mailbox,
+                    action,
+                    source: Box::new(source),
+                }
+            };
+            store
+                .set_mailbox_status(self.mailbox, MailboxStatus::Syncing, None)
+                .map_err(store_err("marking the mailbox as syncing"))?;
+            let started = Timestamp::now();
+            let totals = PassTotals::default();
+            let src_counters = Arc::new(CommandCounters::default());
+            let tgt_counters = Arc::new(CommandCounters::default());
+            let result = self
+                .run_inner(
+                    store,
+                    cancel,
+                    progress,
+                    &totals,
+                    &src_counters,
+                    &tgt_counters,
+                )
+                .await;
+            let summary = PassSummary {
+                folders: result.as_ref().map(|n| *n).unwrap_or(0),
+                folders_unchanged: PassTotals::get(&totals.unchanged) as usize,
+                folders_created: PassTotals::get(&totals.created) as usize,
+                copied: PassTotals::get(&totals.copied),
+                bytes: PassTotals::get(&totals.bytes),
+                skipped: PassTotals::get(&totals.skipped),
+                flags_updated: PassTotals::get(&totals.flags_updated),
+                deleted: PassTotals::get(&totals.deleted),
+                reconciled: PassTotals::get(&totals.reconciled),
+                retries: PassTotals::get(&totals.retries),
+                source_commands: src_counters.snapshot(),
+                target_commands: tgt_counters.snapshot(),
+            };
+            let (outcome, status, error) = match &result {
+                Ok(_) if kind == PassKind::Final => {
+                    (PassOutcome::Succeeded, MailboxStatus::Completed, None)
+                }
+                Ok(_) => (PassOutcome::Succeeded, MailboxStatus::Synced, None),
+                Err(Error::Stopped { .. }) => (PassOutcome::Stopped, MailboxStatus::Stopped, None),
+                Err(e) => (
+                    PassOutcome::Failed,
+                    MailboxStatus::Failed,
+                    Some(e.to_string()),
+                ),
+            };
+            let record = PassRecord {
+                started,
+                finished: Timestamp::now(),
+                items_copied: summary.copied,
+                bytes_copied: summary.bytes,
+                items_skipped: summary.skipped,
+                flags_updated: summary.flags_updated,
+                items_deleted: summary.deleted,
+                outcome,
+                error: error.clone(),
+            };
+            store
+                .record_pass(self.mailbox, &record)
+                .map_err(store_err("recording the pass"))?;
+            store
+                .set_mailbox_status(self.mailbox, status, error.as_deref())
+                .map_err(store_err("recording the mailbox status"))?;
+            result.map(|_| summary)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_inner(
+        &self,
+        store: &Store,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        totals: &PassTotals,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+    ) -> Result<usize, Error> {
+        let mailbox = self.email.as_str();
+        let mut src = self
+            .source
+            .connect(&self.source_login, src_counters, mailbox, cancel)
+            .await?;
+        let mut tgt = self
+            .target
+            .connect(&self.target_login, tgt_counters, mailbox, cancel)
+            .await?;
+        let (src_listing, src_names) = self.listing(&mut src, true).await?;
+        let (tgt_listing, tgt_names) = self.listing(&mut tgt, false).await?;
+
+        let pinned = self.pins(store, &tgt_listing)?;
+        let mut reserved = Vec::new();
+        if tgt_listing.separator == Some('.') {
+            // Dovecot's Maildir++ layout cannot store `/` in a name.
+            reserved.push('/');
+        }
+        let options = PlanOptions {
+            exclusions: self.options.exclusions.clone(),
+            user_root: self.options.user_root.clone(),
+            target_needs_explicit_parents: false,
+            target_case_insensitive: true,
+            target_reserved_chars: reserved,
+            pinned,
+        };
+        let folder_plan = plan(&src_listing, &tgt_listing, &options)?;
+        progress(Progress::Planned {
+            folders: folder_plan.copies.len(),
+        });
+
+        // Create missing target folders, parents first, and mirror subscriptions. A
+        // special folder the target lacks is created with its use where the target
+        // takes one (RFC 6154 CREATE-SPECIAL-USE), so that its clients recognise it.
+        let create_use = tgt.has("CREATE-SPECIAL-USE");
+        for name in folder_plan.creations() {
+            let special = folder_plan
+                .copies
+                .iter()
+                .find(|c| c.create && c.target == *name)
+                .and_then(|c| c.special_use)
+                .filter(|_| create_use)
+                .map(mailbox_attr);
+            let uses: Vec<MailboxAttr<'_>> = special.into_iter().collect();
+            CommandCounters::bump(&tgt.counters.creates);
+            let mut created = tgt
+                .session
+                .create(MailboxName::Unicode(&name.name), &uses)
+                .await;
+            if !uses.is_empty() && matches!(created, Err(ImapError::Refused { .. })) {
+                // The use is a courtesy: a target that refuses it (`[USEATTR]`) gets
+                // the folder without it.
+                CommandCounters::bump(&tgt.counters.creates);
+                created = tgt
+                    .session
+                    .create(MailboxName::Unicode(&name.name), &[])
+                    .await;
+            }
+            match created {
+                Ok(()) => {
+                    PassTotals::add(&totals.created, 1);
+                }
+                Err(ImapError::Refused {
+                    ref text, ref code, ..
+                }) if code
+                    .as_ref()
+                    .is_some_and(|c| c.to_string().eq_ignore_ascii_case("ALREADYEXISTS"))
+                    || text.to_ascii_lowercase().contains("exists") => {}
+                Err(e) => {
+                    return Err(Error::Imap {
+                        mailbox: mailbox.to_owned(),
+                        action: format!("creating the target folder `{}`", name.name),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        for copy in folder_plan.copies.iter().filter(|c| c.subscribe) {
+            CommandCounters::bump(&tgt.counters.other);
+            tgt.session
+                .subscribe(MailboxName::Unicode(&copy.target.name))
+                .await
+                .map_err(|e| Error::Imap {
+                    mailbox: mailbox.to_owned(),
+                    action: format!("subscribing the target folder `{}`", copy.target.name),
+                    source: Box::new(e),
+                })?;
+        }
+
+        let source_condstore = src.has("CONDSTORE");
+        let check = CheckOptions {
+            mirror_deletions: self.options.mirror_deletions,
+            source_condstore,
+        };
+        let mut queue = VecDeque::new();
+        for copy in &folder_plan.copies {
+            let Some(listed) = src_names.get(&copy.source) else {
+                continue;
+            };
+            let mut source_status = listed
+                .status
+                .as_ref()
+                .map(status_values)
+                .unwrap_or_default();
+            if listed.status.is_none() {
+                // No LIST-STATUS: one STATUS per folder is still one round trip.
+                let mut attrs = vec![
+                    StatusAttr::Messages,
+                    StatusAttr::UidNext,
+                    StatusAttr::UidValidity,
+                ];
+                if source_condstore {
+                    attrs.push(StatusAttr::HighestModSeq);
+                }
+                CommandCounters::bump(&src.counters.statuses);
+                let s = src
+                    .session
+                    .status(MailboxName::Wire(&listed.wire), &attrs)
+                    .await
+                    .map_err(|e| Error::Imap {
+                        mailbox: mailbox.to_owned(),
+                        action: format!(
+                            "reading the status of the source folder `{}`",
+                            copy.source
+                        ),
+                        source: Box::new(e),
+                    })?;
+                source_status = status_values(&s);
+            }
+            let target = if copy.create {
+                None
+            } else {
+                tgt_names.get(&copy.target.name)
+            };
+            let target_status = target.and_then(|t| t.status.as_ref()).map(status_values);
+            let task = FolderTask {
+                source_name: copy.source.clone(),
+                source_wire: listed.wire.clone(),
+                target_name: copy.target.name.clone(),
+                source_status,
+                target_status,
+                append_limit: target
+                    .and_then(|t| t.status.as_ref())
+                    .and_then(|s| s.append_limit),
+            };
+            // Decided here already, so that an unchanged mailbox opens no more connections.
+            if let Some(folder) =
+                store
+                    .find_folder(self.mailbox, &copy.source)
+                    .map_err(|e| Error::Store {
+                        mailbox: mailbox.to_owned(),
+                        action: format!("looking up the folder `{}`", copy.source),
+                        source: Box::new(e),
+                    })?
+            {
+                let state = store.folder_state(folder).map_err(|e| Error::Store {
+                    mailbox: mailbox.to_owned(),
+                    action: format!("reading the folder `{}`", copy.source),
+                    source: Box::new(e),
+                })?;
+                let pending =
+                    store
+                        .pending_in_folder(self.mailbox, folder)
+                        .map_err(|e| Error::Store {
+                            mailbox: mailbox.to_owned(),
+                            action: format!("reading the journal of `{}`", copy.source),
+                            source: Box::new(e),
+                        })?;
+                let work = decide(
+                    &state.marks,
+                    &state.counters,
+                    &task.source_status,
+                    task.target_status.as_ref(),
+                    &check,
+                );
+                if work == FolderWork::Unchanged && pending.is_empty() {
+                    PassTotals::add(&totals.unchanged, 1);
+                    progress(Progress::FolderFinished {
+                        folder: copy.source.clone(),
+                        copied: 0,
+                        skipped: 0,
+                        unchanged: true,
+                    });
+                    continue;
+                }
+            }
+            queue.push_back(task);
+        }
+        let folders = folder_plan.copies.len();
+        if queue.is_empty() {
+            src.close().await;
+            tgt.close().await;
+            return Ok(folders);
+        }
+
+        let settings = SyncSettings {
+            limits: self.options.groups,
+            max_message_size: self.options.max_message_size,
+            bad_item_limit: self.options.bad_item_limit,
+            mirror_deletions: self.options.mirror_deletions,
+            crash_settle: self.options.crash_settle,
+        };
+        let ctx = SyncContext {
+            store,
+            mailbox: self.mailbox,
+            mailbox_label: mailbox,
+            settings,
+            totals,
+            progress,
+            cancel,
+        };
+        // Largest folders first: the pass ends when its longest folder does, so starting
+        // that one early keeps the other connections busy with the small ones meanwhile.
+        queue
+            .make_contiguous()
+            .sort_by_key(|t| std::cmp::Reverse(t.source_status.messages.unwrap_or(u32::MAX)));
+        let workers = self.options.connections.max(1).min(queue.len());
+        let queue = Mutex::new(queue);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let abort = cancel.child_token();
+        let mut pairs = vec![Some((src, tgt))];
+        pairs.resize_with(workers, || None);
+        let runs = pairs.into_iter().enumerate().map(|(n, pair)| {
+            self.worker(
+                n,
+                pair,
+                &ctx,
+                &queue,
+                &first_error,
+                &abort,
+                src_counters,
+                tgt_counters,
+            )
+        });
+        join_all(runs).await;
+        let failed = first_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match failed {
+            Some(e) => Err(e),
+            None if cancel.is_cancelled() => Err(Error::Stopped {
+                mailbox: mailbox.to_owned(),
+            }),
+            None => Ok(folders),
+        }
+    }
+
+    /// Takes folders off the queue until it is empty or the pass fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn worker(
+        &self,
+        n: usize,
+        mut pair: Option<(Connection, Connection)>,
+        ctx: &SyncContext<'_>,
+        queue: &Mutex<VecDeque<FolderTask>>,
+        first_error: &Mutex<Option<Error>>,
+        abort: &CancellationToken,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+    ) {
+        let mut jitter = Jitter::seeded(n as u64);
+        let fail = |e: Error| {
+            let mut slot = first_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        };
+        loop {
+            if abort.is_cancelled() {
+                break;
+            }
+            let task = queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front();
+            let Some(task) = task else { break };
+            let span = tracing::info_span!("folder", folder = %task.source_name);
+            let mut attempt = 0u32;
+            loop {
+                if pair.is_none() {
+                    let connected = async {
+                        let s = self
+                            .source
+                            .connect(&self.source_login, src_counters, ctx.mailbox_label, abort)
+                            .await?;
+                        let t = self
+                            .target
+                            .connect(&self.target_login, tgt_counters, ctx.mailbox_label, abort)
+                            .await?;
+                        Ok::<_, Error>((s, t))
+                    }
+                    .await;
+                    match connected {
+                        Ok(p) => pair = Some(p),
+                        Err(e) => {
+                            fail(e);
+                            abort.cancel();
+                            return;
+                        }
+                    }
+                }
+                let Some((src, tgt)) = pair.as_mut() else {
+                    return;
+                };
+                let result = sync_folder(ctx, src, tgt, &task)
+                    .instrument(span.clone())
+                    .await;
+                let e = match result {
+                    Ok(FolderResult::Unchanged) => {
+                        PassTotals::add(&ctx.totals.unchanged, 1);
+                        break;
+                    }
+                    Ok(FolderResult::Synced) => break,
+                    Err(e) => e,
+                };
+                let retryable = match &e {
+                    Error::Imap { source, .. } => is_transient(source),
+                    _ => false,
+                };
+                attempt += 1;
+                if !retryable || !self.options.folder_retry.allows(attempt) || abort.is_cancelled()
+                {
+                    fail(e);
+                    abort.cancel();
+                    break;
+                }
+                let hint = match &e {
+                    Error::Imap { source, .. } => server_hint(source),
+                    _ => None,
+                };
+                let delay = self
+                    .options
+                    .folder_retry
+                    .delay(attempt, hint, jitter.next_u64());
+                tracing::warn!(parent: &span, attempt, delay_ms = delay.as_millis() as u64, error = %e, "folder sync failed; retrying on new connections");
+                PassTotals::add(&ctx.totals.retries, 1);
+                // The old connections may be mid-command: drop them, never reuse.
+                pair = None;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = abort.cancelled() => {
+                        fail(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() });
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some((s, t)) = pair {
+            s.close().await;
+            t.close().await;
+        }
+    }
+
+    /// LIST (with LIST-STATUS where offered) and NAMESPACE of one side.
+    async fn listing(
+        &self,
+        conn: &mut Connection,
+        source: bool,
+    ) -> Result<(FolderListing, HashMap<String, Listed>), Error> {
+        let mailbox = self.email.as_str();
+        let side = if source { "source" } else { "target" };
+        let err = |action: &str| {
+            let action = action.to_owned();
+            move |e| Error::Imap {
+                mailbox: mailbox.to_owned(),
+                action,
+                source: Box::new(e),
+            }
+        };
+        let (mut prefix, mut separator) = (String::new(), None);
+        if conn.has("NAMESPACE") {
+            CommandCounters::bump(&conn.counters.other);
+            let ns = conn
+                .session
+                .namespace()
+                .await
+                .map_err(err(&format!("reading the {side} namespaces")))?;
+            if let Some(personal) = ns.personal.first() {
+                prefix = imapmirror_protocol::mutf7::decode(&personal.prefix)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&personal.prefix).into_owned());
+                separator = personal.delimiter.map(char::from);
+            }
+        }
+        let extended = conn.has("LIST-EXTENDED");
+        let list_status = conn.has("LIST-STATUS");
+        let mut attrs = vec![
+            StatusAttr::Messages,
+            StatusAttr::UidNext,
+            StatusAttr::UidValidity,
+        ];
+        if conn.has("CONDSTORE") {
+            attrs.push(StatusAttr::HighestModSeq);
+        }
+        if !source
+            && conn
+                .session
+                .capabilities()
+                .iter()
+                .any(|c| c.starts_with("APPENDLIMIT"))
+        {
+            attrs.push(StatusAttr::AppendLimit);
+        }
+        let command = ListCommand {
+            reference: MailboxName::Unicode(""),
+            pattern: MailboxName::Unicode("*"),
+            select_special_use: false,
+            return_special_use: extended && conn.has("SPECIAL-USE"),
+            return_subscribed: extended,
+            return_status: if list_status { &attrs } else { &[] },
+        };
+        CommandCounters::bump(&conn.counters.lists);
+        let entries = conn
+            .session
+            .list(&command)
+            .await
+            .map_err(err(&format!("listing the {side} folders")))?;
+        let subscribed_by_lsub: Option<Vec<Vec<u8>>> = if extended {
+            None
+        } else {
+            CommandCounters::bump(&conn.counters.lists);
+            let lsub_err = err(&format!("listing the {side} subscriptions"));
+            let command = Command::Lsub {
+                reference: MailboxName::Unicode(""),
+                pattern: MailboxName::Unicode("*"),
+            };
+            let completion = match conn
+                .session
+                .send(CommandKind::List, "LSUB".into(), &command)
+                .await
+            {
+                Ok(tag) => conn.session.wait(tag).await,
+                Err(e) => Err(e),
+            };
+            let server = conn.server().to_owned();
+            let backoff = conn.session.config().default_backoff;
+            let lsub = match completion.and_then(|c| c.into_result(&server, backoff)) {
+                Ok(c) => match c.data {
+                    CommandData::List(v) => v,
+                    _ => Vec::new(),
+                },
+                Err(e) => return Err(lsub_err(e)),
+            };
+            Some(lsub.into_iter().map(|e| e.wire_name).collect())
+        };
+        let mut folders = Vec::with_capacity(entries.len());
+        let mut names = HashMap::with_capacity(entries.len());
+        for e in entries {
+            let name = listed_name(&e).map_err(err(&format!("reading the {side} folder list")))?;
+            if separator.is_none() {
+                separator = e.delimiter.map(char::from);
+            }
+            let atoms: Vec<String> = e
+                .attributes()
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.to_wire()).into_owned())
+                .collect();
+            let subscribed = match &subscribed_by_lsub {
+                Some(list) => list.contains(&e.wire_name),
+                None => e.attributes().contains(MailboxAttr::Subscribed),
+            };
+            folders.push(ListedFolder {
+                name: name.clone(),
+                attributes: FolderAttributes::from_atoms(atoms.iter().map(String::as_str)),
+                subscribed,
+            });
+            names.insert(
+                name,
+                Listed {
+                    wire: e.wire_name.clone(),
+                    status: e.status,
+                },
+            );
+        }
+        let listing = FolderListing {
+            server: conn.server().to_owned(),
+            prefix,
+            separator,
+            folders,
+        };
+        Ok((listing, names))
+    }
+
+    /// Source name → target path of folders copied in earlier passes, so that a folder
+    /// keeps its target whatever appears later.
+    fn pins(
+        &self,
+        store: &Store,
+        target: &FolderListing,
+    ) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let folders = store.folders(self.mailbox).map_err(|e| Error::Store {
+            mailbox: self.email.clone(),
+            action: "reading the folders of earlier passes".into(),
+            source: Box::new(e),
+        })?;
+        let mut pins = BTreeMap::new();
+        for (_, state) in folders {
+            let Some(name) = state.marks.target_name else {
+                continue;
+            };
+            let relative = name.strip_prefix(target.prefix.as_str()).unwrap_or(&name);
+            let path: Vec<String> = match target.separator {
+                _ if name.eq_ignore_ascii_case("INBOX") => vec!["INBOX".to_owned()],
+                Some(sep) => relative.split(sep).map(str::to_owned).collect(),
+                None => vec![relative.to_owned()],
+            };
+            pins.insert(state.source_name, path);
+        }
+        Ok(pins)
+    }
+}
+
+/// The LIST/CREATE attribute of a special use.
+fn mailbox_attr(use_: SpecialUse) -> MailboxAttr<'static> {
+    match use_ {
+        SpecialUse::Sent => MailboxAttr::Sent,
+        SpecialUse::Drafts => MailboxAttr::Drafts,
+        SpecialUse::Trash => MailboxAttr::Trash,
+        SpecialUse::Junk => MailboxAttr::Junk,
+        SpecialUse::Archive => MailboxAttr::Archive,
+        SpecialUse::All => MailboxAttr::All,
+        SpecialUse::Flagged => MailboxAttr::Flagged,
+    }
+}
+
+/// A LIST entry's name, decoded from modified UTF-7.
+fn listed_name(e: &ListEntry) -> Result<String, ImapError> {
+    e.name(false)
+}

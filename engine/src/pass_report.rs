@@ -1,0 +1,83 @@
+//! What a pass reports while it runs ([`Progress`]) and when it ends ([`PassSummary`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::endpoint_pool::CommandCounts;
+
+/// One step of progress, for a progress display or a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The folder plan is known: this many folders will be looked at.
+    Planned { folders: usize },
+    /// A folder's work starts (it changed or was never copied).
+    FolderStarted { folder: String },
+    /// A group of messages reached the target.
+    Copied {
+        folder: String,
+        messages: u64,
+        bytes: u64,
+    },
+    /// A folder is done.
+    FolderFinished {
+        folder: String,
+        copied: u64,
+        skipped: u64,
+        unchanged: bool,
+    },
+}
+
+/// The result of a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    /// Folders copied (planned, not excluded).
+    pub folders: usize,
+    /// Of those, folders that needed no SELECT.
+    pub folders_unchanged: usize,
+    /// Target folders created.
+    pub folders_created: usize,
+    /// Messages appended this pass.
+    pub copied: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Messages recorded as skipped this pass.
+    pub skipped: u64,
+    /// Messages whose flags were updated on the target.
+    pub flags_updated: u64,
+    /// Messages marked deleted on the target (deletion mirroring).
+    pub deleted: u64,
+    /// Messages found on the target by fingerprint (after a crash, without UIDPLUS, or
+    /// after a UIDVALIDITY change) instead of being copied again.
+    pub reconciled: u64,
+    /// Folder attempts retried after a connection failure or a back-off request.
+    pub retries: u64,
+    /// Commands sent to the source.
+    pub source_commands: CommandCounts,
+    /// Commands sent to the target.
+    pub target_commands: CommandCounts,
+}
+
+/// Counters shared by the folder workers of one pass.
+#[derive(Debug, Default)]
+pub(crate) struct PassTotals {
+    pub copied: AtomicU64,
+    pub bytes: AtomicU64,
+    pub skipped: AtomicU64,
+    pub flags_updated: AtomicU64,
+    pub deleted: AtomicU64,
+    pub reconciled: AtomicU64,
+    pub retries: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub created: AtomicU64,
+    /// Target refusals this pass, for the bad-item limit.
+    pub bad_items: AtomicU64,
+}
+
+impl PassTotals {
+    pub fn add(counter: &AtomicU64, n: u64) -> u64 {
+        counter.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,1291 @@
+//! The engine against real Dovecot: source Maildir++ (`.`), target LAYOUT=fs (`/`), the
+//! kit's corpus with its awkward cases, and the kit's verifier as the judge.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imapmirror_engine::copy_plan::GroupLimits;
+use imapmirror_engine::credentials::Secret;
+use imapmirror_engine::{
+    CancellationToken, EndpointConfig, EndpointPool, JobOptions, LoginMethod, MailboxJob, PassKind,
+    PassSummary, ReconnectPolicy, Role,
+};
+use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
+use imapmirror_storage::{
+    AuthMechanism, BatchSettings, EndpointSettings, MailboxId, MigrationRow, NewMailbox,
+    SkipReason, Store,
+};
+use support::{Corpus, CorpusSpec, DEFAULT_USER, Dovecot, Layout, MASTER_PASSWORD, MASTER_USER};
+
+/// Two Dovecot instances, a state directory and a job between them.
+struct Harness {
+    source: Dovecot,
+    target: Dovecot,
+    _state: tempfile::TempDir,
+    store: Store,
+    mailbox: MailboxId,
+    corpus: Corpus,
+}
+
+fn endpoint_settings(name: &str, addr: std::net::SocketAddr) -> EndpointSettings {
+    EndpointSettings {
+        name: name.into(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        security: imapmirror_storage::Security::None,
+        auth: AuthMechanism::Plain,
+        admin_user: None,
+        admin_format: None,
+        max_concurrent_migrations: 20,
+        max_concurrent_syncs: 10,
+        ca_file: None,
+        insecure_skip_verify: false,
+    }
+}
+
+/// Dovecot refuses keywords over 50 bytes on APPEND by default; the corpus has a longer
+/// one. A target that can hold every source keyword is configured like this.
+const LONG_KEYWORDS: &str = "mail_max_keyword_length = 200";
+
+fn start(messages: usize, seed: u64) -> Harness {
+    start_with(messages, seed, Some(LONG_KEYWORDS))
+}
+
+fn start_with(messages: usize, seed: u64, target_config: Option<&str>) -> Harness {
+    let source = Dovecot::builder()
+        .label("source")
+        .layout(Layout::MaildirPlusPlus)
+        .start()
+        .expect("source Dovecot starts");
+    let mut target = Dovecot::builder().label("target").layout(Layout::Fs);
+    if let Some(config) = target_config {
+        target = target.extra_config(config);
+    }
+    let target = target.start().expect("target Dovecot starts");
+    let corpus = Corpus::generate(CorpusSpec::small(seed).with_messages(messages));
+    source
+        .seed(DEFAULT_USER, corpus.folders(), corpus.messages())
+        .expect("seeding the source");
+    let state = tempfile::tempdir().expect("state dir");
+    let store = Store::open(state.path()).expect("store opens");
+    let mailbox = register(&store, &source, &target);
+    Harness {
+        source,
+        target,
+        _state: state,
+        store,
+        mailbox,
+        corpus,
+    }
+}
+
+fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
+    store
+        .add_endpoint(&endpoint_settings("src", source.plain_addr()), None)
+        .expect("source endpoint");
+    store
+        .add_endpoint(&endpoint_settings("tgt", target.plain_addr()), None)
+        .expect("target endpoint");
+    let batch = store
+        .create_batch(
+            &BatchSettings {
+                name: "b1".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "tgt".into(),
+                excluded_folders: vec![],
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 86_400,
+            },
+            &[NewMailbox {
+                row: MigrationRow {
+                    email_address: DEFAULT_USER.into(),
+                    user_name: DEFAULT_USER.into(),
+                    user_root: None,
+                    target_user_name: None,
+                },
+                password: imapmirror_storage::Secret::new("unused"),
+                target_password: None,
+            }],
+        )
+        .expect("batch");
+    store.mailboxes(batch.id).expect("mailboxes")[0].id
+}
+
+fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
+    let tls = TlsSettings::new(&TlsOptions {
+        webpki_roots: true,
+        system_roots: false,
+        ca_file: None,
+        insecure_skip_verify: false,
+    })
+    .expect("tls settings");
+    let config = EndpointConfig {
+        name: role.as_str().into(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        security: Security::None,
+        tls,
+        connect_timeout: Duration::from_secs(5),
+        session: SessionConfig {
+            response_timeout: Duration::from_secs(20),
+            // A server asking for a pause without naming one is waited for this long.
+            default_backoff: Duration::from_millis(300),
+            ..SessionConfig::default()
+        },
+        max_connections: 8,
+        reconnect: ReconnectPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            max_retries: 6,
+        },
+        access_token: None,
+    };
+    Arc::new(EndpointPool::new(config, role).expect("pool"))
+}
+
+fn master_login() -> LoginMethod {
+    LoginMethod::Login {
+        user: format!("{DEFAULT_USER}*{MASTER_USER}"),
+        password: Secret::new(MASTER_PASSWORD),
+    }
+}
+
+fn job_between(
+    h: &Harness,
+    source: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    options: JobOptions,
+) -> MailboxJob {
+    MailboxJob {
+        mailbox: h.mailbox,
+        email: DEFAULT_USER.into(),
+        batch: "b1".into(),
+        source: pool(source, Role::Source),
+        target: pool(target, Role::Target),
+        source_login: master_login(),
+        target_login: master_login(),
+        options,
+    }
+}
+
+fn options() -> JobOptions {
+    JobOptions {
+        connections: 3,
+        folder_retry: ReconnectPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            max_retries: 10,
+        },
+        groups: GroupLimits {
+            max_messages: 25,
+            ..GroupLimits::default()
+        },
+        // Loopback Dovecot commits a group in milliseconds; 2 s is a wide margin.
+        crash_settle: Duration::from_secs(2),
+        ..JobOptions::default()
+    }
+}
+
+fn run(job: &MailboxJob, store: &Store, kind: PassKind) -> PassSummary {
+    try_run(job, store, kind).unwrap_or_else(|e| panic!("the pass fails: {e}"))
+}
+
+fn try_run(
+    job: &MailboxJob,
+    store: &Store,
+    kind: PassKind,
+) -> Result<PassSummary, imapmirror_engine::Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    rt.block_on(job.run_pass(store, kind, &cancel, &|_| {}))
+}
+
+fn assert_identical(h: &Harness) {
+    support::verify_user(&h.source, &h.target, DEFAULT_USER)
+        .expect("verifier runs")
+        .assert_equal();
+}
+
+fn selectable_folders(h: &Harness) -> usize {
+    h.corpus.folders().len()
+}
+
+#[test]
+fn full_pass_then_nothing_then_new_mail_and_flags() {
+    let h = start(300, 11);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    let started = std::time::Instant::now();
+    let first = run(&job, &h.store, PassKind::Initial);
+    eprintln!(
+        "full pass: {} messages, {} bytes in {:?} over 3 connection pairs",
+        first.copied,
+        first.bytes,
+        started.elapsed()
+    );
+    assert_eq!(first.copied as usize, h.corpus.len(), "{first:?}");
+    assert_identical(&h);
+    // Subscriptions are mirrored (names mapped from `.` to `/`).
+    let subscribed = |server: &Dovecot| {
+        let mut c = server.connect_master(DEFAULT_USER).expect("client");
+        let names = c.subscribed().expect("LSUB");
+        c.logout().expect("logout");
+        names
+    };
+    let on_target = subscribed(&h.target);
+    for name in subscribed(&h.source) {
+        let mapped = support::separator_mapping(&name, Some('.'), Some('/')).expect("mappable");
+        assert!(
+            on_target
+                .iter()
+                .any(|t| t == &mapped || (t.eq_ignore_ascii_case("INBOX") && mapped == "INBOX")),
+            "{mapped} is subscribed on the target: {on_target:?}"
+        );
+    }
+
+    // Nothing changed: one LIST-STATUS per side, no SELECT, no FETCH, no APPEND.
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(second.copied, 0, "{second:?}");
+    assert_eq!(second.folders_unchanged, second.folders, "{second:?}");
+    assert_eq!(second.source_commands.content_commands(), 0, "{second:?}");
+    assert_eq!(second.target_commands.content_commands(), 0, "{second:?}");
+    assert!(
+        second.source_commands.lists + second.source_commands.statuses
+            <= 1 + selectable_folders(&h) as u64,
+        "at most one round trip per folder: {second:?}"
+    );
+
+    // +1 % new mail in two folders and a flag change on an old message.
+    let mut client = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    let extra = 3;
+    for i in 0..extra {
+        let body = format!(
+            "From: new@example.test\r\nSubject: new mail {i}\r\nMessage-ID: <new{i}@example.test>\r\n\r\nhello {i}\r\n"
+        );
+        let folder = if i % 2 == 0 { "INBOX" } else { "Archive.2019" };
+        client
+            .append(folder, &[], None, body.as_bytes())
+            .expect("append new mail");
+    }
+    client.select("INBOX").expect("select");
+    client
+        .run(
+            "flag change",
+            &[support::imap_client::Arg::Raw(
+                "UID STORE 1 +FLAGS ($Junk \\Flagged)",
+            )],
+        )
+        .expect("store flags");
+    client.logout().expect("logout");
+
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(third.copied, extra, "{third:?}");
+    assert!(third.flags_updated >= 1, "{third:?}");
+    assert_identical(&h);
+    let history = h.store.pass_history(h.mailbox).expect("history");
+    assert_eq!(history.len(), 3);
+}
+
+/// The messages of `folder` as the kit reads them (bytes, flags, dates).
+fn messages_of(server: &Dovecot, folder: &str) -> Vec<support::imap_client::FetchedMessage> {
+    let mut c = server.connect_master(DEFAULT_USER).expect("client");
+    c.examine(folder).expect("examine");
+    let all = c.fetch_all().expect("fetch all");
+    c.logout().expect("logout");
+    all
+}
+
+fn flags_of(m: &support::imap_client::FetchedMessage) -> Vec<support::Flag> {
+    m.flags
+        .iter()
+        .flatten()
+        .filter_map(|f| support::Flag::from_imap(f))
+        .filter(|f| f.to_imap() != "\\Recent")
+        .collect()
+}
+
+#[test]
+fn target_folder_recreated_gets_no_duplicates() {
+    let h = start(150, 12);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    assert_identical(&h);
+    // Delete and recreate the target's "Sent" (a new UIDVALIDITY) and put three of its
+    // messages back by hand, without their flags.
+    let sent = messages_of(&h.source, "Sent");
+    assert!(sent.len() > 3, "the corpus fills Sent");
+    let mut t = h
+        .target
+        .connect_master(DEFAULT_USER)
+        .expect("target client");
+    t.run("delete", &[support::imap_client::Arg::Raw("DELETE Sent")])
+        .expect("delete Sent");
+    t.create("Sent").expect("recreate Sent");
+    for m in &sent[..3] {
+        t.append(
+            "Sent",
+            &[],
+            m.internal_date,
+            m.body.as_deref().expect("body"),
+        )
+        .expect("append back");
+    }
+    t.logout().expect("logout");
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.copied as usize, sent.len() - 3, "{summary:?}");
+    assert!(summary.reconciled >= 3, "{summary:?}");
+    assert_identical(&h);
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied, 0, "{again:?}");
+    assert_identical(&h);
+}
+
+#[test]
+fn source_folder_recreated_is_rebuilt_by_fingerprint_not_copied_again() {
+    let h = start(150, 18);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    assert_identical(&h);
+    // The source folder gets a new UIDVALIDITY with the very same messages.
+    let folder = "Archive.2019";
+    let before = messages_of(&h.source, folder);
+    assert!(!before.is_empty());
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.run(
+        "delete",
+        &[support::imap_client::Arg::Raw("DELETE Archive.2019")],
+    )
+    .expect("delete");
+    s.create(folder).expect("recreate");
+    for m in &before {
+        s.append(
+            folder,
+            &flags_of(m),
+            m.internal_date,
+            m.body.as_deref().expect("body"),
+        )
+        .expect("append back");
+    }
+    s.logout().expect("logout");
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.copied, 0, "nothing is copied twice: {summary:?}");
+    assert_eq!(summary.reconciled as usize, before.len(), "{summary:?}");
+    assert_identical(&h);
+}
+
+/// A message of about `size` bytes of base64-looking lines: over every buffer and
+/// threshold.
+fn big_message(size: usize, seed: u64) -> Vec<u8> {
+    let mut body = format!(
+        "From: big@example.test\r\nSubject: big one {seed}\r\nMessage-ID: <big{seed}@example.test>\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    let mut rng = support::SplitMix64::new(seed);
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    while body.len() < size {
+        for _ in 0..76 {
+            body.push(ALPHABET[rng.below(64) as usize]);
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body
+}
+
+#[test]
+fn a_large_message_streams_through_bounded_buffers() {
+    let h = start(20, 19);
+    let body = big_message(24 * 1024 * 1024, 7);
+    let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
+    c.append("INBOX", &[support::Flag::Seen], None, &body)
+        .expect("append big");
+    c.logout().expect("logout");
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    let started = std::time::Instant::now();
+    let summary = run(&job, &h.store, PassKind::Initial);
+    let elapsed = started.elapsed();
+    assert_eq!(summary.copied as usize, h.corpus.len() + 1, "{summary:?}");
+    assert_identical(&h);
+    let limit = 2 * 1024 * 1024;
+    assert!(
+        summary.source_commands.peak_buffer < limit && summary.target_commands.peak_buffer < limit,
+        "buffers stay small whatever the message size: {summary:?}"
+    );
+    eprintln!(
+        "large message: {} bytes in {elapsed:?}, peak read buffer source {} / target {} bytes",
+        summary.bytes, summary.source_commands.peak_buffer, summary.target_commands.peak_buffer
+    );
+}
+
+#[test]
+fn oversized_messages_are_skipped_with_reason() {
+    let h = start(150, 13);
+    let mut opts = options();
+    opts.max_message_size = Some(30_000);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    assert!(!skipped.is_empty(), "the corpus has attachments over 30 KB");
+    assert_eq!(summary.skipped as usize, skipped.len());
+    for s in &skipped {
+        assert_eq!(s.item.reason, SkipReason::TooLarge);
+        assert!(s.item.size.is_some_and(|n| n > 30_000));
+        assert!(
+            s.item
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("maximum message size")),
+            "{:?}",
+            s.item
+        );
+    }
+    assert_eq!(summary.copied as usize + skipped.len(), h.corpus.len());
+    // A second pass does not try them again, nor count them twice.
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied + again.skipped, 0, "{again:?}");
+    assert_eq!(
+        h.store.skipped_items(h.mailbox).expect("items").len(),
+        skipped.len()
+    );
+}
+
+#[test]
+fn target_refusals_are_recorded_and_the_bad_item_limit_fails_the_mailbox() {
+    // This target keeps Dovecot's default 50-byte keyword limit: it refuses every message
+    // carrying the corpus's long keyword, with its own words.
+    let h = start_with(200, 14, None);
+    let mut opts = options();
+    opts.bad_item_limit = 1000;
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    assert!(!skipped.is_empty(), "{summary:?}");
+    for s in &skipped {
+        assert_eq!(s.item.reason, SkipReason::RejectedByTarget);
+        assert!(
+            s.item
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("Keyword length too long")),
+            "{:?}",
+            s.item
+        );
+    }
+    assert_eq!(
+        summary.copied as usize + skipped.len(),
+        h.corpus.len(),
+        "{summary:?}"
+    );
+
+    // The same target with a limit of 0 bad items: the mailbox fails with the reason.
+    let h = start_with(200, 14, None);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    let err = try_run(&job, &h.store, PassKind::Initial).expect_err("over the bad-item limit");
+    let text = err.to_string();
+    assert!(
+        text.contains("bad-item limit") && text.contains("Keyword length too long"),
+        "{text}"
+    );
+    let record = h.store.mailbox(h.mailbox).expect("mailbox");
+    assert_eq!(record.status, imapmirror_storage::MailboxStatus::Failed);
+    assert!(
+        record
+            .last_error
+            .is_some_and(|e| e.contains("bad-item limit"))
+    );
+}
+
+// ---- kill -9 at random instants, resumed each time ----
+
+const KILL_CHILD: &str = "IMAPMIRROR_ENGINE_KILL_CHILD";
+
+/// Not a test of its own: the body a child process runs when the kill test re-executes
+/// this binary (one pass, then exit). Without the variable it returns at once.
+#[test]
+fn kill_child_entry() {
+    let Ok(spec) = std::env::var(KILL_CHILD) else {
+        return;
+    };
+    let mut parts = spec.split('|');
+    let (Some(state), Some(src), Some(tgt)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("bad child spec {spec}");
+    };
+    let store = Store::open(std::path::Path::new(state)).expect("child opens the store");
+    let batch = store.batch("b1").expect("batch");
+    let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
+    let job = MailboxJob {
+        mailbox,
+        email: DEFAULT_USER.into(),
+        batch: "b1".into(),
+        source: pool(src.parse().expect("addr"), Role::Source),
+        target: pool(tgt.parse().expect("addr"), Role::Target),
+        source_login: master_login(),
+        target_login: master_login(),
+        options: options(),
+    };
+    // The parent kills this process at a random instant; finishing is fine too.
+    let _ = try_run(&job, &store, PassKind::Initial);
+}
+
+#[test]
+fn kill_nine_at_random_instants_then_resume() {
+    let kills: usize = std::env::var("IMAPMIRROR_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let h = start(600, 15);
+    let state_path = h._state.path().to_path_buf();
+    let Harness {
+        source,
+        target,
+        _state,
+        store,
+        mailbox,
+        corpus,
+    } = h;
+    // The child owns the state directory while it runs.
+    drop(store);
+    let exe = std::env::current_exe().expect("test binary");
+    let spec = format!(
+        "{}|{}|{}",
+        state_path.display(),
+        source.plain_addr(),
+        target.plain_addr()
+    );
+    let seed = std::env::var("IMAPMIRROR_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rng = support::SplitMix64::new(seed);
+    let mut killed = 0;
+    for _ in 0..kills {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "kill_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_CHILD, &spec)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("child starts");
+        let wait = Duration::from_millis(rng.range(30, 900));
+        std::thread::sleep(wait);
+        let status = std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        if status.success() {
+            killed += 1;
+        }
+        child.wait().expect("child reaped");
+    }
+    assert!(
+        killed >= kills / 2,
+        "most children were killed mid-pass ({killed}/{kills})"
+    );
+    let store = Store::open(&state_path).expect("store reopens after kill -9");
+    let h = Harness {
+        source,
+        target,
+        _state,
+        store,
+        mailbox,
+        corpus,
+    };
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert_identical(&h);
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied, 0, "{again:?}");
+}
+
+// ---- a relay that cuts connections mid-literal or answers for the server ----
+
+/// What the relay does to the connections it carries.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// Cut, once, the connection that carries the first literal byte from a server after
+    /// N bytes (counted over all connections): inside a FETCH literal on a source.
+    cut_downstream_after: Option<usize>,
+    /// Cut, once, the connection that carries the first literal byte from the client after
+    /// N bytes (counted over all connections): inside an APPEND literal on a target.
+    cut_upstream_after: Option<usize>,
+    /// Answer the first connection's greeting with `* BYE Too many connections`.
+    bye_first_greeting: bool,
+    /// Answer this many EXAMINE/SELECT commands with `NO [THROTTLED]` and a back-off hint.
+    throttle_selects: usize,
+    /// Remove `[APPENDUID ...]` from tagged OKs: a target without UIDPLUS.
+    strip_appenduid: bool,
+}
+
+/// Removes the APPENDUID code from a response line, keeping every other byte.
+fn without_appenduid(line: &[u8]) -> Vec<u8> {
+    let needle = b"[APPENDUID ";
+    let Some(at) = line.windows(needle.len()).position(|w| w == needle) else {
+        return line.to_vec();
+    };
+    let Some(close) = line[at..].iter().position(|&b| b == b']') else {
+        return line.to_vec();
+    };
+    let mut end = at + close + 1;
+    if line.get(end) == Some(&b' ') {
+        end += 1;
+    }
+    let mut out = line[..at].to_vec();
+    out.extend_from_slice(&line[end..]);
+    out
+}
+
+/// Follows an IMAP byte stream (lines and the literals they announce) to tell which bytes
+/// are literal content, so that a cut can be placed inside a literal for sure.
+#[derive(Default)]
+struct LiteralTracker {
+    remaining: u64,
+    /// The end of the current line (enough to see a `{N}` announcement).
+    line_tail: Vec<u8>,
+}
+
+impl LiteralTracker {
+    /// Feeds the next bytes; returns the ranges of `bytes` that are literal content.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<(usize, usize)> {
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.remaining > 0 {
+                let take = (self.remaining as usize).min(bytes.len() - i);
+                ranges.push((i, i + take));
+                i += take;
+                self.remaining -= take as u64;
+                continue;
+            }
+            match bytes[i..].iter().position(|&b| b == b'\n') {
+                Some(p) => {
+                    self.line_tail.extend_from_slice(&bytes[i..i + p + 1]);
+                    i += p + 1;
+                    let line = self
+                        .line_tail
+                        .strip_suffix(b"\r\n")
+                        .unwrap_or(&self.line_tail);
+                    self.remaining = support::imap_response::literal_announcement(line)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                    self.line_tail.clear();
+                }
+                None => {
+                    self.line_tail.extend_from_slice(&bytes[i..]);
+                    let keep = self.line_tail.len().saturating_sub(32);
+                    self.line_tail.drain(..keep);
+                    i = bytes.len();
+                }
+            }
+        }
+        ranges
+    }
+}
+
+/// Where to cut a chunk that starts at stream offset `start`: strictly inside a literal,
+/// at or after stream offset `limit`.
+fn cut_point(ranges: &[(usize, usize)], start: usize, limit: usize) -> Option<usize> {
+    ranges.iter().find_map(|&(a, b)| {
+        let at = a.max(limit.saturating_sub(start)) + 1;
+        (at < b).then_some(at)
+    })
+}
+
+struct Relay {
+    addr: std::net::SocketAddr,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
+    throttled: Arc<std::sync::atomic::AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("relay runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("relay binds");
+    let addr = listener.local_addr().expect("relay address");
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let throttled = Arc::new(AtomicUsize::new(0));
+    let (c2, t2) = (cuts.clone(), throttled.clone());
+    let down_total = Arc::new(AtomicUsize::new(0));
+    let up_total = Arc::new(AtomicUsize::new(0));
+    runtime.spawn(async move {
+        let mut n = 0usize;
+        while let Ok((mut client, _)) = listener.accept().await {
+            n += 1;
+            let first = n == 1;
+            let (cuts, throttled) = (c2.clone(), t2.clone());
+            let (down_total, up_total) = (down_total.clone(), up_total.clone());
+            tokio::spawn(async move {
+                if first && faults.bye_first_greeting {
+                    let _ = client.write_all(b"* BYE Too many connections from this IP\r\n").await;
+                    return;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let (mut cr, cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let cw = Arc::new(tokio::sync::Mutex::new(cw));
+                let cw_down = cw.clone();
+                let cuts_down = cuts.clone();
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut pending_line: Vec<u8> = Vec::new();
+                    let mut down_literals = LiteralTracker::default();
+                    loop {
+                        let Ok(k) = sr.read(&mut buf).await else { return };
+                        if k == 0 { return; }
+                        if faults.strip_appenduid {
+                            pending_line.extend_from_slice(&buf[..k]);
+                            let mut out = Vec::new();
+                            while let Some(end) = pending_line.windows(2).position(|w| w == b"\r\n") {
+                                let one: Vec<u8> = pending_line.drain(..end + 2).collect();
+                                out.extend(without_appenduid(&one));
+                            }
+                            if cw_down.lock().await.write_all(&out).await.is_err() { return; }
+                            continue;
+                        }
+                        let total = down_total.fetch_add(k, Ordering::SeqCst);
+                        let literals = down_literals.feed(&buf[..k]);
+                        if let Some(limit) = faults.cut_downstream_after
+                            && total + k > limit
+                            && let Some(cut) = cut_point(&literals, total, limit)
+                            && cuts_down.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                        {
+                            let _ = cw_down.lock().await.write_all(&buf[..cut]).await;
+                            return;
+                        }
+                        if cw_down.lock().await.write_all(&buf[..k]).await.is_err() { return; }
+                    }
+                };
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut line = Vec::new();
+                    let mut up_literals = LiteralTracker::default();
+                    loop {
+                        let Ok(k) = cr.read(&mut buf).await else { return };
+                        if k == 0 { return; }
+                        let total = up_total.fetch_add(k, Ordering::SeqCst);
+                        let literals = up_literals.feed(&buf[..k]);
+                        if let Some(limit) = faults.cut_upstream_after
+                            && total + k > limit
+                            && let Some(cut) = cut_point(&literals, total, limit)
+                            && cuts.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                        {
+                            let _ = sw.write_all(&buf[..cut]).await;
+                            return;
+                        }
+                        if faults.throttle_selects == 0 {
+                            if sw.write_all(&buf[..k]).await.is_err() { return; }
+                            continue;
+                        }
+                        // Line by line, so that a SELECT can be answered here.
+                        line.extend_from_slice(&buf[..k]);
+                        while let Some(end) = line.windows(2).position(|w| w == b"\r\n") {
+                            let one: Vec<u8> = line.drain(..end + 2).collect();
+                            let text = String::from_utf8_lossy(&one).to_ascii_uppercase();
+                            let is_select = text.contains(" EXAMINE ") || text.contains(" SELECT ");
+                            if is_select && throttled.load(Ordering::SeqCst) < faults.throttle_selects {
+                                throttled.fetch_add(1, Ordering::SeqCst);
+                                let tag = text.split(' ').next().unwrap_or("*").to_owned();
+                                let reply = format!("{tag} NO [THROTTLED] Request is throttled. Suggested Backoff Time: 200 milliseconds\r\n");
+                                let _ = cw.lock().await.write_all(reply.as_bytes()).await;
+                                continue;
+                            }
+                            if sw.write_all(&one).await.is_err() { return; }
+                        }
+                    }
+                };
+                tokio::select! { () = down => {}, () = up => {} }
+            });
+        }
+    });
+    Relay {
+        addr,
+        cuts,
+        throttled,
+        _runtime: runtime,
+    }
+}
+
+#[test]
+fn connections_cut_mid_literal_on_both_sides_lose_and_double_nothing() {
+    let h = start(300, 16);
+    let source = relay(
+        h.source.plain_addr(),
+        Faults {
+            cut_downstream_after: Some(120_000),
+            ..Faults::default()
+        },
+    );
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            cut_upstream_after: Some(300_000),
+            ..Faults::default()
+        },
+    );
+    let mut opts = options();
+    opts.connections = 1;
+    let job = job_between(&h, source.addr, target.addr, opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        source.cuts.load(Ordering::SeqCst),
+        1,
+        "the source relay cut once"
+    );
+    assert_eq!(
+        target.cuts.load(Ordering::SeqCst),
+        1,
+        "the target relay cut once"
+    );
+    assert!(summary.retries >= 2, "{summary:?}");
+    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert_identical(&h);
+}
+
+#[test]
+fn throttling_and_too_many_connections_are_waited_out() {
+    let h = start(120, 17);
+    let source = relay(
+        h.source.plain_addr(),
+        Faults {
+            throttle_selects: 2,
+            bye_first_greeting: true,
+            ..Faults::default()
+        },
+    );
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            throttle_selects: 1,
+            ..Faults::default()
+        },
+    );
+    let job = job_between(&h, source.addr, target.addr, options());
+    let summary = run(&job, &h.store, PassKind::Initial);
+    use std::sync::atomic::Ordering;
+    assert_eq!(source.throttled.load(Ordering::SeqCst), 2);
+    assert_eq!(target.throttled.load(Ordering::SeqCst), 1);
+    assert!(summary.retries >= 2, "{summary:?}");
+    assert!(
+        summary.source_commands.connects >= 2,
+        "the BYE was retried: {summary:?}"
+    );
+    assert_identical(&h);
+}
+
+#[test]
+fn a_target_without_uidplus_and_multiappend_is_reconciled_by_fingerprint() {
+    // The target announces neither UIDPLUS nor MULTIAPPEND, and the relay removes the
+    // APPENDUID codes Dovecot sends anyway: every group is found by fingerprint.
+    let caps = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE CONDSTORE LIST-EXTENDED LIST-STATUS SPECIAL-USE";
+    let h = start_with(120, 20, Some(&format!("{LONG_KEYWORDS}\n{caps}")));
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            strip_appenduid: true,
+            ..Faults::default()
+        },
+    );
+    let job = job_between(&h, h.source.plain_addr(), target.addr, options());
+    let summary = run(&job, &h.store, PassKind::Initial);
+    assert_eq!(summary.copied as usize, h.corpus.len(), "{summary:?}");
+    assert_eq!(
+        summary.target_commands.appends as usize,
+        h.corpus.len(),
+        "one APPEND per message without MULTIAPPEND: {summary:?}"
+    );
+    assert_eq!(
+        summary.reconciled as usize,
+        h.corpus.len(),
+        "found by fingerprint: {summary:?}"
+    );
+    assert_identical(&h);
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied, 0, "{again:?}");
+}
+
+#[test]
+fn appenduid_is_removed_from_a_line_without_touching_the_rest() {
+    assert_eq!(
+        without_appenduid(b"A7 OK [APPENDUID 1700 5:9] Append completed.\r\n"),
+        b"A7 OK Append completed.\r\n".to_vec()
+    );
+    assert_eq!(
+        without_appenduid(b"* 1 FETCH (UID 3)\r\n"),
+        b"* 1 FETCH (UID 3)\r\n".to_vec()
+    );
+}
+
+/// Messages of `folder` on `server` and how many carry `\Deleted`.
+fn count_with_deleted(server: &Dovecot, folder: &str) -> (usize, usize) {
+    let all = messages_of(server, folder);
+    let deleted = all
+        .iter()
+        .filter(|m| {
+            m.flags
+                .iter()
+                .flatten()
+                .any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+        })
+        .count();
+    (all.len(), deleted)
+}
+
+#[test]
+fn source_deletions_stay_on_the_target_unless_mirrored() {
+    let h = start(100, 21);
+    let keep = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&keep, &h.store, PassKind::Initial);
+    let (before, deleted_before) = count_with_deleted(&h.target, "INBOX");
+    let source_before = messages_of(&h.source, "INBOX");
+    let victim = source_before
+        .iter()
+        .find(|m| {
+            !m.flags
+                .iter()
+                .flatten()
+                .any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+        })
+        .and_then(|m| m.uid)
+        .expect("a message not yet flagged deleted");
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.select("INBOX").expect("select");
+    let store = format!("UID STORE {victim} +FLAGS.SILENT (\\Deleted)");
+    s.run("delete one", &[support::imap_client::Arg::Raw(&store)])
+        .expect("flag");
+    s.run("expunge", &[support::imap_client::Arg::Raw("EXPUNGE")])
+        .expect("expunge");
+    s.logout().expect("logout");
+    // EXPUNGE also removes the corpus's messages already flagged \Deleted.
+    let expunged = (source_before.len() - messages_of(&h.source, "INBOX").len()) as u64;
+    assert!(expunged >= 1);
+
+    // Default: as Exchange does, the target keeps what the source deleted.
+    let summary = run(&keep, &h.store, PassKind::Incremental);
+    assert_eq!(summary.deleted, 0, "{summary:?}");
+    assert_eq!(
+        count_with_deleted(&h.target, "INBOX"),
+        (before, deleted_before)
+    );
+
+    // Mirrored: the target's copy is marked deleted, and forgotten by the map.
+    let mut opts = options();
+    opts.mirror_deletions = true;
+    let mirror = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let summary = run(&mirror, &h.store, PassKind::Incremental);
+    assert_eq!(summary.deleted, expunged, "{summary:?}");
+    assert_eq!(
+        count_with_deleted(&h.target, "INBOX"),
+        (before, deleted_before + 1)
+    );
+    let again = run(&mirror, &h.store, PassKind::Incremental);
+    assert_eq!(again.deleted + again.copied, 0, "{again:?}");
+}
+
+#[test]
+fn cuts_in_the_middle_of_streamed_messages_resume_from_the_journal() {
+    let h = start(20, 22);
+    let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
+    for seed in [1, 2] {
+        c.append("INBOX", &[], None, &big_message(12 * 1024 * 1024, seed))
+            .expect("append big");
+    }
+    c.logout().expect("logout");
+    // Cut the source inside the first big FETCH literal, the target inside the
+    // second big APPEND literal.
+    let source = relay(
+        h.source.plain_addr(),
+        Faults {
+            cut_downstream_after: Some(6_000_000),
+            ..Faults::default()
+        },
+    );
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            cut_upstream_after: Some(20_000_000),
+            ..Faults::default()
+        },
+    );
+    let mut opts = options();
+    opts.connections = 1;
+    let job = job_between(&h, source.addr, target.addr, opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    use std::sync::atomic::Ordering;
+    assert_eq!(source.cuts.load(Ordering::SeqCst), 1);
+    assert_eq!(target.cuts.load(Ordering::SeqCst), 1);
+    assert!(summary.retries >= 2, "{summary:?}");
+    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert_identical(&h);
+}
+
+#[test]
+fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
+    const ALICE: &str = "alice@example.test";
+    const BOB: &str = "bob@example.test";
+    let source = Dovecot::builder()
+        .label("source")
+        .layout(Layout::MaildirPlusPlus)
+        .user(ALICE, "a")
+        .user(BOB, "b")
+        .start()
+        .expect("source starts");
+    let target = Dovecot::builder()
+        .label("target")
+        .layout(Layout::Fs)
+        .user(ALICE, "a")
+        .user(BOB, "b")
+        .extra_config(LONG_KEYWORDS)
+        .start()
+        .expect("target starts");
+    for (user, seed) in [(ALICE, 31), (BOB, 32)] {
+        let corpus = Corpus::generate(CorpusSpec::small(seed).with_messages(120));
+        source
+            .seed(user, corpus.folders(), corpus.messages())
+            .expect("seed");
+    }
+    let state = tempfile::tempdir().expect("state dir");
+    let store = Store::open(state.path()).expect("store");
+    store
+        .add_endpoint(&endpoint_settings("src", source.plain_addr()), None)
+        .expect("endpoint");
+    store
+        .add_endpoint(&endpoint_settings("tgt", target.plain_addr()), None)
+        .expect("endpoint");
+    let row = |email: &str| NewMailbox {
+        row: MigrationRow {
+            email_address: email.into(),
+            user_name: email.into(),
+            user_root: None,
+            target_user_name: None,
+        },
+        password: imapmirror_storage::Secret::new("unused"),
+        target_password: None,
+    };
+    let batch = store
+        .create_batch(
+            &BatchSettings {
+                name: "b2".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "tgt".into(),
+                excluded_folders: vec![],
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 86_400,
+            },
+            &[row(ALICE), row(BOB)],
+        )
+        .expect("batch");
+    // Two connections per endpoint for both jobs together, each job asking for three.
+    let limited = |addr, role| {
+        let p = pool(addr, role);
+        let mut config = p.config().clone();
+        config.max_connections = 2;
+        Arc::new(EndpointPool::new(config, role).expect("pool"))
+    };
+    let src_pool = limited(source.plain_addr(), Role::Source);
+    let tgt_pool = limited(target.plain_addr(), Role::Target);
+    let login = |user: &str| LoginMethod::Login {
+        user: format!("{user}*{MASTER_USER}"),
+        password: Secret::new(MASTER_PASSWORD),
+    };
+    let jobs: Vec<MailboxJob> = store
+        .mailboxes(batch.id)
+        .expect("mailboxes")
+        .into_iter()
+        .map(|m| MailboxJob {
+            mailbox: m.id,
+            email: m.row.email_address.clone(),
+            batch: "b2".into(),
+            source: src_pool.clone(),
+            target: tgt_pool.clone(),
+            source_login: login(&m.row.email_address),
+            target_login: login(&m.row.email_address),
+            options: options(),
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    let results = rt.block_on(futures::future::join_all(
+        jobs.iter()
+            .map(|j| j.run_pass(&store, PassKind::Initial, &cancel, &|_| {})),
+    ));
+    for r in results {
+        let summary = r.unwrap_or_else(|e| panic!("a pass fails: {e}"));
+        assert_eq!(summary.copied, 120, "{summary:?}");
+    }
+    assert_eq!(src_pool.available(), 2, "every slot is given back");
+    assert_eq!(tgt_pool.available(), 2);
+    for user in [ALICE, BOB] {
+        support::verify_user(&source, &target, user)
+            .expect("verifier")
+            .assert_equal();
+    }
+}
+
+/// Figures, not a check: `IMAPMIRROR_BENCH_MESSAGES=N [IMAPMIRROR_BENCH_PROFILE=small]
+/// cargo test -p imapmirror-engine --test mirror_dovecot -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "a measurement; run it on purpose"]
+fn throughput_with_realistic_messages() {
+    let messages: usize = std::env::var("IMAPMIRROR_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    for connections in [1usize, 4] {
+        let source = Dovecot::builder()
+            .label("source")
+            .layout(Layout::MaildirPlusPlus)
+            .start()
+            .expect("source");
+        let target = Dovecot::builder()
+            .label("target")
+            .layout(Layout::Fs)
+            .extra_config(LONG_KEYWORDS)
+            .start()
+            .expect("target");
+        let spec = match std::env::var("IMAPMIRROR_BENCH_PROFILE").as_deref() {
+            Ok("small") => CorpusSpec::small(41),
+            _ => CorpusSpec::realistic(41),
+        };
+        let corpus = Corpus::generate(spec.with_messages(messages));
+        source
+            .seed(DEFAULT_USER, corpus.folders(), corpus.messages())
+            .expect("seed");
+        let state = tempfile::tempdir().expect("state");
+        let store = Store::open(state.path()).expect("store");
+        let mailbox = register(&store, &source, &target);
+        let mut opts = options();
+        opts.connections = connections;
+        opts.groups = GroupLimits::default();
+        let job = MailboxJob {
+            mailbox,
+            email: DEFAULT_USER.into(),
+            batch: "b1".into(),
+            source: pool(source.plain_addr(), Role::Source),
+            target: pool(target.plain_addr(), Role::Target),
+            source_login: master_login(),
+            target_login: master_login(),
+            options: opts,
+        };
+        let started = std::time::Instant::now();
+        let s = run(&job, &store, PassKind::Initial);
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{connections} connection pair(s): {} messages, {:.1} MB in {secs:.2} s = {:.0} msg/s, {:.1} MB/s; peak read buffer {} B",
+            s.copied,
+            s.bytes as f64 / 1e6,
+            s.copied as f64 / secs,
+            s.bytes as f64 / 1e6 / secs,
+            s.source_commands
+                .peak_buffer
+                .max(s.target_commands.peak_buffer)
+        );
+        let started = std::time::Instant::now();
+        let again = run(&job, &store, PassKind::Incremental);
+        eprintln!(
+            "  unchanged pass: {:?}, {} content commands",
+            started.elapsed(),
+            again.source_commands.content_commands() + again.target_commands.content_commands()
+        );
+    }
+}
+
+#[test]
+fn a_stopped_pass_settles_its_groups_and_resumes() {
+    let h = start(300, 23);
+    let mut opts = options();
+    opts.connections = 1;
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    // Stop as soon as the first group reached the target.
+    let progress = move |p: imapmirror_engine::Progress| {
+        if matches!(p, imapmirror_engine::Progress::Copied { .. }) {
+            stopper.cancel();
+        }
+    };
+    let err = rt
+        .block_on(job.run_pass(&h.store, PassKind::Initial, &cancel, &progress))
+        .expect_err("the pass stops");
+    assert!(
+        matches!(err, imapmirror_engine::Error::Stopped { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        imapmirror_storage::MailboxStatus::Stopped
+    );
+    assert!(
+        h.store.pending(h.mailbox).expect("journal").is_empty(),
+        "groups in flight were settled before stopping"
+    );
+    let copied_before = h
+        .store
+        .mailbox_counters(h.mailbox)
+        .expect("counters")
+        .messages;
+    assert!(copied_before > 0 && (copied_before as usize) < h.corpus.len());
+    let rest = run(&job, &h.store, PassKind::Initial);
+    assert_eq!(
+        rest.copied + copied_before,
+        h.corpus.len() as u64,
+        "{rest:?}"
+    );
+    assert_identical(&h);
+}
+
+#[test]
+fn the_relay_cuts_inside_literals_only() {
+    let mut t = LiteralTracker::default();
+    let stream = b"* 1 FETCH (UID 5 BODY[] {10}\r\n0123456789)\r\nA1 OK done\r\n";
+    let (head, tail) = stream.split_at(20);
+    assert!(t.feed(head).is_empty());
+    let ranges = t.feed(tail);
+    let start = head.len();
+    assert_eq!(ranges.len(), 1);
+    let (a, b) = ranges[0];
+    assert_eq!(&tail[a..b], b"0123456789");
+    // A limit before the literal cuts just inside it; one in its last byte cannot cut.
+    assert_eq!(cut_point(&ranges, start, 0), Some(a + 1));
+    assert_eq!(cut_point(&ranges, start, start + b - 1), None);
+    assert_eq!(cut_point(&ranges, start, start + a + 4), Some(a + 5));
+}

@@ -1,14 +1,70 @@
 //! `imapmirror`: the command line. Argument parsing, progress display and output formats
 //! only; the work is done by the engine and proxy crates.
+#![forbid(unsafe_code)]
+
+/// `print!` that ends the process quietly when stdout is a closed pipe (`... | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::text_output::emit(&format!($($arg)*)) };
+}
+
+/// `println!`, likewise.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::text_output::emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprintln!` that never panics (a closed stderr loses the line, nothing else).
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::text_output::note(&format!($($arg)*)) };
+}
+
+mod cli_args;
+mod commands;
+mod duration_arg;
+mod exit_status;
+mod log_setup;
+mod progress_display;
+mod state_access;
+mod status_http;
+mod text_output;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Mirror mailboxes from one IMAP server to another: batches, incremental passes,
-/// byte-exact, resumable.
-#[derive(Debug, Parser)]
-#[command(name = "imapmirror", version, about)]
-struct Cli {}
+use crate::cli_args::{Cli, Command};
 
-fn main() {
-    let _cli = Cli::parse();
+fn main() -> ExitCode {
+    // Usage errors exit with 2, as CLI.md wants (clap's own convention).
+    let cli = Cli::parse();
+    // Both TLS users (IMAP, webhooks) bring their own provider; this covers any library
+    // that asks rustls for the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let base = match cli.command {
+        Command::Serve(_) => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
+    log_setup::init(cli.log_format, cli.verbose, cli.quiet, base);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            note!(
+                "imapmirror: The async runtime could not start ({e}); check the process limits (threads, file descriptors)."
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(commands::run(cli));
+    // Passes in flight were stopped by now; do not wait for stray tasks.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            note!("imapmirror: {}", exit_status::sentence(&e));
+            ExitCode::from(exit_status::code(&e) as u8)
+        }
+    }
 }

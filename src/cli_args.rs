@@ -1,0 +1,231 @@
+//! The command line of CLI.md, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Mirror mailboxes from one IMAP server to another: batches, incremental passes,
+/// byte-exact, resumable.
+#[derive(Debug, Parser)]
+#[command(name = "imapmirror", version, about)]
+pub struct Cli {
+    /// The state directory: the store, reports and control socket
+    /// [default: $IMAPMIRROR_STATE_DIR, else $XDG_STATE_HOME/imapmirror, else
+    /// ~/.local/state/imapmirror].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// How log lines are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// IMAP servers mail comes from and goes to (New-MigrationEndpoint).
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Batches of mailboxes from a migration file (New-/Start-/Complete-MigrationBatch).
+    #[command(subcommand)]
+    Batch(BatchCommand),
+    /// Run started batches: the initial pass, then an incremental pass every sync interval.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecurityArg {
+    Ssl,
+    Starttls,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    Plain,
+    Login,
+    Xoauth2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdminFormatArg {
+    Dovecot,
+    Sasl,
+    Exchange,
+    Mirapoint,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Add an endpoint; tests the connection first unless --no-test.
+    Add(EndpointAddArgs),
+    /// Connect, negotiate TLS, read CAPABILITY; with admin credentials also log in.
+    Test {
+        name: String,
+        /// The mailbox to log in as through the admin credentials
+        /// [default: the first mailbox of a batch that uses the endpoint].
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List endpoints.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint (refused while a batch uses it).
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointAddArgs {
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    #[arg(long)]
+    pub host: String,
+    /// [default: 993 with ssl, 143 otherwise]
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long, value_enum, default_value_t = SecurityArg::Ssl)]
+    pub security: SecurityArg,
+    #[arg(long, value_enum, default_value_t = AuthArg::Plain)]
+    pub auth: AuthArg,
+    /// The admin (master) user that opens every mailbox.
+    #[arg(long, value_name = "USER", requires = "admin_format")]
+    pub admin_user: Option<String>,
+    /// A file holding the admin password (else $IMAPMIRROR_ADMIN_PASSWORD).
+    #[arg(long, value_name = "FILE", requires = "admin_user")]
+    pub admin_password_file: Option<PathBuf>,
+    #[arg(long, value_enum, requires = "admin_user")]
+    pub admin_format: Option<AdminFormatArg>,
+    /// Mailboxes in their initial pass at once, across all batches.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_migrations: u32,
+    /// Mailboxes in an incremental or final pass at once, across all batches.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_syncs: u32,
+    /// CA certificates (PEM) to trust for this endpoint.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the server's certificate (anyone in the path can read passwords).
+    #[arg(long)]
+    pub insecure_skip_verify: bool,
+    /// Add without testing the connection.
+    #[arg(long, conflicts_with = "test_user")]
+    pub no_test: bool,
+    /// During the test, also log in as this mailbox through the admin credentials.
+    #[arg(long, value_name = "USER", requires = "admin_user")]
+    pub test_user: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Create a batch from a migration file; prints how many mailboxes it will migrate.
+    Add(BatchAddArgs),
+    /// Initial sync (or resume it).
+    Start {
+        name: String,
+        /// Run it in the foreground with progress, without `serve`.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// An incremental pass now.
+    Sync {
+        name: String,
+        /// Run it in the foreground with progress, without `serve`.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop syncing; start resumes.
+    Stop { name: String },
+    /// One batch, or every batch.
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mailboxes of a batch (Get-MigrationUser).
+    Users {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-mailbox statistics and skipped items.
+    Report {
+        name: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// A final pass, then the batch is Completed (the proxy routes its users to the target).
+    Complete { name: String },
+    /// Stop syncing and delete the batch's records and stored credentials.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct BatchAddArgs {
+    /// Letters, digits, `-` and `_`.
+    pub name: String,
+    /// The migration file (CSV: EmailAddress, UserName, Password, ...).
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// The source endpoint.
+    #[arg(long, value_name = "EP")]
+    pub source: String,
+    /// The target endpoint.
+    #[arg(long, value_name = "EP")]
+    pub target: String,
+    /// A source folder not to migrate: a name, a glob (`Archive*`) or a special use (`\Junk`).
+    #[arg(long, value_name = "FOLDER")]
+    pub exclude: Vec<String>,
+    /// Start the batch once added.
+    #[arg(long)]
+    pub start: bool,
+    /// Messages larger than this many bytes are skipped (and reported).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<u64>,
+    /// A mailbox fails once the target refuses more messages than this in one pass.
+    #[arg(long, value_name = "N")]
+    pub bad_item_limit: Option<u64>,
+    /// Time between incremental passes: 24h, 30m, 1d12h, 90s, or seconds.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::duration_arg::parse_duration)]
+    pub sync_interval: std::time::Duration,
+    /// POST the batch summary (JSON) here when a pass finishes or fails.
+    #[arg(long, value_name = "URL")]
+    pub notify_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Also answer HTTP on this address: GET /healthz, /batches, /batches/NAME and
+    /// /batches/NAME/users (the JSON of `batch status`/`users --json`). Read-only.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+}

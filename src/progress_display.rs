@@ -1,0 +1,253 @@
+//! Progress of a foreground pass (`--wait`): on a terminal, indicatif bars — one line per
+//! active mailbox and an overall line with rate and ETA; otherwise a plain line every few
+//! seconds and one per finished mailbox, fit for a log file.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use imapmirror_engine::Progress;
+use imapmirror_engine::batch_runner::{BatchEvent, EventSink};
+use imapmirror_storage::MailboxStatus;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::text_output::bytes;
+
+/// How often a plain progress line is written without a terminal.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+struct Totals {
+    planned: u64,
+    done: u64,
+    failed: u64,
+    messages: u64,
+    bytes: u64,
+    active: HashMap<String, MailboxLine>,
+    last_line: Instant,
+}
+
+struct MailboxLine {
+    bar: Option<ProgressBar>,
+    folder: String,
+    messages: u64,
+    bytes: u64,
+}
+
+/// Shows the progress of one batch's foreground pass.
+pub struct ProgressDisplay {
+    batch: String,
+    quiet: bool,
+    started: Instant,
+    bars: Option<(MultiProgress, ProgressBar)>,
+    totals: Mutex<Totals>,
+}
+
+impl ProgressDisplay {
+    /// Bars when stderr is a terminal and `quiet` is off; plain lines otherwise (none at
+    /// all when quiet).
+    pub fn new(batch: &str, quiet: bool) -> Arc<Self> {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} mailboxes  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            overall.set_prefix(batch.to_owned());
+            overall.enable_steady_tick(Duration::from_millis(250));
+            (multi, overall)
+        });
+        Arc::new(ProgressDisplay {
+            batch: batch.to_owned(),
+            quiet,
+            started: Instant::now(),
+            bars,
+            totals: Mutex::new(Totals {
+                planned: 0,
+                done: 0,
+                failed: 0,
+                messages: 0,
+                bytes: 0,
+                active: HashMap::new(),
+                last_line: Instant::now(),
+            }),
+        })
+    }
+
+    /// The event sink to hand to the runtime.
+    pub fn sink(self: &Arc<Self>) -> EventSink {
+        let me = self.clone();
+        Arc::new(move |e: &BatchEvent| me.on_event(e))
+    }
+
+    fn rate(&self, t: &Totals) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{} messages, {}, {:.0} msg/s",
+            t.messages,
+            bytes(t.bytes),
+            t.messages as f64 / secs
+        )
+    }
+
+    fn on_event(&self, event: &BatchEvent) {
+        let mut t = lock(&self.totals);
+        match event {
+            BatchEvent::Planned { mailboxes, .. } => {
+                t.planned += *mailboxes as u64;
+                if let Some((_, overall)) = &self.bars {
+                    overall.set_length(t.planned);
+                }
+            }
+            BatchEvent::MailboxStarted { email, kind, .. } => {
+                let bar = self.bars.as_ref().map(|(multi, _)| {
+                    let bar = multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} {prefix:40} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(email.clone());
+                    bar.set_message(format!("{kind:?} pass: logging in"));
+                    bar.enable_steady_tick(Duration::from_millis(200));
+                    bar
+                });
+                t.active.insert(
+                    email.clone(),
+                    MailboxLine {
+                        bar,
+                        folder: String::new(),
+                        messages: 0,
+                        bytes: 0,
+                    },
+                );
+            }
+            BatchEvent::Progress {
+                email, progress, ..
+            } => {
+                let (mut add_messages, mut add_bytes) = (0, 0);
+                if let Some(line) = t.active.get_mut(email) {
+                    match progress {
+                        Progress::Planned { folders } => {
+                            line.folder = format!("{folders} folders planned");
+                        }
+                        Progress::FolderStarted { folder } => line.folder = folder.clone(),
+                        Progress::Copied {
+                            folder,
+                            messages,
+                            bytes,
+                        } => {
+                            line.folder = folder.clone();
+                            line.messages += messages;
+                            line.bytes += bytes;
+                            add_messages = *messages;
+                            add_bytes = *bytes;
+                        }
+                        Progress::FolderFinished { .. } => {}
+                    }
+                    if let Some(bar) = &line.bar {
+                        bar.set_message(format!(
+                            "{}: {} messages, {}",
+                            line.folder,
+                            line.messages,
+                            bytes(line.bytes)
+                        ));
+                    }
+                }
+                t.messages += add_messages;
+                t.bytes += add_bytes;
+            }
+            BatchEvent::MailboxFinished {
+                email,
+                status,
+                copied,
+                bytes: size,
+                skipped,
+                error,
+                ..
+            } => {
+                t.done += 1;
+                if *status == MailboxStatus::Failed {
+                    t.failed += 1;
+                }
+                if let Some(bar) = t.active.remove(email).and_then(|line| line.bar) {
+                    bar.finish_and_clear();
+                }
+                let text = match error {
+                    Some(e) if *status != MailboxStatus::Stopped => {
+                        format!("{email}: {} — {e}", status.as_str())
+                    }
+                    _ => format!(
+                        "{email}: {} — {copied} messages ({}) copied, {skipped} skipped",
+                        status.as_str(),
+                        bytes(*size)
+                    ),
+                };
+                match &self.bars {
+                    Some((multi, overall)) => {
+                        overall.set_position(t.done);
+                        let _ = multi.println(text);
+                    }
+                    None if !self.quiet => {
+                        note!("imapmirror: batch {}: {text}", self.batch);
+                    }
+                    None => {}
+                }
+            }
+        }
+        match &self.bars {
+            Some((_, overall)) => overall.set_message(format!(
+                "{}{}",
+                self.rate(&t),
+                self.eta(&t)
+                    .map(|e| format!(", ETA {e}"))
+                    .unwrap_or_default()
+            )),
+            None if self.quiet => {}
+            None => {
+                let now = Instant::now();
+                if now.duration_since(t.last_line) >= LINE_EVERY {
+                    t.last_line = now;
+                    let line = format!(
+                        "imapmirror: batch {}: {}/{} mailboxes done ({} failed), {} active, {}{}",
+                        self.batch,
+                        t.done,
+                        t.planned,
+                        t.failed,
+                        t.active.len(),
+                        self.rate(&t),
+                        self.eta(&t)
+                            .map(|e| format!(", about {e} left"))
+                            .unwrap_or_default()
+                    );
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{line}");
+                }
+            }
+        }
+    }
+
+    fn eta(&self, t: &Totals) -> Option<String> {
+        if t.done == 0 || t.done >= t.planned {
+            return None;
+        }
+        let per = self.started.elapsed().as_secs_f64() / t.done as f64;
+        let left = per * (t.planned - t.done) as f64;
+        Some(format!("{:.0} s", left))
+    }
+
+    /// Clears the bars before the final output is printed.
+    pub fn finish(&self) {
+        if let Some((multi, overall)) = &self.bars {
+            overall.finish_and_clear();
+            let _ = multi.clear();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

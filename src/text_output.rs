@@ -1,0 +1,303 @@
+//! How replies look on a terminal: short sentences and aligned tables. (`--json` prints
+//! the engine's serialisable replies as they are.)
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use imapmirror_engine::batch_report::{BatchSummary, MailboxSummary};
+use imapmirror_engine::control_request::EndpointView;
+use imapmirror_engine::endpoint_probe::{LoginCheck, ProbeReport};
+use imapmirror_storage::Security;
+
+/// Writes to stdout. A reader that went away (`imapmirror batch users X | head`) ends
+/// the process with 0: the command's work is done and saved before anything is printed.
+pub fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes a line to stderr; a closed stderr loses it rather than panic.
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// `1.5 MB`, decimal units as mail servers and quotas count them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                l.push_str(cell);
+                l.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn security_name(s: Security) -> &'static str {
+    match s {
+        Security::Ssl => "ssl",
+        Security::Starttls => "starttls",
+        Security::None => "none",
+    }
+}
+
+pub fn endpoint_line(e: &EndpointView) -> String {
+    let s = &e.settings;
+    format!(
+        "{}:{} (security {}, at most {} initial and {} incremental passes at once{})",
+        s.host,
+        s.port,
+        security_name(s.security),
+        s.max_concurrent_migrations,
+        s.max_concurrent_syncs,
+        match &s.admin_user {
+            Some(u) => format!(", admin {u}"),
+            None => String::new(),
+        }
+    )
+}
+
+pub fn endpoints(list: &[EndpointView]) -> String {
+    if list.is_empty() {
+        return "No endpoints yet: add one with `imapmirror endpoint add NAME --host HOST`.\n"
+            .to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|e| {
+            let s = &e.settings;
+            vec![
+                s.name.clone(),
+                s.host.clone(),
+                s.port.to_string(),
+                security_name(s.security).to_owned(),
+                format!("{:?}", s.auth).to_lowercase(),
+                match (&s.admin_user, s.admin_format) {
+                    (Some(u), Some(f)) => format!("{u} ({})", format!("{f:?}").to_lowercase()),
+                    _ => "-".to_owned(),
+                },
+                s.max_concurrent_migrations.to_string(),
+                s.max_concurrent_syncs.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "HOST",
+            "PORT",
+            "SECURITY",
+            "AUTH",
+            "ADMIN",
+            "MIGRATIONS",
+            "SYNCS",
+        ],
+        &rows,
+    )
+}
+
+pub fn probe(p: &ProbeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Connected to {} ({}){}.",
+        p.server,
+        p.security,
+        if p.tls {
+            ", TLS negotiated and the certificate verified"
+        } else {
+            ", without TLS"
+        }
+    );
+    let _ = writeln!(out, "Capabilities: {}", p.capabilities.join(" "));
+    let _ = match &p.login {
+        LoginCheck::Succeeded { user } => writeln!(
+            out,
+            "Login as {user} with the admin credentials: succeeded."
+        ),
+        LoginCheck::Refused { user, text } => writeln!(
+            out,
+            "Login as {user} with the admin credentials: REFUSED ({text:?}); check --admin-user, the password file and --admin-format."
+        ),
+        LoginCheck::NotTried { reason } => writeln!(out, "Login not tried: {reason}."),
+    };
+    let _ = writeln!(out, "What this means for a migration:");
+    for note in &p.notes {
+        let _ = writeln!(out, "  - {note}");
+    }
+    out
+}
+
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".to_owned())
+}
+
+pub fn batch_detail(b: &BatchSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Batch {}: {}", b.name, b.status);
+    let _ = writeln!(out, "  from {} to {}", b.source, b.target);
+    if !b.excluded_folders.is_empty() {
+        let _ = writeln!(out, "  excluded folders: {}", b.excluded_folders.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "  mailboxes: {} total, {} synced, {} failed, {} queued, {} syncing, {} stopped, {} completed",
+        b.mailboxes_total,
+        b.mailboxes_synced,
+        b.mailboxes_failed,
+        b.mailboxes_queued,
+        b.mailboxes_syncing,
+        b.mailboxes_stopped,
+        b.mailboxes_completed
+    );
+    let _ = writeln!(
+        out,
+        "  items: {} synced ({}), {} skipped",
+        b.items_synced,
+        bytes(b.bytes_synced),
+        b.items_skipped
+    );
+    let _ = writeln!(
+        out,
+        "  last sync: started {}, finished {}",
+        or_dash(&b.last_sync_started),
+        or_dash(&b.last_sync_finished)
+    );
+    if let Some(next) = &b.next_sync_due {
+        let _ = writeln!(
+            out,
+            "  next incremental pass: {next} (every {} s)",
+            b.sync_interval_secs
+        );
+    }
+    out
+}
+
+pub fn batches(list: &[BatchSummary]) -> String {
+    if list.is_empty() {
+        return "No batches yet: add one with `imapmirror batch add NAME --csv FILE --source EP --target EP`.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.status.clone(),
+                b.source.clone(),
+                b.target.clone(),
+                b.mailboxes_total.to_string(),
+                b.mailboxes_synced.to_string(),
+                b.mailboxes_failed.to_string(),
+                b.items_synced.to_string(),
+                bytes(b.bytes_synced),
+                or_dash(&b.last_sync_finished),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "STATUS",
+            "SOURCE",
+            "TARGET",
+            "MAILBOXES",
+            "SYNCED",
+            "FAILED",
+            "ITEMS",
+            "BYTES",
+            "LAST SYNC",
+        ],
+        &rows,
+    )
+}
+
+pub fn users(list: &[MailboxSummary]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|m| {
+            vec![
+                m.email.clone(),
+                m.status.clone(),
+                m.folders.to_string(),
+                m.items_synced.to_string(),
+                m.items_skipped.to_string(),
+                bytes(m.bytes_synced),
+                or_dash(&m.last_sync_finished),
+                m.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "EMAIL",
+            "STATUS",
+            "FOLDERS",
+            "ITEMS",
+            "SKIPPED",
+            "BYTES",
+            "LAST SYNC",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_use_decimal_units() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_500), "1.5 kB");
+        assert_eq!(bytes(63_000_000), "63.0 MB");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONG\nxyz  1\n");
+    }
+}

@@ -1,0 +1,191 @@
+//! `batch add` refuses every bad migration file with exit code 2 and a sentence naming the
+//! failed check (and the line), before anything is stored; a good file is counted.
+
+#![forbid(unsafe_code)]
+
+mod cli_harness;
+mod support;
+
+use cli_harness::Cli;
+
+fn cli_with_endpoints() -> Cli {
+    let cli = Cli::new();
+    for (name, port) in [("src", "1143"), ("tgt", "1144")] {
+        cli.ok(&[
+            "endpoint",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--security",
+            "none",
+            "--no-test",
+        ]);
+    }
+    cli
+}
+
+/// `batch add` of `contents` must fail with exit 2 and a message containing each of `expected`.
+fn rejected(cli: &Cli, contents: &[u8], expected: &[&str]) {
+    let path = cli.file("bad.csv", contents);
+    let stderr = cli.fails(
+        &[
+            "batch", "add", "b", "--csv", &path, "--source", "src", "--target", "tgt",
+        ],
+        2,
+    );
+    for needle in expected {
+        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+    // Nothing was stored.
+    let out = cli.ok(&["batch", "status"]);
+    assert!(out.contains("No batches yet"), "{out}");
+}
+
+#[test]
+fn each_check_rejects_its_file_with_exit_2() {
+    let cli = cli_with_endpoints();
+    rejected(&cli, b"", &["is empty"]);
+    rejected(&cli, b"   \r\n", &["is empty"]);
+    rejected(
+        &cli,
+        b"EmailAddress;UserName;Password\na@example.test;a;pw\n",
+        &["line 1", "not comma-separated"],
+    );
+    rejected(
+        &cli,
+        b"EmailAddress,UserName\na@example.test,a\n",
+        &["no `Password` column"],
+    );
+    rejected(
+        &cli,
+        b"EmailAddress,UserName,Password\na@example.test,a,pw\nb@example.test,b\n",
+        &["Line 3", "has 2 columns but the header has 3"],
+    );
+    rejected(
+        &cli,
+        b"EmailAddress,UserName,Password\na@example.test,a,pw\nA@Example.test,a2,pw\n",
+        &["already appears on line 2"],
+    );
+    rejected(
+        &cli,
+        b"EmailAddress,UserName,Password\nnot-an-address,a,pw\n",
+        &["line 2", "is not an address"],
+    );
+
+    let mut many = String::from("EmailAddress,UserName,Password\n");
+    for i in 0..50_001 {
+        many.push_str(&format!("u{i}@example.test,u{i},p\n"));
+    }
+    rejected(
+        &cli,
+        many.as_bytes(),
+        &["more than 50000 mailbox rows", "line 50002"],
+    );
+
+    let mut large = String::from("EmailAddress,UserName,Password\n");
+    let filler = "x".repeat(1000);
+    let mut i = 0;
+    while large.len() <= 10 * 1024 * 1024 {
+        large.push_str(&format!("u{i}@example.test,u{i},{filler}\n"));
+        i += 1;
+    }
+    rejected(
+        &cli,
+        large.as_bytes(),
+        &["more than the 10485760 bytes allowed"],
+    );
+}
+
+#[test]
+fn a_good_file_is_counted_and_wrong_requests_exit_2() {
+    let cli = cli_with_endpoints();
+    let path = cli.file(
+        "good.csv",
+        b"EmailAddress,UserName,Password,TargetPassword\r\na@example.test,a,pw-a,t-a\r\nb@example.test,b,\"p,w\",t-b\r\n",
+    );
+    let out = cli.ok(&[
+        "batch", "add", "wave-1", "--csv", &path, "--source", "src", "--target", "tgt",
+    ]);
+    assert!(
+        out.contains("2 mailboxes will be migrated from src to tgt"),
+        "{out}"
+    );
+    // The same name twice, an unknown endpoint, a bad name, a missing file: the request is wrong.
+    let again = cli.fails(
+        &[
+            "batch", "add", "wave-1", "--csv", &path, "--source", "src", "--target", "tgt",
+        ],
+        2,
+    );
+    assert!(again.contains("already exists"), "{again}");
+    let unknown = cli.fails(
+        &[
+            "batch", "add", "w2", "--csv", &path, "--source", "nope", "--target", "tgt",
+        ],
+        2,
+    );
+    assert!(unknown.contains("\"nope\" does not exist"), "{unknown}");
+    cli.fails(
+        &[
+            "batch", "add", "bad name", "--csv", &path, "--source", "src", "--target", "tgt",
+        ],
+        2,
+    );
+    cli.fails(
+        &[
+            "batch",
+            "add",
+            "w3",
+            "--csv",
+            "/nonexistent.csv",
+            "--source",
+            "src",
+            "--target",
+            "tgt",
+        ],
+        2,
+    );
+    // Without target passwords or admin credentials on the target, no row can log in there.
+    let no_target = cli.file(
+        "nt.csv",
+        b"EmailAddress,UserName,Password\nc@example.test,c,pw\n",
+    );
+    let stderr = cli.fails(
+        &[
+            "batch", "add", "w4", "--csv", &no_target, "--source", "src", "--target", "tgt",
+        ],
+        2,
+    );
+    assert!(stderr.contains("line 2"), "{stderr}");
+    // A sync interval that is no duration.
+    cli.fails(
+        &[
+            "batch",
+            "add",
+            "w5",
+            "--csv",
+            &path,
+            "--source",
+            "src",
+            "--target",
+            "tgt",
+            "--sync-interval",
+            "soon",
+        ],
+        2,
+    );
+    // Endpoint removal is refused while the batch uses it.
+    let in_use = cli.fails(&["endpoint", "remove", "src"], 2);
+    assert!(in_use.contains("wave-1"), "{in_use}");
+    // The batch cannot be completed while it is merely marked to start.
+    cli.ok(&["batch", "start", "wave-1"]);
+    let busy = cli.fails(&["batch", "complete", "wave-1"], 2);
+    assert!(busy.contains("Batch wave-1 is Syncing"), "{busy}");
+    cli.ok(&["batch", "stop", "wave-1"]);
+    cli.ok(&["batch", "remove", "wave-1"]);
+    cli.ok(&["endpoint", "remove", "src"]);
+}

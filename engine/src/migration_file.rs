@@ -191,19 +191,26 @@ impl MigrationFile {
 }
 
 /// Line numbers from byte offsets: the csv crate's own line count skips blank lines.
+///
+/// A line ends with `\n`, `\r\n` or a lone `\r` (old Mac files), as the csv crate reads
+/// them; counting only `\n` gave every row of a CR-only file line 1 (found by fuzzing).
 struct LineIndex<'b> {
     body: &'b [u8],
+    /// The offset of the last byte of each line break.
     newlines: Vec<usize>,
 }
 
 impl<'b> LineIndex<'b> {
     fn new(body: &'b [u8]) -> Self {
+        let ends_line = |i: usize, b: u8| {
+            b == b'\n' || (b == b'\r' && body.get(i + 1).is_none_or(|&next| next != b'\n'))
+        };
         Self {
             body,
             newlines: body
                 .iter()
                 .enumerate()
-                .filter_map(|(i, &b)| (b == b'\n').then_some(i))
+                .filter_map(|(i, &b)| ends_line(i, b).then_some(i))
                 .collect(),
         }
     }
@@ -519,6 +526,18 @@ mod tests {
         assert_eq!(f.rows[1].line, 3);
         assert!(f.ignored_columns.is_empty());
         assert!(!format!("{f:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn cr_only_line_breaks_give_each_row_its_own_line() {
+        let f = MigrationFile::parse(
+            b"EmailAddress,UserName,Password\ra@contoso.com,a,x\r\x0bb@contoso.com,b,y\r\n",
+            "users.csv",
+        )
+        .expect("a CR-only file is valid");
+        assert_eq!(f.rows.len(), 2);
+        assert_eq!(f.rows[0].line, 2);
+        assert_eq!(f.rows[1].line, 3);
     }
 
     #[test]

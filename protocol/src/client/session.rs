@@ -466,16 +466,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "waited for a tag that is not pending (already taken?)",
                 ));
             }
-            self.flush().await?;
-            match self.next_event("waiting for a command to complete").await? {
-                Event::Continuation(text) => {
-                    return Err(self.violation(
-                        "a continuation request while no command waits for one",
-                        &text,
-                    ));
-                }
-                _ => continue,
-            }
+            self.read_completion_progress().await?;
+        }
+    }
+
+    /// Flushes what is queued and routes the next response while completions are awaited;
+    /// a continuation request then is the server's fault, since no command waits for one.
+    async fn read_completion_progress(&mut self) -> Result<()> {
+        self.flush().await?;
+        match self.next_event("waiting for a command to complete").await? {
+            Event::Continuation(text) => Err(self.violation(
+                "a continuation request while no command waits for one",
+                &text,
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -490,16 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "asked for a completion while no command is pending",
                 ));
             }
-            self.flush().await?;
-            match self.next_event("waiting for a command to complete").await? {
-                Event::Continuation(text) => {
-                    return Err(self.violation(
-                        "a continuation request while no command waits for one",
-                        &text,
-                    ));
-                }
-                _ => continue,
-            }
+            self.read_completion_progress().await?;
         }
     }
 

@@ -1,7 +1,7 @@
 //! The end-to-end benchmark behind `scripts/bench-migration`: imapmirror against mbsync
 //! (Debian's isync), migrating one generated mailbox Dovecot → Dovecot, interleaved.
 //!
-//! Usage: `bench_migration [MESSAGES=10000] [ROUNDS=3]`. The binary is `$IMAPMIRROR_BIN`,
+//! Usage: `bench_migration [MESSAGES=10000] [ROUNDS=3] [NO_CHANGE_RUNS=5]`. The binary is `$IMAPMIRROR_BIN`,
 //! else `imapmirror` on the PATH; `mbsync` and `/usr/bin/time` must be on the machine.
 //!
 //! Every run (each round, imapmirror then mbsync) gets a FRESH Maildir++ source seeded with
@@ -10,8 +10,9 @@
 //! adds mail to the source. Both tools talk plain IMAP on the loopback port (no TLS): they
 //! log in to the source as the user and to the target as `user*mailadmin` (master user).
 //!
-//! Phases per run: the initial copy, a no-change rerun, then +1% new messages appended to
-//! the source's INBOX and a rerun. Wall time is measured around the tool's process; peak
+//! Phases per run: the initial copy, NO_CHANGE_RUNS no-change reruns (each a row: a
+//! no-change pass takes tens of milliseconds, so one sample per round is mostly noise on
+//! a shared machine), then +1% new messages appended to the source's INBOX and a rerun. Wall time is measured around the tool's process; peak
 //! RSS is that process's max RSS as reported by GNU `/usr/bin/time -f %M` (getrusage of the
 //! child). After the initial and +1% phases the kit's exact verifier compares target with
 //! source: imapmirror must be identical (else the bench fails); mbsync's differences are
@@ -89,6 +90,7 @@ fn arg(index: usize, default: usize) -> Result<usize, KitError> {
 fn run() -> Result<(), KitError> {
     let messages = arg(1, 10_000)?;
     let rounds = arg(2, 3)?;
+    let no_change_runs = arg(3, 5)?;
     let bin = std::env::var_os("IMAPMIRROR_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("imapmirror"));
@@ -109,7 +111,8 @@ fn run() -> Result<(), KitError> {
         .collect();
     let extra_bytes: u64 = extra_messages.iter().map(|m| m.bytes.len() as u64).sum();
     println!(
-        "bench: {messages} realistic messages (seed {SEED}), +{extra} for the incremental phase, {rounds} round(s); \
+        "bench: {messages} realistic messages (seed {SEED}), +{extra} for the incremental phase, {rounds} round(s), \
+         {no_change_runs} no-change run(s) per round; \
          Dovecot Maildir++ -> LAYOUT=fs, mail_fsync=optimized, plain IMAP on 127.0.0.1"
     );
 
@@ -132,19 +135,20 @@ fn run() -> Result<(), KitError> {
                 verdict,
             });
             print_row(rows.last().expect("pushed"));
-            // no change
-            let (wall, rss) = run.invoke(&bin, tool, "no-change")?;
-            rows.push(Row {
-                tool,
-                round,
-                phase: PHASES[1],
-                wall,
-                messages: 0,
-                bytes: 0,
-                rss_kb: rss,
-                verdict: "-".to_owned(),
-            });
-            print_row(rows.last().expect("pushed"));
+            for _ in 0..no_change_runs {
+                let (wall, rss) = run.invoke(&bin, tool, "no-change")?;
+                rows.push(Row {
+                    tool,
+                    round,
+                    phase: PHASES[1],
+                    wall,
+                    messages: 0,
+                    bytes: 0,
+                    rss_kb: rss,
+                    verdict: "-".to_owned(),
+                });
+                print_row(rows.last().expect("pushed"));
+            }
             // +1%
             run.source
                 .append_messages(USER, extra_messages.iter().cloned())?;
@@ -405,7 +409,7 @@ fn rate(n: f64, wall: f64) -> String {
 
 fn print_row(r: &Row) {
     println!(
-        "{:<10} {:>5} {:<9} {:>8.2} {:>8} {:>7} {:>8.1}  {}",
+        "{:<10} {:>5} {:<9} {:>8.3} {:>8} {:>7} {:>8.1}  {}",
         r.tool.name(),
         r.round,
         r.phase,
@@ -457,7 +461,7 @@ fn print_summary(rows: &[Row]) {
         let (iw, mw) = (pick(Tool::Imapmirror, &wall), pick(Tool::Mbsync, &wall));
         let (ir, mr) = (pick(Tool::Imapmirror, &rss), pick(Tool::Mbsync, &rss));
         println!(
-            "{:<9} {:>10.2} {:>10.2} {:>8.2} {:>10.1} {:>10.1} {:>8.2}",
+            "{:<9} {:>10.3} {:>10.3} {:>8.2} {:>10.1} {:>10.1} {:>8.2}",
             phase,
             iw,
             mw,

@@ -47,6 +47,9 @@ pub enum Command {
     Batch(BatchCommand),
     /// Run started batches: the initial pass, then an incremental pass every sync interval.
     Serve(ServeArgs),
+    /// Route each user's IMAP logins to the source or the target of their batch, so that
+    /// clients keep one server name through the migration and move at `batch complete`.
+    Proxy(ProxyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,14 +64,6 @@ pub enum AuthArg {
     Plain,
     Login,
     Xoauth2,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AdminFormatArg {
-    Dovecot,
-    Sasl,
-    Exchange,
-    Mirapoint,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,14 +103,23 @@ pub struct EndpointAddArgs {
     pub security: SecurityArg,
     #[arg(long, value_enum, default_value_t = AuthArg::Plain)]
     pub auth: AuthArg,
+    /// With --auth xoauth2: a shell command that prints an OAuth access token for the
+    /// user in $IMAPMIRROR_OAUTH_USER (also $1); run for each new connection. Keep its
+    /// secrets in files it reads, not in the command line.
+    #[arg(long, value_name = "COMMAND")]
+    pub oauth_token_command: Option<String>,
     /// The admin (master) user that opens every mailbox.
     #[arg(long, value_name = "USER", requires = "admin_format")]
     pub admin_user: Option<String>,
     /// A file holding the admin password (else $IMAPMIRROR_ADMIN_PASSWORD).
     #[arg(long, value_name = "FILE", requires = "admin_user")]
     pub admin_password_file: Option<PathBuf>,
-    #[arg(long, value_enum, requires = "admin_user")]
-    pub admin_format: Option<AdminFormatArg>,
+    /// How admin and user combine into one login: dovecot (`user*admin`; dovecot:SEP for
+    /// another auth_master_user_separator, e.g. dovecot:%), sasl (AUTHENTICATE PLAIN with
+    /// an authorization identity), exchange (`Domain/Admin/user`) or mirapoint
+    /// (`#user#admin#`).
+    #[arg(long, value_name = "FORMAT", requires = "admin_user", value_parser = parse_admin_format)]
+    pub admin_format: Option<imapmirror_protocol::admin_login::AdminFormat>,
     /// Mailboxes in their initial pass at once, across all batches.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_migrations: u32,
@@ -220,6 +224,10 @@ pub struct BatchAddArgs {
     /// POST the batch summary (JSON) here when a pass finishes or fails.
     #[arg(long, value_name = "URL")]
     pub notify_url: Option<String>,
+    /// Keep only this shard of the file's rows (by a fixed hash of EmailAddress), to split
+    /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
+    #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]
+    pub shard: Option<imapmirror_engine::batch_shard::Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -228,4 +236,51 @@ pub struct ServeArgs {
     /// /batches/NAME/users (the JSON of `batch status`/`users --json`). Read-only.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Plain IMAP on this address, with STARTTLS when a certificate is given (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Implicit TLS (IMAPS) on this address (repeatable); needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_tls: Vec<std::net::SocketAddr>,
+    /// The proxy's certificate chain (PEM); re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept LOGIN and AUTHENTICATE without TLS (loopback and tests only).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Send logins that no batch and no route-file line knows to this endpoint.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub default_backend: Option<String>,
+    /// Static routes, `LOGIN HOST:PORT ssl|starttls|none [ca-file=PEM]
+    /// [insecure-skip-verify]` per line; they add to and override the batches' routes.
+    #[arg(long, value_name = "FILE")]
+    pub route_file: Option<PathBuf>,
+    /// After cut-over, log users in to the target with the target endpoint's admin
+    /// credentials (for targets where users' passwords differ); the client's own
+    /// credentials are first verified by a login on the source.
+    #[arg(long)]
+    pub target_admin_login: bool,
+    /// Tell backends the client's address with ID (x-originating-ip/-port, x-proxy-ttl).
+    #[arg(long)]
+    pub forward_id: bool,
+    /// The most client connections at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+}
+
+fn parse_admin_format(text: &str) -> Result<imapmirror_protocol::admin_login::AdminFormat, String> {
+    text.parse()
+        .map_err(|e: imapmirror_protocol::admin_login::UnknownAdminFormat| e.to_string())
+}
+
+fn parse_shard(text: &str) -> Result<imapmirror_engine::batch_shard::Shard, String> {
+    text.parse()
+        .map_err(|e: imapmirror_engine::batch_shard::InvalidShard| e.to_string())
 }

@@ -18,11 +18,12 @@ use imapmirror_engine::control_socket;
 use imapmirror_engine::notification::Notifier;
 use imapmirror_engine::reconnect_policy::ReconnectPolicy;
 use imapmirror_engine::scheduler::Scheduler;
+use imapmirror_protocol::admin_login::{AdminFormat, DOVECOT_DEFAULT_SEPARATOR};
 use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
-    AdminFormatArg, AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs,
-    EndpointCommand, ReportFormat, SecurityArg,
+    AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
+    ReportFormat, SecurityArg,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::progress_display::ProgressDisplay;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoint(c) => endpoint(&dir, c).await,
         Command::Batch(c) => batch(&dir, c, quiet).await,
         Command::Serve(args) => serve(&dir, args.http).await,
+        Command::Proxy(args) => crate::proxy_command::run(&dir, args).await,
     }
 }
 
@@ -181,15 +183,24 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
             },
             admin_user: args.admin_user.clone(),
             admin_format: args.admin_format.map(|f| match f {
-                AdminFormatArg::Dovecot => storage::AdminFormat::Dovecot,
-                AdminFormatArg::Sasl => storage::AdminFormat::Sasl,
-                AdminFormatArg::Exchange => storage::AdminFormat::Exchange,
-                AdminFormatArg::Mirapoint => storage::AdminFormat::Mirapoint,
+                AdminFormat::Dovecot { .. } => storage::AdminFormat::Dovecot,
+                AdminFormat::Sasl => storage::AdminFormat::Sasl,
+                AdminFormat::Exchange => storage::AdminFormat::Exchange,
+                AdminFormat::Mirapoint => storage::AdminFormat::Mirapoint,
             }),
             max_concurrent_migrations: args.max_concurrent_migrations,
             max_concurrent_syncs: args.max_concurrent_syncs,
             ca_file,
             insecure_skip_verify: args.insecure_skip_verify,
+            admin_separator: match args.admin_format {
+                Some(AdminFormat::Dovecot { separator })
+                    if separator != DOVECOT_DEFAULT_SEPARATOR =>
+                {
+                    Some(separator)
+                }
+                _ => None,
+            },
+            oauth_token_command: args.oauth_token_command.clone(),
         },
         admin_password: admin_password.map(WireSecret::new),
         test: !args.no_test,
@@ -374,7 +385,12 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             bad_item_limit: args.bad_item_limit,
             sync_interval_secs: args.sync_interval.as_secs(),
         },
-        rows: file.rows.iter().map(RowInput::from).collect(),
+        rows: file
+            .rows
+            .iter()
+            .filter(|row| args.shard.is_none_or(|shard| shard.owns(&row.email)))
+            .map(RowInput::from)
+            .collect(),
         notify_url: args.notify_url.clone(),
         start: args.start,
     };
@@ -387,8 +403,15 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             scheduler,
         } => {
             access.flush()?;
+            let shard = match args.shard {
+                Some(shard) => format!(
+                    " (shard {shard}: {mailboxes} of the file's {} rows)",
+                    file.rows.len()
+                ),
+                None => String::new(),
+            };
             outln!(
-                "Batch {} added: {mailboxes} mailboxes will be migrated from {} to {}.",
+                "Batch {} added: {mailboxes} mailboxes will be migrated from {} to {}{shard}.",
                 batch.name,
                 batch.source,
                 batch.target

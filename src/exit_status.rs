@@ -45,6 +45,9 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 Fault::Peer | Fault::Local => 1,
             };
         }
+        if let Some(e) = cause.downcast_ref::<imapmirror_proxy::ProxyError>() {
+            return if e.is_user_input() { 2 } else { 1 };
+        }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e.kind() {
                 ErrorKind::UserInput => 2,

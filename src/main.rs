@@ -24,6 +24,7 @@ mod duration_arg;
 mod exit_status;
 mod log_setup;
 mod progress_display;
+mod proxy_command;
 mod state_access;
 mod status_http;
 mod text_output;
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
     // that asks rustls for the process default.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let base = match cli.command {
-        Command::Serve(_) => tracing::Level::INFO,
+        Command::Serve(_) | Command::Proxy(_) => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
     log_setup::init(cli.log_format, cli.verbose, cli.quiet, base);

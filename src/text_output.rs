@@ -115,7 +115,13 @@ pub fn endpoints(list: &[EndpointView]) -> String {
                 security_name(s.security).to_owned(),
                 format!("{:?}", s.auth).to_lowercase(),
                 match (&s.admin_user, s.admin_format) {
-                    (Some(u), Some(f)) => format!("{u} ({})", format!("{f:?}").to_lowercase()),
+                    (Some(u), Some(f)) => {
+                        let format = imapmirror_engine::endpoint_connection::admin_format(
+                            f,
+                            s.admin_separator,
+                        );
+                        format!("{u} ({format})")
+                    }
                     _ => "-".to_owned(),
                 },
                 s.max_concurrent_migrations.to_string(),

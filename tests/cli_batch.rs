@@ -161,6 +161,11 @@ fn twenty_users_migrate_within_the_limits_identical_and_remove_leaves_no_passwor
         &hook,
     ]);
     assert!(out.contains("20 mailboxes will be migrated"), "{out}");
+    // Webhook URLs carry tokens: stored sealed, like the passwords.
+    assert_eq!(
+        cli.state_files_containing(hook.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     let (run, max) = max_concurrent_users(&[&source, &target], || {
         cli.run(&["batch", "start", "wave-1", "--wait"])

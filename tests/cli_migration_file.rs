@@ -189,3 +189,61 @@ fn a_good_file_is_counted_and_wrong_requests_exit_2() {
     cli.ok(&["batch", "remove", "wave-1"]);
     cli.ok(&["endpoint", "remove", "src"]);
 }
+
+/// `--shard I/N` splits one file over N workers, each with its own state directory: every
+/// row lands in exactly one shard (the file checks still cover the whole file on every
+/// worker), and the shard comes from `IMAPMIRROR_SHARD` too (for indexed jobs).
+#[test]
+fn shards_split_a_file_without_overlap() {
+    let mut text = String::from("EmailAddress,UserName,Password,TargetPassword\n");
+    for i in 0..40 {
+        text.push_str(&format!("user{i}@example.test,user{i},pw{i},tpw{i}\n"));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for index in 0..4 {
+        let cli = cli_with_endpoints();
+        let csv = cli.file("users.csv", text.as_bytes());
+        let shard = format!("{index}/4");
+        let mut command = cli.command(&[
+            "batch", "add", "b", "--csv", &csv, "--source", "src", "--target", "tgt",
+        ]);
+        // Half the workers take the shard from the environment.
+        if index % 2 == 0 {
+            command.args(["--shard", &shard]);
+        } else {
+            command.env("IMAPMIRROR_SHARD", &shard);
+        }
+        let out = command.output().expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("(shard {shard}: "))
+                && stdout.contains("of the file's 40 rows"),
+            "{stdout}"
+        );
+        let users = cli.json(&["batch", "users", "b", "--json"]);
+        for u in users.as_array().expect("array") {
+            let email = u["email"].as_str().expect("email").to_owned();
+            assert!(
+                seen.insert(email.clone(), index).is_none(),
+                "{email} in two shards"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 40, "every row in some shard");
+
+    let cli = cli_with_endpoints();
+    let csv = cli.file("users.csv", text.as_bytes());
+    let bad = cli.fails(
+        &[
+            "batch", "add", "b", "--csv", &csv, "--source", "src", "--target", "tgt", "--shard",
+            "4/4",
+        ],
+        2,
+    );
+    assert!(bad.contains("INDEX/COUNT"), "{bad}");
+}

@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::folder_plan::Exclusion;
 use crate::mailbox_job::{JobOptions, MailboxJob, PassKind};
 use crate::migration_file::MailboxRow;
-use crate::notification::{Notification, Notifier, PassEvent, load_url};
+use crate::notification::{Notification, Notifier, PassEvent};
 use crate::pass_report::Progress;
 use crate::reconnect_policy::ReconnectPolicy;
 
@@ -637,8 +637,13 @@ impl BatchRuntime {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        let Some(url) = load_url(self.store.path(), &batch.settings.name) else {
-            return;
+        let url = match self.store.batch_notify_url(&batch.settings.name) {
+            Ok(Some(url)) => url,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(batch = %batch.settings.name, error = %e, "no notification: the webhook URL could not be read");
+                return;
+            }
         };
         let event = match batch.status {
             BatchStatus::Completed => PassEvent::BatchCompleted,
@@ -647,7 +652,7 @@ impl BatchRuntime {
         };
         match batch_summary(&self.store, batch) {
             Ok(summary) => notifier.send(
-                &url,
+                url.expose(),
                 &Notification {
                     event,
                     batch: summary,
@@ -889,6 +894,8 @@ mod tests {
                         max_concurrent_syncs: 1,
                         ca_file: None,
                         insecure_skip_verify: false,
+                        admin_separator: None,
+                        oauth_token_command: None,
                     },
                     None,
                 )

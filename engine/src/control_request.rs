@@ -25,7 +25,7 @@ use crate::endpoint_probe::{ProbeReport, probe};
 use crate::error::{Error, Fault};
 use crate::folder_plan::Exclusion;
 use crate::migration_file::MailboxRow;
-use crate::notification::{check_url, remove_url, save_url};
+use crate::notification::check_url;
 
 /// A password in a request. It crosses only the owner-only control socket; `Debug`
 /// hides it so that a logged request cannot leak it.
@@ -151,6 +151,12 @@ pub enum Request {
     Routes {
         login: String,
     },
+    /// Everything a proxy routes by, unless `known_version` is still current; with the
+    /// endpoints' admin passwords only when `with_secrets` (`proxy --target-admin-login`).
+    RoutingSnapshot {
+        known_version: Option<String>,
+        with_secrets: bool,
+    },
     /// Who owns the state directory and whether a scheduler runs there.
     Ping,
 }
@@ -233,6 +239,10 @@ pub enum Reply {
     },
     Routes {
         routes: Vec<RouteView>,
+    },
+    /// `None`: the version the proxy knows is current.
+    RoutingSnapshot {
+        snapshot: Option<storage::RoutingSnapshot>,
     },
     Pong {
         pid: u32,
@@ -388,7 +398,6 @@ impl Control {
                 store
                     .remove_batch(&name)
                     .map_err(state_err(format!("removing batch {name}")))?;
-                remove_url(store.path(), &name)?;
                 // The shredded credentials must not linger in unflushed pages.
                 store
                     .flush()
@@ -410,6 +419,24 @@ impl Control {
                     })
                     .collect(),
             }),
+            Request::RoutingSnapshot {
+                known_version,
+                with_secrets,
+            } => {
+                let current = store
+                    .routing_version()
+                    .map_err(state_err("reading the routing version".to_owned()))?;
+                let snapshot = if known_version.as_deref() == Some(current.as_str()) {
+                    None
+                } else {
+                    Some(
+                        store
+                            .routing_snapshot(with_secrets)
+                            .map_err(state_err("reading the routes".to_owned()))?,
+                    )
+                };
+                Ok(Reply::RoutingSnapshot { snapshot })
+            }
             Request::Ping => Ok(Reply::Pong {
                 pid: std::process::id(),
                 scheduler: self.scheduler.is_some(),
@@ -493,10 +520,24 @@ impl Control {
                 },
             });
         }
+        let xoauth2 = settings.auth == storage::AuthMechanism::Xoauth2;
+        match (&settings.oauth_token_command, xoauth2) {
+            (None, true) => {
+                return Err(Error::InvalidSetting {
+                    problem: "--auth xoauth2 needs --oauth-token-command, the command that prints an access token for each user".to_owned(),
+                });
+            }
+            (Some(_), false) => {
+                return Err(Error::InvalidSetting {
+                    problem: "--oauth-token-command is used only with --auth xoauth2".to_owned(),
+                });
+            }
+            _ => {}
+        }
         if let Some(user) = &settings.admin_user {
             let format = settings
                 .admin_format
-                .map(crate::endpoint_connection::admin_format)
+                .map(|f| crate::endpoint_connection::admin_format(f, settings.admin_separator))
                 .ok_or_else(|| Error::InvalidSetting {
                     problem:
                         "--admin-user needs --admin-format (dovecot, sasl, exchange or mirapoint)"
@@ -584,11 +625,15 @@ impl Control {
             .create_batch(&settings, &mailboxes)
             .map_err(state_err(format!("adding batch {}", settings.name)))?;
         if let Some(url) = &notify_url
-            && let Err(e) = save_url(store.path(), &settings.name, url)
+            && let Err(e) = store
+                .set_batch_notify_url(&settings.name, Some(&storage::Secret::new(url.as_str())))
         {
             // Do not leave a half-made batch behind.
             let _ = store.remove_batch(&settings.name);
-            return Err(e);
+            return Err(state_err(format!(
+                "storing the notification URL of batch {}",
+                settings.name
+            ))(e));
         }
         let batch = if start {
             let (b, _) = mark_for_pass(store, &settings.name, PassIntent::Start)?;
@@ -648,6 +693,8 @@ mod tests {
                 max_concurrent_syncs: 10,
                 ca_file: None,
                 insecure_skip_verify: false,
+                admin_separator: None,
+                oauth_token_command: None,
             },
             admin_password: Some(WireSecret::new("hunter2")),
             test: false,

@@ -1,7 +1,7 @@
 //! The control socket: how CLI commands reach the process that owns a state directory.
 //!
 //! The store allows one process per state directory. The owner (`serve`, a foreground
-//! `--wait` pass, a standalone proxy) listens on `STATE_DIR/control.sock` (0600, inside the
+//! `--wait` pass) listens on `STATE_DIR/control.sock` (0600, inside the
 //! 0700 state directory); every other command that finds the directory locked sends its
 //! request there instead of failing. The protocol is JSON lines: one [`Request`] per line,
 //! answered by one line `{"ok": Reply}` or `{"error": {"message", "fault"}}`. Requests
@@ -153,19 +153,54 @@ pub async fn send(state_dir: &Path, request: &Request) -> Result<Reply, Error> {
         .read_line(&mut line)
         .await
         .map_err(|e| socket_err(&path, "reading the reply", e))?;
+    reply_from_line(&path, &line, n)
+}
+
+/// The owner's answer line (`n` bytes read; 0 means it hung up).
+fn reply_from_line(path: &Path, line: &str, n: usize) -> Result<Reply, Error> {
     if n == 0 {
         return Err(socket_err(
-            &path,
+            path,
             "reading the reply",
             "the owning process closed the connection (it may be shutting down)",
         ));
     }
     match serde_json::from_str::<Answer>(line.trim_end())
-        .map_err(|e| socket_err(&path, "decoding the reply", e))?
+        .map_err(|e| socket_err(path, "decoding the reply", e))?
     {
         Answer::Ok(reply) => Ok(*reply),
         Answer::Error(e) => Err(Error::from(e)),
     }
+}
+
+/// [`send`] for a caller on a plain thread (the proxy's route refresh runs on tokio's
+/// blocking pool, where a nested runtime would panic). `timeout` bounds each read and
+/// write, so an owner that hangs cannot hold the caller.
+pub fn send_blocking(
+    state_dir: &Path,
+    request: &Request,
+    timeout: std::time::Duration,
+) -> Result<Reply, Error> {
+    use std::io::{BufRead, Read, Write};
+    let path = socket_path(state_dir);
+    let stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|e| socket_err(&path, "connecting", e))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| socket_err(&path, "setting a timeout", e))?;
+    let mut out =
+        serde_json::to_vec(request).map_err(|e| socket_err(&path, "encoding a request", e))?;
+    out.push(b'\n');
+    (&stream)
+        .write_all(&out)
+        .map_err(|e| socket_err(&path, "sending a request", e))?;
+    let mut reader = std::io::BufReader::new((&stream).take(MAX_LINE));
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .map_err(|e| socket_err(&path, "reading the reply", e))?;
+    reply_from_line(&path, &line, n)
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! Everything here is pure: no I/O, and no password ever reaches a `Debug`, `Display` or error.
 
 use std::fmt;
-use std::str::FromStr;
+
+use imapmirror_protocol::admin_login::{AdminIdentity, AdminLoginError, admin_identity};
 
 use crate::error::Error;
 use crate::migration_file::MailboxRow;
@@ -60,83 +61,7 @@ impl Drop for Secret {
     }
 }
 
-/// The separator Dovecot uses between user and master user unless configured otherwise
-/// (`auth_master_user_separator = *`, as in the Exchange Online guide).
-pub const DOVECOT_DEFAULT_SEPARATOR: char = '*';
-
-/// How a server combines a user and an admin ("master user") into one login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AdminFormat {
-    /// `LOGIN "user*admin" adminpassword`; Dovecot's `auth_master_user_separator`.
-    Dovecot {
-        /// The character between user and admin, `*` by default.
-        separator: char,
-    },
-    /// `AUTHENTICATE PLAIN` with authorization identity = user and authentication identity
-    /// = admin (RFC 4616); Dovecot, Cyrus and most SASL servers accept it.
-    Sasl,
-    /// `LOGIN "Domain/Admin/User" adminpassword`, the Exchange IMAP form
-    /// `Domain/Admin_UserName/User_UserName`; the admin user is given as `Domain/Admin`.
-    Exchange,
-    /// `LOGIN "#user@domain#admin#" adminpassword`, Mirapoint Message Server.
-    Mirapoint,
-}
-
-impl AdminFormat {
-    /// The name used on the command line (`--admin-format`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Dovecot { .. } => "dovecot",
-            Self::Sasl => "sasl",
-            Self::Exchange => "exchange",
-            Self::Mirapoint => "mirapoint",
-        }
-    }
-}
-
-impl fmt::Display for AdminFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dovecot { separator } if *separator != DOVECOT_DEFAULT_SEPARATOR => {
-                write!(f, "dovecot:{separator}")
-            }
-            other => f.write_str(other.name()),
-        }
-    }
-}
-
-impl FromStr for AdminFormat {
-    type Err = Error;
-
-    /// Parses `dovecot`, `dovecot:SEP` (one character, e.g. `dovecot:%`), `sasl`, `exchange`
-    /// or `mirapoint`, ignoring ASCII case.
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let lower = s.trim().to_ascii_lowercase();
-        let unknown = || Error::UnknownAdminFormat {
-            value: s.to_owned(),
-        };
-        match lower.as_str() {
-            "dovecot" => Ok(Self::Dovecot {
-                separator: DOVECOT_DEFAULT_SEPARATOR,
-            }),
-            "sasl" => Ok(Self::Sasl),
-            "exchange" => Ok(Self::Exchange),
-            "mirapoint" => Ok(Self::Mirapoint),
-            other => {
-                let sep = other.strip_prefix("dovecot:").ok_or_else(unknown)?;
-                let mut chars = sep.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(separator), None)
-                        if !separator.is_whitespace() && !separator.is_control() =>
-                    {
-                        Ok(Self::Dovecot { separator })
-                    }
-                    _ => Err(unknown()),
-                }
-            }
-        }
-    }
-}
+pub use imapmirror_protocol::admin_login::{AdminFormat, DOVECOT_DEFAULT_SEPARATOR};
 
 /// How to authenticate one IMAP session. The protocol crate turns it into `LOGIN`,
 /// `AUTHENTICATE PLAIN` or `AUTHENTICATE XOAUTH2`.
@@ -196,80 +121,37 @@ pub fn admin_login(
     admin_password: &Secret,
     user: &str,
 ) -> Result<LoginMethod, Error> {
-    check_identity(format, "admin user", admin_user)?;
-    check_identity(format, "user", user)?;
     let password = admin_password.clone();
-    let forbid = |name: &str, role: &'static str, c: char| {
-        if name.contains(c) {
-            Err(Error::AmbiguousLoginName {
-                format: format.name(),
-                role,
-                name: name.to_owned(),
-                character: c,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    match format {
-        AdminFormat::Dovecot { separator } => {
-            forbid(user, "user", separator)?;
-            Ok(LoginMethod::Login {
-                user: format!("{user}{separator}{admin_user}"),
-                password,
-            })
-        }
-        AdminFormat::Sasl => Ok(LoginMethod::AuthenticatePlain {
-            authzid: user.to_owned(),
-            authcid: admin_user.to_owned(),
+    Ok(match admin_identity(format, admin_user, user)? {
+        AdminIdentity::Login { user } => LoginMethod::Login { user, password },
+        AdminIdentity::Plain { authzid, authcid } => LoginMethod::AuthenticatePlain {
+            authzid,
+            authcid,
             password,
-        }),
-        AdminFormat::Exchange => {
-            // Windows admins write DOMAIN\admin; Exchange's IMAP login wants slashes.
-            let admin = admin_user.replace('\\', "/");
-            match admin.split_once('/') {
-                Some((domain, name))
-                    if !domain.is_empty() && !name.is_empty() && !name.contains('/') => {}
-                _ => {
-                    return Err(Error::ExchangeAdminWithoutDomain {
-                        admin: admin_user.to_owned(),
-                    });
-                }
-            }
-            forbid(user, "user", '/')?;
-            forbid(user, "user", '\\')?;
-            Ok(LoginMethod::Login {
-                user: format!("{admin}/{user}"),
-                password,
-            })
-        }
-        AdminFormat::Mirapoint => {
-            forbid(user, "user", '#')?;
-            forbid(admin_user, "admin user", '#')?;
-            Ok(LoginMethod::Login {
-                user: format!("#{user}#{admin_user}#"),
-                password,
-            })
-        }
-    }
+        },
+    })
 }
 
-fn check_identity(format: AdminFormat, role: &'static str, name: &str) -> Result<(), Error> {
-    if name.is_empty() {
-        return Err(Error::EmptyLoginName {
-            format: format.name(),
-            role,
-        });
+impl From<AdminLoginError> for Error {
+    fn from(e: AdminLoginError) -> Self {
+        match e {
+            AdminLoginError::Empty { format, role } => Error::EmptyLoginName { format, role },
+            AdminLoginError::Ambiguous {
+                format,
+                role,
+                name,
+                character,
+            } => Error::AmbiguousLoginName {
+                format,
+                role,
+                name,
+                character,
+            },
+            AdminLoginError::ExchangeAdminWithoutDomain { admin } => {
+                Error::ExchangeAdminWithoutDomain { admin }
+            }
+        }
     }
-    if let Some(c) = name.chars().find(|c| matches!(c, '\0' | '\r' | '\n')) {
-        return Err(Error::AmbiguousLoginName {
-            format: format.name(),
-            role,
-            name: name.escape_debug().to_string(),
-            character: c,
-        });
-    }
-    Ok(())
 }
 
 /// The login for a row's mailbox on the source endpoint:

@@ -2,6 +2,7 @@
 //! trust, the pool configuration of a batch's passes, and the admin credentials that
 //! choose each row's login.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
@@ -28,18 +29,40 @@ pub fn security(settings: &storage::EndpointSettings) -> Security {
 
 /// Builds the TLS trust of an endpoint (system and webpki roots, plus `--ca-file`).
 pub fn tls_settings(settings: &storage::EndpointSettings) -> Result<TlsSettings, Error> {
-    TlsSettings::new(&TlsOptions {
+    let options = TlsOptions {
         webpki_roots: true,
-        // Loading the system store reads many files; a private CA file replaces it.
-        system_roots: settings.ca_file.is_none(),
+        // Loading the system store reads and parses every file in /etc/ssl/certs, about
+        // 10 ms, a tenth of an unchanged pass: a private CA file replaces it, and a
+        // plain-text endpoint never uses it (its settings are built but not used).
+        system_roots: settings.ca_file.is_none()
+            && !matches!(settings.security, storage::Security::None),
         ca_file: settings.ca_file.clone(),
         insecure_skip_verify: settings.insecure_skip_verify,
-    })
-    .map_err(|source| Error::Endpoint {
+    };
+    let built = if options == TlsOptions::default() {
+        system_trust()
+    } else {
+        TlsSettings::new(&options)
+    };
+    built.map_err(|source| Error::Endpoint {
         endpoint: settings.name.clone(),
         action: "loading the TLS trust settings".to_owned(),
         source: Box::new(source),
     })
+}
+
+/// The default trust (webpki and system roots), loaded once per process and shared by
+/// every endpoint that uses it: a batch's two pools would otherwise read the system
+/// store twice. A changed system store is seen after a restart, as pools are cached too.
+fn system_trust() -> Result<TlsSettings, imapmirror_protocol::Error> {
+    static LOADED: Mutex<Option<TlsSettings>> = Mutex::new(None);
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(settings) = loaded.as_ref() {
+        return Ok(settings.clone());
+    }
+    let settings = TlsSettings::new(&TlsOptions::default())?;
+    *loaded = Some(settings.clone());
+    Ok(settings)
 }
 
 /// The pool configuration for passes over `record`, allowing `max_connections` at once.
@@ -60,14 +83,15 @@ pub fn pool_config(
         max_connections: max_connections.max(1),
         reconnect,
         access_token: None,
+        token_command: s.oauth_token_command.clone(),
     })
 }
 
-/// The engine's admin format for a stored one (the stored Dovecot format uses `*`).
-pub fn admin_format(format: storage::AdminFormat) -> AdminFormat {
+/// The admin format of stored settings (Dovecot's separator is `*` unless stored).
+pub fn admin_format(format: storage::AdminFormat, separator: Option<char>) -> AdminFormat {
     match format {
         storage::AdminFormat::Dovecot => AdminFormat::Dovecot {
-            separator: DOVECOT_DEFAULT_SEPARATOR,
+            separator: separator.unwrap_or(DOVECOT_DEFAULT_SEPARATOR),
         },
         storage::AdminFormat::Sasl => AdminFormat::Sasl,
         storage::AdminFormat::Exchange => AdminFormat::Exchange,
@@ -94,7 +118,7 @@ pub fn endpoint_access(store: &Store, record: &EndpointRecord) -> Result<Endpoin
                     ),
                 })?;
             Some(AdminCredentials {
-                format: admin_format(format),
+                format: admin_format(format, s.admin_separator),
                 user: user.clone(),
                 password: crate::credentials::Secret::new(password.expose()),
             })
@@ -125,6 +149,8 @@ mod tests {
             max_concurrent_syncs: 10,
             ca_file: None,
             insecure_skip_verify: false,
+            admin_separator: None,
+            oauth_token_command: None,
         }
     }
 
@@ -141,10 +167,17 @@ mod tests {
     #[test]
     fn stored_dovecot_format_uses_the_default_separator() {
         assert_eq!(
-            admin_format(storage::AdminFormat::Dovecot),
+            admin_format(storage::AdminFormat::Dovecot, None),
             AdminFormat::Dovecot { separator: '*' }
         );
-        assert_eq!(admin_format(storage::AdminFormat::Sasl), AdminFormat::Sasl);
+        assert_eq!(
+            admin_format(storage::AdminFormat::Dovecot, Some('%')),
+            AdminFormat::Dovecot { separator: '%' }
+        );
+        assert_eq!(
+            admin_format(storage::AdminFormat::Sasl, None),
+            AdminFormat::Sasl
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct EndpointConfig {
     pub reconnect: ReconnectPolicy,
     /// An OAuth access token for XOAUTH2 logins.
     pub access_token: Option<client::Secret>,
+    /// Else a command that prints one for a user ([`crate::oauth_token`]).
+    pub token_command: Option<String>,
 }
 
 impl EndpointConfig {
@@ -151,6 +153,10 @@ pub struct EndpointPool {
     role: Role,
     limit: Arc<Semaphore>,
 }
+
+/// One of an endpoint's connection slots, reserved and not yet connected.
+#[derive(Debug)]
+pub struct Slot(OwnedSemaphorePermit);
 
 /// A logged-in session holding one of its endpoint's connection slots.
 #[derive(Debug)]
@@ -270,11 +276,42 @@ impl EndpointPool {
         mailbox: &str,
         cancel: &CancellationToken,
     ) -> Result<Connection, Error> {
-        let credentials = self.credentials(login)?;
-        let permit = tokio::select! {
-            p = self.limit.clone().acquire_owned() => p.map_err(|_| Error::Stopped { mailbox: mailbox.to_owned() })?,
-            () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
-        };
+        // Checked before waiting for a slot: a missing token is the user's to fix.
+        self.check_login(login)?;
+        let slot = self.reserve(mailbox, cancel).await?;
+        self.connect_in(slot, login, counters, mailbox, cancel)
+            .await
+    }
+
+    /// Waits for one of the endpoint's connection slots. A job that needs a slot on both
+    /// sides reserves them first, always in the same order, and then logs in to both at
+    /// once ([`EndpointPool::connect_in`]): waiting for slots in a fixed order keeps two
+    /// jobs from each holding the slot the other waits for.
+    pub async fn reserve(&self, mailbox: &str, cancel: &CancellationToken) -> Result<Slot, Error> {
+        tokio::select! {
+            p = self.limit.clone().acquire_owned() => p
+                .map(Slot)
+                .map_err(|_| Error::Stopped { mailbox: mailbox.to_owned() }),
+            () = cancel.cancelled() => Err(Error::Stopped { mailbox: mailbox.to_owned() }),
+        }
+    }
+
+    /// Connects and logs in as `login` in `slot` (reserved from this pool), retrying
+    /// transient failures with back-off. `mailbox` names the mailbox in errors.
+    pub async fn connect_in(
+        &self,
+        slot: Slot,
+        login: &LoginMethod,
+        counters: &Arc<CommandCounters>,
+        mailbox: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Connection, Error> {
+        debug_assert!(
+            Arc::ptr_eq(slot.0.semaphore(), &self.limit),
+            "a slot is used with the pool it was reserved from"
+        );
+        let credentials = self.credentials(login).await?;
+        let permit = slot.0;
         let options = self.config.connect_options();
         let mut jitter = Jitter::seeded(self.limit.available_permits() as u64);
         let mut attempt = 0u32;
@@ -337,7 +374,34 @@ impl EndpointPool {
         }
     }
 
-    fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
+    /// Fails when `login` can never work here (XOAUTH2 without a token or token command).
+    fn check_login(&self, login: &LoginMethod) -> Result<(), Error> {
+        match login {
+            LoginMethod::XOAuth2 { user }
+                if self.config.access_token.is_none() && self.config.token_command.is_none() =>
+            {
+                Err(Error::MissingAccessToken {
+                    role: self.role.as_str(),
+                    user: user.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The wire credentials of `login`; for XOAUTH2 a fresh token from the endpoint's
+    /// command when it has one.
+    async fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
+        self.check_login(login)?;
+        if let (LoginMethod::XOAuth2 { user }, None, Some(command)) =
+            (login, &self.config.access_token, &self.config.token_command)
+        {
+            let token = crate::oauth_token::fetch_token(&self.config.name, command, user).await?;
+            return Ok(Credentials::XOAuth2 {
+                user: user.clone(),
+                access_token: client::Secret::new(token.expose()),
+            });
+        }
         Ok(match login {
             LoginMethod::Login { user, password } => Credentials::Login {
                 username: user.clone(),
@@ -409,6 +473,7 @@ mod tests {
             max_connections: 0,
             reconnect: ReconnectPolicy::default(),
             access_token: None,
+            token_command: None,
         };
         let err = EndpointPool::new(config, Role::Source).expect_err("zero is refused");
         assert_eq!(err.fault(), crate::Fault::UserInput);

@@ -3,7 +3,7 @@
 
 use imapmirror_protocol::Error as ImapError;
 use imapmirror_protocol::client::{self, ConnectOptions, Credentials, SessionConfig};
-use imapmirror_storage::{EndpointRecord, Security};
+use imapmirror_storage::{self as storage, EndpointRecord, Security};
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{LoginMethod, Secret, admin_login};
@@ -83,26 +83,50 @@ pub async fn probe(
     let tls = is_tls(s.security);
     let capabilities: Vec<String> = session.capabilities().iter().map(str::to_owned).collect();
 
-    let login = match (&s.admin_user, s.admin_format, admin_password, as_user) {
+    // The credentials to try, if the endpoint and the request give enough for a login.
+    let attempt = match (&s.admin_user, s.admin_format, admin_password, as_user) {
         (Some(admin), Some(format), Some(password), Some(user)) => {
-            let method = admin_login(admin_format(format), admin, password, user)?;
-            let credentials = wire_credentials(&method);
-            match session.authenticate(&credentials).await {
-                Ok(()) => LoginCheck::Succeeded {
-                    user: user.to_owned(),
-                },
-                Err(ImapError::Refused { text, .. }) => LoginCheck::Refused {
-                    user: user.to_owned(),
-                    text,
-                },
-                Err(e) => {
-                    return Err(endpoint_err(format!("logging in as {user} on {server}"))(e));
-                }
-            }
+            let format = admin_format(format, s.admin_separator);
+            let method = admin_login(format, admin, password, user)?;
+            Some((user, wire_credentials(&method)))
         }
-        (Some(_), Some(_), Some(_), None) => LoginCheck::NotTried {
+        (None, _, _, Some(user)) if s.auth == storage::AuthMechanism::Xoauth2 => {
+            let Some(command) = &s.oauth_token_command else {
+                return Err(Error::MissingAccessToken {
+                    role: "test",
+                    user: user.to_owned(),
+                });
+            };
+            let token = crate::oauth_token::fetch_token(&s.name, command, user).await?;
+            Some((
+                user,
+                Credentials::XOAuth2 {
+                    user: user.to_owned(),
+                    access_token: client::Secret::new(token.expose()),
+                },
+            ))
+        }
+        _ => None,
+    };
+    let login = match (attempt, &s.admin_user, as_user) {
+        (Some((user, credentials)), _, _) => match session.authenticate(&credentials).await {
+            Ok(()) => LoginCheck::Succeeded {
+                user: user.to_owned(),
+            },
+            Err(ImapError::Refused { text, .. }) => LoginCheck::Refused {
+                user: user.to_owned(),
+                text,
+            },
+            Err(e) => {
+                return Err(endpoint_err(format!("logging in as {user} on {server}"))(e));
+            }
+        },
+        (None, Some(_), None) if admin_password.is_some() && s.admin_format.is_some() => LoginCheck::NotTried {
             reason: "no mailbox to act for yet: `imapmirror endpoint test NAME --user ADDRESS` tests the admin credentials"
                 .to_owned(),
+        },
+        (None, None, None) if s.auth == storage::AuthMechanism::Xoauth2 => LoginCheck::NotTried {
+            reason: "no mailbox to act for yet: `imapmirror endpoint test NAME --user ADDRESS` runs the token command and logs in with XOAUTH2".to_owned(),
         },
         _ => LoginCheck::NotTried {
             reason: "the endpoint has no admin credentials; mailboxes log in with the migration file's passwords".to_owned(),
@@ -271,6 +295,8 @@ mod tests {
                 max_concurrent_syncs: 10,
                 ca_file: None,
                 insecure_skip_verify: false,
+                admin_separator: None,
+                oauth_token_command: None,
             },
             has_admin_password: false,
             created: Timestamp::from_unix_millis(0),

@@ -163,11 +163,6 @@ pub enum Error {
 
     // ---- Credentials (user input) ----
     #[error(
-        "The admin format `{value}` is unknown: use dovecot, dovecot:SEPARATOR, sasl, exchange or mirapoint."
-    )]
-    UnknownAdminFormat { value: String },
-
-    #[error(
         "The {format} admin format needs a non-empty {role}: set it on the endpoint or in the migration file."
     )]
     EmptyLoginName {
@@ -240,6 +235,15 @@ pub enum Error {
         "The {role} login of {user} uses XOAUTH2 but no access token was given: configure an OAuth access token for the {role} endpoint."
     )]
     MissingAccessToken { role: &'static str, user: String },
+
+    #[error(
+        "The OAuth token command of endpoint {endpoint} failed for {user}: {detail}; run it by hand with IMAPMIRROR_OAUTH_USER={user} to see why, and fix it with `imapmirror endpoint add ... --oauth-token-command`."
+    )]
+    OAuthToken {
+        endpoint: String,
+        user: String,
+        detail: String,
+    },
 
     #[error("While {action} for {mailbox}, {source}")]
     Store {
@@ -347,6 +351,7 @@ impl Error {
             }
             Self::LoginRefused { .. }
             | Self::MissingAccessToken { .. }
+            | Self::OAuthToken { .. }
             | Self::InvalidSetting { .. } => Fault::UserInput,
             Self::Store { source, .. } => match source.kind() {
                 imapmirror_storage::ErrorKind::UserInput => Fault::UserInput,

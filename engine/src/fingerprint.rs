@@ -6,9 +6,11 @@
 //! Why a prefix and not the whole message: the prefix holds every header (Message-ID,
 //! Date, Received chain, Subject) of all but pathological messages, so together with the
 //! exact size it tells messages apart in practice; and it can be computed from a partial
-//! `BODY.PEEK[]<0.65536>` fetch on either side. Reconciling a crashed group or rebuilding
-//! a folder map after a UIDVALIDITY change therefore reads at most 64 KiB per message
-//! instead of every byte of every message. Two messages that share size and first
+//! `BODY.PEEK[]<0.65536>` fetch on either side ([`PrefixAnswer`]). Reconciling a crashed
+//! group or rebuilding a folder map after a UIDVALIDITY change therefore reads at most
+//! 64 KiB per message instead of every byte of every message. For a message over 64 KiB
+//! the size then comes from RFC822.SIZE, which must equal the length of `BODY[]`; the
+//! fetch code reads whole bodies from servers whose sizes prove to be estimates. Two messages that share size and first
 //! 64 KiB but differ later are indistinguishable; the worst outcome is that two such
 //! messages swap mappings (both are on the target either way), never a lost or doubled
 //! message. Byte-identical duplicates have equal fingerprints by design: matching counts
@@ -44,6 +46,50 @@ pub fn of_prefix(prefix: &[u8], size: u64) -> Fingerprint {
     Fingerprint(out)
 }
 
+/// The answer to `BODY.PEEK[]<0.PREFIX_LEN>` as fetched: at most [`PREFIX_LEN`] leading
+/// bytes of it, how long the answer was, and the server's RFC822.SIZE.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixAnswer<'a> {
+    /// The answer's first bytes (at least `min(answered_len, PREFIX_LEN)` of them).
+    pub prefix: &'a [u8],
+    /// The length of the literal the server sent.
+    pub answered_len: u64,
+    /// True when the server sent `BODY[]` (the whole message) instead of `BODY[]<0>`.
+    pub whole_message: bool,
+    /// RFC822.SIZE as announced.
+    pub announced_size: Option<u64>,
+}
+
+impl PrefixAnswer<'_> {
+    /// The message's size: exact when the answer holds the whole message (a partial
+    /// answer shorter than asked ends where the message ends, RFC 3501 6.4.5), else the
+    /// server's RFC822.SIZE. `None` when that is missing or smaller than what was sent.
+    pub fn size(&self) -> Option<u64> {
+        if self.whole_message || self.answered_len < PREFIX_LEN as u64 {
+            return Some(self.answered_len);
+        }
+        self.announced_size.filter(|&s| s >= self.answered_len)
+    }
+
+    /// True when RFC822.SIZE could be checked against the real size (the message fit in
+    /// the answer) and differs: this server's sizes are estimates.
+    pub fn size_contradicted(&self) -> bool {
+        (self.whole_message || self.answered_len < PREFIX_LEN as u64)
+            && self.announced_size.is_some_and(|s| s != self.answered_len)
+    }
+
+    /// The fingerprint and size, the same values [`of_message`] gives for the whole
+    /// message as long as RFC822.SIZE is exact (messages under [`PREFIX_LEN`] never
+    /// depend on it); `None` when the size is unknown or the prefix is short.
+    pub fn fingerprint(&self) -> Option<(Fingerprint, u64)> {
+        let size = self.size()?;
+        if !prefix_is_complete(self.prefix.len(), size) {
+            return None;
+        }
+        Some((of_prefix(self.prefix, size), size))
+    }
+}
+
 /// Whether `prefix` holds enough of a `size`-byte message to fingerprint it.
 pub fn prefix_is_complete(prefix_len: usize, size: u64) -> bool {
     prefix_len as u64 >= size.min(PREFIX_LEN as u64)
@@ -65,6 +111,63 @@ mod tests {
         assert!(prefix_is_complete(PREFIX_LEN, big.len() as u64));
         assert!(!prefix_is_complete(PREFIX_LEN - 1, big.len() as u64));
         assert!(prefix_is_complete(small.len(), small.len() as u64));
+    }
+
+    #[test]
+    fn a_prefix_answer_gives_the_whole_message_fingerprint() {
+        let small = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
+        // RFC822.SIZE plays no part for a message that fits in the answer.
+        for announced in [None, Some(small.len() as u64), Some(3)] {
+            let a = PrefixAnswer {
+                prefix: &small,
+                answered_len: small.len() as u64,
+                whole_message: false,
+                announced_size: announced,
+            };
+            assert_eq!(
+                a.fingerprint(),
+                Some((of_message(&small), small.len() as u64))
+            );
+            assert_eq!(a.size_contradicted(), announced == Some(3));
+        }
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let partial = PrefixAnswer {
+            prefix: &big[..PREFIX_LEN],
+            answered_len: PREFIX_LEN as u64,
+            whole_message: false,
+            announced_size: Some(big.len() as u64),
+        };
+        assert_eq!(
+            partial.fingerprint(),
+            Some((of_message(&big), big.len() as u64)),
+            "stored fingerprints of whole-body reads stay valid"
+        );
+        assert!(!partial.size_contradicted());
+        // A large message whose size is unknown or impossible is not guessed at.
+        for announced in [None, Some(100)] {
+            let a = PrefixAnswer {
+                announced_size: announced,
+                ..partial
+            };
+            assert_eq!(a.fingerprint(), None);
+        }
+        // A server that ignores the partial and sends BODY[] whole is read as sent.
+        let whole = PrefixAnswer {
+            prefix: &big[..PREFIX_LEN],
+            answered_len: big.len() as u64,
+            whole_message: true,
+            announced_size: None,
+        };
+        assert_eq!(
+            whole.fingerprint(),
+            Some((of_message(&big), big.len() as u64))
+        );
+        // Fewer prefix bytes than the message's first 64 KiB: no fingerprint.
+        let short = PrefixAnswer {
+            prefix: &big[..10],
+            ..partial
+        };
+        assert_eq!(short.fingerprint(), None);
     }
 
     #[test]

@@ -18,28 +18,29 @@
 
 use std::collections::HashSet;
 
-use bytes::BytesMut;
-use imapmirror_protocol::client::{FetchEvent, MessageFlags as WireFlags};
-use imapmirror_protocol::{Error as ImapError, FetchAttr, MailboxName};
+use imapmirror_protocol::client::MessageFlags as WireFlags;
+use imapmirror_protocol::client::ResponseCode;
+use imapmirror_protocol::{Error as ImapError, ListCommand, MailboxName, StatusKind};
 use imapmirror_storage::{
     CopiedMessage, FolderId, FolderMarks, GroupOutcome, JournalEntry, MailboxId, MessageFlags,
     Store, StoreError, UidMapEntry,
 };
 use tokio_util::sync::CancellationToken;
 
+mod fingerprint_fetch;
 mod flag_sync;
 mod message_copy;
 
+use fingerprint_fetch::fetch_fingerprints;
 use flag_sync::{mirror_deletions, sync_flags};
 use message_copy::Copier;
 
 use crate::copy_plan::GroupLimits;
 use crate::endpoint_pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::fingerprint::{self, PREFIX_LEN};
 use crate::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
-use crate::pass_report::{PassTotals, Progress};
-use crate::reconcile::{CandidatePool, TargetCandidate, Wanted};
+use crate::pass_report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
+use crate::reconcile::{CandidatePool, Wanted};
 
 /// Map entries recorded per store call during a rebuild.
 const REBUILD_CHUNK: usize = 1000;
@@ -85,6 +86,9 @@ pub(crate) struct SyncContext<'a> {
 pub(crate) enum FolderResult {
     Unchanged,
     Synced,
+    /// The source folder was gone when opened; skipped for this pass (recorded in the
+    /// pass's totals), its stored state and target folder left as they are.
+    Vanished,
 }
 
 /// Storage flags from the wire flags (`\Recent` dropped).
@@ -184,11 +188,34 @@ pub(crate) async fn sync_folder(
     };
     let t_next = t_sel.uid_next.unwrap_or(1);
     CommandCounters::bump(&src.counters.selects);
-    let s_sel = src
+    let s_sel = match src
         .session
         .examine(MailboxName::Wire(&task.source_wire), condstore)
         .await
-        .map_err(ctx.imap_err(format!("opening the source folder {folder_label}")))?;
+    {
+        Ok(selected) => selected,
+        Err(e) => {
+            let gone = source_folder_vanished(src, &task.source_wire, &e)
+                .await
+                .map_err(ctx.imap_err(format!(
+                    "checking whether the source folder {folder_label} still exists"
+                )))?;
+            if !gone {
+                let action = format!("opening the source folder {folder_label}");
+                return Err(ctx.imap_err(action)(e));
+            }
+            // Nothing of the folder was touched yet: pending groups stay in the journal and
+            // are reconciled when the folder is back, like the rest of its state.
+            skip_vanished_folder(ctx.totals, &task.source_name, &e);
+            (ctx.progress)(Progress::FolderFinished {
+                folder: task.source_name.clone(),
+                copied: 0,
+                skipped: 0,
+                unchanged: false,
+            });
+            return Ok(FolderResult::Vanished);
+        }
+    };
     let s_status = StatusValues {
         uid_validity: s_sel.uid_validity,
         uid_next: s_sel.uid_next,
@@ -276,6 +303,78 @@ pub(crate) async fn sync_folder(
     Ok(FolderResult::Synced)
 }
 
+/// True when `error` is a refusal carrying RFC 5530's `[NONEXISTENT]`: the mailbox
+/// named in the command does not exist.
+pub(crate) fn says_nonexistent(error: &ImapError) -> bool {
+    let refused = matches!(
+        error,
+        ImapError::Refused {
+            status: StatusKind::No,
+            ..
+        }
+    );
+    refused
+        && matches!(
+            error.refusal_code(),
+            Some(ResponseCode::Other { name, .. }) if name.eq_ignore_ascii_case("NONEXISTENT")
+        )
+}
+
+/// Whether the source folder `wire`, which the pass listed, is gone, given the error
+/// that opening or reading it gave. `[NONEXISTENT]` says so; a server without RFC 5530
+/// codes only says NO (with free text), so the folder counts as gone when a LIST of its
+/// name then no longer shows it. Any other error is not a vanished folder.
+pub(crate) async fn source_folder_vanished(
+    conn: &mut Connection,
+    wire: &[u8],
+    error: &ImapError,
+) -> Result<bool, ImapError> {
+    if says_nonexistent(error) {
+        return Ok(true);
+    }
+    if !matches!(
+        error,
+        ImapError::Refused {
+            status: StatusKind::No,
+            ..
+        }
+    ) {
+        return Ok(false);
+    }
+    CommandCounters::bump(&conn.counters.lists);
+    let entries = conn
+        .session
+        .list(&ListCommand {
+            reference: MailboxName::Unicode(""),
+            pattern: MailboxName::Wire(wire),
+            select_special_use: false,
+            return_special_use: false,
+            return_subscribed: false,
+            return_status: &[],
+        })
+        .await?;
+    // The name as a pattern may hold `%` or `*` and match others: only its own entry counts.
+    Ok(!entries
+        .iter()
+        .any(|e| e.wire_name == wire && e.is_selectable()))
+}
+
+/// Records a source folder found gone as skipped for this pass, with a warning: the
+/// pass goes on with the other folders and the mailbox can still end `Synced`. Neither
+/// the target folder nor the folder's stored state is touched, so a folder that comes
+/// back (a rename in progress, a restore) resumes where it was.
+pub(crate) fn skip_vanished_folder(totals: &PassTotals, folder: &str, error: &ImapError) {
+    tracing::warn!(
+        folder = %folder,
+        error = %error,
+        "the source folder disappeared after it was listed; skipping it for this pass"
+    );
+    totals.skip_folder(SkippedFolder {
+        folder: folder.to_owned(),
+        reason: FolderSkipReason::VanishedFromSource,
+    });
+}
+
 /// Target UIDs already in the folder's map, at or above `min`.
 pub(super) fn mapped_target_uids(
     ctx: &SyncContext<'_>,
@@ -292,79 +391,6 @@ pub(super) fn mapped_target_uids(
         if e.target_uid >= min {
             out.insert(e.target_uid);
         }
-    }
-    Ok(out)
-}
-
-/// Fingerprints (and flags) of the selected folder's messages in `uids`, reading each
-/// body once as a stream: the prefix is kept, the rest only counted.
-pub(super) async fn fetch_fingerprints(
-    ctx: &SyncContext<'_>,
-    conn: &mut Connection,
-    uids: &str,
-    min_uid: u32,
-    what: &str,
-) -> Result<Vec<(TargetCandidate, u64)>, Error> {
-    CommandCounters::bump(&conn.counters.fetches);
-    let attrs = [
-        FetchAttr::Uid,
-        FetchAttr::Flags,
-        FetchAttr::Rfc822Size,
-        FetchAttr::BodyPeek(""),
-    ];
-    let mut out = Vec::new();
-    let mut stream = conn
-        .session
-        .uid_fetch(uids, &attrs, None, false)
-        .await
-        .map_err(ctx.imap_err(format!("fingerprinting {what}")))?;
-    let mut prefix = BytesMut::new();
-    let mut streamed_len = 0u64;
-    loop {
-        let event = stream
-            .next()
-            .await
-            .map_err(ctx.imap_err(format!("fingerprinting {what}")))?;
-        let Some(event) = event else { break };
-        let (meta, fp, size) = match event {
-            FetchEvent::Message(m) => {
-                let Some(body) = m.body() else { continue };
-                (
-                    m.meta.clone(),
-                    fingerprint::of_message(body),
-                    body.len() as u64,
-                )
-            }
-            FetchEvent::StreamStart { len, .. } => {
-                prefix.clear();
-                streamed_len = len;
-                continue;
-            }
-            FetchEvent::Chunk { bytes, .. } => {
-                if prefix.len() < PREFIX_LEN {
-                    let take = bytes.len().min(PREFIX_LEN - prefix.len());
-                    prefix.extend_from_slice(&bytes[..take]);
-                }
-                continue;
-            }
-            FetchEvent::StreamEnd(m) => (
-                m.meta,
-                fingerprint::of_prefix(&prefix, streamed_len),
-                streamed_len,
-            ),
-        };
-        let Some(uid) = meta.uid else { continue };
-        if uid < min_uid {
-            continue;
-        }
-        out.push((
-            TargetCandidate {
-                uid,
-                fingerprint: fp,
-                flags: store_flags(meta.flags.as_ref()),
-            },
-            size,
-        ));
     }
     Ok(out)
 }
@@ -529,4 +555,69 @@ async fn rebuild_map(
             .map_err(ctx.store_err(format!("rebuilding the map of `{}`", task.source_name)))?;
     }
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: StatusKind, code: Option<ResponseCode>) -> ImapError {
+        ImapError::Refused {
+            server: "127.0.0.1:143".into(),
+            command: "EXAMINE \"Gone\"".into(),
+            status,
+            code: code.map(Box::new),
+            text: "Mailbox doesn't exist: Gone".into(),
+        }
+    }
+
+    fn code(name: &str) -> Option<ResponseCode> {
+        Some(ResponseCode::Other {
+            name: name.into(),
+            arg: None,
+        })
+    }
+
+    #[test]
+    fn only_a_no_with_nonexistent_says_the_folder_is_gone() {
+        // Dovecot: `a NO [NONEXISTENT] Mailbox doesn't exist: Gone`.
+        assert!(says_nonexistent(&refusal(
+            StatusKind::No,
+            code("NONEXISTENT")
+        )));
+        assert!(says_nonexistent(&refusal(
+            StatusKind::No,
+            code("nonexistent")
+        )));
+        // A NO for another reason, a bare NO, or a BAD is not a vanished folder: the first
+        // two are checked with a LIST, the last fails the folder as before.
+        assert!(!says_nonexistent(&refusal(StatusKind::No, code("NOPERM"))));
+        assert!(!says_nonexistent(&refusal(StatusKind::No, None)));
+        assert!(!says_nonexistent(&refusal(
+            StatusKind::Bad,
+            code("NONEXISTENT")
+        )));
+        let closed = ImapError::ConnectionClosed {
+            server: "127.0.0.1:143".into(),
+            during: "selecting",
+        };
+        assert!(!says_nonexistent(&closed));
+    }
+
+    #[test]
+    fn a_vanished_folder_is_recorded_as_skipped() {
+        let totals = PassTotals::default();
+        skip_vanished_folder(
+            &totals,
+            "Projects.Old",
+            &refusal(StatusKind::No, code("NONEXISTENT")),
+        );
+        assert_eq!(
+            totals.skipped_folders(),
+            vec![SkippedFolder {
+                folder: "Projects.Old".into(),
+                reason: FolderSkipReason::VanishedFromSource,
+            }]
+        );
+    }
 }

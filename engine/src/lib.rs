@@ -29,6 +29,7 @@
 
 pub mod batch_report;
 pub mod batch_runner;
+pub mod batch_shard;
 pub mod control_request;
 pub mod control_socket;
 pub mod copy_plan;
@@ -46,6 +47,7 @@ pub mod fuzz_checks;
 pub mod mailbox_job;
 pub mod migration_file;
 pub mod notification;
+pub mod oauth_token;
 pub mod pass_report;
 pub mod reconcile;
 pub mod reconnect_policy;

@@ -1,14 +1,17 @@
 //! One user's mailbox: a pass over all its folders, the public entry point that batches
 //! and schedules call.
 //!
-//! A pass: log in to both sides (through the endpoints' shared [`EndpointPool`]s), list
-//! both with LIST-STATUS (one command per side gives every folder's UIDVALIDITY, UIDNEXT
-//! and HIGHESTMODSEQ), plan the folders, create missing target folders and mirror
-//! subscriptions, then hand the folders that changed to `connections` workers, each with
-//! its own source and target connection. A folder that has not changed costs nothing
-//! beyond its line in the LIST-STATUS answer. A folder whose connection fails is retried
-//! with back-off on fresh connections, starting with the reconciliation of whatever the
-//! failure left pending.
+//! A pass: log in to both sides at once (through the endpoints' shared
+//! [`EndpointPool`]s), list both at once with LIST-STATUS (one command per side gives
+//! every folder's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ), plan the folders, create
+//! missing target folders and mirror subscriptions, then hand the folders that changed to
+//! `connections` workers, each with its own source and target connection. A folder that
+//! has not changed costs nothing beyond its line in the LIST-STATUS answer, and an
+//! unchanged mailbox opens no connection beyond the first pair. A folder whose connection
+//! fails is retried with back-off on fresh connections, starting with the reconciliation
+//! of whatever the failure left pending. A source folder that is gone by the time it is
+//! opened (deleted or renamed after the LIST) is skipped for the pass with a warning and
+//! listed in [`PassSummary::folders_skipped`]; the pass goes on and its state is kept.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -32,7 +35,10 @@ use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::folder_plan::{
     Exclusion, FolderAttributes, FolderListing, ListedFolder, PlanOptions, SpecialUse, plan,
 };
-use crate::folder_sync::{FolderResult, FolderTask, SyncContext, SyncSettings, sync_folder};
+use crate::folder_sync::{
+    FolderResult, FolderTask, SyncContext, SyncSettings, skip_vanished_folder,
+    source_folder_vanished, sync_folder,
+};
 use crate::pass_report::{PassSummary, PassTotals, Progress};
 use crate::reconnect_policy::{Jitter, ReconnectPolicy};
 
@@ -170,6 +176,7 @@ impl MailboxJob {
                 deleted: PassTotals::get(&totals.deleted),
                 reconciled: PassTotals::get(&totals.reconciled),
                 retries: PassTotals::get(&totals.retries),
+                folders_skipped: totals.skipped_folders(),
                 source_commands: src_counters.snapshot(),
                 target_commands: tgt_counters.snapshot(),
             };
@@ -218,16 +225,12 @@ impl MailboxJob {
         tgt_counters: &Arc<CommandCounters>,
     ) -> Result<usize, Error> {
         let mailbox = self.email.as_str();
-        let mut src = self
-            .source
-            .connect(&self.source_login, src_counters, mailbox, cancel)
+        let (mut src, mut tgt) = self
+            .connect_pair(src_counters, tgt_counters, cancel)
             .await?;
-        let mut tgt = self
-            .target
-            .connect(&self.target_login, tgt_counters, mailbox, cancel)
-            .await?;
-        let (src_listing, src_names) = self.listing(&mut src, true).await?;
-        let (tgt_listing, tgt_names) = self.listing(&mut tgt, false).await?;
+        // The two sides do not depend on each other until the plan: list them at once.
+        let ((src_listing, src_names), (tgt_listing, tgt_names)) =
+            tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
 
         let pinned = self.pins(store, &tgt_listing)?;
         let mut reserved = Vec::new();
@@ -332,19 +335,42 @@ impl MailboxJob {
                     attrs.push(StatusAttr::HighestModSeq);
                 }
                 CommandCounters::bump(&src.counters.statuses);
-                let s = src
+                let imap_err = |action: String| {
+                    move |e| Error::Imap {
+                        mailbox: mailbox.to_owned(),
+                        action,
+                        source: Box::new(e),
+                    }
+                };
+                match src
                     .session
                     .status(MailboxName::Wire(&listed.wire), &attrs)
                     .await
-                    .map_err(|e| Error::Imap {
-                        mailbox: mailbox.to_owned(),
-                        action: format!(
+                {
+                    Ok(s) => source_status = status_values(&s),
+                    Err(e) => {
+                        if source_folder_vanished(&mut src, &listed.wire, &e)
+                            .await
+                            .map_err(imap_err(format!(
+                                "checking whether the source folder `{}` still exists",
+                                copy.source
+                            )))?
+                        {
+                            skip_vanished_folder(totals, &copy.source, &e);
+                            progress(Progress::FolderFinished {
+                                folder: copy.source.clone(),
+                                copied: 0,
+                                skipped: 0,
+                                unchanged: false,
+                            });
+                            continue;
+                        }
+                        return Err(imap_err(format!(
                             "reading the status of the source folder `{}`",
                             copy.source
-                        ),
-                        source: Box::new(e),
-                    })?;
-                source_status = status_values(&s);
+                        ))(e));
+                    }
+                }
             }
             let target = if copy.create {
                 None
@@ -407,8 +433,7 @@ impl MailboxJob {
         }
         let folders = folder_plan.copies.len();
         if queue.is_empty() {
-            src.close().await;
-            tgt.close().await;
+            close_pair(src, tgt).await;
             return Ok(folders);
         }
 
@@ -500,19 +525,7 @@ impl MailboxJob {
             let mut attempt = 0u32;
             loop {
                 if pair.is_none() {
-                    let connected = async {
-                        let s = self
-                            .source
-                            .connect(&self.source_login, src_counters, ctx.mailbox_label, abort)
-                            .await?;
-                        let t = self
-                            .target
-                            .connect(&self.target_login, tgt_counters, ctx.mailbox_label, abort)
-                            .await?;
-                        Ok::<_, Error>((s, t))
-                    }
-                    .await;
-                    match connected {
+                    match self.connect_pair(src_counters, tgt_counters, abort).await {
                         Ok(p) => pair = Some(p),
                         Err(e) => {
                             fail(e);
@@ -532,7 +545,8 @@ impl MailboxJob {
                         PassTotals::add(&ctx.totals.unchanged, 1);
                         break;
                     }
-                    Ok(FolderResult::Synced) => break,
+                    // A vanished folder was recorded as skipped; the others go on.
+                    Ok(FolderResult::Synced | FolderResult::Vanished) => break,
                     Err(e) => e,
                 };
                 let retryable = match &e {
@@ -568,9 +582,28 @@ impl MailboxJob {
             }
         }
         if let Some((s, t)) = pair {
-            s.close().await;
-            t.close().await;
+            close_pair(s, t).await;
         }
+    }
+
+    /// A logged-in source and target connection. The slots are taken in a fixed order
+    /// (source, then target) as every job takes them; the two logins, a handful of round
+    /// trips each and most of an unchanged pass's time, then run at once.
+    async fn connect_pair(
+        &self,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+        cancel: &CancellationToken,
+    ) -> Result<(Connection, Connection), Error> {
+        let mailbox = self.email.as_str();
+        let src_slot = self.source.reserve(mailbox, cancel).await?;
+        let tgt_slot = self.target.reserve(mailbox, cancel).await?;
+        tokio::try_join!(
+            self.source
+                .connect_in(src_slot, &self.source_login, src_counters, mailbox, cancel),
+            self.target
+                .connect_in(tgt_slot, &self.target_login, tgt_counters, mailbox, cancel),
+        )
     }
 
     /// LIST (with LIST-STATUS where offered) and NAMESPACE of one side.
@@ -589,20 +622,6 @@ impl MailboxJob {
                 source: Box::new(e),
             }
         };
-        let (mut prefix, mut separator) = (String::new(), None);
-        if conn.has("NAMESPACE") {
-            CommandCounters::bump(&conn.counters.other);
-            let ns = conn
-                .session
-                .namespace()
-                .await
-                .map_err(err(&format!("reading the {side} namespaces")))?;
-            if let Some(personal) = ns.personal.first() {
-                prefix = imapmirror_protocol::mutf7::decode(&personal.prefix)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&personal.prefix).into_owned());
-                separator = personal.delimiter.map(char::from);
-            }
-        }
         let extended = conn.has("LIST-EXTENDED");
         let list_status = conn.has("LIST-STATUS");
         let mut attrs = vec![
@@ -630,12 +649,64 @@ impl MailboxJob {
             return_subscribed: extended,
             return_status: if list_status { &attrs } else { &[] },
         };
+        // NAMESPACE and LIST do not depend on each other: both go out before either
+        // answer is read, which saves a round trip on every pass.
+        let namespace_tag = if conn.has("NAMESPACE") {
+            CommandCounters::bump(&conn.counters.other);
+            let tag = conn
+                .session
+                .send(
+                    CommandKind::Namespace,
+                    "NAMESPACE".into(),
+                    &Command::Namespace,
+                )
+                .await
+                .map_err(err(&format!("reading the {side} namespaces")))?;
+            Some(tag)
+        } else {
+            None
+        };
         CommandCounters::bump(&conn.counters.lists);
-        let entries = conn
+        let list_tag = conn
             .session
-            .list(&command)
+            .send(
+                CommandKind::List,
+                "LIST \"*\"".into(),
+                &Command::List(command),
+            )
             .await
             .map_err(err(&format!("listing the {side} folders")))?;
+        let server = conn.server().to_owned();
+        let backoff = conn.session.config().default_backoff;
+        let (mut prefix, mut separator) = (String::new(), None);
+        if let Some(tag) = namespace_tag {
+            let completion = conn
+                .session
+                .wait(tag)
+                .await
+                .and_then(|c| c.into_result(&server, backoff))
+                .map_err(err(&format!("reading the {side} namespaces")))?;
+            // A server that completes NAMESPACE without its answer has no usable personal
+            // namespace: the LIST delimiter stands in, as without NAMESPACE.
+            if let CommandData::Namespace(Some(ns)) = completion.data
+                && let Some(personal) = ns.personal.first()
+            {
+                prefix = imapmirror_protocol::mutf7::decode(&personal.prefix)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&personal.prefix).into_owned());
+                separator = personal.delimiter.map(char::from);
+            }
+        }
+        let entries = match conn
+            .session
+            .wait(list_tag)
+            .await
+            .and_then(|c| c.into_result(&server, backoff))
+            .map_err(err(&format!("listing the {side} folders")))?
+            .data
+        {
+            CommandData::List(v) => v,
+            _ => Vec::new(),
+        };
         let subscribed_by_lsub: Option<Vec<Vec<u8>>> = if extended {
             None
         } else {
@@ -653,8 +724,6 @@ impl MailboxJob {
                 Ok(tag) => conn.session.wait(tag).await,
                 Err(e) => Err(e),
             };
-            let server = conn.server().to_owned();
-            let backoff = conn.session.config().default_backoff;
             let lsub = match completion.and_then(|c| c.into_result(&server, backoff)) {
                 Ok(c) => match c.data {
                     CommandData::List(v) => v,
@@ -729,6 +798,11 @@ impl MailboxJob {
         }
         Ok(pins)
     }
+}
+
+/// Logs out of both sides at once: nothing waits on either answer.
+async fn close_pair(src: Connection, tgt: Connection) {
+    tokio::join!(src.close(), tgt.close());
 }
 
 /// The LIST/CREATE attribute of a special use.

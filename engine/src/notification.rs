@@ -3,15 +3,9 @@
 //! runs on its own tasks and never blocks a sync: a full queue drops the notification
 //! with a warning rather than wait.
 //!
-//! The URL of each batch is kept in `STATE_DIR/notify/BATCH.url` (0600): the storage
-//! schema has no field for it yet, and a webhook URL often carries a token, so it lives
-//! beside the sealed credentials under the owner-only state directory and is deleted with
-//! the batch.
+//! The URL of each batch is kept by the store, sealed like a password (a webhook URL often
+//! carries its token) and shredded with the batch.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,56 +194,6 @@ pub fn check_url(url: &str) -> Result<(), Error> {
     }
 }
 
-fn url_path(state_dir: &Path, batch: &str) -> PathBuf {
-    state_dir.join("notify").join(format!("{batch}.url"))
-}
-
-fn io_err(action: &str, path: &Path, e: &std::io::Error) -> Error {
-    Error::InvalidSetting {
-        problem: format!("could not {action} {}: {e}", path.display()),
-    }
-}
-
-/// Records the webhook URL of `batch` (batch names are checked by the store: safe in a
-/// file name).
-pub fn save_url(state_dir: &Path, batch: &str, url: &str) -> Result<(), Error> {
-    let dir = state_dir.join("notify");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| io_err("create", &dir, &e))?;
-    let path = url_path(state_dir, batch);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io_err("write", &path, &e))?;
-    f.write_all(url.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_err("write", &path, &e))
-}
-
-/// The webhook URL of `batch`, if it has one.
-pub fn load_url(state_dir: &Path, batch: &str) -> Option<String> {
-    fs::read_to_string(url_path(state_dir, batch))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-/// Forgets the webhook URL of a removed batch.
-pub fn remove_url(state_dir: &Path, batch: &str) -> Result<(), Error> {
-    let path = url_path(state_dir, batch);
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", &path, &e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,20 +204,6 @@ mod tests {
         assert!(check_url("http://127.0.0.1:8080/hook").is_ok());
         assert!(check_url("ftp://example.test/").is_err());
         assert!(check_url("not a url").is_err());
-    }
-
-    #[test]
-    fn urls_round_trip_through_the_state_dir() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        assert_eq!(load_url(dir.path(), "b1"), None);
-        save_url(dir.path(), "b1", "http://127.0.0.1:1/hook").expect("save");
-        assert_eq!(
-            load_url(dir.path(), "b1").as_deref(),
-            Some("http://127.0.0.1:1/hook")
-        );
-        remove_url(dir.path(), "b1").expect("remove");
-        remove_url(dir.path(), "b1").expect("removing twice is fine");
-        assert_eq!(load_url(dir.path(), "b1"), None);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! What a pass reports while it runs ([`Progress`]) and when it ends ([`PassSummary`]).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::endpoint_pool::CommandCounts;
@@ -50,10 +51,30 @@ pub struct PassSummary {
     pub reconciled: u64,
     /// Folder attempts retried after a connection failure or a back-off request.
     pub retries: u64,
+    /// Folders this pass left alone (their stored state kept for the next pass).
+    pub folders_skipped: Vec<SkippedFolder>,
     /// Commands sent to the source.
     pub source_commands: CommandCounts,
     /// Commands sent to the target.
     pub target_commands: CommandCounts,
+}
+
+/// A folder a pass left alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFolder {
+    /// The source folder's name.
+    pub folder: String,
+    pub reason: FolderSkipReason,
+}
+
+/// Why a pass left a folder alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FolderSkipReason {
+    /// The source listed the folder but it was gone when the pass opened it: deleted,
+    /// or renamed meanwhile. What was copied before stays on the target and in the
+    /// store, so the folder resumes where it was if it comes back.
+    VanishedFromSource,
 }
 
 /// Counters shared by the folder workers of one pass.
@@ -70,6 +91,7 @@ pub(crate) struct PassTotals {
     pub created: AtomicU64,
     /// Target refusals this pass, for the bad-item limit.
     pub bad_items: AtomicU64,
+    pub skipped_folders: Mutex<Vec<SkippedFolder>>,
 }
 
 impl PassTotals {
@@ -79,5 +101,19 @@ impl PassTotals {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub fn skip_folder(&self, folder: SkippedFolder) {
+        self.skipped_folders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(folder);
+    }
+
+    pub fn skipped_folders(&self) -> Vec<SkippedFolder> {
+        self.skipped_folders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

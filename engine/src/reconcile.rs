@@ -11,6 +11,19 @@
 //!   went out, and they were appended in order, so each takes the lowest free match;
 //! - target UIDs already in the uid map are never candidates (they belong to messages
 //!   committed earlier, possibly with the same bytes).
+//!
+//! Colliding fingerprints (byte-identical duplicates, or two messages that share their
+//! size and first 64 KiB and differ later): the candidates with that fingerprint are one
+//! multiset in UID order, and the wanted messages, also in UID order, take them lowest
+//! first. Each target message is taken at most once and each wanted message takes at
+//! most one, so a collision can neither map two messages to one copy (a loss) nor leave
+//! a message unmatched while a copy waits (a second APPEND): n wanted against n
+//! candidates match all n. What a collision of non-identical messages can do is pair
+//! them crosswise. Copies were appended in source UID order, so order-preserving matching
+//! pairs them right whenever the target kept that order; if not, later flag changes of
+//! one twin land on the other, and mirroring a deletion of one removes the other's copy,
+//! so the target keeps the survivor's twin: same size and first 64 KiB, other bytes
+//! after that. Telling such twins apart would take reading them whole.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 

@@ -43,6 +43,8 @@ fn endpoint_settings(name: &str, addr: std::net::SocketAddr) -> EndpointSettings
         max_concurrent_syncs: 10,
         ca_file: None,
         insecure_skip_verify: false,
+        admin_separator: None,
+        oauth_token_command: None,
     }
 }
 
@@ -143,6 +145,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
             max_retries: 6,
         },
         access_token: None,
+        token_command: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }
@@ -711,6 +714,8 @@ fn cut_point(ranges: &[(usize, usize)], start: usize, limit: usize) -> Option<us
 
 struct Relay {
     addr: std::net::SocketAddr,
+    /// Bytes the server sent through the relay, over all connections.
+    downstream: Arc<std::sync::atomic::AtomicUsize>,
     cuts: Arc<std::sync::atomic::AtomicUsize>,
     throttled: Arc<std::sync::atomic::AtomicUsize>,
     _runtime: tokio::runtime::Runtime,
@@ -732,6 +737,7 @@ fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
     let throttled = Arc::new(AtomicUsize::new(0));
     let (c2, t2) = (cuts.clone(), throttled.clone());
     let down_total = Arc::new(AtomicUsize::new(0));
+    let downstream = down_total.clone();
     let up_total = Arc::new(AtomicUsize::new(0));
     runtime.spawn(async move {
         let mut n = 0usize;
@@ -759,6 +765,7 @@ fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
                         let Ok(k) = sr.read(&mut buf).await else { return };
                         if k == 0 { return; }
                         if faults.strip_appenduid {
+                            down_total.fetch_add(k, Ordering::SeqCst);
                             pending_line.extend_from_slice(&buf[..k]);
                             let mut out = Vec::new();
                             while let Some(end) = pending_line.windows(2).position(|w| w == b"\r\n") {
@@ -825,6 +832,7 @@ fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
     });
     Relay {
         addr,
+        downstream,
         cuts,
         throttled,
         _runtime: runtime,
@@ -997,7 +1005,9 @@ fn source_deletions_stay_on_the_target_unless_mirrored() {
         (before, deleted_before)
     );
 
-    // Mirrored: the target's copy is marked deleted, and forgotten by the map.
+    // Mirrored: the target's copies are expunged (UID EXPUNGE, Dovecot has UIDPLUS) and
+    // forgotten by the map; the source expunged every \Deleted message of the corpus,
+    // so the target's INBOX now holds exactly what the source's does.
     let mut opts = options();
     opts.mirror_deletions = true;
     let mirror = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
@@ -1005,10 +1015,339 @@ fn source_deletions_stay_on_the_target_unless_mirrored() {
     assert_eq!(summary.deleted, expunged, "{summary:?}");
     assert_eq!(
         count_with_deleted(&h.target, "INBOX"),
-        (before, deleted_before + 1)
+        (
+            before - expunged as usize,
+            deleted_before + 1 - expunged as usize
+        )
+    );
+    assert_identical(&h);
+    let again = run(&mirror, &h.store, PassKind::Incremental);
+    assert_eq!(again.deleted + again.copied, 0, "{again:?}");
+}
+
+// ---- deletion mirroring: UID EXPUNGE of our copies only (item: UIDPLUS expunge) ----
+
+/// Deletes `uid` on `server`'s `folder` with UID EXPUNGE, leaving other `\Deleted`
+/// messages in place.
+fn uid_expunge_one(server: &Dovecot, folder: &str, uid: u32) {
+    let mut c = server.connect_master(DEFAULT_USER).expect("client");
+    c.select(folder).expect("select");
+    let store = format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)");
+    c.run("flag", &[support::imap_client::Arg::Raw(&store)])
+        .expect("flag");
+    let expunge = format!("UID EXPUNGE {uid}");
+    c.run("uid expunge", &[support::imap_client::Arg::Raw(&expunge)])
+        .expect("uid expunge");
+    c.logout().expect("logout");
+}
+
+fn has_deleted_flag(m: &support::imap_client::FetchedMessage) -> bool {
+    m.flags
+        .iter()
+        .flatten()
+        .any(|f| f.eq_ignore_ascii_case("\\Deleted"))
+}
+
+/// A source message of INBOX without `\Deleted` other than `not`, and its target UID.
+fn unflagged_pair(h: &Harness, folder: imapmirror_storage::FolderId, not: &[u32]) -> (u32, u32) {
+    messages_of(&h.source, "INBOX")
+        .iter()
+        .filter(|m| !has_deleted_flag(m))
+        .filter_map(|m| m.uid)
+        .filter(|u| !not.contains(u))
+        .find_map(|u| {
+            h.store
+                .uid_map_get(folder, u)
+                .expect("uid map")
+                .map(|e| (u, e.target_uid))
+        })
+        .expect("an unflagged, copied message")
+}
+
+#[test]
+fn mirrored_deletions_expunge_only_our_copies_and_spare_the_users_deleted() {
+    let h = start(80, 41);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    let inbox = h
+        .store
+        .find_folder(h.mailbox, "INBOX")
+        .expect("store")
+        .expect("INBOX is known");
+    let (victim, victim_copy) = unflagged_pair(&h, inbox, &[]);
+    let (_, users_pick) = unflagged_pair(&h, inbox, &[victim]);
+    let target_before = messages_of(&h.target, "INBOX");
+    let flagged_before: Vec<u32> = target_before
+        .iter()
+        .filter(|m| has_deleted_flag(m))
+        .filter_map(|m| m.uid)
+        .collect();
+    assert!(
+        !flagged_before.is_empty(),
+        "the corpus copies some \\Deleted messages: they must survive too"
+    );
+
+    // On the target the user flags one message \Deleted and keeps it; on the source one
+    // message is deleted (UID EXPUNGE, so the corpus's \Deleted ones stay there too).
+    let mut t = h
+        .target
+        .connect_master(DEFAULT_USER)
+        .expect("target client");
+    t.select("INBOX").expect("select");
+    let store = format!("UID STORE {users_pick} +FLAGS.SILENT (\\Deleted)");
+    t.run("user flags", &[support::imap_client::Arg::Raw(&store)])
+        .expect("flag");
+    t.logout().expect("logout");
+    uid_expunge_one(&h.source, "INBOX", victim);
+
+    // Off: nothing leaves the target.
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.deleted, 0, "{summary:?}");
+    let after_off = messages_of(&h.target, "INBOX");
+    assert_eq!(after_off.len(), target_before.len());
+    assert!(after_off.iter().any(|m| m.uid == Some(victim_copy)));
+
+    // On: exactly the victim's copy goes.
+    let mut opts = options();
+    opts.mirror_deletions = true;
+    let mirror = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let summary = run(&mirror, &h.store, PassKind::Incremental);
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    let after = messages_of(&h.target, "INBOX");
+    assert_eq!(after.len(), target_before.len() - 1);
+    assert!(
+        !after.iter().any(|m| m.uid == Some(victim_copy)),
+        "the source's deletion is mirrored"
+    );
+    let kept = after
+        .iter()
+        .find(|m| m.uid == Some(users_pick))
+        .expect("the user's \\Deleted message is not expunged");
+    assert!(has_deleted_flag(kept), "and keeps its flag");
+    for uid in &flagged_before {
+        assert!(
+            after.iter().any(|m| m.uid == Some(*uid)),
+            "copied \\Deleted message {uid} stays"
+        );
+    }
+    assert_eq!(
+        h.store.uid_map_get(inbox, victim).expect("uid map"),
+        None,
+        "the map forgets the deleted message"
     );
     let again = run(&mirror, &h.store, PassKind::Incremental);
     assert_eq!(again.deleted + again.copied, 0, "{again:?}");
+}
+
+#[test]
+fn without_uidplus_mirrored_deletions_stay_flagged_deleted() {
+    // The target announces no UIDPLUS (and the relay strips the APPENDUID codes Dovecot
+    // sends anyway): mirroring a deletion may only flag the copy, never EXPUNGE.
+    let caps = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE CONDSTORE LIST-EXTENDED LIST-STATUS SPECIAL-USE MULTIAPPEND";
+    let h = start_with(40, 42, Some(&format!("{LONG_KEYWORDS}\n{caps}")));
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            strip_appenduid: true,
+            ..Faults::default()
+        },
+    );
+    let mut opts = options();
+    opts.mirror_deletions = true;
+    let job = job_between(&h, h.source.plain_addr(), target.addr, opts);
+    run(&job, &h.store, PassKind::Initial);
+    let inbox = h
+        .store
+        .find_folder(h.mailbox, "INBOX")
+        .expect("store")
+        .expect("INBOX is known");
+    let (victim, victim_copy) = unflagged_pair(&h, inbox, &[]);
+    let before = messages_of(&h.target, "INBOX").len();
+    uid_expunge_one(&h.source, "INBOX", victim);
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.deleted, 1, "{summary:?}");
+    let after = messages_of(&h.target, "INBOX");
+    assert_eq!(after.len(), before, "nothing is expunged without UIDPLUS");
+    let copy = after
+        .iter()
+        .find(|m| m.uid == Some(victim_copy))
+        .expect("the copy stays");
+    assert!(has_deleted_flag(copy), "flagged \\Deleted instead");
+}
+
+// ---- skipped items: subject of too-large messages, mailbox-wide bad-item limit ----
+
+#[test]
+fn too_large_items_are_recorded_with_subject_and_date() {
+    let h = start(30, 43);
+    let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
+    let mut big = big_message(300_000, 9);
+    // A folded, encoded Subject in place of the plain one.
+    let plain = b"Subject: big one 9\r\n".to_vec();
+    let at = big
+        .windows(plain.len())
+        .position(|w| w == plain)
+        .expect("subject line");
+    big.splice(
+        at..at + plain.len(),
+        b"Subject: =?UTF-8?Q?gro=C3=9F?=\r\n attachment\r\n"
+            .iter()
+            .copied(),
+    );
+    let big_uid = c
+        .append("INBOX", &[], None, &big)
+        .expect("append big")
+        .expect("APPENDUID")
+        .uid;
+    let huge_uid = c
+        .append("INBOX", &[], None, &big_message(2_000_000, 10))
+        .expect("append huge")
+        .expect("APPENDUID")
+        .uid;
+    c.logout().expect("logout");
+    let mut opts = options();
+    opts.max_message_size = Some(250_000);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    let record = |uid: u32| {
+        skipped
+            .iter()
+            .find(|s| s.folder_name == "INBOX" && s.item.source_uid == Some(uid))
+            .unwrap_or_else(|| panic!("UID {uid} is skipped: {skipped:?}"))
+    };
+    let r = record(big_uid);
+    assert_eq!(r.item.reason, SkipReason::TooLarge);
+    // Unfolded and trimmed; the encoded-word stays as sent (no RFC 2047 decoder).
+    assert_eq!(
+        r.item.subject.as_deref(),
+        Some("=?UTF-8?Q?gro=C3=9F?= attachment")
+    );
+    assert!(r.item.internal_date.is_some(), "{:?}", r.item);
+    let r = record(huge_uid);
+    assert_eq!(r.item.subject.as_deref(), Some("big one 10"));
+    assert!(r.item.internal_date.is_some(), "{:?}", r.item);
+    // Every too-large record of the corpus has its subject too (all corpus messages
+    // carry one).
+    for s in &skipped {
+        assert!(s.item.subject.is_some(), "{:?}", s.item);
+    }
+    assert_eq!(summary.skipped as usize, skipped.len(), "{summary:?}");
+}
+
+/// Copies source message `uid` of `folder` within the folder (a new UID, same bytes and
+/// keywords): one more message the keyword-limited target will refuse.
+fn duplicate_on_source(h: &Harness, folder: &str, uid: u32) {
+    let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
+    c.select(folder).expect("select");
+    let copy = format!("UID COPY {uid} {folder}");
+    c.run("copy", &[support::imap_client::Arg::Raw(&copy)])
+        .expect("copy");
+    c.logout().expect("logout");
+}
+
+#[test]
+fn the_bad_item_limit_counts_the_mailbox_across_passes() {
+    // The target keeps Dovecot's 50-byte keyword limit and refuses the corpus's messages
+    // with a longer keyword.
+    let h = start_with(120, 14, None);
+    let mut opts = options();
+    opts.bad_item_limit = 1000;
+    let job = job_between(
+        &h,
+        h.source.plain_addr(),
+        h.target.plain_addr(),
+        opts.clone(),
+    );
+    run(&job, &h.store, PassKind::Initial);
+    let skipped = h.store.skipped_items(h.mailbox).expect("skipped");
+    let first = skipped.len() as u64;
+    assert!(first >= 1, "the corpus has long keywords");
+    let refused = skipped
+        .iter()
+        .find(|s| s.folder_name.is_ascii() && !s.folder_name.contains(' '))
+        .expect("a refused message in a plainly named folder");
+    let (folder, uid) = (
+        refused.folder_name.clone(),
+        refused.item.source_uid.expect("a message"),
+    );
+
+    // One new refusal in this pass: the mailbox now has first + 1 distinct bad items,
+    // which a limit of first + 1 allows (the first pass's are not counted again).
+    duplicate_on_source(&h, &folder, uid);
+    opts.bad_item_limit = first + 1;
+    let job = job_between(
+        &h,
+        h.source.plain_addr(),
+        h.target.plain_addr(),
+        opts.clone(),
+    );
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.skipped, 1, "{summary:?}");
+    assert_eq!(
+        h.store.skipped_items(h.mailbox).expect("skipped").len() as u64,
+        first + 1
+    );
+
+    // Another single refusal: one in this pass, under any per-pass limit, but the
+    // mailbox's total of first + 2 is over the limit, as Exchange's BadItemLimit counts.
+    duplicate_on_source(&h, &folder, uid);
+    let err = try_run(&job, &h.store, PassKind::Incremental).expect_err("over the limit");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("refused {} messages", first + 2))
+            && text.contains(&format!("bad-item limit of {}", first + 1)),
+        "{text}"
+    );
+}
+
+// ---- UIDVALIDITY rebuild reads 64 KiB per message, not whole bodies ----
+
+#[test]
+fn a_rebuild_of_large_messages_reads_only_their_first_64_kib() {
+    let h = start(10, 44);
+    let date = support::InternalDate::new(1_615_710_413, 60);
+    let bodies: Vec<Vec<u8>> = (0..4).map(|k| big_message(1_500_000, 50 + k)).collect();
+    // Two byte-identical messages too: the rebuild pairs them once each.
+    let mut bodies = bodies;
+    bodies.push(bodies[0].clone());
+    let seed_folder = |fresh: bool| {
+        let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
+        if fresh {
+            c.run("delete", &[support::imap_client::Arg::Raw("DELETE Big")])
+                .expect("delete");
+        }
+        c.create("Big").expect("create");
+        for b in &bodies {
+            c.append("Big", &[support::Flag::Seen], Some(date), b)
+                .expect("append big");
+        }
+        c.logout().expect("logout");
+    };
+    seed_folder(false);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    assert_identical(&h);
+
+    // The source folder comes back with a new UIDVALIDITY and the very same messages.
+    seed_folder(true);
+    let source = relay(h.source.plain_addr(), Faults::default());
+    let target = relay(h.target.plain_addr(), Faults::default());
+    let job = job_between(&h, source.addr, target.addr, options());
+    let summary = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(summary.copied, 0, "nothing is copied twice: {summary:?}");
+    assert_eq!(summary.reconciled as usize, bodies.len(), "{summary:?}");
+    use std::sync::atomic::Ordering;
+    let read = source.downstream.load(Ordering::SeqCst) + target.downstream.load(Ordering::SeqCst);
+    let whole: usize = 2 * bodies.iter().map(Vec::len).sum::<usize>();
+    eprintln!("rebuild read {read} bytes from both servers; whole bodies would be {whole}");
+    assert!(
+        read < 2 * bodies.len() * 64 * 1024 + 200_000,
+        "only prefixes were read: {read} bytes of {whole}"
+    );
+    assert_identical(&h);
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied, 0, "{again:?}");
 }
 
 #[test]
@@ -1288,4 +1627,258 @@ fn the_relay_cuts_inside_literals_only() {
     assert_eq!(cut_point(&ranges, start, 0), Some(a + 1));
     assert_eq!(cut_point(&ranges, start, start + b - 1), None);
     assert_eq!(cut_point(&ranges, start, start + a + 4), Some(a + 5));
+}
+
+/// Runs a pass with `progress` watching it (a hook into the pass at a known point).
+fn try_run_watched(
+    job: &MailboxJob,
+    store: &Store,
+    kind: PassKind,
+    progress: &(dyn Fn(imapmirror_engine::Progress) + Send + Sync),
+) -> Result<PassSummary, imapmirror_engine::Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cancel = CancellationToken::new();
+    rt.block_on(job.run_pass(store, kind, &cancel, progress))
+}
+
+/// Sends one raw command to the source as the test user (DELETE, RENAME).
+fn on_source(h: &Harness, command: &str) {
+    let mut c = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    c.run(command, &[support::imap_client::Arg::Raw(command)])
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    c.logout().expect("logout");
+}
+
+/// A watcher that runs `action` once, when the pass starts work on the source folder
+/// `folder`: after both LISTs, just before its SELECT/EXAMINE.
+fn when_folder_starts<'a>(
+    folder: &'a str,
+    action: impl Fn() + Send + Sync + 'a,
+) -> impl Fn(imapmirror_engine::Progress) + Send + Sync + 'a {
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    move |p| {
+        if let imapmirror_engine::Progress::FolderStarted { folder: f } = &p
+            && f == folder
+            && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            action();
+        }
+    }
+}
+
+fn skipped_as_vanished(folder: &str) -> Vec<imapmirror_engine::pass_report::SkippedFolder> {
+    vec![imapmirror_engine::pass_report::SkippedFolder {
+        folder: folder.into(),
+        reason: imapmirror_engine::pass_report::FolderSkipReason::VanishedFromSource,
+    }]
+}
+
+#[test]
+fn a_source_folder_deleted_between_list_and_select_is_skipped_and_the_pass_ends_synced() {
+    let h = start(150, 41);
+    let folder = "Archive.2019";
+    let saved = messages_of(&h.source, folder);
+    assert!(!saved.is_empty(), "the corpus puts mail in {folder}");
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    let delete = when_folder_starts(folder, || on_source(&h, "DELETE Archive.2019"));
+    let first = try_run_watched(&job, &h.store, PassKind::Initial, &delete)
+        .unwrap_or_else(|e| panic!("a vanished folder does not fail the pass: {e}"));
+    assert_eq!(
+        first.folders_skipped,
+        skipped_as_vanished(folder),
+        "{first:?}"
+    );
+    assert_eq!(
+        first.copied as usize,
+        h.corpus.len() - saved.len(),
+        "every other folder is copied: {first:?}"
+    );
+    assert_eq!(
+        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        imapmirror_storage::MailboxStatus::Synced
+    );
+    // The target folder (created before the deletion) is left alone, not deleted.
+    let mut t = h
+        .target
+        .connect_master(DEFAULT_USER)
+        .expect("target client");
+    assert!(
+        t.list("", "Archive/2019")
+            .expect("LIST")
+            .iter()
+            .any(|e| e.is_selectable()),
+        "the target folder stays"
+    );
+    t.logout().expect("logout");
+
+    // The folder comes back (a restore): the next pass copies it and nothing else.
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.create(folder).expect("recreate");
+    for m in &saved {
+        s.append(
+            folder,
+            &flags_of(m),
+            m.internal_date,
+            m.body.as_deref().expect("body"),
+        )
+        .expect("append back");
+    }
+    s.logout().expect("logout");
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert!(second.folders_skipped.is_empty(), "{second:?}");
+    assert_eq!(second.copied as usize, saved.len(), "{second:?}");
+    assert_identical(&h);
+}
+
+#[test]
+fn a_folder_renamed_away_mid_pass_keeps_its_state_and_resumes_when_it_is_back() {
+    let h = start(150, 42);
+    let folder = "Archive.2019";
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    assert_identical(&h);
+    let id = h
+        .store
+        .find_folder(h.mailbox, folder)
+        .expect("store")
+        .expect("the folder is known after the first pass");
+    let before = h.store.folder_state(id).expect("folder state");
+    let mapped = h.store.uid_map_range(id, ..).expect("uid map").count();
+    assert!(mapped > 0);
+
+    // New mail makes the folder worth opening; a rename takes it away after the LIST.
+    let extra = big_message(4_000, 42);
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.append(folder, &[], None, &extra).expect("append");
+    s.logout().expect("logout");
+    let rename = when_folder_starts(folder, || {
+        on_source(&h, "RENAME Archive.2019 Archive.2019-moving")
+    });
+    let second = try_run_watched(&job, &h.store, PassKind::Incremental, &rename)
+        .unwrap_or_else(|e| panic!("a vanished folder does not fail the pass: {e}"));
+    assert_eq!(
+        second.folders_skipped,
+        skipped_as_vanished(folder),
+        "{second:?}"
+    );
+    assert_eq!(second.copied, 0, "{second:?}");
+    assert_eq!(
+        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        imapmirror_storage::MailboxStatus::Synced
+    );
+    // Its stored state is untouched: same folder record, same marks, same map.
+    assert_eq!(
+        h.store.find_folder(h.mailbox, folder).expect("store"),
+        Some(id)
+    );
+    let after = h.store.folder_state(id).expect("folder state");
+    assert_eq!(after.marks, before.marks);
+    assert_eq!(
+        h.store.uid_map_range(id, ..).expect("uid map").count(),
+        mapped
+    );
+    assert!(
+        !messages_of(&h.target, "Archive/2019").is_empty(),
+        "the target folder keeps its messages"
+    );
+
+    // The rename is undone (same UIDVALIDITY): only the new message is copied, by the
+    // stored state, with no rebuild and no duplicate.
+    on_source(&h, "RENAME Archive.2019-moving Archive.2019");
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert!(third.folders_skipped.is_empty(), "{third:?}");
+    assert_eq!(third.copied, 1, "{third:?}");
+    assert_eq!(third.reconciled, 0, "{third:?}");
+    assert_identical(&h);
+}
+
+#[test]
+fn a_source_folder_deleted_while_its_messages_are_copied_fails_nothing() {
+    let h = start(400, 43);
+    // The fullest folder that can be deleted, so that it takes several groups.
+    let (path, count) = h
+        .corpus
+        .folder_counts()
+        .into_iter()
+        .filter(|(p, _)| !p.is_inbox())
+        .max_by_key(|(_, n)| *n)
+        .expect("a folder besides INBOX");
+    let folder = path.join('.');
+    let mut opts = options();
+    opts.connections = 1;
+    assert!(
+        count > opts.groups.max_messages,
+        "{folder} has {count} messages"
+    );
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    let delete = |p: imapmirror_engine::Progress| {
+        if let imapmirror_engine::Progress::Copied { folder: f, .. } = &p
+            && *f == folder
+            && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            on_source(&h, &format!("DELETE {folder}"));
+        }
+    };
+    let first = try_run_watched(&job, &h.store, PassKind::Initial, &delete)
+        .unwrap_or_else(|e| panic!("a vanished folder does not fail the pass: {e}"));
+    // Dovecot may still serve the open folder to the session reading it (the copy then
+    // completes) or end that session (the retry then finds the folder gone and skips it):
+    // either way the pass completes, and nothing is lost or doubled.
+    assert!(
+        first.folders_skipped.is_empty() || first.folders_skipped == skipped_as_vanished(&folder),
+        "{first:?}"
+    );
+    assert_eq!(
+        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        imapmirror_storage::MailboxStatus::Synced
+    );
+    assert!(
+        h.store.pending(h.mailbox).expect("journal").is_empty(),
+        "no group is left pending"
+    );
+    let id = h
+        .store
+        .find_folder(h.mailbox, &folder)
+        .expect("store")
+        .expect("the folder was registered");
+    let mapped = h.store.uid_map_range(id, ..).expect("uid map").count();
+    let target_folder = path.join('/');
+    assert_eq!(
+        messages_of(&h.target, &target_folder).len(),
+        mapped,
+        "what reached the target is mapped, once"
+    );
+    assert!(mapped > 0, "{mapped} of {count}");
+
+    // The next pass no longer lists the folder: it completes, and the folder's state and
+    // target copy stay for the day it comes back.
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(second.copied, 0, "{second:?}");
+    assert_eq!(
+        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        imapmirror_storage::MailboxStatus::Synced
+    );
+    assert_eq!(
+        h.store.find_folder(h.mailbox, &folder).expect("store"),
+        Some(id)
+    );
+    assert_eq!(
+        h.store.uid_map_range(id, ..).expect("uid map").count(),
+        mapped
+    );
+    assert_eq!(messages_of(&h.target, &target_folder).len(), mapped);
 }

@@ -100,8 +100,21 @@ pub enum FetchAttr<'a> {
     GmMsgId,
     GmThrId,
     GmLabels,
-    /// `BODY.PEEK[section]` (does not set `\Seen`); `""` for the whole message.
+    /// `BODY.PEEK[section]` (does not set `\Seen`); `""` for the whole message,
+    /// `"HEADER.FIELDS (DATE SUBJECT)"` for some header fields.
     BodyPeek(&'a str),
+    /// `BODY.PEEK[section]<offset.len>`: at most `len` bytes from `offset` of the section
+    /// (RFC 3501 `partial`), e.g. the first 64 KiB of a message to fingerprint it without
+    /// reading it whole. The server answers `BODY[section]<offset>` with fewer bytes when
+    /// the section is shorter; `len` must not be 0.
+    BodyPeekPartial {
+        /// The section, as for [`FetchAttr::BodyPeek`].
+        section: &'a str,
+        /// The first byte wanted.
+        offset: u32,
+        /// The most bytes wanted (`nz-number`).
+        len: u32,
+    },
     /// `BODY[section]` (sets `\Seen`).
     Body(&'a str),
     /// `BINARY.PEEK[section]` (RFC 3516).
@@ -292,4 +305,11 @@ pub enum Command<'a> {
     },
     /// `IDLE` (RFC 2177); end it with [`crate::CommandEncoder::done`].
     Idle,
+    /// `EXPUNGE`: removes every message of the selected mailbox flagged `\Deleted`,
+    /// including ones another client flagged. Prefer [`Command::UidExpunge`] when the
+    /// server has UIDPLUS.
+    Expunge,
+    /// `UID EXPUNGE set` (RFC 4315 UIDPLUS): removes only those of the given UIDs that are
+    /// flagged `\Deleted`; other `\Deleted` messages stay.
+    UidExpunge(&'a str),
 }

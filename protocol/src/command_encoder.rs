@@ -360,6 +360,23 @@ fn fetch_attr(out: &mut Out, a: &FetchAttr<'_>) -> Result<()> {
             out.put(b"]");
             return Ok(());
         }
+        FetchAttr::BodyPeekPartial {
+            section,
+            offset,
+            len,
+        } => {
+            check_section(section)?;
+            if *len == 0 {
+                return Err(invalid(
+                    "a partial fetch",
+                    "its length must be at least 1 (RFC 3501 nz-number)",
+                ));
+            }
+            out.put(b"BODY.PEEK[");
+            out.put(section.as_bytes());
+            out.put(format!("]<{offset}.{len}>").as_bytes());
+            return Ok(());
+        }
     };
     out.put(simple);
     Ok(())
@@ -417,6 +434,12 @@ impl CommandEncoder {
             Command::StartTls => out.put(b"STARTTLS"),
             Command::Namespace => out.put(b"NAMESPACE"),
             Command::Idle => out.put(b"IDLE"),
+            Command::Expunge => out.put(b"EXPUNGE"),
+            Command::UidExpunge(uids) => {
+                check_sequence_set(uids)?;
+                out.put(b"UID EXPUNGE ");
+                out.put(uids.as_bytes());
+            }
             Command::Login { username, password } => {
                 contains_secret = true;
                 out.put(b"LOGIN ");

@@ -43,6 +43,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod admin_login;
 pub mod client;
 mod command;
 mod command_encoder;

@@ -652,3 +652,157 @@ async fn forty_megabyte_message_streams_within_the_buffer_cap() {
     source.logout().await.expect("logout");
     target.logout().await.expect("logout");
 }
+
+/// A message with a Date and a folded, encoded Subject, padded to `size` bytes.
+fn dated_message(n: usize, size: usize) -> Bytes {
+    let mut m = format!(
+        "From: sender{n}@example.test\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n number {n}\r\nDate: Sun, 14 Mar 2021 09:26:53 +0100\r\nMessage-ID: <d{n}@example.test>\r\n\r\n"
+    )
+    .into_bytes();
+    let mut k = 0u32;
+    while m.len() < size {
+        m.extend_from_slice(format!("line {k:08} of message {n}\r\n").as_bytes());
+        k += 1;
+    }
+    Bytes::from(m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uid_expunge_expunge_vanished_and_partial_fetches() {
+    let dovecot = Dovecot::start(Layout::Fs).expect("dovecot starts");
+    let mut s = user_session(&dovecot, SessionConfig::default()).await;
+    assert!(s.capabilities().contains("UIDPLUS"), "Dovecot has UIDPLUS");
+    let folder = MailboxName::Unicode("Expunge");
+    s.create(folder, &[]).await.expect("create");
+    let bodies: Vec<Bytes> = (0..8)
+        .map(|n| dated_message(n, if n == 0 { 200_000 } else { 300 }))
+        .collect();
+    let messages: Vec<AppendMessage<'_>> = bodies
+        .iter()
+        .map(|b| AppendMessage {
+            flags: &[],
+            internal_date: None,
+            body: LiteralBody::Bytes(b.clone()),
+        })
+        .collect();
+    let (_, uids) = s
+        .append(folder, &messages)
+        .await
+        .expect("multiappend")
+        .expect("APPENDUID");
+    s.select(folder, false).await.expect("select");
+
+    // Partial fetches: the header fields and the first 64 KiB, without setting \Seen.
+    let attrs = [
+        FetchAttr::Uid,
+        FetchAttr::Flags,
+        FetchAttr::Rfc822Size,
+        FetchAttr::BodyPeek("HEADER.FIELDS (DATE SUBJECT)"),
+        FetchAttr::BodyPeekPartial {
+            section: "",
+            offset: 0,
+            len: 65536,
+        },
+    ];
+    let set = format!("{}:{}", uids[0], uids[1]);
+    let fetched = s
+        .uid_fetch(&set, &attrs, None, false)
+        .await
+        .expect("fetch")
+        .collect_messages()
+        .await
+        .expect("messages");
+    assert_eq!(fetched.len(), 2);
+    for (m, body) in fetched.iter().zip(&bodies) {
+        assert_eq!(m.meta.size, Some(body.len() as u64), "RFC822.SIZE is exact");
+        let prefix = m.section("", Some(0)).expect("BODY[]<0>");
+        assert_eq!(
+            &prefix[..],
+            &body[..body.len().min(65536)],
+            "byte-exact prefix"
+        );
+        assert!(
+            m.body().is_none(),
+            "a partial is never taken for the whole message"
+        );
+        let headers = m.header_fields().expect("BODY[HEADER.FIELDS ...]");
+        let text = String::from_utf8_lossy(headers);
+        assert!(
+            text.contains("Subject: =?UTF-8?Q?caf=C3=A9?=\r\n number")
+                && text.contains("Date: Sun, 14 Mar 2021 09:26:53 +0100\r\n")
+                && !text.contains("From:")
+                && text.ends_with("\r\n\r\n"),
+            "{text:?}"
+        );
+        assert!(
+            m.meta
+                .flags
+                .as_ref()
+                .is_some_and(|f| !f.list().contains(&Flag::Seen)),
+            "PEEK leaves \\Seen alone"
+        );
+    }
+    let part = fetched[0].parts.iter().find(|p| p.origin.is_none());
+    eprintln!(
+        "Dovecot echoes the header section as {:?}",
+        part.map(|p| p.section.as_str())
+    );
+
+    // UID EXPUNGE removes only the UIDs named, not every \Deleted message.
+    let (a, b, user_kept) = (uids[2], uids[3], uids[4]);
+    s.uid_store(
+        &format!("{a}:{user_kept}"),
+        StoreMode::Add,
+        true,
+        &[Flag::Deleted],
+        None,
+    )
+    .await
+    .expect("flag deleted");
+    let exists = s.selected().map(|m| m.exists).expect("selected");
+    let gone = s
+        .uid_expunge(&format!("{a},{b},{}", uids[7]))
+        .await
+        .expect("uid expunge");
+    assert_eq!(gone.count(), 2, "{gone:?}: the unflagged UID stays");
+    assert!(gone.vanished.is_empty());
+    // Dovecot reports the higher one first (`4, 3`); others go upwards (`3, 3`).
+    assert!(
+        gone.expunged.iter().all(|n| (3..=4).contains(n)),
+        "{gone:?}"
+    );
+    assert_eq!(s.selected().map(|m| m.exists), Some(exists - 2));
+    let left = s.uid_search(&[], "ALL").await.expect("search");
+    assert!(left.uids.contains(&user_kept) && left.uids.contains(&uids[7]));
+    assert!(!left.uids.contains(&a) && !left.uids.contains(&b));
+    // Nothing to remove is a success with nothing reported.
+    let none = s.uid_expunge(&a.to_string()).await.expect("again");
+    assert_eq!(none.count(), 0);
+
+    // Plain EXPUNGE takes every \Deleted message, the kept one too.
+    let gone = s.expunge().await.expect("expunge");
+    assert_eq!(gone.count(), 1, "{gone:?}");
+    s.logout().await.expect("logout");
+
+    // With QRESYNC enabled the same removal is reported as VANISHED.
+    let mut q = user_session(&dovecot, SessionConfig::default()).await;
+    q.enable(&["QRESYNC"]).await.expect("enable QRESYNC");
+    q.select(folder, true).await.expect("select");
+    let victim = uids[5];
+    q.uid_store(
+        &victim.to_string(),
+        StoreMode::Add,
+        true,
+        &[Flag::Deleted],
+        None,
+    )
+    .await
+    .expect("flag");
+    let gone = q
+        .uid_expunge(&victim.to_string())
+        .await
+        .expect("uid expunge");
+    assert!(gone.expunged.is_empty(), "{gone:?}");
+    assert_eq!(gone.vanished.iter().collect::<Vec<_>>(), vec![victim]);
+    q.logout().await.expect("logout");
+}

@@ -3,7 +3,12 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use imapmirror_storage::{AdminFormat, EndpointRecord, Secret, Security};
+use imapmirror_protocol::admin_login::{
+    AdminFormat, AdminIdentity, DOVECOT_DEFAULT_SEPARATOR, admin_identity,
+};
+use imapmirror_storage::{
+    AdminFormat as StoredFormat, EndpointRecord, EndpointSettings, Secret, Security,
+};
 
 use crate::error::ProxyError;
 
@@ -107,12 +112,23 @@ impl BackendEndpoint {
 
     /// A backend from a stored endpoint and its admin password (if any).
     pub fn from_record(record: &EndpointRecord, admin_password: Option<Secret>) -> Self {
-        let s = &record.settings;
+        Self::from_settings(&record.settings, admin_password)
+    }
+
+    /// A backend from an endpoint's settings and its admin password (if any).
+    pub fn from_settings(s: &EndpointSettings, admin_password: Option<Secret>) -> Self {
         let admin = match (&s.admin_user, admin_password) {
             (Some(user), Some(password)) => Some(AdminCredentials {
                 user: user.clone(),
                 password,
-                format: s.admin_format.unwrap_or(AdminFormat::Dovecot),
+                format: match s.admin_format.unwrap_or(StoredFormat::Dovecot) {
+                    StoredFormat::Dovecot => AdminFormat::Dovecot {
+                        separator: s.admin_separator.unwrap_or(DOVECOT_DEFAULT_SEPARATOR),
+                    },
+                    StoredFormat::Sasl => AdminFormat::Sasl,
+                    StoredFormat::Exchange => AdminFormat::Exchange,
+                    StoredFormat::Mirapoint => AdminFormat::Mirapoint,
+                },
             }),
             _ => None,
         };
@@ -251,63 +267,30 @@ impl BackendLogin {
     }
 }
 
-/// Builds the login that opens `user`'s mailbox on `endpoint` with its admin credentials.
-///
-/// A minimal copy of the engine's `credentials::admin_login` (the proxy must not depend on
-/// the engine); it rejects names that would make the combined form ambiguous.
+/// Builds the login that opens `user`'s mailbox on `endpoint` with its admin credentials
+/// (the syntax of each format, and the names it refuses, are the protocol crate's).
 pub fn admin_login(endpoint: &BackendEndpoint, user: &str) -> Result<BackendLogin, ProxyError> {
-    let Some(admin) = &endpoint.admin else {
-        return Err(ProxyError::AdminLogin {
-            endpoint: endpoint.name.clone(),
-            user: user.to_owned(),
-            reason: "the endpoint has no admin user and password",
-        });
-    };
-    let refuse = |reason: &'static str| ProxyError::AdminLogin {
+    let refuse = |reason: String| ProxyError::AdminLogin {
         endpoint: endpoint.name.clone(),
         user: user.to_owned(),
         reason,
     };
-    let bad = |s: &str| s.is_empty() || s.contains(['\0', '\r', '\n']);
-    if bad(user) || bad(&admin.user) {
-        return Err(refuse("a name is empty or holds NUL, CR or LF"));
-    }
-    let password = SecretBytes(admin.password.expose().as_bytes().to_vec());
-    let login = |name: String| BackendLogin::Login {
-        user: name.into_bytes(),
-        password: password.clone(),
+    let Some(admin) = &endpoint.admin else {
+        return Err(refuse(
+            "the endpoint has no admin user and password".to_owned(),
+        ));
     };
-    match admin.format {
-        AdminFormat::Dovecot => {
-            if user.contains('*') {
-                return Err(refuse(
-                    "the user name holds '*', Dovecot's master-user separator",
-                ));
-            }
-            Ok(login(format!("{user}*{}", admin.user)))
-        }
-        AdminFormat::Sasl => Ok(BackendLogin::Plain {
-            authzid: user.as_bytes().to_vec(),
-            authcid: admin.user.as_bytes().to_vec(),
+    let password = SecretBytes(admin.password.expose().as_bytes().to_vec());
+    match admin_identity(admin.format, &admin.user, user).map_err(|e| refuse(e.to_string()))? {
+        AdminIdentity::Login { user } => Ok(BackendLogin::Login {
+            user: user.into_bytes(),
             password,
         }),
-        AdminFormat::Exchange => {
-            let admin_name = admin.user.replace('\\', "/");
-            match admin_name.split_once('/') {
-                Some((d, n)) if !d.is_empty() && !n.is_empty() && !n.contains('/') => {}
-                _ => return Err(refuse("Exchange admin users are written DOMAIN/admin")),
-            }
-            if user.contains(['/', '\\']) {
-                return Err(refuse("the user name holds '/' or '\\'"));
-            }
-            Ok(login(format!("{admin_name}/{user}")))
-        }
-        AdminFormat::Mirapoint => {
-            if user.contains('#') || admin.user.contains('#') {
-                return Err(refuse("a name holds '#', Mirapoint's separator"));
-            }
-            Ok(login(format!("#{user}#{}#", admin.user)))
-        }
+        AdminIdentity::Plain { authzid, authcid } => Ok(BackendLogin::Plain {
+            authzid: authzid.into_bytes(),
+            authcid: authcid.into_bytes(),
+            password,
+        }),
     }
 }
 
@@ -327,7 +310,7 @@ mod tests {
 
     #[test]
     fn admin_formats() {
-        let got = admin_login(&with_admin(AdminFormat::Dovecot, "mailadmin"), "a@x").unwrap();
+        let got = admin_login(&with_admin(AdminFormat::DOVECOT, "mailadmin"), "a@x").unwrap();
         assert_eq!(
             got,
             BackendLogin::Login {
@@ -343,7 +326,10 @@ mod tests {
         assert!(admin_login(&with_admin(AdminFormat::Exchange, "adm"), "al").is_err());
         let got = admin_login(&with_admin(AdminFormat::Mirapoint, "adm"), "a@x").unwrap();
         assert_eq!(got.mailbox_user(), b"#a@x#adm#");
-        assert!(admin_login(&with_admin(AdminFormat::Dovecot, "adm"), "a*b").is_err());
+        assert!(admin_login(&with_admin(AdminFormat::DOVECOT, "adm"), "a*b").is_err());
+        let percent = AdminFormat::Dovecot { separator: '%' };
+        let got = admin_login(&with_admin(percent, "adm"), "a*b").unwrap();
+        assert_eq!(got.mailbox_user(), b"a*b%adm");
         let none = BackendEndpoint::new("t", "h", 1, BackendSecurity::Plain);
         assert!(admin_login(&none, "a").is_err());
     }

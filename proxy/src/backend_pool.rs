@@ -205,6 +205,24 @@ impl BackendPools {
         intersect(pools.iter().filter_map(|p| p.capabilities()))
     }
 
+    /// Closes the pools of backends no route leads to any more (a source after cut-over),
+    /// so the proxy stops holding warm connections there; sessions already relayed keep
+    /// theirs. Returns how many pools were closed.
+    pub(crate) fn retain(&self, routed: &[Arc<BackendEndpoint>]) -> usize {
+        let keep: std::collections::HashSet<String> = routed.iter().map(|b| b.key()).collect();
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = pools.len();
+        pools.retain(|key, pool| {
+            let routed = keep.contains(key);
+            if !routed {
+                pool.closed.store(true, Ordering::Relaxed);
+                pool.wake.notify_one();
+            }
+            routed
+        });
+        before - pools.len()
+    }
+
     /// Stops the warming tasks and drops idle connections.
     pub(crate) fn close(&self) {
         for pool in self
@@ -230,6 +248,36 @@ fn intersect(mut lists: impl Iterator<Item = Vec<String>>) -> Option<Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_of_unrouted_backends_are_closed() {
+        let pools = BackendPools::new(PoolSettings {
+            warm_connections: 0,
+            ..PoolSettings::default()
+        });
+        let source = Arc::new(BackendEndpoint::new(
+            "src",
+            "127.0.0.1",
+            1,
+            BackendSecurity::Plain,
+        ));
+        let target = Arc::new(BackendEndpoint::new(
+            "tgt",
+            "127.0.0.1",
+            2,
+            BackendSecurity::Plain,
+        ));
+        let old = pools.pool(&source).expect("pool");
+        pools.pool(&target).expect("pool");
+        assert_eq!(pools.retain(&[Arc::clone(&source), Arc::clone(&target)]), 0);
+        // Cut-over: only the target is routed to now.
+        assert_eq!(pools.retain(&[Arc::clone(&target)]), 1);
+        assert!(old.closed.load(Ordering::Relaxed));
+        assert_eq!(pools.pools.lock().expect("lock").len(), 1);
+        // A route back to the source opens a fresh pool.
+        let again = pools.pool(&source).expect("pool");
+        assert!(!again.closed.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn intersection_keeps_what_everyone_offers() {

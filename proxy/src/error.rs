@@ -74,7 +74,7 @@ pub enum ProxyError {
         /// The user to act for.
         user: String,
         /// Why, as a short clause.
-        reason: &'static str,
+        reason: String,
     },
 
     /// A listening socket could not be opened.
@@ -132,6 +132,15 @@ pub enum ProxyError {
         /// The store's error.
         #[source]
         source: StoreError,
+    },
+
+    /// The owner of the state directory could not be asked for routes.
+    #[error("cannot read the routes from {from}: {detail}")]
+    RouteSource {
+        /// Where the routes come from ("the state directory /var/lib/imapmirror").
+        from: String,
+        /// What went wrong.
+        detail: String,
     },
 
     // --- ours -----------------------------------------------------------------------

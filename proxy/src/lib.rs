@@ -6,7 +6,7 @@
 //! backend connection from a warm pool (TLS, verified) ─▶ backend login ─▶ relay
 //! ```
 //!
-//! The CLI builds a [`ProxyConfig`] and a [`RouteTable`] ([`StoreRoutes`] for the batches
+//! The CLI builds a [`ProxyConfig`] and a [`RouteTable`] ([`BatchRoutes`] for the batches
 //! of a state directory, [`FileRoutes`] for a route file, a default backend) and calls
 //! [`run`]. Routes are polled every [`ProxyConfig::route_poll_interval`]; a session whose
 //! route moved (its batch became Completed) is closed with `* BYE [UNAVAILABLE]` so the
@@ -24,6 +24,7 @@ mod login_throttle;
 mod pre_auth;
 mod proxy_config;
 mod relay;
+mod response_boundary;
 mod route_file;
 mod route_source;
 mod server_response;
@@ -49,7 +50,8 @@ pub use pre_auth::{ClientLogin, PreAuth, PreAuthAction, PreAuthSettings};
 pub use proxy_config::{IdForwarding, Limits, ListenerConfig, ListenerMode, ProxyConfig, TlsFiles};
 pub use route_file::{FileRoutes, RouteFileTable};
 pub use route_source::{
-    LoginPolicy, MigrationSide, Route, RouteOrigin, RouteSource, RouteTable, StoreRoutes,
+    BatchRoutes, LoginPolicy, MigrationSide, OwnedStore, Route, RouteOrigin, RouteSource,
+    RouteTable, SnapshotSource,
 };
 pub use tls_config::ServerIdentity;
 
@@ -248,8 +250,16 @@ async fn watch_routes(ctx: Arc<ProxyContext>, mut stop: watch::Receiver<bool>) {
         // The store answers synchronously (sled); keep it off the reactor threads.
         let swept = tokio::task::spawn_blocking(move || -> Result<Option<usize>, ProxyError> {
             if c.routes.refresh()? {
-                for b in c.routes.backends()? {
-                    c.pools.pool(&b)?;
+                let backends = c.routes.backends()?;
+                for b in &backends {
+                    c.pools.pool(b)?;
+                }
+                let closed = c.pools.retain(&backends);
+                if closed > 0 {
+                    tracing::info!(
+                        pools = closed,
+                        "closed the pools of backends no route leads to"
+                    );
                 }
                 Ok(Some(c.registry.sweep(&c.routes)))
             } else {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::oneshot;
 
+use crate::response_boundary::ResponseBoundary;
 use crate::server_response::status;
 use crate::session_registry::Kick;
 use crate::transport::{Activity, BackendStream, ClientStream, Metered};
@@ -78,8 +79,10 @@ pub(crate) async fn relay(
         }
     };
     tokio::pin!(kicked);
+    let mut both = BothWays::new();
+    both.b_to_a.boundary = Some(ResponseBoundary::default());
     let end = {
-        let copy = copy_both_ways(&mut client, &mut backend, buffer);
+        let copy = poll_fn(|cx| both.poll(cx, &mut client, &mut backend, buffer));
         tokio::pin!(copy);
         loop {
             let idle_at = tokio::time::Instant::from_std(activity.last() + idle_timeout);
@@ -110,6 +113,32 @@ pub(crate) async fn relay(
         RelayEnd::IdleTimeout => Some(status(None, "BYE", None, "Disconnected for inactivity.")),
         RelayEnd::Closed | RelayEnd::Failed(_) => None,
     };
+    // A cut-over or shutdown BYE goes out between two responses, never inside one: the
+    // client gets the rest of the response in flight first (its requests are no longer
+    // relayed), or, if that takes too long, a closed connection and no BYE.
+    let bye = match (bye, &end) {
+        (Some(line), RelayEnd::Kicked(_)) => {
+            both.b_to_a.until_boundary = true;
+            let drained = tokio::time::timeout(
+                DRAIN_BEFORE_BYE,
+                poll_fn(|cx| {
+                    both.b_to_a
+                        .poll_copy(cx, Pin::new(&mut backend), Pin::new(&mut client), buffer)
+                }),
+            )
+            .await;
+            match drained {
+                Ok(Ok(())) if both.b_to_a.reached_boundary() => Some(line),
+                _ => {
+                    tracing::debug!(
+                        "closing without BYE: the response in flight did not end in time"
+                    );
+                    None
+                }
+            }
+        }
+        (bye, _) => bye,
+    };
     if let Some(line) = bye {
         // Best effort and bounded: a client that does not read must not hold us.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -125,6 +154,9 @@ pub(crate) async fn relay(
         end,
     }
 }
+
+/// How long a kicked session may take to finish the response in flight before its BYE.
+const DRAIN_BEFORE_BYE: Duration = Duration::from_secs(10);
 
 /// How long a session must be quiet before its relay buffers are freed.
 pub(crate) const BUFFER_RELEASE_AFTER: Duration = Duration::from_millis(500);
@@ -142,6 +174,10 @@ struct Direction {
     done: bool,
     /// Reads that returned data, to notice activity.
     reads: u64,
+    /// Response boundaries of what was written (the server-to-client direction only).
+    boundary: Option<ResponseBoundary>,
+    /// Copy only up to the next response boundary, then finish (cut-over).
+    until_boundary: bool,
 }
 
 impl Direction {
@@ -154,7 +190,14 @@ impl Direction {
             need_flush: false,
             done: false,
             reads: 0,
+            boundary: None,
+            until_boundary: false,
         }
+    }
+
+    /// In `until_boundary` mode: the destination has whole responses only.
+    fn reached_boundary(&self) -> bool {
+        self.until_boundary && self.boundary.is_some_and(|b| b.at_boundary())
     }
 
     /// Frees the buffer if it holds nothing still to be written.
@@ -177,6 +220,13 @@ impl Direction {
     {
         loop {
             if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            if self.reached_boundary() {
+                if self.need_flush {
+                    ready!(writer.as_mut().poll_flush(cx))?;
+                    self.need_flush = false;
+                }
                 return Poll::Ready(Ok(()));
             }
             if self.start == self.end && !self.read_done {
@@ -207,16 +257,30 @@ impl Direction {
                     }
                 }
             }
-            while self.start < self.end {
+            while self.start < self.end && !self.reached_boundary() {
                 let Some(buf) = &self.buf else {
                     return Poll::Ready(Err(io::Error::other("relay buffer lost")));
                 };
-                let n = ready!(writer.as_mut().poll_write(cx, &buf[self.start..self.end]))?;
+                let mut upto = self.end;
+                if self.until_boundary
+                    && let Some(k) = self
+                        .boundary
+                        .and_then(|b| b.bytes_to_boundary(&buf[self.start..self.end]))
+                {
+                    upto = self.start + k;
+                }
+                let n = ready!(writer.as_mut().poll_write(cx, &buf[self.start..upto]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
+                if let Some(b) = &mut self.boundary {
+                    b.feed(&buf[self.start..self.start + n]);
+                }
                 self.start += n;
                 self.need_flush = true;
+            }
+            if self.reached_boundary() {
+                continue;
             }
             if self.read_done {
                 self.buf = None;
@@ -287,7 +351,9 @@ impl BothWays {
 }
 
 /// Copies both ways until both sources reached EOF (each destination is shut down when
-/// its source ends), or an error. `size` is the chunk size while bytes flow.
+/// its source ends), or an error. `size` is the chunk size while bytes flow. (The relay
+/// polls its own [`BothWays`], to finish a response after a kick.)
+#[cfg(test)]
 async fn copy_both_ways<A, B>(a: &mut A, b: &mut B, size: usize) -> io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -327,6 +393,41 @@ mod tests {
         client.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"after half-close");
         relay.await.unwrap().unwrap();
+    }
+
+    /// A kick in the middle of a FETCH literal: the client gets the rest of that response
+    /// and nothing of the next one, so the BYE that follows cannot land inside a message.
+    #[tokio::test]
+    async fn a_kick_waits_for_the_end_of_the_response_in_flight() {
+        let (mut client, mut a) = tokio::io::duplex(1 << 16);
+        let (mut b, mut backend) = tokio::io::duplex(1 << 16);
+        let mut both = BothWays::new();
+        both.b_to_a.boundary = Some(ResponseBoundary::default());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        backend
+            .write_all(b"* 1 FETCH (UID 7 BODY[] {10}\r\n01234")
+            .await
+            .unwrap();
+        assert!(both.poll(&mut cx, &mut a, &mut b, 4096).is_pending());
+        // Kicked now: only the rest of the response may still reach the client.
+        both.b_to_a.until_boundary = true;
+        backend
+            .write_all(b"56789)\r\n* 2 EXISTS\r\n")
+            .await
+            .unwrap();
+        let drained = poll_fn(|cx| {
+            both.b_to_a
+                .poll_copy(cx, Pin::new(&mut b), Pin::new(&mut a), 4096)
+        });
+        tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .expect("the response ends")
+            .unwrap();
+        assert!(both.b_to_a.reached_boundary());
+        drop(a);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"* 1 FETCH (UID 7 BODY[] {10}\r\n0123456789)\r\n");
     }
 
     #[tokio::test]

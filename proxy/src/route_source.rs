@@ -3,13 +3,13 @@
 //! A source answers "which backend does this login go to" and says when its answers may
 //! have changed ([`RouteSource::refresh`]); the proxy polls it (every second by default)
 //! and closes sessions whose route moved — that is the cut-over. Two sources exist:
-//! [`StoreRoutes`] (the batches of a state directory, for a proxy running in the process
-//! that owns the store) and [`crate::FileRoutes`] (a static route file).
+//! [`BatchRoutes`] (the batches of a state directory, from snapshots of a
+//! [`SnapshotSource`]) and [`crate::FileRoutes`] (a static route file).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use imapmirror_storage::{BatchId, BatchStatus, Store, Timestamp};
+use imapmirror_storage::{BatchId, BatchStatus, RoutedBatch, RoutingSnapshot, Store};
 
 use crate::backend_endpoint::BackendEndpoint;
 use crate::error::ProxyError;
@@ -166,99 +166,193 @@ impl RouteTable {
     }
 }
 
+/// Where [`BatchRoutes`] gets its snapshots: the store itself when this process owns it,
+/// or (in the binary) the state directory, read when free or asked of its owner.
+pub trait SnapshotSource: Send + Sync {
+    /// A short description for logs.
+    fn describe(&self) -> String;
+
+    /// A snapshot newer than the `known` version; `Ok(None)` when `known` is current, or
+    /// when the source cannot be read right now and the caller should keep what it has.
+    fn load(&self, known: Option<&str>) -> Result<Option<RoutingSnapshot>, ProxyError>;
+}
+
+/// A store owned by this process (tests, or a proxy run inside the owner).
+pub struct OwnedStore {
+    store: Store,
+    with_secrets: bool,
+}
+
+impl OwnedStore {
+    /// Snapshots of `store`, with the endpoints' admin passwords when `with_secrets`.
+    pub fn new(store: Store, with_secrets: bool) -> Self {
+        OwnedStore {
+            store,
+            with_secrets,
+        }
+    }
+}
+
+impl SnapshotSource for OwnedStore {
+    fn describe(&self) -> String {
+        format!("the state directory {}", self.store.path().display())
+    }
+
+    fn load(&self, known: Option<&str>) -> Result<Option<RoutingSnapshot>, ProxyError> {
+        let version = self
+            .store
+            .routing_version()
+            .map_err(ProxyError::store("read the routing version"))?;
+        if known == Some(version.as_str()) {
+            return Ok(None);
+        }
+        self.store
+            .routing_snapshot(self.with_secrets)
+            .map(Some)
+            .map_err(ProxyError::store("read the routes"))
+    }
+}
+
 /// Routes from the batches of a state directory: a user found in a batch (by EmailAddress
 /// or source UserName) goes to the batch's source endpoint until the batch is Completed,
 /// then to its target.
-pub struct StoreRoutes {
-    store: Store,
+///
+/// Lookups answer from memory (a [`RoutingSnapshot`] compiled into a map); only
+/// [`RouteSource::refresh`] reaches the store, so a proxy never holds the state directory
+/// that `serve` and the batch commands need.
+pub struct BatchRoutes {
+    source: Box<dyn SnapshotSource>,
     admin_on_target: bool,
-    state: Mutex<StoreSnapshot>,
+    compiled: RwLock<Option<Arc<Compiled>>>,
 }
 
-#[derive(Default)]
-struct StoreSnapshot {
-    /// Batch id, status and last change, to notice a status change cheaply.
-    batches: Vec<(BatchId, BatchStatus, Timestamp)>,
-    /// Endpoint settings as last read, to notice an edited endpoint.
-    endpoints_seen: Vec<String>,
+/// A snapshot made ready for lookups.
+struct Compiled {
+    version: String,
+    /// Lower-cased login to the index of its newest batch in `batches`.
+    by_login: HashMap<String, usize>,
+    batches: Vec<RoutedBatch>,
     endpoints: HashMap<String, Arc<BackendEndpoint>>,
 }
 
-impl StoreRoutes {
-    /// Routes from `store`. With `admin_on_target`, users routed to a target log in there
-    /// with the target endpoint's admin credentials, after their own credentials were
-    /// accepted by the source server.
-    pub fn new(store: Store, admin_on_target: bool) -> Result<Self, ProxyError> {
-        let routes = StoreRoutes {
-            store,
+impl Compiled {
+    fn new(snapshot: RoutingSnapshot) -> Self {
+        let RoutingSnapshot {
+            version,
+            batches,
+            logins,
+            endpoints,
+        } = snapshot;
+        let index: HashMap<BatchId, usize> =
+            batches.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+        let mut by_login: HashMap<String, usize> = HashMap::with_capacity(logins.len());
+        for l in logins {
+            let Some(&i) = index.get(&l.batch) else {
+                continue;
+            };
+            // Newest batch first: a user moved twice follows the latest migration.
+            let newer = |j: usize| {
+                (batches[i].created, batches[i].id) > (batches[j].created, batches[j].id)
+            };
+            by_login
+                .entry(l.login)
+                .and_modify(|j| {
+                    if newer(*j) {
+                        *j = i;
+                    }
+                })
+                .or_insert(i);
+        }
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| {
+                let backend = BackendEndpoint::from_settings(&e.settings, e.admin_password);
+                (e.settings.name, Arc::new(backend))
+            })
+            .collect();
+        Compiled {
+            version,
+            by_login,
+            batches,
+            endpoints,
+        }
+    }
+
+    fn endpoint(&self, name: &str, batch: &str) -> Result<Arc<BackendEndpoint>, ProxyError> {
+        self.endpoints
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProxyError::UnknownEndpoint {
+                endpoint: name.to_owned(),
+                used_by: format!("batch {batch}"),
+            })
+    }
+}
+
+impl BatchRoutes {
+    /// Routes from `source`, loaded once now. With `admin_on_target`, users routed to a
+    /// target log in there with the target endpoint's admin credentials, after their own
+    /// credentials were accepted by the source server (the source must then hand out
+    /// secrets).
+    pub fn new(source: Box<dyn SnapshotSource>, admin_on_target: bool) -> Result<Self, ProxyError> {
+        let routes = BatchRoutes {
+            source,
             admin_on_target,
-            state: Mutex::new(StoreSnapshot::default()),
+            compiled: RwLock::new(None),
         };
         routes.refresh()?;
         Ok(routes)
     }
 
-    fn endpoint(&self, name: &str, used_by: &str) -> Result<Arc<BackendEndpoint>, ProxyError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = state.endpoints.get(name) {
-            return Ok(Arc::clone(e));
-        }
-        let record = self
-            .store
-            .endpoint(name)
-            .map_err(ProxyError::store("read an endpoint"))?
-            .ok_or_else(|| ProxyError::UnknownEndpoint {
-                endpoint: name.to_owned(),
-                used_by: used_by.to_owned(),
-            })?;
-        let password = if record.has_admin_password {
-            self.store
-                .endpoint_admin_password(name)
-                .map_err(ProxyError::store("read an endpoint's admin password"))?
-        } else {
-            None
-        };
-        let endpoint = Arc::new(BackendEndpoint::from_record(&record, password));
-        state
-            .endpoints
-            .insert(name.to_owned(), Arc::clone(&endpoint));
-        Ok(endpoint)
-    }
-}
-
-impl RouteSource for StoreRoutes {
-    fn describe(&self) -> String {
-        format!(
-            "batches of the state directory {}",
-            self.store.path().display()
+    /// Routes from a store this process owns.
+    pub fn from_store(store: Store, admin_on_target: bool) -> Result<Self, ProxyError> {
+        Self::new(
+            Box::new(OwnedStore::new(store, admin_on_target)),
+            admin_on_target,
         )
     }
 
+    /// A stored endpoint as a backend (for `--default-backend`), as of the last refresh.
+    pub fn endpoint(&self, name: &str) -> Option<Arc<BackendEndpoint>> {
+        self.compiled()?.endpoints.get(name).cloned()
+    }
+
+    fn compiled(&self) -> Option<Arc<Compiled>> {
+        self.compiled
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl RouteSource for BatchRoutes {
+    fn describe(&self) -> String {
+        format!("batches of {}", self.source.describe())
+    }
+
     fn lookup(&self, login: &str) -> Result<Option<Route>, ProxyError> {
-        let routes = self
-            .store
-            .login_routes(login)
-            .map_err(ProxyError::store("look up a login"))?;
-        // Newest batch first: a user moved twice follows the latest migration.
-        let Some(r) = routes.into_iter().next() else {
+        let Some(c) = self.compiled() else {
             return Ok(None);
         };
-        let used_by = format!("batch {}", r.batch_name);
-        let completed = r.batch_status == BatchStatus::Completed;
+        let Some(&i) = c.by_login.get(&login.trim().to_lowercase()) else {
+            return Ok(None);
+        };
+        let b = &c.batches[i];
+        let completed = b.status == BatchStatus::Completed;
         let (side, backend) = if completed {
             (
                 MigrationSide::Target,
-                self.endpoint(&r.target_endpoint, &used_by)?,
+                c.endpoint(&b.target_endpoint, &b.name)?,
             )
         } else {
             (
                 MigrationSide::Source,
-                self.endpoint(&r.source_endpoint, &used_by)?,
+                c.endpoint(&b.source_endpoint, &b.name)?,
             )
         };
         let login = if completed && self.admin_on_target && backend.admin.is_some() {
             LoginPolicy::Admin {
-                verify_with: self.endpoint(&r.source_endpoint, &used_by)?,
+                verify_with: c.endpoint(&b.source_endpoint, &b.name)?,
             }
         } else {
             LoginPolicy::PassThrough
@@ -266,7 +360,7 @@ impl RouteSource for StoreRoutes {
         Ok(Some(Route {
             backend,
             origin: RouteOrigin::Batch {
-                name: r.batch_name,
+                name: b.name.clone(),
                 side,
             },
             login,
@@ -274,44 +368,30 @@ impl RouteSource for StoreRoutes {
     }
 
     fn refresh(&self) -> Result<bool, ProxyError> {
-        let batches: Vec<_> = self
-            .store
-            .batches()
-            .map_err(ProxyError::store("list batches"))?
-            .into_iter()
-            .map(|b| (b.id, b.status, b.status_changed))
-            .collect();
-        let endpoints: Vec<String> = self
-            .store
-            .endpoints()
-            .map_err(ProxyError::store("list endpoints"))?
-            .into_iter()
-            .map(|e| format!("{:?}|{}", e.settings, e.has_admin_password))
-            .collect();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = state.batches != batches || state.endpoints_seen != endpoints;
-        if state.endpoints_seen != endpoints {
-            state.endpoints.clear();
-            state.endpoints_seen = endpoints;
-        }
-        state.batches = batches;
-        Ok(changed)
+        let known = self.compiled().map(|c| c.version.clone());
+        let Some(snapshot) = self.source.load(known.as_deref())? else {
+            return Ok(false);
+        };
+        let compiled = Arc::new(Compiled::new(snapshot));
+        *self
+            .compiled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(compiled);
+        Ok(true)
     }
 
     fn backends(&self) -> Result<Vec<Arc<BackendEndpoint>>, ProxyError> {
+        let Some(c) = self.compiled() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
-        for b in self
-            .store
-            .batches()
-            .map_err(ProxyError::store("list batches"))?
-        {
-            let used_by = format!("batch {}", b.settings.name);
+        for b in &c.batches {
             let name = if b.status == BatchStatus::Completed {
-                &b.settings.target_endpoint
+                &b.target_endpoint
             } else {
-                &b.settings.source_endpoint
+                &b.source_endpoint
             };
-            out.push(self.endpoint(name, &used_by)?);
+            out.push(c.endpoint(name, &b.name)?);
         }
         Ok(out)
     }

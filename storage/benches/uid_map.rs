@@ -72,6 +72,8 @@ fn setup(dir: &Path) -> (Store, FolderId) {
                     max_concurrent_syncs: 1,
                     ca_file: None,
                     insecure_skip_verify: false,
+                    admin_separator: None,
+                    oauth_token_command: None,
                 },
                 None,
             )

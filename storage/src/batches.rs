@@ -6,6 +6,10 @@
 //! does not exist, and a crash leaves mailboxes of an unknown batch id that the next open
 //! erases. Removal shreds the batch key first, erases the mailboxes, and drops the batch
 //! keys last, so an interrupted removal can simply be repeated.
+//!
+//! A batch's notification URL lives in the `secrets` tree (`H id:8`), sealed with the
+//! batch's key like its passwords: webhook URLs usually carry their access token, and
+//! shredding the key at removal makes it unreadable with the rest.
 
 use std::collections::HashSet;
 
@@ -16,6 +20,7 @@ use crate::error::{Result, StoreError};
 use crate::key_layout::{self, BatchId};
 use crate::mailboxes::{MailboxStatus, NewMailbox};
 use crate::record_codec::{DecodeError, Reader, Writer, decode_json, encode_json};
+use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
 use crate::store::Store;
 use crate::timestamp::Timestamp;
@@ -89,6 +94,10 @@ pub struct BatchTotals {
 
 fn name_key(name: &str) -> Vec<u8> {
     key_layout::key(b'N', &[name.as_bytes()])
+}
+
+fn notify_key(id: BatchId) -> Vec<u8> {
+    key_layout::key(b'H', &[&id.0.to_be_bytes()])
 }
 
 fn record_key(id: BatchId) -> Vec<u8> {
@@ -262,6 +271,10 @@ impl Store {
             dir: self.path().to_path_buf(),
         })?;
         self.inner.vault.remove_key(&KeyOwner::Batch(id.0))?;
+        self.inner
+            .secrets
+            .remove(notify_key(id))
+            .map_err(self.db_err("remove a notification URL"))?;
         self.erase_batch_mailboxes(id)?;
         let mut batch = sled::Batch::default();
         batch.remove(name_key(name));
@@ -270,6 +283,49 @@ impl Store {
             .batches
             .apply_batch(batch)
             .map_err(self.db_err("remove a batch"))
+    }
+
+    /// Sets (or with `None` clears) the webhook a batch's pass results are posted to.
+    pub fn set_batch_notify_url(&self, name: &str, url: Option<&Secret>) -> Result<()> {
+        let id = self.existing_batch_id(name)?;
+        let key = notify_key(id);
+        match url {
+            Some(url) => {
+                let sealed = self.inner.vault.seal(&KeyOwner::Batch(id.0), &key, url)?;
+                self.inner
+                    .secrets
+                    .insert(key, sealed)
+                    .map_err(self.db_err("store a notification URL"))?;
+            }
+            None => {
+                self.inner
+                    .secrets
+                    .remove(key)
+                    .map_err(self.db_err("remove a notification URL"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The webhook of a batch, if it has one.
+    pub fn batch_notify_url(&self, name: &str) -> Result<Option<Secret>> {
+        let id = self.existing_batch_id(name)?;
+        let key = notify_key(id);
+        let v = self
+            .inner
+            .secrets
+            .get(&key)
+            .map_err(self.db_err("read a notification URL"))?;
+        v.map(|v| self.inner.vault.open(&KeyOwner::Batch(id.0), &key, &v))
+            .transpose()
+    }
+
+    fn existing_batch_id(&self, name: &str) -> Result<BatchId> {
+        self.batch_id(name)?.ok_or_else(|| StoreError::NotFound {
+            kind: "batch",
+            name: name.to_string(),
+            dir: self.path().to_path_buf(),
+        })
     }
 
     pub(crate) fn batch_id(&self, name: &str) -> Result<Option<BatchId>> {

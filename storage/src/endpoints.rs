@@ -56,6 +56,14 @@ pub struct EndpointSettings {
     /// The admin (master) user, if mailboxes are opened with admin credentials.
     pub admin_user: Option<String>,
     pub admin_format: Option<AdminFormat>,
+    /// Dovecot's `auth_master_user_separator` when it is not `*` (`--admin-format
+    /// dovecot:%`); absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_separator: Option<char>,
+    /// For `--auth xoauth2`: the command that prints an access token for a user
+    /// (`IMAPMIRROR_OAUTH_USER`); run for every new connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_token_command: Option<String>,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_syncs: u32,
     /// A PEM file of CA certificates to trust instead of the system's.

@@ -40,6 +40,7 @@ mod key_layout;
 mod mailboxes;
 mod pass_history;
 mod record_codec;
+mod routing_snapshot;
 mod secret;
 mod secret_vault;
 mod skipped_items;
@@ -61,6 +62,7 @@ pub use mailboxes::{
     NewMailbox,
 };
 pub use pass_history::{PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
+pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;
 pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};
 pub use store::{SCHEMA_VERSION, Store, StoreOptions};

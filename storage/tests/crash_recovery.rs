@@ -133,6 +133,8 @@ fn setup(store: &Store) -> Result<MailboxId, StoreError> {
                     max_concurrent_syncs: 1,
                     ca_file: None,
                     insecure_skip_verify: false,
+                    admin_separator: None,
+                    oauth_token_command: None,
                 },
                 None,
             )?;

@@ -18,6 +18,8 @@ fn endpoint(name: &str, port: u16) -> EndpointSettings {
         max_concurrent_syncs: 10,
         ca_file: None,
         insecure_skip_verify: false,
+        admin_separator: None,
+        oauth_token_command: None,
     }
 }
 
@@ -799,6 +801,18 @@ fn passwords_never_reach_the_disk_and_removal_shreds_them() {
     let dir = tmp.path().join("state");
     let (store, _, mailboxes) = fixture(&dir);
     let f = store.folder(mailboxes[0].id, "INBOX").expect("folder");
+    let hook = "https://hooks.example.test/T0/B1?token=hook-token-5d1c";
+    store
+        .set_batch_notify_url("wave1", Some(&Secret::new(hook)))
+        .expect("notify url");
+    assert_eq!(
+        store
+            .batch_notify_url("wave1")
+            .expect("read")
+            .as_ref()
+            .map(Secret::expose),
+        Some(hook)
+    );
     let j = store.begin(f, &group(1..=10, 1)).expect("begin");
     store
         .commit(
@@ -811,7 +825,8 @@ fn passwords_never_reach_the_disk_and_removal_shreds_them() {
         .expect("commit");
     store.flush().expect("flush");
 
-    let secrets: [&[u8]; 4] = [
+    let secrets: [&[u8]; 5] = [
+        b"hook-token-5d1c",
         b"pw-anna-7f3e9c1d",
         b"pw-bob-2b8a6e4f",
         b"pw-anna-7f3e9c1d-target",
@@ -867,13 +882,14 @@ fn passwords_never_reach_the_disk_and_removal_shreds_them() {
             .expect("history")
             .is_empty()
     );
-    // The name is free again.
+    // The name is free again, and the new batch has no webhook of the old one.
     store
         .add_endpoint(&endpoint("src", 143), None)
         .expect("re-add endpoint");
     store
         .create_batch(&settings("wave1"), &[row("c@x.test", "c", "p")])
         .expect("re-create");
+    assert_eq!(store.batch_notify_url("wave1").expect("read"), None);
 }
 
 #[test]

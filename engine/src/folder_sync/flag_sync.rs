@@ -114,10 +114,20 @@ pub(super) async fn sync_flags(
     Ok(())
 }
 
-/// Marks deleted on the target what no longer exists on the source, and forgets it.
+/// Target UIDs per STORE / UID EXPUNGE: keeps command lines far below servers' line
+/// limits (Dovecot's default is 64 KiB) when deletions are scattered.
+const DELETION_CHUNK: usize = 500;
+
+/// Removes from the target what no longer exists on the source, and forgets it.
 ///
-/// The protocol crate has no EXPUNGE command yet, so the target copies are flagged
-/// `\Deleted` (clients hide or purge them) rather than expunged.
+/// Each chunk is flagged `\Deleted` and then removed with `UID EXPUNGE` of exactly those
+/// UIDs (RFC 4315), so a message the user flagged `\Deleted` on the target and kept is
+/// never touched; a plain EXPUNGE would remove it, so without UIDPLUS the copies stay
+/// flagged `\Deleted` for the user's client to purge.
+///
+/// The map entries go only after the target answered: a crash in between leaves them in
+/// the map, and the next pass sends the same STORE and UID EXPUNGE again, which for UIDs
+/// already gone is a harmless no-op. Nothing is forgotten that is still on the target.
 pub(super) async fn mirror_deletions(
     ctx: &SyncContext<'_>,
     src: &mut Connection,
@@ -150,21 +160,57 @@ pub(super) async fn mirror_deletions(
     if gone.is_empty() {
         return Ok(());
     }
-    let set = uid_set(gone.iter().map(|(_, t)| *t));
-    CommandCounters::bump(&tgt.counters.stores);
-    tgt.session
-        .uid_store(&set, StoreMode::Add, true, &[Flag::Deleted], None)
-        .await
-        .map_err(ctx.imap_err(format!(
-            "marking deleted messages in the target folder `{}`",
-            task.target_name
-        )))?;
-    let uids: Vec<u32> = gone.iter().map(|(s, _)| *s).collect();
-    let removed = ctx
-        .store
-        .uid_map_remove(folder, &uids)
-        .map_err(ctx.store_err("forgetting deleted messages"))?;
-    PassTotals::add(&ctx.totals.deleted, removed.len() as u64);
+    let uidplus = tgt.has("UIDPLUS");
+    if !uidplus {
+        tracing::info!(
+            folder = %task.target_name,
+            messages = gone.len(),
+            "the target has no UIDPLUS: messages deleted on the source stay flagged \\Deleted \
+             on the target instead of being expunged (a plain EXPUNGE would also remove \
+             messages the user flagged \\Deleted there)"
+        );
+    }
+    let mut expunged = 0u64;
+    for chunk in gone.chunks(DELETION_CHUNK) {
+        // `uid_set` joins only consecutive UIDs of the chunk, so a range never names a
+        // target message that is not one of ours.
+        let set = uid_set(chunk.iter().map(|(_, t)| *t));
+        CommandCounters::bump(&tgt.counters.stores);
+        tgt.session
+            .uid_store(&set, StoreMode::Add, true, &[Flag::Deleted], None)
+            .await
+            .map_err(ctx.imap_err(format!(
+                "marking deleted messages in the target folder `{}`",
+                task.target_name
+            )))?;
+        if uidplus {
+            CommandCounters::bump(&tgt.counters.other);
+            let outcome = tgt
+                .session
+                .uid_expunge(&set)
+                .await
+                .map_err(ctx.imap_err(format!(
+                    "expunging deleted messages in the target folder `{}`",
+                    task.target_name
+                )))?;
+            expunged += outcome.count();
+        }
+        let uids: Vec<u32> = chunk.iter().map(|(s, _)| *s).collect();
+        let removed = ctx
+            .store
+            .uid_map_remove(folder, &uids)
+            .map_err(ctx.store_err("forgetting deleted messages"))?;
+        PassTotals::add(&ctx.totals.deleted, removed.len() as u64);
+    }
+    if uidplus {
+        // Fewer than asked when the user already removed some on the target.
+        tracing::debug!(
+            folder = %task.target_name,
+            asked = gone.len(),
+            expunged,
+            "expunged on the target what the source deleted"
+        );
+    }
     Ok(())
 }
 

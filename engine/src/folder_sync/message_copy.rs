@@ -2,7 +2,7 @@
 //! journal, appended with MULTIAPPEND (or pipelined single APPENDs), completed in order and
 //! committed; large messages streamed alone from socket to socket.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use imapmirror_protocol::client::{
@@ -26,6 +26,16 @@ use crate::reconcile::{CandidatePool, Wanted};
 
 /// Groups in flight on the target before the oldest is waited for.
 const MAX_GROUPS_IN_FLIGHT: usize = 2;
+
+/// UIDs per header FETCH for the report of too-large messages.
+const HEADER_FETCH_CHUNK: usize = 500;
+
+/// Header fields of a skipped message for the report.
+#[derive(Debug, Clone, Default)]
+struct ReportHeaders {
+    subject: Option<String>,
+    date: Option<String>,
+}
 
 /// A message on its way to the target.
 #[derive(Debug, Clone)]
@@ -141,6 +151,14 @@ impl<'c, 'a> Copier<'c, 'a> {
             ctx.settings.max_message_size,
             append_limit,
         );
+        let too_large: Vec<u32> = steps
+            .iter()
+            .filter_map(|s| match s {
+                CopyStep::Skip { message, .. } => Some(message.uid),
+                _ => None,
+            })
+            .collect();
+        let mut headers = self.fetch_skip_headers(src, &too_large).await?;
         for step in steps {
             if ctx.cancel.is_cancelled() {
                 // Stop between groups, but settle what is already in flight so that the
@@ -153,15 +171,25 @@ impl<'c, 'a> Copier<'c, 'a> {
             match step {
                 CopyStep::Skip { message, limit } => {
                     let meta = metas.get(&message.uid);
+                    let internal_date = meta
+                        .and_then(|m| m.internal_date)
+                        .and_then(|d| timestamp_of(&d));
+                    let head = headers.remove(&message.uid).unwrap_or_default();
+                    let mut detail = format!("{} bytes, {limit}", message.size);
+                    // The record has one date field, INTERNALDATE's; the Date header
+                    // only stands in (as text) for a server that sent no INTERNALDATE.
+                    if internal_date.is_none()
+                        && let Some(date) = head.date
+                    {
+                        detail.push_str(&format!("; Date: {date}"));
+                    }
                     let item = SkippedItem {
                         source_uid: Some(message.uid),
-                        internal_date: meta
-                            .and_then(|m| m.internal_date)
-                            .and_then(|d| timestamp_of(&d)),
-                        subject: None,
+                        internal_date,
+                        subject: head.subject,
                         size: Some(message.size),
                         reason: SkipReason::TooLarge,
-                        detail: Some(format!("{} bytes, {limit}", message.size)),
+                        detail: Some(detail),
                     };
                     ctx.store
                         .record_skipped(self.folder, &[item])
@@ -230,6 +258,61 @@ impl<'c, 'a> Copier<'c, 'a> {
                     internal_date: m.meta.internal_date,
                 },
             );
+        }
+        Ok(out)
+    }
+
+    /// Subject and Date of the messages skipped as too large, for the report: only
+    /// those header fields, never the bodies that were too large to copy. Best effort: a
+    /// server that refuses the FETCH leaves the items without them.
+    async fn fetch_skip_headers(
+        &mut self,
+        src: &mut Connection,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, ReportHeaders>, Error> {
+        let ctx = self.ctx;
+        let mut out = HashMap::new();
+        let action = format!(
+            "reading the headers of too-large messages in the source folder `{}`",
+            self.task.source_name
+        );
+        let attrs = [
+            FetchAttr::Uid,
+            FetchAttr::BodyPeek("HEADER.FIELDS (SUBJECT DATE)"),
+        ];
+        // Chunks keep the command line short when the skipped UIDs are scattered.
+        for chunk in uids.chunks(HEADER_FETCH_CHUNK) {
+            CommandCounters::bump(&src.counters.fetches);
+            let set = uid_set(chunk.iter().copied());
+            let wanted: HashSet<u32> = chunk.iter().copied().collect();
+            let mut stream = src
+                .session
+                .uid_fetch(&set, &attrs, None, false)
+                .await
+                .map_err(ctx.imap_err(action.clone()))?;
+            loop {
+                let m = match stream.next_message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e @ ImapError::Refused { .. }) => {
+                        tracing::info!(error = %e, "the source refused the headers of too-large messages; they are reported without subject");
+                        break;
+                    }
+                    Err(e) => return Err(ctx.imap_err(action.clone())(e)),
+                };
+                let Some(uid) = m.meta.uid.filter(|u| wanted.contains(u)) else {
+                    continue;
+                };
+                if let Some(head) = m.header_fields() {
+                    out.insert(
+                        uid,
+                        ReportHeaders {
+                            subject: header_value(head, "subject"),
+                            date: header_value(head, "date"),
+                        },
+                    );
+                }
+            }
         }
         Ok(out)
     }
@@ -715,7 +798,8 @@ impl<'c, 'a> Copier<'c, 'a> {
             bytes,
         });
         if !outcome.skipped.is_empty() {
-            let bad = PassTotals::add(&ctx.totals.bad_items, outcome.skipped.len() as u64);
+            PassTotals::add(&ctx.totals.bad_items, outcome.skipped.len() as u64);
+            let bad = mailbox_bad_items(ctx)?;
             if bad > ctx.settings.bad_item_limit {
                 return Err(Error::BadItemLimit {
                     server: tgt.server().to_owned(),
@@ -729,6 +813,23 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
         Ok(())
     }
+}
+
+/// The mailbox's bad items so far, over all folders and passes, as Exchange's
+/// BadItemLimit counts them: the distinct messages recorded as skipped for any reason but
+/// size (too-large ones have their own limit, `--max-message-size`). The store keeps one
+/// record per folder and source UID, so a message refused again in a later pass, or
+/// twice in one, counts once; a message copied after all loses its record. Called after
+/// the group's commit, so this pass's new items are already among them.
+fn mailbox_bad_items(ctx: &SyncContext<'_>) -> Result<u64, Error> {
+    let records = ctx
+        .store
+        .skipped_items(ctx.mailbox)
+        .map_err(ctx.store_err("counting the mailbox's bad items"))?;
+    Ok(records
+        .iter()
+        .filter(|r| r.item.reason != SkipReason::TooLarge)
+        .count() as u64)
 }
 
 /// A refusal that concerns the folder or the account, not the message: the folder is
@@ -766,21 +867,37 @@ fn whole_body(m: &FetchedMessage) -> Option<Bytes> {
 
 /// The Subject header, unfolded, for skipped-item reports (best effort).
 fn subject_of(body: &[u8]) -> Option<String> {
-    let head_end = body
+    header_value(body, "subject")
+}
+
+/// The first `name` header field of a message or header block, unfolded and trimmed, for
+/// reports. The header ends at the first empty line (or after 64 KiB). Non-UTF-8 bytes
+/// become U+FFFD; RFC 2047 encoded-words stay as sent (the codebase has no decoder, and
+/// the raw form is still searchable in a report).
+fn header_value(message: &[u8], name: &str) -> Option<String> {
+    let limit = message.len().min(64 * 1024);
+    let head_end = message[..limit]
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(body.len().min(64 * 1024));
-    let head = String::from_utf8_lossy(&body[..head_end]);
-    let mut lines = head.split("\r\n").peekable();
+        .unwrap_or(limit);
+    let head = String::from_utf8_lossy(&message[..head_end]);
+    let mut lines = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .peekable();
+    let prefix_len = name.len() + 1;
     while let Some(line) = lines.next() {
-        // `get` rather than indexing: a multi-byte character may straddle byte 8.
-        if let (Some(name), Some(rest)) = (line.get(..8), line.get(8..))
-            && name.eq_ignore_ascii_case("subject:")
+        // `get` rather than indexing: a multi-byte character may straddle the colon.
+        if let (Some(field), Some(rest)) = (line.get(..prefix_len), line.get(prefix_len..))
+            && field[..name.len()].eq_ignore_ascii_case(name)
+            && field.ends_with(':')
         {
             let mut value = rest.trim().to_owned();
             while let Some(next) = lines.peek() {
                 if next.starts_with([' ', '\t']) {
-                    value.push(' ');
+                    if !value.is_empty() {
+                        value.push(' ');
+                    }
                     value.push_str(next.trim());
                     lines.next();
                 } else {
@@ -827,6 +944,29 @@ mod tests {
         assert_eq!(subject_of(b"From: a\r\n\r\nbody"), None);
         // A header name with a multi-byte character across byte 8 is no panic.
         assert_eq!(subject_of("Subject\u{e9}: x\r\n\r\n".as_bytes()), None);
+    }
+
+    #[test]
+    fn report_headers_come_from_a_header_fields_answer() {
+        // What Dovecot answers to BODY.PEEK[HEADER.FIELDS (SUBJECT DATE)].
+        let head = b"Subject: =?UTF-8?Q?caf=C3=A9?=\r\n number 1\r\nDate: Sun, 14 Mar 2021 09:26:53 +0100\r\n\r\n";
+        assert_eq!(
+            header_value(head, "subject").as_deref(),
+            Some("=?UTF-8?Q?caf=C3=A9?= number 1")
+        );
+        assert_eq!(
+            header_value(head, "date").as_deref(),
+            Some("Sun, 14 Mar 2021 09:26:53 +0100")
+        );
+        // `Date` is not `Date-Received`, and a missing field is None, not "".
+        assert_eq!(header_value(b"Date-Received: x\r\n\r\n", "date"), None);
+        assert_eq!(header_value(b"\r\n", "subject"), None);
+        // An empty first line folds into the value without a leading space; bare LF
+        // line ends and 8-bit bytes are no trouble.
+        assert_eq!(
+            header_value(b"SUBJECT:\n\tfolded \xe9t\xe9\n\n", "subject").as_deref(),
+            Some("folded \u{fffd}t\u{fffd}")
+        );
     }
 
     #[test]

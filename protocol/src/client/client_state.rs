@@ -21,6 +21,7 @@ use crate::{CommandEncoder, EncoderOptions};
 
 use super::capability_set::CapabilitySet;
 use super::command_tag::CommandTag;
+use super::expunge_outcome::ExpungeOutcome;
 use super::fetched_message::{
     BodyPart, FetchEvent, FetchedMessage, FlagUpdate, MessageMeta, streamed_section,
 };
@@ -78,6 +79,8 @@ pub enum CommandKind {
     Search,
     /// UID STORE (collects untagged FETCH flag updates).
     Store,
+    /// EXPUNGE or UID EXPUNGE (collects untagged EXPUNGE and VANISHED).
+    Expunge,
     /// UID FETCH; `deliver` is false once the caller stopped listening.
     Fetch {
         /// Hand FETCH data out as events (true) or drop it (false).
@@ -307,6 +310,7 @@ impl ClientState {
             CommandKind::Namespace => CommandData::Namespace(None),
             CommandKind::Id => CommandData::Id(None),
             CommandKind::Store => CommandData::FlagUpdates(Vec::new()),
+            CommandKind::Expunge => CommandData::Expunged(ExpungeOutcome::default()),
             _ => CommandData::None,
         };
         self.pending.push_back(PendingCommand {
@@ -415,12 +419,13 @@ impl ClientState {
                 };
                 let mut parts = Vec::new();
                 meta.absorb(head.attrs, &bytes, &mut parts)?;
-                let section = streamed_section(&head.streamed.kind);
+                let (section, origin) = streamed_section(&head.streamed.kind);
                 let len = head.streamed.len;
                 let event = deliver.then(|| {
                     Event::Fetch(FetchEvent::StreamStart {
                         meta: meta.clone(),
                         section,
+                        origin,
                         len,
                     })
                 });
@@ -449,10 +454,12 @@ impl ClientState {
                 };
                 s.meta.absorb(tail.attrs, &bytes, &mut s.parts)?;
                 if let Some(next) = tail.streamed {
+                    let (section, origin) = streamed_section(&next.kind);
                     let event = s.deliver.then(|| {
                         Event::Fetch(FetchEvent::StreamStart {
                             meta: s.meta.clone(),
-                            section: streamed_section(&next.kind),
+                            section,
+                            origin,
                             len: next.len,
                         })
                     });
@@ -632,9 +639,16 @@ impl ClientState {
                     m.recent = n;
                 }
             }
-            Data::Expunge(_) => {
+            Data::Expunge(n) => {
                 if let Some(m) = self.selected.as_mut() {
                     m.exists = m.exists.saturating_sub(1);
+                }
+                // Outside EXPUNGE (another client's expunge, reported during NOOP or after
+                // a UID command) there is nobody to tell beyond the count above.
+                if let Some(CommandData::Expunged(e)) =
+                    self.pending_data(|k| *k == CommandKind::Expunge)
+                {
+                    e.expunged.push(n);
                 }
             }
             Data::Vanished {
@@ -645,6 +659,13 @@ impl ClientState {
                     m.exists = m
                         .exists
                         .saturating_sub(u32::try_from(uids.count()).unwrap_or(u32::MAX));
+                }
+                // With QRESYNC enabled the server reports expunges as VANISHED (RFC 7162
+                // 3.2.10), never as `* n EXPUNGE`.
+                if let Some(CommandData::Expunged(e)) =
+                    self.pending_data(|k| *k == CommandKind::Expunge)
+                {
+                    e.vanished.extend_from_set(&uids);
                 }
             }
             Data::Fetch(f) => {

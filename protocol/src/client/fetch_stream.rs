@@ -77,7 +77,7 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> FetchStream<'s, S> {
     /// The next message with its streamed body (if any) gathered into one buffer. This
     /// copies large bodies; the migration's hot path uses [`FetchStream::next`] instead.
     pub async fn next_message(&mut self) -> Result<Option<FetchedMessage>> {
-        let mut streamed: Option<(String, BytesMut)> = None;
+        let mut streamed: Option<(String, Option<u32>, BytesMut)> = None;
         let mut gathered: Vec<BodyPart> = Vec::new();
         loop {
             match self.next().await? {
@@ -88,21 +88,26 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> FetchStream<'s, S> {
                     };
                 }
                 Some(FetchEvent::Message(m)) => return Ok(Some(m)),
-                Some(FetchEvent::StreamStart { section, len, .. }) => {
-                    if let Some((section, buf)) = streamed.take() {
+                Some(FetchEvent::StreamStart {
+                    section,
+                    origin,
+                    len,
+                    ..
+                }) => {
+                    if let Some((section, origin, buf)) = streamed.take() {
                         gathered.push(BodyPart {
                             section,
-                            origin: None,
+                            origin,
                             data: Some(buf.freeze()),
                         });
                     }
                     let capacity = usize::try_from(len)
                         .unwrap_or(usize::MAX)
                         .min(64 * 1024 * 1024);
-                    streamed = Some((section, BytesMut::with_capacity(capacity)));
+                    streamed = Some((section, origin, BytesMut::with_capacity(capacity)));
                 }
                 Some(FetchEvent::Chunk { bytes, .. }) => match &mut streamed {
-                    Some((_, buf)) => buf.extend_from_slice(&bytes),
+                    Some((_, _, buf)) => buf.extend_from_slice(&bytes),
                     None => {
                         return Err(Error::Misuse(
                             "a body chunk arrived outside a streamed message",
@@ -110,10 +115,10 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> FetchStream<'s, S> {
                     }
                 },
                 Some(FetchEvent::StreamEnd(mut m)) => {
-                    if let Some((section, buf)) = streamed.take() {
+                    if let Some((section, origin, buf)) = streamed.take() {
                         gathered.push(BodyPart {
                             section,
-                            origin: None,
+                            origin,
                             data: Some(buf.freeze()),
                         });
                     }

@@ -84,6 +84,31 @@ impl FetchedMessage {
             .find(|p| p.is_whole_message())
             .and_then(|p| p.data.as_ref())
     }
+
+    /// The bytes of `BODY[section]<origin>` (section compared ignoring ASCII case), e.g.
+    /// `section("", Some(0))` for the answer to `BODY.PEEK[]<0.N>`; `None` when the item
+    /// is absent or NIL.
+    pub fn section(&self, section: &str, origin: Option<u32>) -> Option<&Bytes> {
+        self.parts
+            .iter()
+            .find(|p| p.origin == origin && p.section.eq_ignore_ascii_case(section))
+            .and_then(|p| p.data.as_ref())
+    }
+
+    /// The first `BODY[HEADER.FIELDS (...)]` item, whatever field list the server echoed:
+    /// RFC 3501 has it echo the list, but servers differ in the case and quoting of the
+    /// names, so matching the list we sent byte for byte would miss some.
+    pub fn header_fields(&self) -> Option<&Bytes> {
+        self.parts
+            .iter()
+            .find(|p| {
+                let s = p.section.as_bytes();
+                p.origin.is_none()
+                    && s.len() > 14
+                    && s[..14].eq_ignore_ascii_case(b"HEADER.FIELDS ")
+            })
+            .and_then(|p| p.data.as_ref())
+    }
 }
 
 /// One step of a UID FETCH's output, see [`crate::client::FetchStream`].
@@ -98,6 +123,9 @@ pub enum FetchEvent {
         meta: MessageMeta,
         /// The streamed item (as [`BodyPart::section`]).
         section: String,
+        /// Its partial-fetch origin (as [`BodyPart::origin`]): `Some(0)` for the answer
+        /// to `BODY.PEEK[]<0.N>`.
+        origin: Option<u32>,
         /// Its length in bytes: the sum of the chunks that follow.
         len: u64,
     },
@@ -173,12 +201,15 @@ impl MessageMeta {
     }
 }
 
-pub(crate) fn streamed_section(kind: &crate::types::StreamedKind<'_>) -> String {
+/// The section name and partial origin of a streamed item.
+pub(crate) fn streamed_section(kind: &crate::types::StreamedKind<'_>) -> (String, Option<u32>) {
     match kind {
         crate::types::StreamedKind::Body(s) | crate::types::StreamedKind::Binary(s) => {
-            section_name(s)
+            (section_name(s), s.origin)
         }
-        crate::types::StreamedKind::Rfc822(name) => String::from_utf8_lossy(name).into_owned(),
+        crate::types::StreamedKind::Rfc822(name) => {
+            (String::from_utf8_lossy(name).into_owned(), None)
+        }
     }
 }
 

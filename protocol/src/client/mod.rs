@@ -11,6 +11,7 @@
 mod capability_set;
 mod client_state;
 mod command_tag;
+mod expunge_outcome;
 mod fetched_message;
 mod mailbox_info;
 mod response_code;
@@ -20,6 +21,7 @@ mod uid_ranges;
 pub use capability_set::CapabilitySet;
 pub use client_state::{ClientState, CommandKind, Event, Phase};
 pub use command_tag::CommandTag;
+pub use expunge_outcome::ExpungeOutcome;
 pub use fetched_message::{
     BodyPart, FetchEvent, FetchedMessage, FlagUpdate, MessageFlags, MessageMeta,
 };

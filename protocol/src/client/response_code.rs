@@ -196,6 +196,8 @@ pub enum CommandData {
     Id(Option<Vec<(String, Option<String>)>>),
     /// Untagged FETCH flag updates seen during a STORE.
     FlagUpdates(Vec<super::FlagUpdate>),
+    /// `* n EXPUNGE` / `* VANISHED` seen during EXPUNGE or UID EXPUNGE.
+    Expunged(super::ExpungeOutcome),
 }
 
 /// The tagged end of a command, with what it gathered.

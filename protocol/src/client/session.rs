@@ -26,6 +26,7 @@ use super::authentication::Credentials;
 use super::capability_set::CapabilitySet;
 use super::client_state::{ClientState, CommandKind, Event, Phase};
 use super::command_tag::CommandTag;
+use super::expunge_outcome::ExpungeOutcome;
 use super::fetch_stream::FetchStream;
 use super::fetched_message::FlagUpdate;
 use super::mailbox_info::{ListEntry, MailboxStatus, Namespaces, SelectedMailbox};
@@ -868,6 +869,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => Vec::new(),
         };
         Ok(StoreOutcome { modified, updates })
+    }
+
+    /// Runs EXPUNGE or UID EXPUNGE once nothing else is in flight, so that every untagged
+    /// EXPUNGE/VANISHED that arrives belongs to it.
+    async fn run_expunge(
+        &mut self,
+        label: String,
+        command: &Command<'_>,
+    ) -> Result<ExpungeOutcome> {
+        // Completions that arrive meanwhile stay queued for their callers' `wait`.
+        while self.state.pending_count() > 0 {
+            self.read_completion_progress().await?;
+        }
+        let c = self.run(CommandKind::Expunge, label, command).await?;
+        match c.data {
+            CommandData::Expunged(e) => Ok(e),
+            _ => Ok(ExpungeOutcome::default()),
+        }
+    }
+
+    /// EXPUNGE: removes **every** message of the selected mailbox flagged `\Deleted`,
+    /// also those another client flagged and meant to keep for now. A migration wants
+    /// [`Session::uid_expunge`]; this is for servers without UIDPLUS where the caller
+    /// owns the whole mailbox.
+    pub async fn expunge(&mut self) -> Result<ExpungeOutcome> {
+        self.run_expunge("EXPUNGE".into(), &Command::Expunge).await
+    }
+
+    /// UID EXPUNGE (RFC 4315): removes only those of `uids` flagged `\Deleted`. Fails
+    /// with [`Error::MissingCapability`] before sending anything when the server does not
+    /// announce UIDPLUS, so that it never degrades to a plain EXPUNGE.
+    pub async fn uid_expunge(&mut self, uids: &str) -> Result<ExpungeOutcome> {
+        self.refresh_capabilities_if_stale().await?;
+        if !self.state.capabilities().contains("UIDPLUS") {
+            return Err(Error::MissingCapability {
+                server: self.server().to_owned(),
+                capability: "UIDPLUS",
+                needed_for: "UID EXPUNGE",
+            });
+        }
+        self.run_expunge(format!("UID EXPUNGE {uids}"), &Command::UidExpunge(uids))
+            .await
     }
 
     /// CREATE, optionally with SPECIAL-USE attributes (CREATE-SPECIAL-USE).

@@ -41,6 +41,11 @@ impl UidRanges {
         Some(UidRanges(out))
     }
 
+    /// Appends the ranges of another set (several `* VANISHED` responses to one command).
+    pub(crate) fn extend_from_set(&mut self, set: &UidSet<'_>) {
+        self.0.extend(set.ranges());
+    }
+
     /// Every UID, in order sent.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().flat_map(|&(a, b)| a..=b)

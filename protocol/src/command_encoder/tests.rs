@@ -508,3 +508,64 @@ fn multiappend() {
             .is_err()
     );
 }
+
+#[test]
+fn expunge_and_uid_expunge() {
+    assert_eq!(line(&Command::Expunge), "A1 EXPUNGE\r\n");
+    assert_eq!(
+        line(&Command::UidExpunge("3,7:9")),
+        "A1 UID EXPUNGE 3,7:9\r\n"
+    );
+    let e = CommandEncoder::default();
+    // A UID EXPUNGE with a broken set must never reach the server: some servers read an
+    // empty or unparsable set as "nothing", others refuse, none should guess.
+    for bad in ["", "0", "1:", "x", "1 2", "1,,2"] {
+        assert!(e.encode("A1", &Command::UidExpunge(bad)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn header_fields_and_partial_body_fetch() {
+    let attrs = [
+        FetchAttr::Uid,
+        FetchAttr::BodyPeek("HEADER.FIELDS (SUBJECT DATE)"),
+        FetchAttr::BodyPeekPartial {
+            section: "",
+            offset: 0,
+            len: 65536,
+        },
+        FetchAttr::BodyPeekPartial {
+            section: "1.MIME",
+            offset: 100,
+            len: 1,
+        },
+    ];
+    assert_eq!(
+        line(&Command::UidFetch {
+            uids: "4",
+            attrs: &attrs,
+            changed_since: None,
+            vanished: false
+        }),
+        "A1 UID FETCH 4 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT DATE)] BODY.PEEK[]<0.65536> BODY.PEEK[1.MIME]<100.1>)\r\n"
+    );
+    let e = CommandEncoder::default();
+    let fetch = |attr| Command::UidFetch {
+        uids: "1",
+        attrs: std::slice::from_ref(attr),
+        changed_since: None,
+        vanished: false,
+    };
+    let zero = FetchAttr::BodyPeekPartial {
+        section: "",
+        offset: 0,
+        len: 0,
+    };
+    assert!(e.encode("A1", &fetch(&zero)).is_err(), "<0.0> is not IMAP");
+    let bracket = FetchAttr::BodyPeekPartial {
+        section: "HEADER]",
+        offset: 0,
+        len: 1,
+    };
+    assert!(e.encode("A1", &fetch(&bracket)).is_err());
+}

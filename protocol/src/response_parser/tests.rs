@@ -642,3 +642,47 @@ fn streamed_fetch_head_and_tail() {
     );
     assert!(parse_fetch_tail(b")\r\nmore").is_err());
 }
+
+#[test]
+fn header_fields_and_partial_body_as_dovecot_echoes_them() {
+    // Dovecot's answer to `UID FETCH 9 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (DATE
+    // SUBJECT)] BODY.PEEK[]<0.8>)`: the field list echoed, the partial's origin only.
+    let frame = b"* 3 FETCH (UID 9 RFC822.SIZE 70000 BODY[HEADER.FIELDS (DATE SUBJECT)] {24}\r\nSubject: a ] b\r\nDate: \r\n BODY[]<0> {8}\r\nReturn-P)\r\n";
+    let Data::Fetch(f) = data(frame) else {
+        panic!()
+    };
+    let items: Vec<_> = f.attrs.iter().collect();
+    assert_eq!(items[1], FetchItem::Rfc822Size(70000));
+    let FetchItem::Body {
+        section,
+        data: Some(headers),
+    } = items[2]
+    else {
+        panic!("{:?}", items[2])
+    };
+    assert_eq!(
+        section,
+        Section {
+            spec: b"HEADER.FIELDS (DATE SUBJECT)",
+            origin: None
+        }
+    );
+    // A `]` inside the literal is data, not the end of a section.
+    assert_eq!(headers.raw(), b"Subject: a ] b\r\nDate: \r\n");
+    let FetchItem::Body {
+        section,
+        data: Some(prefix),
+    } = items[3]
+    else {
+        panic!("{:?}", items[3])
+    };
+    assert_eq!(
+        section,
+        Section {
+            spec: b"",
+            origin: Some(0)
+        }
+    );
+    assert_eq!(prefix.raw(), b"Return-P");
+    crate::fuzz_checks::check_response_roundtrip(frame);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imapmirror_proxy::{
-    ListenerConfig, ListenerMode, Proxy, ProxyConfig, RouteSource, RouteTable, StoreRoutes,
+    BatchRoutes, ListenerConfig, ListenerMode, Proxy, ProxyConfig, RouteSource, RouteTable,
     TlsFiles,
 };
 use imapmirror_storage::{
@@ -85,6 +85,8 @@ fn endpoint_settings(
         max_concurrent_syncs: 10,
         ca_file: Some(ca),
         insecure_skip_verify: false,
+        admin_separator: None,
+        oauth_token_command: None,
     }
 }
 
@@ -208,7 +210,7 @@ impl Harness {
             .expect("runtime");
         let mut sources = options.extra_sources;
         sources.push(Arc::new(
-            StoreRoutes::new(store.clone(), options.admin_on_target).expect("store routes"),
+            BatchRoutes::from_store(store.clone(), options.admin_on_target).expect("store routes"),
         ));
         let routes = RouteTable::new(sources, None);
         let proxy = runtime

@@ -191,10 +191,15 @@ fn streamed_fetch_yields_start_chunks_and_end_with_tail_attributes() {
     let mut got = Vec::new();
     let mut iter = events.into_iter();
     match iter.next() {
-        Some(Event::Fetch(FetchEvent::StreamStart { meta, section, len })) => {
+        Some(Event::Fetch(FetchEvent::StreamStart {
+            meta,
+            section,
+            origin,
+            len,
+        })) => {
             assert_eq!(
-                (meta.uid, meta.size, section.as_str(), len),
-                (Some(5), Some(26), "", 26)
+                (meta.uid, meta.size, section.as_str(), origin, len),
+                (Some(5), Some(26), "", None, 26)
             );
         }
         other => panic!("{other:?}"),
@@ -336,4 +341,113 @@ fn starttls_ok_forgets_capabilities() {
     feed(&mut s, b"A1 OK Begin TLS negotiation now\r\n").expect("frames");
     assert!(s.capabilities().is_empty());
     assert!(s.capabilities_stale());
+}
+
+fn selected_with(exists: u32) -> ClientState {
+    let mut s = state();
+    let tag = s.begin(
+        CommandKind::Select {
+            wire_name: b"INBOX".to_vec(),
+            read_only: false,
+        },
+        "SELECT \"INBOX\"",
+    );
+    let input =
+        format!("* {exists} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\nA1 OK [READ-WRITE] done\r\n");
+    feed(&mut s, input.as_bytes()).expect("frames");
+    assert!(s.take_completion(tag).is_some_and(|c| c.is_ok()));
+    s
+}
+
+#[test]
+fn expunge_collects_sequence_numbers_and_vanished_uids() {
+    let mut s = selected_with(10);
+    // An expunge before ours (another client's, reported by NOOP) is not ours.
+    let noop = s.begin(CommandKind::Simple, "NOOP");
+    feed(&mut s, b"* 9 EXPUNGE\r\nA2 OK NOOP done\r\n").expect("frames");
+    assert!(s.take_completion(noop).is_some());
+    assert_eq!(s.selected().map(|m| m.exists), Some(9));
+
+    let tag = s.begin(CommandKind::Expunge, "UID EXPUNGE 3:5");
+    feed(
+        &mut s,
+        b"* 3 EXPUNGE\r\n* 3 EXPUNGE\r\n* 3 EXPUNGE\r\nA3 OK Expunge completed.\r\n",
+    )
+    .expect("frames");
+    let c = s.take_completion(tag).expect("completed");
+    let CommandData::Expunged(e) = c.data else {
+        panic!("{:?}", c.data)
+    };
+    assert_eq!(e.expunged, vec![3, 3, 3]);
+    assert!(e.vanished.is_empty());
+    assert_eq!(e.count(), 3);
+    assert_eq!(s.selected().map(|m| m.exists), Some(6));
+
+    // With QRESYNC on, the same removal comes as VANISHED; EARLIER belongs to FETCH.
+    let tag = s.begin(CommandKind::Expunge, "UID EXPUNGE 1:*");
+    feed(
+        &mut s,
+        b"* VANISHED 20:21,30\r\n* VANISHED (EARLIER) 2\r\n* VANISHED 40\r\nA4 OK done\r\n",
+    )
+    .expect("frames");
+    let c = s.take_completion(tag).expect("completed");
+    let CommandData::Expunged(e) = c.data else {
+        panic!("{:?}", c.data)
+    };
+    assert!(e.expunged.is_empty());
+    assert_eq!(e.vanished.iter().collect::<Vec<_>>(), vec![20, 21, 30, 40]);
+    assert_eq!(e.count(), 4);
+    assert_eq!(s.selected().map(|m| m.exists), Some(2));
+}
+
+#[test]
+fn a_refused_expunge_is_a_no_with_nothing_gathered() {
+    let mut s = selected_with(2);
+    let tag = s.begin(CommandKind::Expunge, "EXPUNGE");
+    feed(&mut s, b"A2 NO [CANNOT] Mailbox is read-only\r\n").expect("frames");
+    let c = s.take_completion(tag).expect("completed");
+    assert_eq!(c.kind, StatusKind::No);
+    assert_eq!(c.data, CommandData::Expunged(ExpungeOutcome::default()));
+    assert_eq!(s.selected().map(|m| m.exists), Some(2));
+}
+
+#[test]
+fn header_fields_and_a_streamed_partial_body_keep_section_and_origin() {
+    let mut s = selected_with(1);
+    let tag = s.begin(CommandKind::Fetch { deliver: true }, "UID FETCH 4");
+    let mut input = b"* 1 FETCH (UID 4 RFC822.SIZE 900 BODY[HEADER.FIELDS (SUBJECT DATE)] {14}\r\nSubject: x\r\n\r\n BODY[]<0> {20}\r\n".to_vec();
+    input.extend_from_slice(b"01234567890123456789)\r\nA2 OK Fetch completed.\r\n");
+    let events = feed(&mut s, &input).expect("frames");
+    let mut start = None;
+    let mut end = None;
+    for e in events {
+        match e {
+            Event::Fetch(FetchEvent::StreamStart {
+                section,
+                origin,
+                len,
+                meta,
+            }) => start = Some((section, origin, len, meta)),
+            Event::Fetch(FetchEvent::StreamEnd(m)) => end = Some(m),
+            _ => {}
+        }
+    }
+    let (section, origin, len, meta) = start.expect("the 20-byte prefix is streamed");
+    assert_eq!((section.as_str(), origin, len), ("", Some(0), 20));
+    assert_eq!((meta.uid, meta.size), (Some(4), Some(900)));
+    let m = end.expect("end");
+    assert_eq!(
+        m.header_fields().map(|b| &b[..]),
+        Some(&b"Subject: x\r\n\r\n"[..])
+    );
+    assert_eq!(
+        m.section("header.fields (subject date)", None)
+            .map(|b| b.len()),
+        Some(14)
+    );
+    assert!(
+        m.body().is_none(),
+        "a partial body is not the whole message"
+    );
+    assert!(s.take_completion(tag).is_some());
 }

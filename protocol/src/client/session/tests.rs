@@ -630,3 +630,134 @@ async fn dropped_fetch_stream_output_is_drained_by_the_next_command() {
         .await
         .expect("the rest of the FETCH is discarded, NOOP completes");
 }
+
+#[tokio::test]
+async fn uid_expunge_lets_pipelined_commands_finish_and_returns_what_went() {
+    let (io, server) = serve(
+        b"* PREAUTH [CAPABILITY IMAP4rev1 UIDPLUS LITERAL+] hi\r\n",
+        vec![
+            step(
+                "A1 SELECT",
+                "* 5 EXISTS\r\n* OK [UIDVALIDITY 3] ok\r\nA1 OK [READ-WRITE] done\r\n",
+            ),
+            step("A2 APPEND", "* 6 EXISTS\r\nA2 OK [APPENDUID 3 9] done\r\n"),
+            step(
+                "A3 UID EXPUNGE 2:3,5",
+                "* 2 EXPUNGE\r\n* 2 EXPUNGE\r\n* 3 EXPUNGE\r\nA3 OK done\r\n",
+            ),
+        ],
+    );
+    let mut s = Session::start(io, SERVER, config())
+        .await
+        .expect("greeting");
+    s.select(MailboxName::Unicode("INBOX"), false)
+        .await
+        .expect("select");
+    let append = s
+        .send_append(
+            MailboxName::Unicode("INBOX"),
+            &[AppendMessage {
+                flags: &[],
+                internal_date: None,
+                body: LiteralBody::Bytes(Bytes::from_static(b"x\r\n")),
+            }],
+        )
+        .await
+        .expect("append sent");
+    let gone = s.uid_expunge("2:3,5").await.expect("uid expunge");
+    assert_eq!(gone.expunged, vec![2, 2, 3]);
+    assert_eq!(gone.count(), 3);
+    assert_eq!(s.selected().map(|m| m.exists), Some(3));
+    // The APPEND's completion, read while UID EXPUNGE waited its turn, is still there.
+    let c = s.wait(append).await.expect("append completion kept");
+    assert_eq!(c.append_uid(), Some((3, vec![9])));
+    drop(s);
+    let seen = server.await.expect("server task");
+    assert_eq!(seen.len(), 3);
+}
+
+#[tokio::test]
+async fn uid_expunge_without_uidplus_sends_nothing_and_expunge_reports_all() {
+    let (io, server) = serve(
+        b"* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n",
+        vec![
+            step(
+                "A1 SELECT",
+                "* 3 EXISTS\r\n* OK [UIDVALIDITY 3] ok\r\nA1 OK [READ-WRITE] done\r\n",
+            ),
+            step("A2 EXPUNGE", "* 1 EXPUNGE\r\nA2 OK done\r\n"),
+        ],
+    );
+    let mut s = Session::start(io, SERVER, config())
+        .await
+        .expect("greeting");
+    s.select(MailboxName::Unicode("INBOX"), false)
+        .await
+        .expect("select");
+    let err = s.uid_expunge("1").await.expect_err("no UIDPLUS");
+    assert!(
+        matches!(
+            err,
+            Error::MissingCapability {
+                capability: "UIDPLUS",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let gone = s.expunge().await.expect("plain expunge");
+    assert_eq!(gone.expunged, vec![1]);
+    drop(s);
+    let seen = server.await.expect("server task");
+    assert_eq!(seen.len(), 2, "UID EXPUNGE never went out");
+}
+
+#[tokio::test]
+async fn a_streamed_partial_body_keeps_its_origin_when_gathered() {
+    let prefix: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+    let mut reply =
+        b"* 1 FETCH (UID 4 RFC822.SIZE 5000 BODY[HEADER.FIELDS (SUBJECT)] {14}\r\nSubject: x\r\n\r\n BODY[]<0> {100}\r\n"
+            .to_vec();
+    reply.extend_from_slice(&prefix);
+    reply.extend_from_slice(b")\r\nA2 OK done\r\n");
+    let (io, _server) = serve(
+        b"* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n",
+        vec![
+            step("A1 EXAMINE", "* 1 EXISTS\r\nA1 OK [READ-ONLY] done\r\n"),
+            step(
+                "A2 UID FETCH 4 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[]<0.100>)",
+                reply,
+            ),
+        ],
+    );
+    let mut s = Session::start(io, SERVER, config())
+        .await
+        .expect("greeting");
+    s.examine(MailboxName::Unicode("INBOX"), false)
+        .await
+        .expect("examine");
+    let attrs = [
+        FetchAttr::Uid,
+        FetchAttr::Rfc822Size,
+        FetchAttr::BodyPeek("HEADER.FIELDS (SUBJECT)"),
+        FetchAttr::BodyPeekPartial {
+            section: "",
+            offset: 0,
+            len: 100,
+        },
+    ];
+    let mut fetch = s.uid_fetch("4", &attrs, None, false).await.expect("fetch");
+    let m = fetch
+        .next_message()
+        .await
+        .expect("output")
+        .expect("a message");
+    assert_eq!(m.meta.size, Some(5000));
+    assert_eq!(m.section("", Some(0)).map(|b| &b[..]), Some(&prefix[..]));
+    assert!(m.body().is_none(), "100 of 5000 bytes are not the message");
+    assert_eq!(
+        m.header_fields().map(|b| &b[..]),
+        Some(&b"Subject: x\r\n\r\n"[..])
+    );
+    assert!(fetch.next_message().await.expect("end").is_none());
+}

@@ -457,6 +457,10 @@ pub enum CommandFrame {
 /// Commands are buffered whole (they are small before login); a synchronizing literal
 /// yields [`CommandFrame::NeedContinuation`] so the server side can send `+`, as RFC 3501
 /// section 7.5 requires before the client sends the literal.
+///
+/// After an error (a line or literal over the limits) the stream cannot be resynchronized
+/// — the rest of the oversized line may hold anything, a literal included — so the caller
+/// closes the connection, as Dovecot's imap-login does; the decoder is not reused.
 #[derive(Debug, Clone)]
 pub struct CommandDecoder {
     config: CommandDecoderConfig,

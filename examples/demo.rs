@@ -9,7 +9,10 @@
 //! 3. add the two endpoints (the target opened with Dovecot master-user credentials);
 //! 4. add a batch that leaves out the Junk folder and start it with `--wait`;
 //! 5. add new mail on the source and run an incremental pass;
-//! 6. show the batch status, its users and the report, then remove the batch.
+//! 6. show the batch status, its users and the report;
+//! 7. cut-over through `imapmirror proxy`: alice logs in through it and lands on the old
+//!    server; `batch complete` runs the final pass, her open session gets `* BYE`, and her
+//!    next login lands on the new one. Then the batch is removed.
 //!
 //! Everything lives in temporary directories that are removed at the end, also after
 //! Ctrl-C. The binary is `$IMAPMIRROR_BIN`, else `imapmirror` on the PATH.
@@ -23,8 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use support::{
-    Corpus, CorpusSpec, Dovecot, FolderPath, KitError, Layout, MASTER_PASSWORD, MASTER_USER,
-    SeedMessage, Verifier, separator_mapping, verify_users,
+    Corpus, CorpusSpec, Dovecot, FolderPath, ImapClient, KitError, Layout, MASTER_PASSWORD,
+    MASTER_USER, Security, SeedMessage, Verifier, separator_mapping, verify_users,
 };
 
 /// Dovecot refuses keywords over 50 bytes by default; the corpus has a longer one.
@@ -276,6 +279,31 @@ fn run(interrupted: &AtomicBool) -> Result<(), KitError> {
         &["batch", "report", "wave-1", "--format", "csv"],
         interrupted,
     )?;
+
+    println!(
+        "\nStep 7: cut-over through the proxy: users keep one server name, and move at `batch complete`."
+    );
+    let proxy = Proxy::start(&admin, work.path())?;
+    let (alice, alice_pw) = USERS[0];
+    let mut session = proxy.login(alice, alice_pw)?;
+    println!(
+        "  {alice} logs in through the proxy at {}: folder separator '{}', so the old server",
+        proxy.addr,
+        separator_seen(&mut session)?
+    );
+    admin.run(&["batch", "complete", "wave-1"], interrupted)?;
+    match wait_for_bye(&mut session) {
+        Some(text) => println!("  the proxy closed her open session to the old server ({text})"),
+        None => println!("  (her open session ended)"),
+    }
+    let mut session = proxy.login(alice, alice_pw)?;
+    println!(
+        "  she logs in again, same name: folder separator '{}', so the new server",
+        separator_seen(&mut session)?
+    );
+    let _ = session.logout();
+    drop(proxy);
+    verify(&source, &target)?;
     admin.run(&["batch", "remove", "wave-1"], interrupted)?;
 
     println!("\nDone: stopping both servers and removing the demo's files.");
@@ -309,6 +337,92 @@ fn verify(source: &Dovecot, target: &Dovecot) -> Result<(), KitError> {
         }
     }
     Ok(())
+}
+
+/// `imapmirror proxy` on a free loopback port, plain IMAP (the demo's clients are local);
+/// stopped when dropped.
+struct Proxy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Proxy {
+    fn start(admin: &Admin, work: &Path) -> Result<Proxy, KitError> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| KitError::Usage(format!("no free port for the proxy: {e}")))?;
+        let log_path = work.join("proxy.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| KitError::file("create", log_path.clone(), e))?;
+        let listen = addr.to_string();
+        let args = ["proxy", "--listen", &listen, "--allow-plaintext"];
+        println!("\n$ imapmirror {} &", args.join(" "));
+        let child = Command::new(&admin.bin)
+            .args(args)
+            .env("IMAPMIRROR_STATE_DIR", &admin.state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| KitError::Command {
+                command: format!("{} proxy", admin.bin.display()),
+                detail: e.to_string(),
+            })?;
+        let mut proxy = Proxy { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains("proxy ready") {
+                return Ok(proxy);
+            }
+            if std::time::Instant::now() > deadline || matches!(proxy.child.try_wait(), Ok(Some(_))) {
+                return Err(KitError::Command {
+                    command: "imapmirror proxy".to_owned(),
+                    detail: format!("did not start:\n{text}"),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn login(&self, user: &str, password: &str) -> Result<ImapClient, KitError> {
+        let mut c = ImapClient::connect(
+            self.addr,
+            &Security::Plain,
+            std::time::Duration::from_secs(10),
+        )?;
+        c.login(user, password)?;
+        Ok(c)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // SIGTERM: the proxy closes its sessions and exits 0.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The hierarchy separator the server behind the session announces: `.` on the demo's
+/// old server, `/` on the new one.
+fn separator_seen(session: &mut ImapClient) -> Result<char, KitError> {
+    let entries = session.list("", "")?;
+    Ok(entries.first().and_then(|e| e.separator).unwrap_or('?'))
+}
+
+/// Waits (up to 15 s) for the proxy to close a session at cut-over; the BYE's text.
+fn wait_for_bye(session: &mut ImapClient) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Err(e) = session.noop() {
+            return Some(e.to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), KitError> {

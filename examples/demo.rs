@@ -375,7 +375,8 @@ impl Proxy {
             if text.contains("proxy ready") {
                 return Ok(proxy);
             }
-            if std::time::Instant::now() > deadline || matches!(proxy.child.try_wait(), Ok(Some(_))) {
+            if std::time::Instant::now() > deadline || matches!(proxy.child.try_wait(), Ok(Some(_)))
+            {
                 return Err(KitError::Command {
                     command: "imapmirror proxy".to_owned(),
                     detail: format!("did not start:\n{text}"),

@@ -56,6 +56,16 @@ pub struct MailboxSummary {
     /// Messages copied by the last pass.
     pub last_pass_items: Option<u64>,
     pub error: Option<String>,
+    /// Source folders the last pass left alone (a folder deleted or renamed on the
+    /// source while the pass ran); they resume if they come back.
+    pub folders_skipped: Vec<FolderSkipView>,
+}
+
+/// A folder a pass did not sync, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSkipView {
+    pub folder: String,
+    pub reason: String,
 }
 
 /// A message that was not migrated, and why.
@@ -170,6 +180,17 @@ pub fn mailbox_summary(store: &Store, m: &MailboxRecord) -> Result<MailboxSummar
         }),
         last_pass_items: last.as_ref().map(|p| p.items_copied),
         error: m.last_error.clone(),
+        folders_skipped: last
+            .map(|p| {
+                p.folders_skipped
+                    .into_iter()
+                    .map(|f| FolderSkipView {
+                        folder: f.folder,
+                        reason: f.reason,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -242,9 +263,10 @@ const CSV_HEADER: [&str; 18] = [
 ];
 
 impl BatchReport {
-    /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox and one
-    /// `skipped` row per skipped item (the `Record` column says which), so that a
-    /// spreadsheet filter separates them and no second file is needed.
+    /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox, one
+    /// `skipped` row per skipped item and one `skipped_folder` row per folder the last pass
+    /// left alone (the `Record` column says which), so that a spreadsheet filter separates
+    /// them and no second file is needed.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut w = csv::Writer::from_writer(Vec::new());
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -315,6 +337,19 @@ impl BatchReport {
                 s.reason.clone(),
                 opt(&s.detail),
             ]);
+        }
+        for m in &self.mailboxes {
+            for f in &m.folders_skipped {
+                // Record, Batch, EmailAddress, Folder and Reason (see CSV_HEADER; the
+                // test below pins the columns).
+                let mut row = vec![String::new(); CSV_HEADER.len()];
+                row[0] = "skipped_folder".into();
+                row[1] = b.name.clone();
+                row[3] = m.email.clone();
+                row[12] = f.folder.clone();
+                row[16] = f.reason.clone();
+                rows.push(row);
+            }
         }
         // Writing to a Vec cannot fail; the csv crate still returns Results.
         let _ = w.write_record(CSV_HEADER);
@@ -421,6 +456,10 @@ mod tests {
                 last_pass_outcome: Some("succeeded".into()),
                 last_pass_items: Some(3),
                 error: None,
+                folders_skipped: vec![FolderSkipView {
+                    folder: "Projects".into(),
+                    reason: "vanished from the source during the pass".into(),
+                }],
             }],
             skipped: vec![SkippedSummary {
                 email: "a@example.test".into(),
@@ -435,13 +474,17 @@ mod tests {
         let text = String::from_utf8(report.to_csv()).expect("utf-8");
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
-        assert_eq!(rows.len(), 3, "{text}");
+        assert_eq!(rows.len(), 4, "{text}");
         assert_eq!(&rows[0][0], "batch");
         assert_eq!(&rows[1][0], "mailbox");
         assert_eq!(&rows[1][3], "a@example.test");
         assert_eq!(&rows[2][0], "skipped");
         assert_eq!(&rows[2][14], "Big, \"quoted\"");
         assert_eq!(&rows[2][16], "too large");
+        assert_eq!(&rows[3][0], "skipped_folder");
+        assert_eq!(&rows[3][3], "a@example.test");
+        assert_eq!(&rows[3][12], "Projects");
+        assert_eq!(&rows[3][16], "vanished from the source during the pass");
         assert!(rows.iter().all(|r| r.len() == CSV_HEADER.len()));
     }
 }

@@ -44,6 +44,7 @@ pub mod folder_plan;
 mod folder_sync;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod header_text;
 pub mod mailbox_job;
 pub mod migration_file;
 pub mod notification;

@@ -23,7 +23,9 @@ use imapmirror_protocol::client::{
 use imapmirror_protocol::{
     Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
 };
-use imapmirror_storage::{MailboxId, MailboxStatus, PassOutcome, PassRecord, Store, Timestamp};
+use imapmirror_storage::{
+    FolderSkip, MailboxId, MailboxStatus, PassOutcome, PassRecord, Store, Timestamp,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -202,6 +204,14 @@ impl MailboxJob {
                 items_deleted: summary.deleted,
                 outcome,
                 error: error.clone(),
+                folders_skipped: summary
+                    .folders_skipped
+                    .iter()
+                    .map(|f| FolderSkip {
+                        folder: f.folder.clone(),
+                        reason: f.reason.phrase().to_owned(),
+                    })
+                    .collect(),
             };
             store
                 .record_pass(self.mailbox, &record)

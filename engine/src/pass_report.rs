@@ -77,6 +77,15 @@ pub enum FolderSkipReason {
     VanishedFromSource,
 }
 
+impl FolderSkipReason {
+    /// As reports say it.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            FolderSkipReason::VanishedFromSource => "vanished from the source during the pass",
+        }
+    }
+}
+
 /// Counters shared by the folder workers of one pass.
 #[derive(Debug, Default)]
 pub(crate) struct PassTotals {

@@ -1218,11 +1218,8 @@ fn too_large_items_are_recorded_with_subject_and_date() {
     };
     let r = record(big_uid);
     assert_eq!(r.item.reason, SkipReason::TooLarge);
-    // Unfolded and trimmed; the encoded-word stays as sent (no RFC 2047 decoder).
-    assert_eq!(
-        r.item.subject.as_deref(),
-        Some("=?UTF-8?Q?gro=C3=9F?= attachment")
-    );
+    // Unfolded, trimmed, and the RFC 2047 word decoded for the report.
+    assert_eq!(r.item.subject.as_deref(), Some("groß attachment"));
     assert!(r.item.internal_date.is_some(), "{:?}", r.item);
     let r = record(huge_uid);
     assert_eq!(r.item.subject.as_deref(), Some("big one 10"));
@@ -1704,6 +1701,12 @@ fn a_source_folder_deleted_between_list_and_select_is_skipped_and_the_pass_ends_
         h.store.mailbox(h.mailbox).expect("mailbox").status,
         imapmirror_storage::MailboxStatus::Synced
     );
+    // The pass history says so, for `batch report`.
+    let history = h.store.pass_history(h.mailbox).expect("history");
+    let recorded = &history.last().expect("a pass").folders_skipped;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].folder, folder);
+    assert!(recorded[0].reason.contains("vanished"), "{recorded:?}");
     // The target folder (created before the deletion) is left alone, not deleted.
     let mut t = h
         .target

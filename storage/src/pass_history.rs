@@ -35,6 +35,17 @@ pub struct PassRecord {
     pub outcome: PassOutcome,
     /// Why it failed, one sentence.
     pub error: Option<String>,
+    /// Source folders the pass left alone, and why (absent in records written before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders_skipped: Vec<FolderSkip>,
+}
+
+/// A source folder a pass did not sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSkip {
+    pub folder: String,
+    /// Why, as a short phrase ("vanished from the source").
+    pub reason: String,
 }
 
 impl Store {

@@ -739,6 +739,14 @@ fn pass_history_and_mailbox_times() {
                         PassOutcome::Succeeded
                     },
                     error: (i == 1).then(|| "connection reset by the source".into()),
+                    folders_skipped: if i == 2 {
+                        vec![FolderSkip {
+                            folder: "Projects".into(),
+                            reason: "vanished from the source".into(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 },
             )
             .expect("record");
@@ -749,6 +757,8 @@ fn pass_history_and_mailbox_times() {
         vec![0, 1, 2]
     );
     assert_eq!(h[1].outcome, PassOutcome::Failed);
+    assert!(h[0].folders_skipped.is_empty());
+    assert_eq!(h[2].folders_skipped[0].folder, "Projects");
     let m = store.mailbox(mb).expect("mailbox");
     assert_eq!(m.last_pass_started, Some(Timestamp::from_unix_millis(2000)));
     assert_eq!(

@@ -307,7 +307,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                     out.insert(
                         uid,
                         ReportHeaders {
-                            subject: header_value(head, "subject"),
+                            subject: subject_of(head),
                             date: header_value(head, "date"),
                         },
                     );
@@ -865,15 +865,15 @@ fn whole_body(m: &FetchedMessage) -> Option<Bytes> {
         .and_then(|p| p.data.clone())
 }
 
-/// The Subject header, unfolded, for skipped-item reports (best effort).
+/// The Subject header, unfolded and with its encoded-words decoded, for skipped-item
+/// reports (best effort).
 fn subject_of(body: &[u8]) -> Option<String> {
-    header_value(body, "subject")
+    header_value(body, "subject").map(|s| crate::header_text::decode_encoded_words(&s))
 }
 
 /// The first `name` header field of a message or header block, unfolded and trimmed, for
 /// reports. The header ends at the first empty line (or after 64 KiB). Non-UTF-8 bytes
-/// become U+FFFD; RFC 2047 encoded-words stay as sent (the codebase has no decoder, and
-/// the raw form is still searchable in a report).
+/// become U+FFFD; RFC 2047 encoded-words stay as sent (see [`subject_of`]).
 fn header_value(message: &[u8], name: &str) -> Option<String> {
     let limit = message.len().min(64 * 1024);
     let head_end = message[..limit]
@@ -958,6 +958,7 @@ mod tests {
             header_value(head, "date").as_deref(),
             Some("Sun, 14 Mar 2021 09:26:53 +0100")
         );
+        assert_eq!(subject_of(head).as_deref(), Some("café number 1"));
         // `Date` is not `Date-Received`, and a missing field is None, not "".
         assert_eq!(header_value(b"Date-Received: x\r\n\r\n", "date"), None);
         assert_eq!(header_value(b"\r\n", "subject"), None);

@@ -20,6 +20,8 @@ mod backend_pool;
 mod client_session;
 mod context;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_checks;
 mod login_throttle;
 mod pre_auth;
 mod proxy_config;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -28,10 +28,34 @@ const FIRST_LOAD_WAIT: Duration = Duration::from_secs(10);
 /// The longest an owner may take to answer a snapshot request.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A read from a free store is skipped while its files are as this proxy left them, but
+/// not for longer than this (a change that kept every size and time is still seen).
+const UNCHANGED_RECHECK: Duration = Duration::from_secs(30);
+
 /// Snapshots of a state directory that another process may own.
 pub struct StateDirSnapshots {
     dir: PathBuf,
     with_secrets: bool,
+    /// The database files as the last read of a free store left them, and when.
+    last_read: Mutex<Option<(FilesSignature, Instant)>>,
+}
+
+/// Names, sizes and modification times of the database files: opening sled rewrites
+/// them (and fsyncs), so a poll first checks whether anyone else touched them.
+type FilesSignature = Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>;
+
+fn files_signature(dir: &Path) -> FilesSignature {
+    let mut files: FilesSignature = std::fs::read_dir(dir.join("db"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.file_name(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 impl StateDirSnapshots {
@@ -39,6 +63,21 @@ impl StateDirSnapshots {
         StateDirSnapshots {
             dir: dir.to_path_buf(),
             with_secrets,
+            last_read: Mutex::new(None),
+        }
+    }
+
+    /// True when the store is free and untouched since this proxy last read it.
+    fn untouched_since_last_read(&self) -> bool {
+        let last = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((signature, at)) => {
+                at.elapsed() < UNCHANGED_RECHECK && *signature == files_signature(&self.dir)
+            }
+            None => false,
         }
     }
 
@@ -55,17 +94,31 @@ impl StateDirSnapshots {
         &self,
         known: Option<&str>,
     ) -> Result<Result<Option<RoutingSnapshot>, String>, ProxyError> {
+        if known.is_some() && self.untouched_since_last_read() {
+            return Ok(Ok(None));
+        }
         match Store::open(&self.dir) {
             Ok(store) => {
-                let version = store.routing_version().map_err(|e| self.error(e))?;
-                if known == Some(version.as_str()) {
-                    return Ok(Ok(None));
-                }
-                let snapshot = store
-                    .routing_snapshot(self.with_secrets)
-                    .map_err(|e| self.error(e))?;
+                tracing::debug!(dir = %self.dir.display(), "reading the routes from the store");
+                let read = || -> Result<Option<RoutingSnapshot>, ProxyError> {
+                    let version = store.routing_version().map_err(|e| self.error(e))?;
+                    if known == Some(version.as_str()) {
+                        return Ok(None);
+                    }
+                    store
+                        .routing_snapshot(self.with_secrets)
+                        .map(Some)
+                        .map_err(|e| self.error(e))
+                };
+                let snapshot = read();
                 // Dropping the store releases the lock for `serve` and the commands.
-                Ok(Ok(Some(snapshot)))
+                drop(store);
+                *self
+                    .last_read
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some((files_signature(&self.dir), Instant::now()));
+                Ok(Ok(snapshot?))
             }
             Err(StoreError::Locked { pid, .. }) => {
                 if !socket_path(&self.dir).exists() {

@@ -278,6 +278,19 @@ fn route_file_overrides_batches_and_default_backend_takes_the_rest() {
         0,
         "unknown users: the default backend"
     );
+    // No serve: `batch complete` runs in the foreground, then lets go of the directory;
+    // the proxy notices the change on its own read and moves alice.
+    let on_source = inbox_on(&source, ALICE);
+    cli.ok(&["batch", "complete", "b1"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.inbox_count(ALICE) != on_source + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "alice was not moved to the target:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(proxy.stop(), Some(0));
 
     let bad = cli.fails(

@@ -120,6 +120,11 @@ pub struct EndpointAddArgs {
     /// (`#user#admin#`).
     #[arg(long, value_name = "FORMAT", requires = "admin_user", value_parser = parse_admin_format)]
     pub admin_format: Option<imapmirror_protocol::admin_login::AdminFormat>,
+    /// Folders of one mailbox synced at once, each over its own connection [default: 4];
+    /// lower it for servers that limit connections per account. A mailbox uses the lower
+    /// of its source's and target's value.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub connections_per_mailbox: Option<u32>,
     /// Mailboxes in their initial pass at once, across all batches.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_migrations: u32,

@@ -201,6 +201,7 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
                 _ => None,
             },
             oauth_token_command: args.oauth_token_command.clone(),
+            connections_per_mailbox: args.connections_per_mailbox,
         },
         admin_password: admin_password.map(WireSecret::new),
         test: !args.no_test,

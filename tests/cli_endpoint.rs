@@ -226,6 +226,27 @@ fn dovecot_admin_format_takes_the_servers_separator() {
     let star = add("star", "dovecot");
     assert_eq!(star.code, 2, "{}\n{}", star.stdout, star.stderr);
     let percent = add("pct", "dovecot:%");
+    // (Also stored: how many folders of a mailbox move at once on this server.)
+    cli.ok(&[
+        "endpoint",
+        "add",
+        "slow",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
+        "--connections-per-mailbox",
+        "2",
+        "--no-test",
+    ]);
+    let list = cli.json(&["endpoint", "list", "--json"]);
+    let slow = list
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "slow"))
+        .unwrap_or_else(|| panic!("slow is listed: {list:#}"));
+    assert_eq!(slow["connections_per_mailbox"], 2, "{slow:#}");
     assert_eq!(percent.code, 0, "{}\n{}", percent.stdout, percent.stderr);
     assert!(percent.stdout.contains("succeeded"), "{}", percent.stdout);
     let list = cli.ok(&["endpoint", "list"]);

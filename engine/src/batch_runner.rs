@@ -388,6 +388,13 @@ impl BatchRuntime {
             .clone()
     }
 
+    /// Connections one mailbox may hold on an endpoint.
+    fn connections_of(&self, s: &imapmirror_storage::EndpointSettings) -> usize {
+        s.connections_per_mailbox
+            .map_or(self.options.job.connections, |n| n as usize)
+            .max(1)
+    }
+
     fn pool_of(&self, record: &EndpointRecord, role: Role) -> Result<Arc<EndpointPool>, Error> {
         let s = &record.settings;
         let key = (s.name.clone(), role.as_str());
@@ -395,7 +402,7 @@ impl BatchRuntime {
             return Ok(p.clone());
         }
         // Each mailbox holds up to `connections` sessions; the slots bound the mailboxes.
-        let per_mailbox = self.options.job.connections.max(1);
+        let per_mailbox = self.connections_of(s);
         let mailboxes = s
             .max_concurrent_migrations
             .max(s.max_concurrent_syncs)
@@ -513,6 +520,9 @@ impl BatchRuntime {
             source_access,
             target_access,
             options: JobOptions {
+                connections: self
+                    .connections_of(&source.settings)
+                    .min(self.connections_of(&target.settings)),
                 exclusions,
                 max_message_size: s.max_message_size,
                 bad_item_limit: s.bad_item_limit.unwrap_or(self.options.job.bad_item_limit),
@@ -896,6 +906,7 @@ mod tests {
                         insecure_skip_verify: false,
                         admin_separator: None,
                         oauth_token_command: None,
+                        connections_per_mailbox: None,
                     },
                     None,
                 )

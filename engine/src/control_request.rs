@@ -695,6 +695,7 @@ mod tests {
                 insecure_skip_verify: false,
                 admin_separator: None,
                 oauth_token_command: None,
+                connections_per_mailbox: None,
             },
             admin_password: Some(WireSecret::new("hunter2")),
             test: false,

@@ -297,6 +297,7 @@ mod tests {
                 insecure_skip_verify: false,
                 admin_separator: None,
                 oauth_token_command: None,
+                connections_per_mailbox: None,
             },
             has_admin_password: false,
             created: Timestamp::from_unix_millis(0),

@@ -45,6 +45,7 @@ fn endpoint_settings(name: &str, addr: std::net::SocketAddr) -> EndpointSettings
         insecure_skip_verify: false,
         admin_separator: None,
         oauth_token_command: None,
+        connections_per_mailbox: None,
     }
 }
 

@@ -74,6 +74,7 @@ fn setup(dir: &Path) -> (Store, FolderId) {
                     insecure_skip_verify: false,
                     admin_separator: None,
                     oauth_token_command: None,
+                    connections_per_mailbox: None,
                 },
                 None,
             )

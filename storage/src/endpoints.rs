@@ -64,6 +64,10 @@ pub struct EndpointSettings {
     /// (`IMAPMIRROR_OAUTH_USER`); run for every new connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_token_command: Option<String>,
+    /// Folders of one mailbox synced at once, each over its own connection (absent: the
+    /// engine's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_mailbox: Option<u32>,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_syncs: u32,
     /// A PEM file of CA certificates to trust instead of the system's.

@@ -177,6 +177,7 @@ mod tests {
             insecure_skip_verify: false,
             admin_separator: None,
             oauth_token_command: None,
+            connections_per_mailbox: None,
         }
     }
 

@@ -135,6 +135,7 @@ fn setup(store: &Store) -> Result<MailboxId, StoreError> {
                     insecure_skip_verify: false,
                     admin_separator: None,
                     oauth_token_command: None,
+                    connections_per_mailbox: None,
                 },
                 None,
             )?;

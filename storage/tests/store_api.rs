@@ -20,6 +20,7 @@ fn endpoint(name: &str, port: u16) -> EndpointSettings {
         insecure_skip_verify: false,
         admin_separator: None,
         oauth_token_command: None,
+        connections_per_mailbox: None,
     }
 }
 

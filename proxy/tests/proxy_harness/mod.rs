@@ -87,6 +87,7 @@ fn endpoint_settings(
         insecure_skip_verify: false,
         admin_separator: None,
         oauth_token_command: None,
+        connections_per_mailbox: None,
     }
 }
 

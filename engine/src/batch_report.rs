@@ -262,6 +262,19 @@ const CSV_HEADER: [&str; 18] = [
     "Detail",
 ];
 
+/// One CSV row: the named columns filled, the others empty.
+fn csv_row(cells: &[(&str, String)]) -> Vec<String> {
+    let mut row = vec![String::new(); CSV_HEADER.len()];
+    for (name, value) in cells {
+        let column = CSV_HEADER.iter().position(|h| h == name);
+        debug_assert!(column.is_some(), "{name} is not a report column");
+        if let Some(i) = column {
+            row[i] = value.clone();
+        }
+    }
+    row
+}
+
 impl BatchReport {
     /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox, one
     /// `skipped` row per skipped item and one `skipped_folder` row per folder the last pass
@@ -272,83 +285,59 @@ impl BatchReport {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         let b = &self.batch;
-        let mut rows: Vec<Vec<String>> = vec![vec![
-            "batch".into(),
-            b.name.clone(),
-            b.status.clone(),
-            String::new(),
-            String::new(),
-            b.items_synced.to_string(),
-            b.items_skipped.to_string(),
-            b.bytes_synced.to_string(),
-            opt(&b.last_sync_started),
-            opt(&b.last_sync_finished),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]];
+        let mut rows = vec![csv_row(&[
+            ("Record", "batch".into()),
+            ("Batch", b.name.clone()),
+            ("Status", b.status.clone()),
+            ("ItemsSynced", b.items_synced.to_string()),
+            ("ItemsSkipped", b.items_skipped.to_string()),
+            ("BytesSynced", b.bytes_synced.to_string()),
+            ("LastSyncStarted", opt(&b.last_sync_started)),
+            ("LastSyncFinished", opt(&b.last_sync_finished)),
+        ])];
         for m in &self.mailboxes {
-            rows.push(vec![
-                "mailbox".into(),
-                b.name.clone(),
-                m.status.clone(),
-                m.email.clone(),
-                m.folders.to_string(),
-                m.items_synced.to_string(),
-                m.items_skipped.to_string(),
-                m.bytes_synced.to_string(),
-                opt(&m.last_sync_started),
-                opt(&m.last_sync_finished),
-                m.last_pass_seconds
-                    .map(|s| format!("{s:.1}"))
-                    .unwrap_or_default(),
-                opt(&m.error),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            rows.push(csv_row(&[
+                ("Record", "mailbox".into()),
+                ("Batch", b.name.clone()),
+                ("Status", m.status.clone()),
+                ("EmailAddress", m.email.clone()),
+                ("Folders", m.folders.to_string()),
+                ("ItemsSynced", m.items_synced.to_string()),
+                ("ItemsSkipped", m.items_skipped.to_string()),
+                ("BytesSynced", m.bytes_synced.to_string()),
+                ("LastSyncStarted", opt(&m.last_sync_started)),
+                ("LastSyncFinished", opt(&m.last_sync_finished)),
+                (
+                    "LastPassSeconds",
+                    m.last_pass_seconds
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_default(),
+                ),
+                ("Error", opt(&m.error)),
+            ]));
         }
         for s in &self.skipped {
-            rows.push(vec![
-                "skipped".into(),
-                b.name.clone(),
-                String::new(),
-                s.email.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                s.folder.clone(),
-                opt(&s.date),
-                opt(&s.subject),
-                num(s.size),
-                s.reason.clone(),
-                opt(&s.detail),
-            ]);
+            rows.push(csv_row(&[
+                ("Record", "skipped".into()),
+                ("Batch", b.name.clone()),
+                ("EmailAddress", s.email.clone()),
+                ("Folder", s.folder.clone()),
+                ("Date", opt(&s.date)),
+                ("Subject", opt(&s.subject)),
+                ("Size", num(s.size)),
+                ("Reason", s.reason.clone()),
+                ("Detail", opt(&s.detail)),
+            ]));
         }
         for m in &self.mailboxes {
             for f in &m.folders_skipped {
-                // Record, Batch, EmailAddress, Folder and Reason (see CSV_HEADER; the
-                // test below pins the columns).
-                let mut row = vec![String::new(); CSV_HEADER.len()];
-                row[0] = "skipped_folder".into();
-                row[1] = b.name.clone();
-                row[3] = m.email.clone();
-                row[12] = f.folder.clone();
-                row[16] = f.reason.clone();
-                rows.push(row);
+                rows.push(csv_row(&[
+                    ("Record", "skipped_folder".into()),
+                    ("Batch", b.name.clone()),
+                    ("EmailAddress", m.email.clone()),
+                    ("Folder", f.folder.clone()),
+                    ("Reason", f.reason.clone()),
+                ]));
             }
         }
         // Writing to a Vec cannot fail; the csv crate still returns Results.

@@ -13,6 +13,7 @@
 use std::fmt;
 
 use imapmirror_protocol::admin_login::{AdminIdentity, AdminLoginError, admin_identity};
+use imapmirror_protocol::client::{self, Credentials};
 
 use crate::error::Error;
 use crate::migration_file::MailboxRow;
@@ -88,6 +89,30 @@ impl LoginMethod {
             Self::Login { user, .. } | Self::XOAuth2 { user } => user,
             Self::AuthenticatePlain { authzid, .. } => authzid,
         }
+    }
+
+    /// The protocol crate's credentials for this login; `None` for XOAUTH2 without a
+    /// token (the caller gets one from the endpoint's token command, or reports it missing).
+    pub fn to_wire(&self, access_token: Option<client::Secret>) -> Option<Credentials> {
+        Some(match self {
+            Self::Login { user, password } => Credentials::Login {
+                username: user.clone(),
+                password: client::Secret::new(password.expose()),
+            },
+            Self::AuthenticatePlain {
+                authzid,
+                authcid,
+                password,
+            } => Credentials::Plain {
+                authzid: authzid.clone(),
+                authcid: authcid.clone(),
+                password: client::Secret::new(password.expose()),
+            },
+            Self::XOAuth2 { user } => Credentials::XOAuth2 {
+                user: user.clone(),
+                access_token: access_token?,
+            },
+        })
     }
 }
 

@@ -393,42 +393,20 @@ impl EndpointPool {
     /// command when it has one.
     async fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
         self.check_login(login)?;
-        if let (LoginMethod::XOAuth2 { user }, None, Some(command)) =
-            (login, &self.config.access_token, &self.config.token_command)
-        {
-            let token = crate::oauth_token::fetch_token(&self.config.name, command, user).await?;
-            return Ok(Credentials::XOAuth2 {
-                user: user.clone(),
-                access_token: client::Secret::new(token.expose()),
-            });
-        }
-        Ok(match login {
-            LoginMethod::Login { user, password } => Credentials::Login {
-                username: user.clone(),
-                password: client::Secret::new(password.expose()),
-            },
-            LoginMethod::AuthenticatePlain {
-                authzid,
-                authcid,
-                password,
-            } => Credentials::Plain {
-                authzid: authzid.clone(),
-                authcid: authcid.clone(),
-                password: client::Secret::new(password.expose()),
-            },
-            LoginMethod::XOAuth2 { user } => match &self.config.access_token {
-                Some(token) => Credentials::XOAuth2 {
-                    user: user.clone(),
-                    access_token: token.clone(),
-                },
-                None => {
-                    return Err(Error::MissingAccessToken {
-                        role: self.role.as_str(),
-                        user: user.clone(),
-                    });
-                }
-            },
-        })
+        let token = match (login, &self.config.access_token, &self.config.token_command) {
+            (LoginMethod::XOAuth2 { user }, None, Some(command)) => {
+                let token =
+                    crate::oauth_token::fetch_token(&self.config.name, command, user).await?;
+                Some(client::Secret::new(token.expose()))
+            }
+            (_, token, _) => token.clone(),
+        };
+        login
+            .to_wire(token)
+            .ok_or_else(|| Error::MissingAccessToken {
+                role: self.role.as_str(),
+                user: login.mailbox_user().to_owned(),
+            })
     }
 }
 

@@ -2,7 +2,7 @@
 //! read CAPABILITY, optionally log in, and say what the capabilities mean for a migration.
 
 use imapmirror_protocol::Error as ImapError;
-use imapmirror_protocol::client::{self, ConnectOptions, Credentials, SessionConfig};
+use imapmirror_protocol::client::{self, ConnectOptions, SessionConfig};
 use imapmirror_storage::{self as storage, EndpointRecord, Security};
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +83,11 @@ pub async fn probe(
     let tls = is_tls(s.security);
     let capabilities: Vec<String> = session.capabilities().iter().map(str::to_owned).collect();
 
-    // The credentials to try, if the endpoint and the request give enough for a login.
+    // The login to try, if the endpoint and the request give enough for one.
     let attempt = match (&s.admin_user, s.admin_format, admin_password, as_user) {
         (Some(admin), Some(format), Some(password), Some(user)) => {
             let format = admin_format(format, s.admin_separator);
-            let method = admin_login(format, admin, password, user)?;
-            Some((user, wire_credentials(&method)))
+            Some((user, admin_login(format, admin, password, user)?, None))
         }
         (None, _, _, Some(user)) if s.auth == storage::AuthMechanism::Xoauth2 => {
             let Some(command) = &s.oauth_token_command else {
@@ -98,16 +97,22 @@ pub async fn probe(
                 });
             };
             let token = crate::oauth_token::fetch_token(&s.name, command, user).await?;
-            Some((
-                user,
-                Credentials::XOAuth2 {
-                    user: user.to_owned(),
-                    access_token: client::Secret::new(token.expose()),
-                },
-            ))
+            let method = LoginMethod::XOAuth2 {
+                user: user.to_owned(),
+            };
+            Some((user, method, Some(client::Secret::new(token.expose()))))
         }
         _ => None,
     };
+    let attempt = attempt
+        .map(|(user, method, token)| {
+            let missing = || Error::MissingAccessToken {
+                role: "test",
+                user: user.to_owned(),
+            };
+            Ok::<_, Error>((user, method.to_wire(token).ok_or_else(missing)?))
+        })
+        .transpose()?;
     let login = match (attempt, &s.admin_user, as_user) {
         (Some((user, credentials)), _, _) => match session.authenticate(&credentials).await {
             Ok(()) => LoginCheck::Succeeded {
@@ -171,30 +176,6 @@ fn is_tls(security: Security) -> bool {
     // `connect` fails rather than fall back to plaintext, so a session exists only with
     // the protection that was asked for.
     !matches!(security, Security::None)
-}
-
-/// The protocol crate's credentials for a login method (XOAUTH2 needs a token an endpoint
-/// test does not have, so it is not offered here).
-fn wire_credentials(method: &LoginMethod) -> Credentials {
-    match method {
-        LoginMethod::Login { user, password } => Credentials::Login {
-            username: user.clone(),
-            password: client::Secret::new(password.expose()),
-        },
-        LoginMethod::AuthenticatePlain {
-            authzid,
-            authcid,
-            password,
-        } => Credentials::Plain {
-            authzid: authzid.clone(),
-            authcid: authcid.clone(),
-            password: client::Secret::new(password.expose()),
-        },
-        LoginMethod::XOAuth2 { user } => Credentials::XOAuth2 {
-            user: user.clone(),
-            access_token: client::Secret::new(""),
-        },
-    }
 }
 
 /// What a server's capabilities mean for a migration, as an administrator reads it.

@@ -164,7 +164,24 @@ pub struct Connection {
     pub(crate) session: Session<ImapStream>,
     pub(crate) counters: Arc<CommandCounters>,
     pub(crate) role: Role,
+    /// Set by [`Connection::close`]; a connection dropped without it may have had a
+    /// command in flight.
+    closed: bool,
     _permit: OwnedSemaphorePermit,
+}
+
+/// When this process last dropped a target connection without closing it (Unix ms; 0:
+/// never). The server may still be committing an APPEND it had read in full, so a
+/// journal reconcile waits a settle time counted from here. Process-wide and only ever
+/// raised: a later drop of another mailbox's connection can only lengthen a wait.
+static LAST_ABANDONED_TARGET_MS: AtomicU64 = AtomicU64::new(0);
+
+/// When this process last dropped a target connection that might have been mid-command.
+pub(crate) fn last_abandoned_target_connection() -> Option<imapmirror_storage::Timestamp> {
+    match LAST_ABANDONED_TARGET_MS.load(Ordering::Acquire) {
+        0 => None,
+        ms => Some(imapmirror_storage::Timestamp::from_unix_millis(ms)),
+    }
 }
 
 impl Connection {
@@ -194,11 +211,11 @@ impl Connection {
 
     /// Logs out politely; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        if tokio::time::timeout(Duration::from_secs(5), self.session.logout())
-            .await
-            .is_err()
-        {
-            tracing::debug!(server = %self.server(), "LOGOUT timed out");
+        match tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await {
+            // LOGOUT is answered after every command before it: nothing is left in flight.
+            Ok(Ok(())) => self.closed = true,
+            Ok(Err(e)) => tracing::debug!(server = %self.server(), error = %e, "LOGOUT failed"),
+            Err(_) => tracing::debug!(server = %self.server(), "LOGOUT timed out"),
         }
     }
 }
@@ -207,6 +224,10 @@ impl Drop for Connection {
     fn drop(&mut self) {
         let peak = self.session.buffer_high_water_mark() as u64;
         self.counters.peak_buffer.fetch_max(peak, Ordering::Relaxed);
+        if self.role == Role::Target && !self.closed {
+            let now = imapmirror_storage::Timestamp::now().unix_millis();
+            LAST_ABANDONED_TARGET_MS.fetch_max(now.max(1), Ordering::AcqRel);
+        }
     }
 }
 
@@ -330,6 +351,7 @@ impl EndpointPool {
                         session,
                         counters: counters.clone(),
                         role: self.role,
+                        closed: false,
                         _permit: permit,
                     });
                 }

@@ -411,15 +411,18 @@ async fn reconcile_pending(
             .map_err(ctx.store_err("dropping a journal group of a replaced target folder"))?;
         return Ok(());
     }
-    // A dead process's last APPEND may still be committing in its server session: the
-    // server read the whole command before the client died. Reconciling before that
-    // commit would miss the messages and send them twice, so a young entry waits.
-    let age = std::time::Duration::from_millis(
-        imapmirror_storage::Timestamp::now()
-            .unix_millis()
-            .saturating_sub(entry.begun.unix_millis()),
+    // The session that carried the group may have sent a whole APPEND just before it
+    // died, and the server may still be committing it: reconciling before that commit
+    // would miss the messages and send them twice. So the reconcile waits a settle time
+    // counted from the latest moment that session can have sent anything.
+    let wait = settle_wait(
+        entry.begun,
+        ctx.store.opened_at(),
+        crate::endpoint_pool::last_abandoned_target_connection(),
+        imapmirror_storage::Timestamp::now(),
+        ctx.settings.crash_settle,
     );
-    if let Some(wait) = ctx.settings.crash_settle.checked_sub(age) {
+    if !wait.is_zero() {
         tracing::info!(
             wait_ms = wait.as_millis() as u64,
             "waiting for an interrupted copy group to settle on the target"
@@ -429,6 +432,13 @@ async fn reconcile_pending(
             () = ctx.cancel.cancelled() => return Err(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() }),
         }
     }
+    // The folder was selected before the wait, and a server reports messages that
+    // arrived since only when the session syncs (Dovecot: at the end of a command, not
+    // for a UID FETCH of `n:*`): a NOOP brings the late commit into view.
+    tgt.session.noop().await.map_err(ctx.imap_err(format!(
+        "refreshing the target folder `{}` after an interrupted copy",
+        group.target_folder
+    )))?;
     let min = group.target_uidnext.max(1);
     let candidates = fetch_fingerprints(
         ctx,
@@ -484,6 +494,34 @@ async fn reconcile_pending(
     ctx.store
         .commit(entry.id, &outcome)
         .map_err(ctx.store_err("committing a reconciled journal group"))
+}
+
+/// How long a reconcile of a journal group begun at `begun` waits before reading the
+/// target. The session that carried the group ended no later than:
+/// - `store_opened`, if an earlier process began the group: that process had exited
+///   (and its connections were closed) before this one took the state directory's lock,
+///   however long its group took to send;
+/// - otherwise the last time this process abandoned a target connection mid-command
+///   (or the group's begin, if later): a group of this process is pending only because
+///   the connection carrying it failed and was dropped.
+///
+/// The wait runs until `settle` after that moment, and never longer than `settle`.
+fn settle_wait(
+    begun: imapmirror_storage::Timestamp,
+    store_opened: imapmirror_storage::Timestamp,
+    last_abandoned: Option<imapmirror_storage::Timestamp>,
+    now: imapmirror_storage::Timestamp,
+    settle: std::time::Duration,
+) -> std::time::Duration {
+    let ended_by = if begun < store_opened {
+        store_opened
+    } else {
+        last_abandoned.map_or(begun, |t| t.max(begun))
+    };
+    let settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+    let deadline = ended_by.unix_millis().saturating_add(settle_ms);
+    let left = deadline.saturating_sub(now.unix_millis()).min(settle_ms);
+    std::time::Duration::from_millis(left)
 }
 
 /// Starts the folder's map afresh after a UIDVALIDITY change and fills it by matching
@@ -618,6 +656,37 @@ mod tests {
                 folder: "Projects.Old".into(),
                 reason: FolderSkipReason::VanishedFromSource,
             }]
+        );
+    }
+
+    #[test]
+    fn settle_counts_from_the_end_of_the_session_that_carried_the_group() {
+        use imapmirror_storage::Timestamp;
+        let t = |s: u64| Timestamp::from_unix_millis(1_000_000 + s * 1000);
+        let secs = std::time::Duration::from_secs;
+        let settle = secs(10);
+        // A killed process took 30 s to send its group (a large message on a slow
+        // link); this process started at once. Counting from the group's begin would not
+        // wait at all; counting from the lock this process took waits the whole settle.
+        assert_eq!(settle_wait(t(0), t(31), None, t(31), settle), secs(10));
+        assert_eq!(settle_wait(t(0), t(31), None, t(35), settle), secs(6));
+        // A crash long ago: the group settled long before this process started.
+        assert_eq!(settle_wait(t(0), t(500), None, t(520), settle), secs(0));
+        // A group of this process whose connection was cut 3 s ago, 40 s after begin.
+        assert_eq!(
+            settle_wait(t(100), t(0), Some(t(140)), t(143), settle),
+            secs(7)
+        );
+        // No connection abandoned since it began: the group's begin bounds it.
+        assert_eq!(
+            settle_wait(t(100), t(0), Some(t(50)), t(104), settle),
+            secs(6)
+        );
+        assert_eq!(settle_wait(t(100), t(0), None, t(200), settle), secs(0));
+        // A clock that went backwards never makes the wait longer than the settle time.
+        assert_eq!(
+            settle_wait(t(100), t(0), Some(t(140)), t(90), settle),
+            secs(10)
         );
     }
 }

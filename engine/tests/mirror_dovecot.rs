@@ -636,6 +636,50 @@ struct Faults {
     throttle_selects: usize,
     /// Remove `[APPENDUID ...]` from tagged OKs: a target without UIDPLUS.
     strip_appenduid: bool,
+    /// Once: hold the first APPEND command the client sends, in full, for `.0`; then
+    /// close the client's side (it sees the connection drop while awaiting the answer)
+    /// and hand the command to the server `.1` later. The server commits an APPEND the
+    /// client never hears of, after the client gave up: a slow link that broke.
+    late_append: Option<(Duration, Duration)>,
+}
+
+/// Collects one command from the client's stream: its lines and the literals they
+/// announce, up to the end of a line that announces none.
+#[derive(Default)]
+struct CommandCollector {
+    bytes: Vec<u8>,
+    line: Vec<u8>,
+    literal_left: usize,
+}
+
+impl CommandCollector {
+    /// Feeds bytes; once the command is complete, returns what followed it.
+    fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
+        let mut i = 0;
+        while i < chunk.len() {
+            if self.literal_left > 0 {
+                let take = self.literal_left.min(chunk.len() - i);
+                self.bytes.extend_from_slice(&chunk[i..i + take]);
+                self.literal_left -= take;
+                i += take;
+                continue;
+            }
+            let b = chunk[i];
+            self.bytes.push(b);
+            i += 1;
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+            match support::imap_response::literal_announcement(line) {
+                Ok(Some(n)) => self.literal_left = n as usize,
+                _ => return Some(chunk[i..].to_vec()),
+            }
+            self.line.clear();
+        }
+        None
+    }
 }
 
 /// Removes the APPENDUID code from a response line, keeping every other byte.
@@ -796,6 +840,37 @@ fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
                     loop {
                         let Ok(k) = cr.read(&mut buf).await else { return };
                         if k == 0 { return; }
+                        if let Some((hold, deliver)) = faults.late_append {
+                            // Forward line by line until the first APPEND; collect it whole.
+                            line.extend_from_slice(&buf[..k]);
+                            while let Some(end) = line.windows(2).position(|w| w == b"\r\n") {
+                                let head = String::from_utf8_lossy(&line[..end]).to_ascii_uppercase();
+                                if !head.contains(" APPEND ") || cuts.load(Ordering::SeqCst) > 0 {
+                                    let one: Vec<u8> = line.drain(..end + 2).collect();
+                                    if sw.write_all(&one).await.is_err() { return; }
+                                    continue;
+                                }
+                                cuts.fetch_add(1, Ordering::SeqCst);
+                                let mut command = CommandCollector::default();
+                                let mut rest = command.feed(&std::mem::take(&mut line));
+                                while rest.is_none() {
+                                    let Ok(k) = cr.read(&mut buf).await else { return };
+                                    if k == 0 { return; }
+                                    rest = command.feed(&buf[..k]);
+                                }
+                                tokio::time::sleep(hold).await;
+                                let _ = cw.lock().await.shutdown().await;
+                                let held = command.bytes;
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(deliver).await;
+                                    let _ = sw.write_all(&held).await;
+                                    // Keep the session open while the server commits.
+                                    tokio::time::sleep(Duration::from_secs(3)).await;
+                                });
+                                return;
+                            }
+                            continue;
+                        }
                         let total = up_total.fetch_add(k, Ordering::SeqCst);
                         let literals = up_literals.feed(&buf[..k]);
                         if let Some(limit) = faults.cut_upstream_after
@@ -937,6 +1012,40 @@ fn a_target_without_uidplus_and_multiappend_is_reconciled_by_fingerprint() {
     assert_identical(&h);
     let again = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(again.copied, 0, "{again:?}");
+}
+
+#[test]
+fn an_append_the_server_commits_after_the_connection_broke_is_found_not_sent_again() {
+    // The first group's APPEND reaches the server 3 s after it began, and the link breaks
+    // before the answer; the server gets the last bytes and commits 0.5 s after this side
+    // dropped the connection. The settle time (2 s) counted from the group's begin would
+    // be over by then, and the reconcile would miss the commit and append the group
+    // twice; counted from the drop, the reconcile sees the commit.
+    let h = start(60, 23);
+    let target = relay(
+        h.target.plain_addr(),
+        Faults {
+            late_append: Some((Duration::from_secs(3), Duration::from_millis(500))),
+            ..Faults::default()
+        },
+    );
+    let mut opts = options();
+    opts.connections = 1;
+    let job = job_between(&h, h.source.plain_addr(), target.addr, opts);
+    let summary = run(&job, &h.store, PassKind::Initial);
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        target.cuts.load(Ordering::SeqCst),
+        1,
+        "the relay held one APPEND"
+    );
+    assert!(summary.retries >= 1, "{summary:?}");
+    assert!(
+        summary.reconciled >= 1,
+        "the late commit was found: {summary:?}"
+    );
+    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert_identical(&h);
 }
 
 #[test]

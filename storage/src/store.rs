@@ -23,6 +23,7 @@ use crate::key_layout::FolderId;
 use crate::record_codec::{DecodeError, Reader, Writer};
 use crate::secret_vault::{KeyOwner, SecretVault};
 use crate::state_dir::StateDir;
+use crate::timestamp::Timestamp;
 
 /// The schema this build writes. Raise it with every incompatible change and add the
 /// upgrade step from the previous version to `upgrade_schema` below.
@@ -81,6 +82,8 @@ pub(crate) struct Inner {
     /// Serialises creation and removal of endpoints, batches and folders, whose checks
     /// (name taken? endpoint in use?) span several reads.
     registry_lock: Mutex<()>,
+    /// When this process took the directory's lock.
+    opened_at: Timestamp,
     pub(crate) dir: StateDir,
 }
 
@@ -95,6 +98,7 @@ impl Store {
     /// it was written by an incompatible imapmirror.
     pub fn open_with_options(dir: &Path, options: &StoreOptions) -> Result<Store> {
         let state_dir = StateDir::open(dir)?;
+        let opened_at = Timestamp::now();
         let root = state_dir.root().to_path_buf();
         let db_err = |action: &'static str| {
             let root = root.clone();
@@ -123,6 +127,7 @@ impl Store {
             vault: SecretVault::new(&root, state_dir.keys_path()),
             folder_locks: (0..FOLDER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             registry_lock: Mutex::new(()),
+            opened_at,
             db,
             dir: state_dir,
         };
@@ -138,6 +143,14 @@ impl Store {
     /// The state directory.
     pub fn path(&self) -> &Path {
         self.inner.dir.root()
+    }
+
+    /// When this process took the directory's lock. The lock is held until a process
+    /// exits or drops its store, so every earlier owner had exited, and its server
+    /// connections were closed, by then: the bound a journal reconcile needs on when a
+    /// killed process last sent anything.
+    pub fn opened_at(&self) -> Timestamp {
+        self.inner.opened_at
     }
 
     /// Writes everything to disk (fsync) and makes every file in the state directory

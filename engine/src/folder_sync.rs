@@ -22,8 +22,8 @@ use imapmirror_protocol::client::MessageFlags as WireFlags;
 use imapmirror_protocol::client::ResponseCode;
 use imapmirror_protocol::{Error as ImapError, ListCommand, MailboxName, StatusKind};
 use imapmirror_storage::{
-    CopiedMessage, FolderId, FolderMarks, GroupOutcome, JournalEntry, MailboxId, MessageFlags,
-    Store, StoreError, UidMapEntry,
+    CopiedMessage, CopyGroup, FolderId, FolderMarks, GroupOutcome, JournalEntry, MailboxId,
+    MessageFlags, Store, StoreError, UidMapEntry,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ use crate::endpoint_pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
 use crate::pass_report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
-use crate::reconcile::{CandidatePool, Wanted};
+use crate::reconcile::{CandidatePool, Found, Wanted};
 
 /// Map entries recorded per store call during a rebuild.
 const REBUILD_CHUNK: usize = 1000;
@@ -413,58 +413,31 @@ async fn reconcile_pending(
     }
     // The session that carried the group may have sent a whole APPEND just before it
     // died, and the server may still be committing it: reconciling before that commit
-    // would miss the messages and send them twice. So the reconcile waits a settle time
-    // counted from the latest moment that session can have sent anything.
-    let wait = settle_wait(
-        entry.begun,
-        ctx.store.opened_at(),
-        crate::endpoint_pool::last_abandoned_target_connection(),
-        imapmirror_storage::Timestamp::now(),
-        ctx.settings.crash_settle,
-    );
-    if !wait.is_zero() {
-        tracing::info!(
-            wait_ms = wait.as_millis() as u64,
-            "waiting for an interrupted copy group to settle on the target"
+    // would miss the messages and send them twice. A group found whole is settled; one
+    // with messages missing is looked for again once a settle time has passed since the
+    // latest moment that session can have sent anything.
+    let (mut found, mut missing) = find_group_on_target(ctx, tgt, folder, group).await?;
+    if !missing.is_empty() {
+        let wait = settle_wait(
+            entry.begun,
+            ctx.store.opened_at(),
+            crate::endpoint_pool::last_abandoned_target_connection(),
+            imapmirror_storage::Timestamp::now(),
+            ctx.settings.crash_settle,
         );
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = ctx.cancel.cancelled() => return Err(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() }),
+        if !wait.is_zero() {
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                missing = missing.len(),
+                "waiting for an interrupted copy group to settle on the target"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = ctx.cancel.cancelled() => return Err(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() }),
+            }
+            (found, missing) = find_group_on_target(ctx, tgt, folder, group).await?;
         }
     }
-    // The folder was selected before the wait, and a server reports messages that
-    // arrived since only when the session syncs (Dovecot: at the end of a command, not
-    // for a UID FETCH of `n:*`): a NOOP brings the late commit into view.
-    tgt.session.noop().await.map_err(ctx.imap_err(format!(
-        "refreshing the target folder `{}` after an interrupted copy",
-        group.target_folder
-    )))?;
-    let min = group.target_uidnext.max(1);
-    let candidates = fetch_fingerprints(
-        ctx,
-        tgt,
-        &format!("{min}:*"),
-        min,
-        &format!(
-            "the target folder `{}` after an interrupted copy",
-            group.target_folder
-        ),
-    )
-    .await?;
-    let mapped = mapped_target_uids(ctx, folder, min)?;
-    let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
-        mapped.contains(&u)
-    });
-    let wanted: Vec<Wanted> = group
-        .messages
-        .iter()
-        .map(|m| Wanted {
-            source_uid: m.source_uid,
-            fingerprint: m.fingerprint,
-            min_target_uid: min,
-        })
-        .collect();
-    let (found, missing) = pool.match_all(&wanted);
     tracing::info!(
         folder = %group.target_folder,
         found = found.len(),
@@ -494,6 +467,49 @@ async fn reconcile_pending(
     ctx.store
         .commit(entry.id, &outcome)
         .map_err(ctx.store_err("committing a reconciled journal group"))
+}
+
+/// Looks for a journal group's messages on the target, at or above the UIDNEXT recorded
+/// before it went out: what was found, and the source UIDs not (yet) there.
+async fn find_group_on_target(
+    ctx: &SyncContext<'_>,
+    tgt: &mut Connection,
+    folder: FolderId,
+    group: &CopyGroup,
+) -> Result<(Vec<Found>, Vec<u32>), Error> {
+    // The folder may have been selected a while ago, and a server reports messages that
+    // arrived since only when the session syncs (Dovecot: at the end of a command, not
+    // for a UID FETCH of `n:*`): a NOOP brings a late commit into view.
+    tgt.session.noop().await.map_err(ctx.imap_err(format!(
+        "refreshing the target folder `{}` after an interrupted copy",
+        group.target_folder
+    )))?;
+    let min = group.target_uidnext.max(1);
+    let candidates = fetch_fingerprints(
+        ctx,
+        tgt,
+        &format!("{min}:*"),
+        min,
+        &format!(
+            "the target folder `{}` after an interrupted copy",
+            group.target_folder
+        ),
+    )
+    .await?;
+    let mapped = mapped_target_uids(ctx, folder, min)?;
+    let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
+        mapped.contains(&u)
+    });
+    let wanted: Vec<Wanted> = group
+        .messages
+        .iter()
+        .map(|m| Wanted {
+            source_uid: m.source_uid,
+            fingerprint: m.fingerprint,
+            min_target_uid: min,
+        })
+        .collect();
+    Ok(pool.match_all(&wanted))
 }
 
 /// How long a reconcile of a journal group begun at `begun` waits before reading the

@@ -574,7 +574,7 @@ fn kill_nine_at_random_instants_then_resume() {
         .unwrap_or(0x5eed);
     let mut rng = support::SplitMix64::new(seed);
     let mut killed = 0;
-    for _ in 0..kills {
+    for n in 0..kills {
         let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
@@ -587,8 +587,15 @@ fn kill_nine_at_random_instants_then_resume() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("child starts");
-        let wait = Duration::from_millis(rng.range(30, 900));
-        std::thread::sleep(wait);
+        // A child that finds a group of a killed one missing on the target waits the
+        // settle time (2 s) from its start before looking again: every fifth child lives
+        // past it, so reconciles run, and are killed, inside the loop too.
+        let wait = if n % 5 == 4 {
+            rng.range(2300, 3500)
+        } else {
+            rng.range(30, 900)
+        };
+        std::thread::sleep(Duration::from_millis(wait));
         let status = std::process::Command::new("kill")
             .args(["-9", &child.id().to_string()])
             .status()

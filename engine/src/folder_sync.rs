@@ -31,7 +31,7 @@ mod fingerprint_fetch;
 mod flag_sync;
 mod message_copy;
 
-use fingerprint_fetch::fetch_fingerprints;
+pub(crate) use fingerprint_fetch::fetch_fingerprints;
 use flag_sync::{mirror_deletions, sync_flags};
 use message_copy::Copier;
 
@@ -105,7 +105,10 @@ pub(super) fn store_flags(flags: Option<&WireFlags>) -> MessageFlags {
 }
 
 impl SyncContext<'_> {
-    fn store_err(&self, action: impl Into<String>) -> impl FnOnce(StoreError) -> Error + '_ {
+    pub(crate) fn store_err(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(StoreError) -> Error + '_ {
         let action = action.into();
         move |source| Error::Store {
             mailbox: self.mailbox_label.to_owned(),
@@ -114,7 +117,10 @@ impl SyncContext<'_> {
         }
     }
 
-    fn imap_err(&self, action: impl Into<String>) -> impl FnOnce(ImapError) -> Error + '_ {
+    pub(crate) fn imap_err(
+        &self,
+        action: impl Into<String>,
+    ) -> impl FnOnce(ImapError) -> Error + '_ {
         let action = action.into();
         move |source| Error::Imap {
             mailbox: self.mailbox_label.to_owned(),
@@ -469,6 +475,25 @@ async fn reconcile_pending(
         .map_err(ctx.store_err("committing a reconciled journal group"))
 }
 
+/// The target's messages at or above UID `min` that no uid-map entry claims, nor any of
+/// `also_taken`: where the copies of a group that went out at that UIDNEXT can be.
+pub(super) async fn unclaimed_target_messages(
+    ctx: &SyncContext<'_>,
+    tgt: &mut Connection,
+    folder: FolderId,
+    min: u32,
+    also_taken: &[u32],
+    what: &str,
+) -> Result<CandidatePool, Error> {
+    let candidates = fetch_fingerprints(ctx, tgt, &format!("{min}:*"), min, what).await?;
+    let mut taken = mapped_target_uids(ctx, folder, min)?;
+    taken.extend(also_taken);
+    Ok(CandidatePool::new(
+        candidates.into_iter().map(|(c, _)| c),
+        &|u| taken.contains(&u),
+    ))
+}
+
 /// Looks for a journal group's messages on the target, at or above the UIDNEXT recorded
 /// before it went out: what was found, and the source UIDs not (yet) there.
 async fn find_group_on_target(
@@ -485,21 +510,11 @@ async fn find_group_on_target(
         group.target_folder
     )))?;
     let min = group.target_uidnext.max(1);
-    let candidates = fetch_fingerprints(
-        ctx,
-        tgt,
-        &format!("{min}:*"),
-        min,
-        &format!(
-            "the target folder `{}` after an interrupted copy",
-            group.target_folder
-        ),
-    )
-    .await?;
-    let mapped = mapped_target_uids(ctx, folder, min)?;
-    let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
-        mapped.contains(&u)
-    });
+    let what = format!(
+        "the target folder `{}` after an interrupted copy",
+        group.target_folder
+    );
+    let mut pool = unclaimed_target_messages(ctx, tgt, folder, min, &[], &what).await?;
     let wanted: Vec<Wanted> = group
         .messages
         .iter()

@@ -41,6 +41,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod folder_check;
 pub mod folder_plan;
+mod folder_rename;
 mod folder_sync;
 #[doc(hidden)]
 pub mod fuzz_checks;

@@ -37,6 +37,7 @@ use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::folder_plan::{
     Exclusion, FolderAttributes, FolderListing, ListedFolder, PlanOptions, SpecialUse, plan,
 };
+use crate::folder_rename::{ListedSource, follow_source_renames};
 use crate::folder_sync::{
     FolderResult, FolderTask, SyncContext, SyncSettings, skip_vanished_folder,
     source_folder_vanished, sync_folder,
@@ -265,12 +266,53 @@ impl MailboxJob {
         progress(Progress::Planned {
             folders: folder_plan.copies.len(),
         });
+        let settings = SyncSettings {
+            limits: self.options.groups,
+            max_message_size: self.options.max_message_size,
+            bad_item_limit: self.options.bad_item_limit,
+            mirror_deletions: self.options.mirror_deletions,
+            crash_settle: self.options.crash_settle,
+        };
+        let ctx = SyncContext {
+            store,
+            mailbox: self.mailbox,
+            mailbox_label: mailbox,
+            settings,
+            totals,
+            progress,
+            cancel,
+        };
+
+        // Source folders renamed since the last pass: renamed on the target too, with
+        // their state, before anything is created under the new names.
+        let listed_sources: HashMap<String, ListedSource<'_>> = src_names
+            .iter()
+            .map(|(name, l)| {
+                let source = ListedSource {
+                    wire: &l.wire,
+                    uid_validity: l.status.as_ref().and_then(|s| s.uid_validity),
+                };
+                (name.clone(), source)
+            })
+            .collect();
+        let renamed = follow_source_renames(
+            &ctx,
+            &mut src,
+            &mut tgt,
+            &folder_plan,
+            &listed_sources,
+            &tgt_listing,
+        )
+        .await?;
 
         // Create missing target folders, parents first, and mirror subscriptions. A
         // special folder the target lacks is created with its use where the target
         // takes one (RFC 6154 CREATE-SPECIAL-USE), so that its clients recognise it.
         let create_use = tgt.has("CREATE-SPECIAL-USE");
         for name in folder_plan.creations() {
+            if renamed.contains(&name.name) {
+                continue;
+            }
             let special = folder_plan
                 .copies
                 .iter()
@@ -452,22 +494,6 @@ impl MailboxJob {
             return Ok(folders);
         }
 
-        let settings = SyncSettings {
-            limits: self.options.groups,
-            max_message_size: self.options.max_message_size,
-            bad_item_limit: self.options.bad_item_limit,
-            mirror_deletions: self.options.mirror_deletions,
-            crash_settle: self.options.crash_settle,
-        };
-        let ctx = SyncContext {
-            store,
-            mailbox: self.mailbox,
-            mailbox_label: mailbox,
-            settings,
-            totals,
-            progress,
-            cancel,
-        };
         // Largest folders first: the pass ends when its longest folder does, so starting
         // that one early keeps the other connections busy with the small ones meanwhile.
         queue

@@ -1925,6 +1925,146 @@ fn a_folder_renamed_away_mid_pass_keeps_its_state_and_resumes_when_it_is_back() 
     assert_identical(&h);
 }
 
+fn target_folder_names(h: &Harness) -> Vec<String> {
+    let mut c = h
+        .target
+        .connect_master(DEFAULT_USER)
+        .expect("target client");
+    let mut names: Vec<String> = c
+        .list("", "*")
+        .expect("LIST")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    c.logout().expect("logout");
+    names.sort();
+    names
+}
+
+#[test]
+fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_again() {
+    let h = start(150, 43);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    let parent = h
+        .store
+        .find_folder(h.mailbox, "Projects")
+        .expect("store")
+        .expect("Projects is known");
+    let child = h
+        .store
+        .find_folder(h.mailbox, "Projects.Q1 Plan")
+        .expect("store")
+        .expect("Projects.Q1 Plan is known");
+    let child_before = h.store.folder_state(child).expect("state");
+    assert!(
+        h.store
+            .folder_state(parent)
+            .expect("state")
+            .counters
+            .messages
+            > 0
+    );
+    assert!(child_before.counters.messages > 0);
+
+    // The user renames the parent on the source; its subfolder moves with it (same
+    // UIDVALIDITY, same UIDs).
+    on_source(&h, "RENAME Projects Work");
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(second.copied, 0, "nothing is copied again: {second:?}");
+    assert_eq!(second.target_commands.appends, 0, "{second:?}");
+    assert_eq!(second.target_commands.creates, 0, "{second:?}");
+    let names = target_folder_names(&h);
+    assert!(
+        names.iter().any(|n| n == "Work") && names.iter().any(|n| n == "Work/Q1 Plan"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("Projects")),
+        "the old target folders are renamed, not left beside: {names:?}"
+    );
+    assert_identical(&h);
+    // The state moved with the names: same records, same map.
+    assert_eq!(
+        h.store.find_folder(h.mailbox, "Work").expect("store"),
+        Some(parent)
+    );
+    assert_eq!(
+        h.store
+            .find_folder(h.mailbox, "Work.Q1 Plan")
+            .expect("store"),
+        Some(child)
+    );
+    assert!(
+        h.store
+            .find_folder(h.mailbox, "Projects")
+            .expect("store")
+            .is_none()
+    );
+    let child_after = h.store.folder_state(child).expect("state");
+    assert_eq!(child_after.counters, child_before.counters);
+    assert_eq!(
+        child_after.marks.target_name.as_deref(),
+        Some("Work/Q1 Plan")
+    );
+
+    // New mail in the renamed folder: only it is copied, above the kept watermark.
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.append("Work.Q1 Plan", &[], None, &big_message(3_000, 43))
+        .expect("append");
+    s.logout().expect("logout");
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(third.copied, 1, "{third:?}");
+    assert_identical(&h);
+}
+
+#[test]
+fn a_folder_with_the_same_uidvalidity_but_other_messages_is_not_taken_for_a_rename() {
+    let h = start(150, 44);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    // Projects is deleted and Fresh, with other mail, appears. Dovecot gives Fresh a new
+    // UIDVALIDITY; a server that reuses values could give it Projects' old one, which
+    // is what the store is made to say here: only the content check stands between
+    // the two folders and a wrong rename.
+    on_source(&h, "DELETE \"Projects.Q1 Plan\"");
+    on_source(&h, "DELETE Projects");
+    on_source(&h, "CREATE Fresh");
+    let mut s = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    s.append("Fresh", &[], None, &big_message(2_000, 44))
+        .expect("append");
+    let fresh = s.examine("Fresh").expect("examine");
+    s.logout().expect("logout");
+    let projects = h
+        .store
+        .find_folder(h.mailbox, "Projects")
+        .expect("store")
+        .expect("Projects is known");
+    h.store
+        .update_folder_marks(projects, |m| m.source_uidvalidity = fresh.uidvalidity)
+        .expect("marks");
+
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(
+        second.copied, 1,
+        "Fresh is copied as a new folder: {second:?}"
+    );
+    let names = target_folder_names(&h);
+    assert!(names.iter().any(|n| n == "Projects"), "{names:?}");
+    assert!(names.iter().any(|n| n == "Fresh"), "{names:?}");
+    assert_eq!(
+        h.store.find_folder(h.mailbox, "Projects").expect("store"),
+        Some(projects),
+        "the old folder's state stays where it was"
+    );
+}
+
 #[test]
 fn a_source_folder_deleted_while_its_messages_are_copied_fails_nothing() {
     let h = start(400, 43);

@@ -291,6 +291,13 @@ pub enum Command<'a> {
         /// Special-use attributes to give it (needs CREATE-SPECIAL-USE).
         special_use: &'a [MailboxAttr<'a>],
     },
+    /// `RENAME from to`: the folder and everything under it get the new name.
+    Rename {
+        /// The existing mailbox.
+        from: MailboxName<'a>,
+        /// Its new name.
+        to: MailboxName<'a>,
+    },
     /// `SUBSCRIBE mailbox`
     Subscribe {
         /// The mailbox.

@@ -660,6 +660,12 @@ impl CommandEncoder {
                     out.put(b"))");
                 }
             }
+            Command::Rename { from, to } => {
+                out.put(b"RENAME ");
+                write_mailbox(&mut out, from, utf8)?;
+                out.put(b" ");
+                write_mailbox(&mut out, to, utf8)?;
+            }
             Command::Subscribe { mailbox } => {
                 out.put(b"SUBSCRIBE ");
                 write_mailbox(&mut out, mailbox, utf8)?;

@@ -231,6 +231,42 @@ impl Store {
         Ok(new)
     }
 
+    /// Moves a folder's state to a new source name, after the source folder was renamed:
+    /// the id, map, counters and skipped items stay; the target name becomes
+    /// `target_name`. Refused while journal entries of the folder are pending (they name
+    /// the old target folder), and when the new name already has a folder.
+    pub fn rename_folder(
+        &self,
+        folder: FolderId,
+        new_source_name: &str,
+        target_name: &str,
+    ) -> Result<()> {
+        let _registry = self.registry_lock();
+        let _guard = self.folder_lock(folder);
+        let mut state = self.load_folder_state(folder)?;
+        self.refuse_if_pending(folder, &state)?;
+        if self.find_folder(state.mailbox, new_source_name)?.is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "folder",
+                name: new_source_name.to_string(),
+                dir: self.path().to_path_buf(),
+            });
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(folder_name_key(state.mailbox.id, &state.source_name));
+        batch.insert(
+            folder_name_key(state.mailbox.id, new_source_name),
+            encode_folder_id(folder),
+        );
+        state.source_name = new_source_name.to_string();
+        state.marks.target_name = Some(target_name.to_string());
+        self.stage_folder_state(&mut batch, folder, &state);
+        self.inner
+            .folder_sync
+            .apply_batch(batch)
+            .map_err(self.db_err("rename a folder"))
+    }
+
     /// Forgets a folder (it was deleted on the source): its name, map, counters and
     /// skipped items. Refused while journal entries of the folder are pending.
     pub fn remove_folder(&self, folder: FolderId) -> Result<()> {

@@ -718,6 +718,68 @@ fn reset_folder_after_uidvalidity_change() {
 }
 
 #[test]
+fn rename_folder_keeps_the_map_under_the_new_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, _, mailboxes) = fixture(tmp.path());
+    let mb = mailboxes[0].id;
+    let folder = store.folder(mb, "Projects.2024").expect("folder");
+    store
+        .update_folder_marks(folder, |m| {
+            m.source_uidvalidity = Some(7);
+            m.target_name = Some("Projects/2024".into());
+        })
+        .expect("marks");
+    let j = store.begin(folder, &group(1..=40, 1)).expect("begin");
+    let err = store
+        .rename_folder(folder, "Work.2024", "Work/2024")
+        .expect_err("pending");
+    assert!(
+        matches!(err, StoreError::PendingJournal { count: 1, .. }),
+        "{err}"
+    );
+    store
+        .commit(
+            j,
+            &GroupOutcome {
+                copied: copied(1..=40, 0),
+                highest_copied_uid: Some(40),
+                ..GroupOutcome::default()
+            },
+        )
+        .expect("commit");
+    store.folder(mb, "Taken").expect("another folder");
+    let err = store
+        .rename_folder(folder, "Taken", "Taken")
+        .expect_err("name in use");
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+
+    store
+        .rename_folder(folder, "Work.2024", "Work/2024")
+        .expect("rename");
+    assert!(
+        store
+            .find_folder(mb, "Projects.2024")
+            .expect("find")
+            .is_none()
+    );
+    assert_eq!(store.folder(mb, "Work.2024").expect("folder"), folder);
+    let state = store.folder_state(folder).expect("state");
+    assert_eq!(state.source_name, "Work.2024");
+    assert_eq!(state.marks.target_name.as_deref(), Some("Work/2024"));
+    assert_eq!(state.marks.source_uidvalidity, Some(7));
+    assert_eq!(state.marks.highest_copied_uid, 40);
+    assert_eq!(state.counters.messages, 40);
+    assert_eq!(store.uid_map_range(folder, ..).expect("range").count(), 40);
+    // It survives a reopen like any other write.
+    drop(store);
+    let store = Store::open(tmp.path()).expect("reopen");
+    assert_eq!(
+        store.find_folder(mb, "Work.2024").expect("find"),
+        Some(folder)
+    );
+}
+
+#[test]
 fn pass_history_and_mailbox_times() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (store, _, mailboxes) = fixture(tmp.path());

@@ -120,7 +120,7 @@ async fn read_answers(
 /// Fingerprints (and flags, and sizes) of the selected folder's messages in `uids` at or
 /// above `min_uid`, reading at most the first 64 KiB of each (see the module comment for
 /// when a message is read whole instead).
-pub(super) async fn fetch_fingerprints(
+pub(crate) async fn fetch_fingerprints(
     ctx: &SyncContext<'_>,
     conn: &mut Connection,
     uids: &str,

@@ -16,13 +16,13 @@ use imapmirror_storage::{
     SkipReason, SkippedItem,
 };
 
-use super::{FolderTask, SyncContext, fetch_fingerprints, mapped_target_uids, store_flags};
+use super::{FolderTask, SyncContext, store_flags, unclaimed_target_messages};
 use crate::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
 use crate::endpoint_pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::fingerprint::{self, PREFIX_LEN};
 use crate::pass_report::{PassTotals, Progress};
-use crate::reconcile::{CandidatePool, Wanted};
+use crate::reconcile::Wanted;
 
 /// Groups in flight on the target before the oldest is waited for.
 const MAX_GROUPS_IN_FLIGHT: usize = 2;
@@ -738,19 +738,10 @@ impl<'c, 'a> Copier<'c, 'a> {
             // No APPENDUID (no UIDPLUS): find the messages by fingerprint.
             PassTotals::add(&ctx.totals.reconciled, unknown.len() as u64);
             let min = group.uidnext_before.max(1);
-            let candidates = fetch_fingerprints(
-                ctx,
-                tgt,
-                &format!("{min}:*"),
-                min,
-                &format!("the target folder `{}` (no UIDPLUS)", self.task.target_name),
-            )
-            .await?;
-            let mut mapped = mapped_target_uids(ctx, self.folder, min)?;
-            mapped.extend(copied.iter().map(|c| c.target_uid));
-            let mut pool = CandidatePool::new(candidates.into_iter().map(|(c, _)| c), &|u| {
-                mapped.contains(&u)
-            });
+            let taken: Vec<u32> = copied.iter().map(|c| c.target_uid).collect();
+            let what = format!("the target folder `{}` (no UIDPLUS)", self.task.target_name);
+            let mut pool =
+                unclaimed_target_messages(ctx, tgt, self.folder, min, &taken, &what).await?;
             for m in &unknown {
                 let w = Wanted {
                     source_uid: m.source_uid,

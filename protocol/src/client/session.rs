@@ -932,6 +932,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .map(drop)
     }
 
+    /// RENAME: `from` and the folders under it get the name `to`. A server creates the
+    /// superiors `to` needs (RFC 3501 6.3.5).
+    pub async fn rename(&mut self, from: MailboxName<'_>, to: MailboxName<'_>) -> Result<()> {
+        let label = format!("RENAME {} {}", mailbox_label(&from), mailbox_label(&to));
+        self.run(CommandKind::Simple, label, &Command::Rename { from, to })
+            .await
+            .map(drop)
+    }
+
     /// SUBSCRIBE.
     pub async fn subscribe(&mut self, mailbox: MailboxName<'_>) -> Result<()> {
         let label = format!("SUBSCRIBE {}", mailbox_label(&mailbox));

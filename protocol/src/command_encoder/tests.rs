@@ -202,6 +202,13 @@ fn mailbox_names_mutf7_and_utf8() {
         "A1 SUBSCRIBE \"Sent Items\"\r\n"
     );
     assert_eq!(
+        line(&Command::Rename {
+            from: MailboxName::Unicode("Projects/Old"),
+            to: MailboxName::Unicode("Archiv/Entwürfe 2024")
+        }),
+        "A1 RENAME Projects/Old \"Archiv/Entw&APw-rfe 2024\"\r\n"
+    );
+    assert_eq!(
         line(&Command::Create {
             mailbox: MailboxName::Wire(b"2024:Q1"),
             special_use: &[]

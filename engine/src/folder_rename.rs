@@ -1,0 +1,396 @@
+//! Following a source folder's rename on the target, so that a folder a user renamed
+//! between two passes is renamed on the target with its state, not copied a second time
+//! under the new name beside the old copy.
+//!
+//! A rename shows as a stored folder the source no longer lists ("gone") and a listed
+//! folder with no stored state ("appeared"). Servers keep a folder's UIDVALIDITY and UIDs
+//! across RENAME (Dovecot, Cyrus, Courier do), so a pair is taken for a rename only when:
+//! - its UIDVALIDITY is the gone folder's, and no other gone or appeared folder has that
+//!   value (servers that give every folder UIDVALIDITY 1 get no renames followed);
+//! - the appeared folder holds, at up to three UIDs spread over the gone folder's map,
+//!   the very messages copied from there (same size and fingerprint);
+//! - neither side is INBOX or a special-use folder (renaming the target's Sent away
+//!   would leave its clients without one), and the gone folder has no journal group
+//!   pending (those name the old target folder).
+//!
+//! On the target, the old folder is RENAMEd to the new name (its subfolders move with
+//! it), unless a parent's rename in this pass already moved it there. Anything else (the
+//! old target folder gone, the new name taken, a refused RENAME) leaves the pair to the
+//! usual copy: no worse than not following renames at all.
+
+use std::collections::{HashMap, HashSet};
+
+use imapmirror_protocol::MailboxName;
+use imapmirror_protocol::StatusAttr;
+use imapmirror_storage::FolderId;
+
+use crate::copy_plan::uid_set;
+use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::error::Error;
+use crate::folder_plan::{FolderListing, FolderPlan};
+use crate::folder_sync::{SyncContext, fetch_fingerprints};
+
+/// A stored folder the source no longer lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gone {
+    pub folder: FolderId,
+    pub source_name: String,
+    pub target_name: String,
+    pub uid_validity: u32,
+}
+
+/// A listed source folder with no stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Appeared {
+    pub source_name: String,
+    pub source_wire: Vec<u8>,
+    pub target_name: String,
+    /// Components of the target name: parents are followed before their children.
+    pub depth: usize,
+    pub uid_validity: u32,
+}
+
+/// The (gone, appeared) index pairs whose UIDVALIDITY is theirs alone, parents first;
+/// `gone` holds the UIDVALIDITY of each gone folder.
+pub(crate) fn pair_by_uid_validity(gone: &[u32], appeared: &[Appeared]) -> Vec<(usize, usize)> {
+    let mut gone_by: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, v) in gone.iter().enumerate() {
+        gone_by.entry(*v).or_default().push(i);
+    }
+    let mut appeared_by: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, a) in appeared.iter().enumerate() {
+        appeared_by.entry(a.uid_validity).or_default().push(i);
+    }
+    let mut pairs: Vec<(usize, usize)> = gone_by
+        .iter()
+        .filter_map(
+            |(v, g)| match (g.as_slice(), appeared_by.get(v).map(Vec::as_slice)) {
+                ([g], Some([a])) => Some((*g, *a)),
+                _ => None,
+            },
+        )
+        .collect();
+    pairs.sort_by(|x, y| {
+        (appeared[x.1].depth, &appeared[x.1].target_name)
+            .cmp(&(appeared[y.1].depth, &appeared[y.1].target_name))
+    });
+    pairs
+}
+
+/// The names `existing` holds after `from` (and everything under it) became `to`:
+/// the renamed names, old and new.
+pub(crate) fn move_subtree(
+    existing: &mut HashSet<String>,
+    from: &str,
+    to: &str,
+    separator: Option<char>,
+) -> Vec<String> {
+    let under = |name: &str| -> Option<String> {
+        if name == from {
+            return Some(to.to_owned());
+        }
+        let sep = separator?;
+        let rest = name.strip_prefix(from)?.strip_prefix(sep)?;
+        Some(format!("{to}{sep}{rest}"))
+    };
+    let moves: Vec<(String, String)> = existing
+        .iter()
+        .filter_map(|n| under(n).map(|new| (n.clone(), new)))
+        .collect();
+    let mut moved = Vec::with_capacity(moves.len());
+    for (old, new) in moves {
+        existing.remove(&old);
+        existing.insert(new.clone());
+        moved.push(new);
+    }
+    moved
+}
+
+/// Up to three UIDs spread over a sorted list: first, middle, last.
+fn spread(uids: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = match uids {
+        [] => Vec::new(),
+        [only] => vec![*only],
+        _ => vec![uids[0], uids[uids.len() / 2], uids[uids.len() - 1]],
+    };
+    out.dedup();
+    out
+}
+
+fn is_inbox(name: &str) -> bool {
+    name.eq_ignore_ascii_case("INBOX")
+}
+
+/// A source folder as listed: its name's bytes, and its UIDVALIDITY if LIST-STATUS gave it.
+pub(crate) struct ListedSource<'l> {
+    pub wire: &'l [u8],
+    pub uid_validity: Option<u32>,
+}
+
+/// Follows this pass's source renames on the target and in the store. Returns the
+/// target names that now exist because of it, which need no CREATE.
+pub(crate) async fn follow_source_renames(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    plan: &FolderPlan,
+    sources: &HashMap<String, ListedSource<'_>>,
+    target: &FolderListing,
+) -> Result<HashSet<String>, Error> {
+    let store_err = |action: &str| ctx.store_err(action.to_owned());
+    let special_on_target: HashSet<&str> = target
+        .folders
+        .iter()
+        .filter(|f| !f.attributes.special_use.is_empty())
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut gone = Vec::new();
+    for (folder, state) in ctx
+        .store
+        .folders(ctx.mailbox)
+        .map_err(store_err("reading the folders of earlier passes"))?
+    {
+        let (Some(uid_validity), Some(target_name)) =
+            (state.marks.source_uidvalidity, state.marks.target_name)
+        else {
+            continue;
+        };
+        if sources.contains_key(&state.source_name)
+            || state.counters.messages == 0
+            || is_inbox(&state.source_name)
+            || is_inbox(&target_name)
+            || special_on_target.contains(target_name.as_str())
+        {
+            continue;
+        }
+        let pending = ctx
+            .store
+            .pending_in_folder(ctx.mailbox, folder)
+            .map_err(store_err("reading the journal"))?;
+        if pending.is_empty() {
+            gone.push(Gone {
+                folder,
+                source_name: state.source_name,
+                target_name,
+                uid_validity,
+            });
+        }
+    }
+    if gone.is_empty() {
+        // The usual pass: nothing vanished from the source, nothing to look at.
+        return Ok(HashSet::new());
+    }
+
+    let mut appeared = Vec::new();
+    for copy in &plan.copies {
+        let Some(listed) = sources.get(&copy.source) else {
+            continue;
+        };
+        if copy.special_use.is_some()
+            || is_inbox(&copy.source)
+            || is_inbox(&copy.target.name)
+            || ctx
+                .store
+                .find_folder(ctx.mailbox, &copy.source)
+                .map_err(store_err("looking up a folder"))?
+                .is_some()
+        {
+            continue;
+        }
+        let uid_validity = match listed.uid_validity {
+            Some(v) => v,
+            None => {
+                // No LIST-STATUS: one STATUS, only for a new folder in a pass where a
+                // stored one vanished.
+                CommandCounters::bump(&src.counters.statuses);
+                let status = src
+                    .session
+                    .status(MailboxName::Wire(listed.wire), &[StatusAttr::UidValidity])
+                    .await
+                    .map_err(ctx.imap_err(format!(
+                        "reading the UIDVALIDITY of the source folder `{}`",
+                        copy.source
+                    )))?;
+                let Some(v) = status.uid_validity else {
+                    continue;
+                };
+                v
+            }
+        };
+        appeared.push(Appeared {
+            source_name: copy.source.clone(),
+            source_wire: listed.wire.to_vec(),
+            target_name: copy.target.name.clone(),
+            depth: copy.target.path.len(),
+            uid_validity,
+        });
+    }
+
+    let mut existing: HashSet<String> = target.folders.iter().map(|f| f.name.clone()).collect();
+    let mut moved: HashSet<String> = HashSet::new();
+    let validities: Vec<u32> = gone.iter().map(|g| g.uid_validity).collect();
+    for (g, a) in pair_by_uid_validity(&validities, &appeared) {
+        let (gone, appeared) = (&gone[g], &appeared[a]);
+        if !holds_the_copied_messages(ctx, src, gone, appeared).await? {
+            tracing::debug!(
+                from = %gone.source_name,
+                to = %appeared.source_name,
+                "same UIDVALIDITY, other messages: not a rename"
+            );
+            continue;
+        }
+        let (from, to) = (gone.target_name.as_str(), appeared.target_name.as_str());
+        let moved_by_a_parent = moved.contains(to) && !existing.contains(from);
+        if existing.contains(from) && !existing.contains(to) {
+            CommandCounters::bump(&tgt.counters.other);
+            match tgt
+                .session
+                .rename(MailboxName::Unicode(from), MailboxName::Unicode(to))
+                .await
+            {
+                Ok(()) => moved.extend(move_subtree(&mut existing, from, to, target.separator)),
+                Err(e @ imapmirror_protocol::Error::Refused { .. }) => {
+                    tracing::warn!(
+                        from,
+                        to,
+                        error = %e,
+                        "the target refused to rename a folder the source renamed; it is copied under the new name"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ctx
+                        .imap_err(format!("renaming the target folder `{from}` to `{to}`"))(
+                        e,
+                    ));
+                }
+            }
+        } else if !moved_by_a_parent {
+            // The old folder is gone from the target, or the new name is taken: copy as
+            // a new folder.
+            continue;
+        }
+        ctx.store
+            .rename_folder(gone.folder, &appeared.source_name, to)
+            .map_err(ctx.store_err(format!(
+                "recording the rename of `{}` to `{}`",
+                gone.source_name, appeared.source_name
+            )))?;
+        tracing::info!(
+            from = %gone.source_name,
+            to = %appeared.source_name,
+            target = to,
+            "followed a source folder rename on the target"
+        );
+    }
+    Ok(moved)
+}
+
+/// Whether the appeared source folder holds, at up to three UIDs of the gone folder's
+/// map, the messages copied from there.
+async fn holds_the_copied_messages(
+    ctx: &SyncContext<'_>,
+    src: &mut Connection,
+    gone: &Gone,
+    appeared: &Appeared,
+) -> Result<bool, Error> {
+    let mut uids = Vec::new();
+    let mut expected = HashMap::new();
+    let map = ctx
+        .store
+        .uid_map_range(gone.folder, ..)
+        .map_err(ctx.store_err(format!("reading the map of `{}`", gone.source_name)))?;
+    for item in map {
+        let (uid, entry) =
+            item.map_err(ctx.store_err(format!("reading the map of `{}`", gone.source_name)))?;
+        uids.push(uid);
+        expected.insert(uid, (entry.fingerprint, entry.size));
+    }
+    let sample = spread(&uids);
+    if sample.is_empty() {
+        return Ok(false);
+    }
+    CommandCounters::bump(&src.counters.selects);
+    src.session
+        .examine(MailboxName::Wire(&appeared.source_wire), false)
+        .await
+        .map_err(ctx.imap_err(format!(
+            "opening the source folder `{}`",
+            appeared.source_name
+        )))?;
+    let what = format!("the source folder `{}`", appeared.source_name);
+    let found = fetch_fingerprints(ctx, src, &uid_set(sample.iter().copied()), 1, &what).await?;
+    let matches = |uid: u32| {
+        found
+            .iter()
+            .any(|(c, size)| c.uid == uid && Some(&(c.fingerprint, *size)) == expected.get(&uid))
+    };
+    Ok(sample.iter().all(|&u| matches(u)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn appeared(name: &str, v: u32) -> Appeared {
+        Appeared {
+            source_name: name.into(),
+            source_wire: name.as_bytes().to_vec(),
+            target_name: name.replace('.', "/"),
+            depth: name.split('.').count(),
+            uid_validity: v,
+        }
+    }
+
+    #[test]
+    fn pairs_only_unique_uid_validities_and_parents_first() {
+        // Projects.A, Projects, Twin1, Twin2, Lonely.
+        let g = [11, 10, 50, 50, 60];
+        let a = [
+            appeared("Work.A", 11),
+            appeared("Work", 10),
+            appeared("Twins", 50),
+            appeared("Other", 70),
+        ];
+        // Twin1/Twin2 share 50: ambiguous, copied as new. Lonely has no partner.
+        assert_eq!(pair_by_uid_validity(&g, &a), vec![(1, 1), (0, 0)]);
+        // A server that gives every folder the same UIDVALIDITY follows nothing.
+        let g = [1, 1];
+        let a = [appeared("C", 1), appeared("D", 1)];
+        assert!(pair_by_uid_validity(&g, &a).is_empty());
+    }
+
+    #[test]
+    fn a_rename_moves_the_subtree_and_nothing_beside_it() {
+        let mut existing: HashSet<String> = [
+            "INBOX",
+            "Projects",
+            "Projects/A",
+            "Projects/A/B",
+            "ProjectsX",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let mut moved = move_subtree(&mut existing, "Projects", "Work", Some('/'));
+        moved.sort();
+        assert_eq!(moved, ["Work", "Work/A", "Work/A/B"]);
+        let mut now: Vec<&str> = existing.iter().map(String::as_str).collect();
+        now.sort();
+        assert_eq!(now, ["INBOX", "ProjectsX", "Work", "Work/A", "Work/A/B"]);
+        // A flat server renames the one name.
+        let mut flat: HashSet<String> = ["Projects", "Projects/A"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(move_subtree(&mut flat, "Projects", "Work", None), ["Work"]);
+    }
+
+    #[test]
+    fn samples_spread_over_the_map() {
+        assert!(spread(&[]).is_empty());
+        assert_eq!(spread(&[7]), [7]);
+        assert_eq!(spread(&[3, 9]), [3, 9]);
+        assert_eq!(spread(&[1, 2, 3, 4, 5, 6, 7]), [1, 4, 7]);
+    }
+}

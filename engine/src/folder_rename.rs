@@ -11,7 +11,9 @@
 //!   the very messages copied from there (same size and fingerprint);
 //! - neither side is INBOX or a special-use folder (renaming the target's Sent away
 //!   would leave its clients without one), and the gone folder has no journal group
-//!   pending (those name the old target folder).
+//!   pending (those name the old target folder);
+//! - no folder the source still has lies under the old target name: RENAME would move
+//!   it away from its source folder.
 //!
 //! On the target, the old folder is RENAMEd to the new name (its subfolders move with
 //! it), unless a parent's rename in this pass already moved it there. Anything else (the
@@ -104,6 +106,22 @@ pub(crate) fn move_subtree(
         moved.push(new);
     }
     moved
+}
+
+/// Whether a folder this pass copies lies under `from` on the target: RENAME would move
+/// it away from where its source folder still is.
+pub(crate) fn has_children_left_behind<'n>(
+    plan_targets: impl IntoIterator<Item = &'n str>,
+    from: &str,
+    separator: Option<char>,
+) -> bool {
+    let Some(sep) = separator else {
+        return false;
+    };
+    plan_targets.into_iter().any(|name| {
+        name.strip_prefix(from)
+            .is_some_and(|rest| rest.starts_with(sep))
+    })
 }
 
 /// Up to three UIDs spread over a sorted list: first, middle, last.
@@ -241,6 +259,16 @@ pub(crate) async fn follow_source_renames(
         }
         let (from, to) = (gone.target_name.as_str(), appeared.target_name.as_str());
         let moved_by_a_parent = moved.contains(to) && !existing.contains(from);
+        let plan_targets = plan.copies.iter().map(|c| c.target.name.as_str());
+        if has_children_left_behind(plan_targets, from, target.separator) {
+            // RENAME would take along subfolders the source still has at the old name.
+            tracing::info!(
+                from = %gone.source_name,
+                to = %appeared.source_name,
+                "a renamed folder's subfolders stayed on the source; it is copied under the new name"
+            );
+            continue;
+        }
         if existing.contains(from) && !existing.contains(to) {
             CommandCounters::bump(&tgt.counters.other);
             match tgt
@@ -384,6 +412,18 @@ mod tests {
             .map(String::from)
             .collect();
         assert_eq!(move_subtree(&mut flat, "Projects", "Work", None), ["Work"]);
+    }
+
+    #[test]
+    fn subfolders_still_on_the_source_stop_a_rename() {
+        let plan = ["INBOX", "Work", "Work/A", "ProjectsX", "Projects/Left"];
+        assert!(has_children_left_behind(plan, "Projects", Some('/')));
+        assert!(!has_children_left_behind(
+            ["INBOX", "Work", "Work/A", "ProjectsX"],
+            "Projects",
+            Some('/')
+        ));
+        assert!(!has_children_left_behind(plan, "Projects", None));
     }
 
     #[test]

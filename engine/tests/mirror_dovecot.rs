@@ -2022,6 +2022,43 @@ fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_ag
 }
 
 #[test]
+fn a_renamed_parent_whose_subfolder_moved_back_is_copied_and_the_subfolder_kept() {
+    let h = start(150, 45);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    let child_count = messages_of(&h.target, "Projects/Q1 Plan").len();
+    assert!(child_count > 0);
+    // The parent moves; its subfolder is moved back to the old place. Dovecot then lists
+    // `Projects` as a parent without mail, so it is not taken for gone; a server that
+    // lists no such parent meets `has_children_left_behind` (unit-tested): either way
+    // the subfolder's target must stay where its source is.
+    on_source(&h, "RENAME Projects Work");
+    on_source(&h, "RENAME \"Work.Q1 Plan\" \"Projects.Q1 Plan\"");
+    let second = run(&job, &h.store, PassKind::Incremental);
+    let names = target_folder_names(&h);
+    assert!(
+        names.iter().any(|n| n == "Projects/Q1 Plan"),
+        "the subfolder stays where its source is: {names:?}"
+    );
+    assert_eq!(
+        messages_of(&h.target, "Projects/Q1 Plan").len(),
+        child_count
+    );
+    assert!(
+        second.copied > 0,
+        "Work is copied as a new folder: {second:?}"
+    );
+    assert_eq!(
+        messages_of(&h.target, "Work").len(),
+        messages_of(&h.source, "Work").len()
+    );
+    // As before renames were followed: the old target folder stays beside the copy.
+    assert!(names.iter().any(|n| n == "Projects"), "{names:?}");
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(third.copied, 0, "{third:?}");
+}
+
+#[test]
 fn a_folder_with_the_same_uidvalidity_but_other_messages_is_not_taken_for_a_rename() {
     let h = start(150, 44);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());

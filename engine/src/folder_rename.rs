@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use imapmirror_protocol::MailboxName;
 use imapmirror_protocol::StatusAttr;
-use imapmirror_storage::FolderId;
+use imapmirror_storage::{FolderId, FolderState};
 
 use crate::copy_plan::uid_set;
 use crate::endpoint_pool::{CommandCounters, Connection};
@@ -154,6 +154,7 @@ pub(crate) async fn follow_source_renames(
     plan: &FolderPlan,
     sources: &HashMap<String, ListedSource<'_>>,
     target: &FolderListing,
+    stored: &[(FolderId, FolderState)],
 ) -> Result<HashSet<String>, Error> {
     let store_err = |action: &str| ctx.store_err(action.to_owned());
     let special_on_target: HashSet<&str> = target
@@ -163,14 +164,11 @@ pub(crate) async fn follow_source_renames(
         .map(|f| f.name.as_str())
         .collect();
     let mut gone = Vec::new();
-    for (folder, state) in ctx
-        .store
-        .folders(ctx.mailbox)
-        .map_err(store_err("reading the folders of earlier passes"))?
-    {
-        let (Some(uid_validity), Some(target_name)) =
-            (state.marks.source_uidvalidity, state.marks.target_name)
-        else {
+    for (folder, state) in stored {
+        let (Some(uid_validity), Some(target_name)) = (
+            state.marks.source_uidvalidity,
+            state.marks.target_name.clone(),
+        ) else {
             continue;
         };
         if sources.contains_key(&state.source_name)
@@ -183,12 +181,12 @@ pub(crate) async fn follow_source_renames(
         }
         let pending = ctx
             .store
-            .pending_in_folder(ctx.mailbox, folder)
+            .pending_in_folder(ctx.mailbox, *folder)
             .map_err(store_err("reading the journal"))?;
         if pending.is_empty() {
             gone.push(Gone {
-                folder,
-                source_name: state.source_name,
+                folder: *folder,
+                source_name: state.source_name.clone(),
                 target_name,
                 uid_validity,
             });

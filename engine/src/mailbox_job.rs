@@ -24,7 +24,8 @@ use imapmirror_protocol::{
     Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
 };
 use imapmirror_storage::{
-    FolderSkip, MailboxId, MailboxStatus, PassOutcome, PassRecord, Store, Timestamp,
+    FolderId, FolderSkip, FolderState, MailboxId, MailboxStatus, PassOutcome, PassRecord, Store,
+    Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -248,7 +249,12 @@ impl MailboxJob {
         let ((src_listing, src_names), (tgt_listing, tgt_names)) =
             tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
 
-        let pinned = self.pins(store, &tgt_listing)?;
+        let stored_folders = store.folders(self.mailbox).map_err(|e| Error::Store {
+            mailbox: mailbox.to_owned(),
+            action: "reading the folders of earlier passes".into(),
+            source: Box::new(e),
+        })?;
+        let pinned = pins(&stored_folders, &tgt_listing);
         let mut reserved = Vec::new();
         if tgt_listing.separator == Some('.') {
             // Dovecot's Maildir++ layout cannot store `/` in a name.
@@ -302,6 +308,7 @@ impl MailboxJob {
             &folder_plan,
             &listed_sources,
             &tgt_listing,
+            &stored_folders,
         )
         .await?;
 
@@ -811,34 +818,28 @@ impl MailboxJob {
         };
         Ok((listing, names))
     }
+}
 
-    /// Source name → target path of folders copied in earlier passes, so that a folder
-    /// keeps its target whatever appears later.
-    fn pins(
-        &self,
-        store: &Store,
-        target: &FolderListing,
-    ) -> Result<BTreeMap<String, Vec<String>>, Error> {
-        let folders = store.folders(self.mailbox).map_err(|e| Error::Store {
-            mailbox: self.email.clone(),
-            action: "reading the folders of earlier passes".into(),
-            source: Box::new(e),
-        })?;
-        let mut pins = BTreeMap::new();
-        for (_, state) in folders {
-            let Some(name) = state.marks.target_name else {
-                continue;
-            };
-            let relative = name.strip_prefix(target.prefix.as_str()).unwrap_or(&name);
-            let path: Vec<String> = match target.separator {
-                _ if name.eq_ignore_ascii_case("INBOX") => vec!["INBOX".to_owned()],
-                Some(sep) => relative.split(sep).map(str::to_owned).collect(),
-                None => vec![relative.to_owned()],
-            };
-            pins.insert(state.source_name, path);
-        }
-        Ok(pins)
+/// Source name → target path of folders copied in earlier passes, so that a folder keeps
+/// its target whatever appears later.
+fn pins(
+    folders: &[(FolderId, FolderState)],
+    target: &FolderListing,
+) -> BTreeMap<String, Vec<String>> {
+    let mut pins = BTreeMap::new();
+    for (_, state) in folders {
+        let Some(name) = &state.marks.target_name else {
+            continue;
+        };
+        let relative = name.strip_prefix(target.prefix.as_str()).unwrap_or(name);
+        let path: Vec<String> = match target.separator {
+            _ if name.eq_ignore_ascii_case("INBOX") => vec!["INBOX".to_owned()],
+            Some(sep) => relative.split(sep).map(str::to_owned).collect(),
+            None => vec![relative.to_owned()],
+        };
+        pins.insert(state.source_name.clone(), path);
     }
+    pins
 }
 
 /// Logs out of both sides at once: nothing waits on either answer.

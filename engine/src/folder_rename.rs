@@ -267,7 +267,27 @@ pub(crate) async fn follow_source_renames(
             );
             continue;
         }
-        if existing.contains(from) && !existing.contains(to) {
+        let rename_on_target = existing.contains(from) && !existing.contains(to);
+        if !rename_on_target && !moved_by_a_parent {
+            // The old folder is gone from the target, or the new name is taken: copy as
+            // a new folder.
+            continue;
+        }
+        // The store first. A crash before the RENAME leaves state under a target name
+        // that does not exist yet: the next pass creates it and refills it by
+        // fingerprint, a second copy beside the old folder, as if renames were not
+        // followed. The other order could leave a renamed folder with no state, which
+        // the next pass would fill again on top of its messages.
+        let record = |source: &str, target_name: &str| {
+            ctx.store
+                .rename_folder(gone.folder, source, target_name)
+                .map_err(ctx.store_err(format!(
+                    "recording the rename of `{}` to `{}`",
+                    gone.source_name, appeared.source_name
+                )))
+        };
+        record(&appeared.source_name, to)?;
+        if rename_on_target {
             CommandCounters::bump(&tgt.counters.other);
             match tgt
                 .session
@@ -276,6 +296,7 @@ pub(crate) async fn follow_source_renames(
             {
                 Ok(()) => moved.extend(move_subtree(&mut existing, from, to, target.separator)),
                 Err(e @ imapmirror_protocol::Error::Refused { .. }) => {
+                    record(&gone.source_name, from)?;
                     tracing::warn!(
                         from,
                         to,
@@ -291,17 +312,7 @@ pub(crate) async fn follow_source_renames(
                     ));
                 }
             }
-        } else if !moved_by_a_parent {
-            // The old folder is gone from the target, or the new name is taken: copy as
-            // a new folder.
-            continue;
         }
-        ctx.store
-            .rename_folder(gone.folder, &appeared.source_name, to)
-            .map_err(ctx.store_err(format!(
-                "recording the rename of `{}` to `{}`",
-                gone.source_name, appeared.source_name
-            )))?;
         tracing::info!(
             from = %gone.source_name,
             to = %appeared.source_name,

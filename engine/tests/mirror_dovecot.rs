@@ -2059,6 +2059,39 @@ fn a_renamed_parent_whose_subfolder_moved_back_is_copied_and_the_subfolder_kept(
 }
 
 #[test]
+fn a_crash_between_recording_a_rename_and_the_target_rename_refills_without_duplicates() {
+    let h = start(150, 46);
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    run(&job, &h.store, PassKind::Initial);
+    on_source(&h, "RENAME Projects Work");
+    // What a pass killed right after recording the renames, before its RENAME on the
+    // target, leaves: the state under the new names, the target as it was.
+    for (old, new, target) in [
+        ("Projects", "Work", "Work"),
+        ("Projects.Q1 Plan", "Work.Q1 Plan", "Work/Q1 Plan"),
+    ] {
+        let id = h
+            .store
+            .find_folder(h.mailbox, old)
+            .expect("store")
+            .expect("known");
+        h.store.rename_folder(id, new, target).expect("rename");
+    }
+    let second = run(&job, &h.store, PassKind::Incremental);
+    assert!(second.copied > 0, "{second:?}");
+    for folder in ["Work", "Work.Q1 Plan"] {
+        let target = folder.replace('.', "/");
+        assert_eq!(
+            messages_of(&h.target, &target).len(),
+            messages_of(&h.source, folder).len(),
+            "{folder}: refilled once, no duplicate"
+        );
+    }
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(third.copied, 0, "{third:?}");
+}
+
+#[test]
 fn a_folder_with_the_same_uidvalidity_but_other_messages_is_not_taken_for_a_rename() {
     let h = start(150, 44);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());

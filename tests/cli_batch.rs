@@ -386,3 +386,51 @@ fn messages_over_the_size_limit_are_skipped_and_reported() {
         "{csv_report}"
     );
 }
+
+#[test]
+fn a_folder_renamed_on_the_source_is_renamed_on_the_target_and_reported() {
+    let (source, target) = servers();
+    let corpus = Corpus::generate(CorpusSpec::small(78).with_messages(60));
+    source
+        .seed(&user(0), corpus.folders(), corpus.messages())
+        .expect("seed");
+    let cli = Cli::new();
+    cli.add_dovecot_endpoint("src", &source, "dovecot", &[]);
+    cli.add_dovecot_endpoint("tgt", &target, "dovecot", &[]);
+    let csv = cli.file(
+        "users.csv",
+        &migration_file(&[(&user(0), &user(0), &password(0))]),
+    );
+    cli.ok(&[
+        "batch", "add", "moves", "--csv", &csv, "--source", "src", "--target", "tgt",
+    ]);
+    cli.ok(&["batch", "start", "moves", "--wait"]);
+    let mut c = source.connect_master(&user(0)).expect("source client");
+    c.run(
+        "RENAME",
+        &[support::imap_client::Arg::Raw("RENAME Projects Work")],
+    )
+    .expect("RENAME");
+    c.logout().expect("logout");
+
+    cli.ok(&["batch", "sync", "moves", "--wait"]);
+    let users = cli.json(&["batch", "users", "moves", "--json"]);
+    let renamed = &users[0]["folders_renamed"];
+    assert_eq!(renamed[0]["from"], "Projects", "{users:#}");
+    assert_eq!(renamed[0]["to"], "Work", "{users:#}");
+    assert_eq!(
+        users[0]["last_pass_items"], 0,
+        "nothing copied again: {users:#}"
+    );
+    let report = cli.ok(&["batch", "report", "moves"]);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("renamed_folder,") && l.contains(",Work,")),
+        "{report}"
+    );
+    let all_folders = Verifier::new().with_folder_map(separator_mapping);
+    verify_users(&source, &user(0), &target, &user(0), &all_folders)
+        .expect("verifier reads both sides")
+        .assert_equal();
+}

@@ -59,6 +59,16 @@ pub struct MailboxSummary {
     /// Source folders the last pass left alone (a folder deleted or renamed on the
     /// source while the pass ran); they resume if they come back.
     pub folders_skipped: Vec<FolderSkipView>,
+    /// Source folders the last pass found renamed and renamed on the target too, with
+    /// their state (nothing copied again).
+    pub folders_renamed: Vec<FolderRenameView>,
+}
+
+/// A source folder's rename that a pass followed on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderRenameView {
+    pub from: String,
+    pub to: String,
 }
 
 /// A folder a pass did not sync, and why.
@@ -181,12 +191,24 @@ pub fn mailbox_summary(store: &Store, m: &MailboxRecord) -> Result<MailboxSummar
         last_pass_items: last.as_ref().map(|p| p.items_copied),
         error: m.last_error.clone(),
         folders_skipped: last
+            .as_ref()
             .map(|p| {
                 p.folders_skipped
-                    .into_iter()
+                    .iter()
                     .map(|f| FolderSkipView {
-                        folder: f.folder,
-                        reason: f.reason,
+                        folder: f.folder.clone(),
+                        reason: f.reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        folders_renamed: last
+            .map(|p| {
+                p.folders_renamed
+                    .into_iter()
+                    .map(|f| FolderRenameView {
+                        from: f.from,
+                        to: f.to,
                     })
                     .collect()
             })
@@ -277,8 +299,9 @@ fn csv_row(cells: &[(&str, String)]) -> Vec<String> {
 
 impl BatchReport {
     /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox, one
-    /// `skipped` row per skipped item and one `skipped_folder` row per folder the last pass
-    /// left alone (the `Record` column says which), so that a spreadsheet filter separates
+    /// `skipped` row per skipped item, one `skipped_folder` row per folder the last pass
+    /// left alone and one `renamed_folder` row per source rename it followed (the `Record`
+    /// column says which), so that a spreadsheet filter separates
     /// them and no second file is needed.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut w = csv::Writer::from_writer(Vec::new());
@@ -337,6 +360,19 @@ impl BatchReport {
                     ("EmailAddress", m.email.clone()),
                     ("Folder", f.folder.clone()),
                     ("Reason", f.reason.clone()),
+                ]));
+            }
+            for f in &m.folders_renamed {
+                rows.push(csv_row(&[
+                    ("Record", "renamed_folder".into()),
+                    ("Batch", b.name.clone()),
+                    ("EmailAddress", m.email.clone()),
+                    ("Folder", f.to.clone()),
+                    (
+                        "Reason",
+                        "renamed on the source; renamed on the target too".into(),
+                    ),
+                    ("Detail", format!("was {}", f.from)),
                 ]));
             }
         }
@@ -449,6 +485,10 @@ mod tests {
                     folder: "Projects".into(),
                     reason: "vanished from the source during the pass".into(),
                 }],
+                folders_renamed: vec![FolderRenameView {
+                    from: "Old.Reports".into(),
+                    to: "Reports".into(),
+                }],
             }],
             skipped: vec![SkippedSummary {
                 email: "a@example.test".into(),
@@ -463,7 +503,7 @@ mod tests {
         let text = String::from_utf8(report.to_csv()).expect("utf-8");
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
-        assert_eq!(rows.len(), 4, "{text}");
+        assert_eq!(rows.len(), 5, "{text}");
         assert_eq!(&rows[0][0], "batch");
         assert_eq!(&rows[1][0], "mailbox");
         assert_eq!(&rows[1][3], "a@example.test");
@@ -474,6 +514,9 @@ mod tests {
         assert_eq!(&rows[3][3], "a@example.test");
         assert_eq!(&rows[3][12], "Projects");
         assert_eq!(&rows[3][16], "vanished from the source during the pass");
+        assert_eq!(&rows[4][0], "renamed_folder");
+        assert_eq!(&rows[4][12], "Reports");
+        assert_eq!(&rows[4][17], "was Old.Reports");
         assert!(rows.iter().all(|r| r.len() == CSV_HEADER.len()));
     }
 }

@@ -31,6 +31,7 @@ use crate::endpoint_pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::folder_plan::{FolderListing, FolderPlan};
 use crate::folder_sync::{SyncContext, fetch_fingerprints};
+use crate::pass_report::RenamedFolder;
 
 /// A stored folder the source no longer lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +314,10 @@ pub(crate) async fn follow_source_renames(
                 }
             }
         }
+        ctx.totals.rename_folder(RenamedFolder {
+            from: gone.source_name.clone(),
+            to: appeared.source_name.clone(),
+        });
         tracing::info!(
             from = %gone.source_name,
             to = %appeared.source_name,

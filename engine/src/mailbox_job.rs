@@ -24,8 +24,8 @@ use imapmirror_protocol::{
     Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
 };
 use imapmirror_storage::{
-    FolderId, FolderSkip, FolderState, MailboxId, MailboxStatus, PassOutcome, PassRecord, Store,
-    Timestamp,
+    FolderId, FolderRename, FolderSkip, FolderState, MailboxId, MailboxStatus, PassOutcome,
+    PassRecord, Store, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -186,6 +186,7 @@ impl MailboxJob {
                 reconciled: PassTotals::get(&totals.reconciled),
                 retries: PassTotals::get(&totals.retries),
                 folders_skipped: totals.skipped_folders(),
+                folders_renamed: totals.renamed_folders(),
                 source_commands: src_counters.snapshot(),
                 target_commands: tgt_counters.snapshot(),
             };
@@ -217,6 +218,14 @@ impl MailboxJob {
                     .map(|f| FolderSkip {
                         folder: f.folder.clone(),
                         reason: f.reason.phrase().to_owned(),
+                    })
+                    .collect(),
+                folders_renamed: summary
+                    .folders_renamed
+                    .iter()
+                    .map(|f| FolderRename {
+                        from: f.from.clone(),
+                        to: f.to.clone(),
                     })
                     .collect(),
             };

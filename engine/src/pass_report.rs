@@ -53,10 +53,22 @@ pub struct PassSummary {
     pub retries: u64,
     /// Folders this pass left alone (their stored state kept for the next pass).
     pub folders_skipped: Vec<SkippedFolder>,
+    /// Source folders renamed since the last pass whose renames this pass followed on
+    /// the target, in the order followed.
+    pub folders_renamed: Vec<RenamedFolder>,
     /// Commands sent to the source.
     pub source_commands: CommandCounts,
     /// Commands sent to the target.
     pub target_commands: CommandCounts,
+}
+
+/// A source folder's rename, followed on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenamedFolder {
+    /// The source name before.
+    pub from: String,
+    /// The source name now.
+    pub to: String,
 }
 
 /// A folder a pass left alone, and why.
@@ -101,6 +113,7 @@ pub(crate) struct PassTotals {
     /// Target refusals this pass, for the bad-item limit.
     pub bad_items: AtomicU64,
     pub skipped_folders: Mutex<Vec<SkippedFolder>>,
+    pub renamed_folders: Mutex<Vec<RenamedFolder>>,
 }
 
 impl PassTotals {
@@ -117,6 +130,20 @@ impl PassTotals {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(folder);
+    }
+
+    pub fn rename_folder(&self, folder: RenamedFolder) {
+        self.renamed_folders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(folder);
+    }
+
+    pub fn renamed_folders(&self) -> Vec<RenamedFolder> {
+        self.renamed_folders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn skipped_folders(&self) -> Vec<SkippedFolder> {

@@ -1972,6 +1972,22 @@ fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_ag
     on_source(&h, "RENAME Projects Work");
     let second = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(second.copied, 0, "nothing is copied again: {second:?}");
+    let renamed: Vec<(&str, &str)> = second
+        .folders_renamed
+        .iter()
+        .map(|r| (r.from.as_str(), r.to.as_str()))
+        .collect();
+    assert_eq!(
+        renamed,
+        [("Projects", "Work"), ("Projects.Q1 Plan", "Work.Q1 Plan")]
+    );
+    let last = h
+        .store
+        .pass_history(h.mailbox)
+        .expect("history")
+        .pop()
+        .expect("a pass");
+    assert_eq!(last.folders_renamed.len(), 2, "{last:?}");
     assert_eq!(second.target_commands.appends, 0, "{second:?}");
     assert_eq!(second.target_commands.creates, 0, "{second:?}");
     let names = target_folder_names(&h);

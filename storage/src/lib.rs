@@ -61,7 +61,7 @@ pub use mailboxes::{
     LoginRoute, MailboxCounters, MailboxCredentials, MailboxRecord, MailboxStatus, MigrationRow,
     NewMailbox,
 };
-pub use pass_history::{FolderSkip, PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
+pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;
 pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};

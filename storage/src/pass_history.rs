@@ -38,6 +38,19 @@ pub struct PassRecord {
     /// Source folders the pass left alone, and why (absent in records written before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folders_skipped: Vec<FolderSkip>,
+    /// Source folders renamed since the pass before, whose renames the pass followed on
+    /// the target (absent in records written before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders_renamed: Vec<FolderRename>,
+}
+
+/// A source folder's rename that a pass followed on the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderRename {
+    /// The source name before.
+    pub from: String,
+    /// The source name now.
+    pub to: String,
 }
 
 /// A source folder a pass did not sync.

@@ -810,6 +810,14 @@ fn pass_history_and_mailbox_times() {
                     } else {
                         Vec::new()
                     },
+                    folders_renamed: if i == 2 {
+                        vec![FolderRename {
+                            from: "Projects".into(),
+                            to: "Work".into(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 },
             )
             .expect("record");
@@ -822,6 +830,8 @@ fn pass_history_and_mailbox_times() {
     assert_eq!(h[1].outcome, PassOutcome::Failed);
     assert!(h[0].folders_skipped.is_empty());
     assert_eq!(h[2].folders_skipped[0].folder, "Projects");
+    assert!(h[0].folders_renamed.is_empty());
+    assert_eq!(h[2].folders_renamed[0].to, "Work");
     let m = store.mailbox(mb).expect("mailbox");
     assert_eq!(m.last_pass_started, Some(Timestamp::from_unix_millis(2000)));
     assert_eq!(

@@ -20,7 +20,7 @@
 //! old target folder gone, the new name taken, a refused RENAME) leaves the pair to the
 //! usual copy: no worse than not following renames at all.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use imapmirror_protocol::MailboxName;
 use imapmirror_protocol::StatusAttr;
@@ -336,20 +336,22 @@ async fn holds_the_copied_messages(
     gone: &Gone,
     appeared: &Appeared,
 ) -> Result<bool, Error> {
+    let map_err = || ctx.store_err(format!("reading the map of `{}`", gone.source_name));
     let mut uids = Vec::new();
-    let mut expected = HashMap::new();
-    let map = ctx
+    for item in ctx
         .store
         .uid_map_range(gone.folder, ..)
-        .map_err(ctx.store_err(format!("reading the map of `{}`", gone.source_name)))?;
-    for item in map {
-        let (uid, entry) =
-            item.map_err(ctx.store_err(format!("reading the map of `{}`", gone.source_name)))?;
-        uids.push(uid);
-        expected.insert(uid, (entry.fingerprint, entry.size));
+        .map_err(map_err())?
+    {
+        uids.push(item.map_err(map_err())?.0);
     }
-    let sample = spread(&uids);
-    if sample.is_empty() {
+    let mut expected = BTreeMap::new();
+    for uid in spread(&uids) {
+        if let Some(entry) = ctx.store.uid_map_get(gone.folder, uid).map_err(map_err())? {
+            expected.insert(uid, (entry.fingerprint, entry.size));
+        }
+    }
+    if expected.is_empty() {
         return Ok(false);
     }
     CommandCounters::bump(&src.counters.selects);
@@ -361,13 +363,12 @@ async fn holds_the_copied_messages(
             appeared.source_name
         )))?;
     let what = format!("the source folder `{}`", appeared.source_name);
-    let found = fetch_fingerprints(ctx, src, &uid_set(sample.iter().copied()), 1, &what).await?;
-    let matches = |uid: u32| {
+    let found = fetch_fingerprints(ctx, src, &uid_set(expected.keys().copied()), 1, &what).await?;
+    Ok(expected.iter().all(|(uid, want)| {
         found
             .iter()
-            .any(|(c, size)| c.uid == uid && Some(&(c.fingerprint, *size)) == expected.get(&uid))
-    };
-    Ok(sample.iter().all(|&u| matches(u)))
+            .any(|(c, size)| c.uid == *uid && (c.fingerprint, *size) == *want)
+    }))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! 2. write the migration file (EmailAddress, UserName, Password);
 //! 3. add the two endpoints (the target opened with Dovecot master-user credentials);
 //! 4. add a batch that leaves out the Junk folder and start it with `--wait`;
-//! 5. add new mail on the source and run an incremental pass;
+//! 5. add new mail on the source, rename one user's folder there, and run an incremental
+//!    pass (it copies the new mail and renames the folder on the target);
 //! 6. show the batch status, its users and the report;
 //! 7. cut-over through `imapmirror proxy`: alice logs in through it and lands on the old
 //!    server; `batch complete` runs the final pass, her open session gets `* BYE`, and her
@@ -258,7 +259,9 @@ fn run(interrupted: &AtomicBool) -> Result<(), KitError> {
     admin.run(&["batch", "start", "wave-1", "--wait"], interrupted)?;
     verify(&source, &target)?;
 
-    println!("\nStep 5: new mail arrives on the old server; an incremental pass copies just that.");
+    println!(
+        "\nStep 5: new mail arrives on the old server and a folder is renamed; an incremental pass copies just the mail and renames the folder on the new server too."
+    );
     let fresh = Corpus::generate(CorpusSpec::small(99).with_messages(7));
     let messages: Vec<SeedMessage> = fresh
         .messages()
@@ -269,6 +272,16 @@ fn run(interrupted: &AtomicBool) -> Result<(), KitError> {
         .collect();
     source.append_messages(USERS[0].0, messages)?;
     println!("  7 new messages in {}'s INBOX", USERS[0].0);
+    let mut bob = source.connect_master(USERS[1].0)?;
+    bob.run(
+        "RENAME",
+        &[support::imap_client::Arg::Raw("RENAME Projects Work")],
+    )?;
+    bob.logout()?;
+    println!(
+        "  {} renames his folder Projects (and its subfolders) to Work",
+        USERS[1].0
+    );
     admin.run(&["batch", "sync", "wave-1", "--wait"], interrupted)?;
     verify(&source, &target)?;
 

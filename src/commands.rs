@@ -686,13 +686,14 @@ fn log_events() -> EventSink {
             copied,
             bytes,
             skipped,
+            folders_renamed,
             error,
         } => match error {
             Some(error) => {
                 tracing::warn!(batch = %batch, mailbox = %email, status = status.as_str(), error = %error, "mailbox pass ended")
             }
             None => {
-                tracing::info!(batch = %batch, mailbox = %email, status = status.as_str(), copied, bytes, skipped, "mailbox pass ended")
+                tracing::info!(batch = %batch, mailbox = %email, status = status.as_str(), copied, bytes, skipped, folders_renamed, "mailbox pass ended")
             }
         },
     })

@@ -166,6 +166,7 @@ impl ProgressDisplay {
                 copied,
                 bytes: size,
                 skipped,
+                folders_renamed,
                 error,
                 ..
             } => {
@@ -180,11 +181,18 @@ impl ProgressDisplay {
                     Some(e) if *status != MailboxStatus::Stopped => {
                         format!("{email}: {} — {e}", status.as_str())
                     }
-                    _ => format!(
-                        "{email}: {} — {copied} messages ({}) copied, {skipped} skipped",
-                        status.as_str(),
-                        bytes(*size)
-                    ),
+                    _ => {
+                        let renamed = match folders_renamed {
+                            0 => String::new(),
+                            1 => ", 1 folder renamed as on the source".to_owned(),
+                            n => format!(", {n} folders renamed as on the source"),
+                        };
+                        format!(
+                            "{email}: {} — {copied} messages ({}) copied, {skipped} skipped{renamed}",
+                            status.as_str(),
+                            bytes(*size)
+                        )
+                    }
                 };
                 match &self.bars {
                     Some((multi, overall)) => {

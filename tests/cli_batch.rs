@@ -413,7 +413,14 @@ fn a_folder_renamed_on_the_source_is_renamed_on_the_target_and_reported() {
     .expect("RENAME");
     c.logout().expect("logout");
 
-    cli.ok(&["batch", "sync", "moves", "--wait"]);
+    let r = cli.run(&["batch", "sync", "moves", "--wait"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("renamed as on the source"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
     let users = cli.json(&["batch", "users", "moves", "--json"]);
     let renamed = &users[0]["folders_renamed"];
     assert_eq!(renamed[0]["from"], "Projects", "{users:#}");

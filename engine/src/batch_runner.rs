@@ -32,7 +32,7 @@ use crate::folder_plan::Exclusion;
 use crate::mailbox_job::{JobOptions, MailboxJob, PassKind};
 use crate::migration_file::MailboxRow;
 use crate::notification::{Notification, Notifier, PassEvent};
-use crate::pass_report::Progress;
+use crate::pass_report::{PassSummary, Progress};
 use crate::reconnect_policy::ReconnectPolicy;
 
 /// What a pass over a batch reports as it goes, for a progress display or a log.
@@ -60,6 +60,8 @@ pub enum BatchEvent {
         copied: u64,
         bytes: u64,
         skipped: u64,
+        /// Source folder renames the pass followed on the target.
+        folders_renamed: usize,
         error: Option<String>,
     },
 }
@@ -812,14 +814,15 @@ impl RoundContext {
 
     async fn run_mailbox(&self, index: usize, mailbox: MailboxRecord) {
         let email = mailbox.row.email_address.clone();
-        let finished = |status: MailboxStatus, copied, bytes, skipped, error: Option<String>| {
+        let finished = |status: MailboxStatus, summary: &PassSummary, error: Option<String>| {
             (self.events)(&BatchEvent::MailboxFinished {
                 batch: self.batch.clone(),
                 email: email.clone(),
                 status,
-                copied,
-                bytes,
-                skipped,
+                copied: summary.copied,
+                bytes: summary.bytes,
+                skipped: summary.skipped,
+                folders_renamed: summary.folders_renamed.len(),
                 error,
             });
         };
@@ -836,7 +839,7 @@ impl RoundContext {
                 {
                     tracing::error!(batch = %self.batch, mailbox = %email, error = %store_error, "could not record a mailbox failure");
                 }
-                finished(MailboxStatus::Failed, 0, 0, 0, Some(text));
+                finished(MailboxStatus::Failed, &PassSummary::default(), Some(text));
                 return;
             }
         };
@@ -869,12 +872,12 @@ impl RoundContext {
             .map(|m| m.status)
             .unwrap_or(MailboxStatus::Failed);
         match result {
-            Ok(summary) => finished(status, summary.copied, summary.bytes, summary.skipped, None),
+            Ok(summary) => finished(status, &summary, None),
             Err(e) => {
                 if !matches!(e, Error::Stopped { .. }) {
                     tracing::warn!(batch = %self.batch, mailbox = %email, error = %e, "mailbox pass failed");
                 }
-                finished(status, 0, 0, 0, Some(e.to_string()));
+                finished(status, &PassSummary::default(), Some(e.to_string()));
             }
         }
     }

@@ -220,14 +220,21 @@ pub(crate) async fn follow_source_renames(
                 // No LIST-STATUS: one STATUS, only for a new folder in a pass where a
                 // stored one vanished.
                 CommandCounters::bump(&src.counters.statuses);
-                let status = src
+                let status = match src
                     .session
                     .status(MailboxName::Wire(listed.wire), &[StatusAttr::UidValidity])
                     .await
-                    .map_err(ctx.imap_err(format!(
-                        "reading the UIDVALIDITY of the source folder `{}`",
-                        copy.source
-                    )))?;
+                {
+                    Ok(status) => status,
+                    // Gone again, or not readable: not a rename; the copy deals with it.
+                    Err(imapmirror_protocol::Error::Refused { .. }) => continue,
+                    Err(e) => {
+                        return Err(ctx.imap_err(format!(
+                            "reading the UIDVALIDITY of the source folder `{}`",
+                            copy.source
+                        ))(e));
+                    }
+                };
                 let Some(v) = status.uid_validity else {
                     continue;
                 };
@@ -355,13 +362,19 @@ async fn holds_the_copied_messages(
         return Ok(false);
     }
     CommandCounters::bump(&src.counters.selects);
-    src.session
+    match src
+        .session
         .examine(MailboxName::Wire(&appeared.source_wire), false)
         .await
-        .map_err(ctx.imap_err(format!(
-            "opening the source folder `{}`",
-            appeared.source_name
-        )))?;
+    {
+        Ok(_) => {}
+        // Gone again, or not readable: not a rename; the copy deals with it.
+        Err(imapmirror_protocol::Error::Refused { .. }) => return Ok(false),
+        Err(e) => {
+            let action = format!("opening the source folder `{}`", appeared.source_name);
+            return Err(ctx.imap_err(action)(e));
+        }
+    }
     let what = format!("the source folder `{}`", appeared.source_name);
     let found = fetch_fingerprints(ctx, src, &uid_set(expected.keys().copied()), 1, &what).await?;
     Ok(expected.iter().all(|(uid, want)| {

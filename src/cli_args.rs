@@ -126,10 +126,10 @@ pub struct EndpointAddArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
     pub connections_per_mailbox: Option<u32>,
     /// Mailboxes in their initial pass at once, across all batches.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = imapmirror_storage::DEFAULT_MAX_CONCURRENT_MIGRATIONS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_migrations: u32,
     /// Mailboxes in an incremental or final pass at once, across all batches.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = imapmirror_storage::DEFAULT_MAX_CONCURRENT_SYNCS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_syncs: u32,
     /// CA certificates (PEM) to trust for this endpoint.
     #[arg(long, value_name = "PEM")]

@@ -886,9 +886,7 @@ impl RoundContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imapmirror_storage::{
-        AuthMechanism, BatchSettings, EndpointSettings, MigrationRow, NewMailbox,
-    };
+    use imapmirror_storage::{BatchSettings, EndpointSettings, MigrationRow, NewMailbox};
 
     fn store_with_batch(dir: &std::path::Path, users: usize) -> Store {
         let store = Store::open(dir).expect("store");
@@ -896,20 +894,14 @@ mod tests {
             store
                 .add_endpoint(
                     &EndpointSettings {
-                        name: name.into(),
-                        host: "127.0.0.1".into(),
-                        port: 9,
-                        security: imapmirror_storage::Security::None,
-                        auth: AuthMechanism::Plain,
-                        admin_user: None,
-                        admin_format: None,
                         max_concurrent_migrations: 2,
                         max_concurrent_syncs: 1,
-                        ca_file: None,
-                        insecure_skip_verify: false,
-                        admin_separator: None,
-                        oauth_token_command: None,
-                        connections_per_mailbox: None,
+                        ..EndpointSettings::new(
+                            name,
+                            "127.0.0.1",
+                            9,
+                            imapmirror_storage::Security::None,
+                        )
                     },
                     None,
                 )

@@ -682,20 +682,9 @@ mod tests {
     fn requests_hide_passwords_in_debug_but_carry_them_on_the_wire() {
         let request = Request::EndpointAdd {
             settings: EndpointSettings {
-                name: "src".into(),
-                host: "imap.example.test".into(),
-                port: 993,
-                security: storage::Security::Ssl,
-                auth: storage::AuthMechanism::Plain,
                 admin_user: Some("mailadmin".into()),
                 admin_format: Some(storage::AdminFormat::Dovecot),
-                max_concurrent_migrations: 20,
-                max_concurrent_syncs: 10,
-                ca_file: None,
-                insecure_skip_verify: false,
-                admin_separator: None,
-                oauth_token_command: None,
-                connections_per_mailbox: None,
+                ..EndpointSettings::new("src", "imap.example.test", 993, storage::Security::Ssl)
             },
             admin_password: Some(WireSecret::new("hunter2")),
             test: false,

@@ -137,22 +137,7 @@ mod tests {
     use super::*;
 
     fn settings() -> storage::EndpointSettings {
-        storage::EndpointSettings {
-            name: "src".into(),
-            host: "127.0.0.1".into(),
-            port: 143,
-            security: storage::Security::Starttls,
-            auth: storage::AuthMechanism::Plain,
-            admin_user: None,
-            admin_format: None,
-            max_concurrent_migrations: 20,
-            max_concurrent_syncs: 10,
-            ca_file: None,
-            insecure_skip_verify: false,
-            admin_separator: None,
-            oauth_token_command: None,
-            connections_per_mailbox: None,
-        }
+        storage::EndpointSettings::new("src", "127.0.0.1", 143, storage::Security::Starttls)
     }
 
     #[test]

@@ -260,25 +260,13 @@ pub fn capability_notes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imapmirror_storage::{AuthMechanism, EndpointSettings, Timestamp};
+    use imapmirror_storage::{EndpointSettings, Timestamp};
 
     fn record() -> EndpointRecord {
         EndpointRecord {
             settings: EndpointSettings {
-                name: "src".into(),
-                host: "127.0.0.1".into(),
-                port: 143,
-                security: Security::None,
-                auth: AuthMechanism::Plain,
-                admin_user: None,
                 admin_format: Some(imapmirror_storage::AdminFormat::Sasl),
-                max_concurrent_migrations: 20,
-                max_concurrent_syncs: 10,
-                ca_file: None,
-                insecure_skip_verify: false,
-                admin_separator: None,
-                oauth_token_command: None,
-                connections_per_mailbox: None,
+                ..EndpointSettings::new("src", "127.0.0.1", 143, Security::None)
             },
             has_admin_password: false,
             created: Timestamp::from_unix_millis(0),

@@ -15,8 +15,7 @@ use imapmirror_engine::{
 };
 use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
 use imapmirror_storage::{
-    AuthMechanism, BatchSettings, EndpointSettings, MailboxId, MigrationRow, NewMailbox,
-    SkipReason, Store,
+    BatchSettings, EndpointSettings, MailboxId, MigrationRow, NewMailbox, SkipReason, Store,
 };
 use support::{Corpus, CorpusSpec, DEFAULT_USER, Dovecot, Layout, MASTER_PASSWORD, MASTER_USER};
 
@@ -31,22 +30,12 @@ struct Harness {
 }
 
 fn endpoint_settings(name: &str, addr: std::net::SocketAddr) -> EndpointSettings {
-    EndpointSettings {
-        name: name.into(),
-        host: addr.ip().to_string(),
-        port: addr.port(),
-        security: imapmirror_storage::Security::None,
-        auth: AuthMechanism::Plain,
-        admin_user: None,
-        admin_format: None,
-        max_concurrent_migrations: 20,
-        max_concurrent_syncs: 10,
-        ca_file: None,
-        insecure_skip_verify: false,
-        admin_separator: None,
-        oauth_token_command: None,
-        connections_per_mailbox: None,
-    }
+    EndpointSettings::new(
+        name,
+        addr.ip().to_string(),
+        addr.port(),
+        imapmirror_storage::Security::None,
+    )
 }
 
 /// Dovecot refuses keywords over 50 bytes on APPEND by default; the corpus has a longer

@@ -61,20 +61,9 @@ fn setup(dir: &Path) -> (Store, FolderId) {
         store
             .add_endpoint(
                 &EndpointSettings {
-                    name: name.into(),
-                    host: "127.0.0.1".into(),
-                    port: 143,
-                    security: Security::None,
-                    auth: AuthMechanism::Plain,
-                    admin_user: None,
-                    admin_format: None,
                     max_concurrent_migrations: 1,
                     max_concurrent_syncs: 1,
-                    ca_file: None,
-                    insecure_skip_verify: false,
-                    admin_separator: None,
-                    oauth_token_command: None,
-                    connections_per_mailbox: None,
+                    ..EndpointSettings::new(name, "127.0.0.1", 143, Security::None)
                 },
                 None,
             )

@@ -75,6 +75,41 @@ pub struct EndpointSettings {
     pub insecure_skip_verify: bool,
 }
 
+/// Mailboxes in their initial pass at once per endpoint, by default (Exchange's value).
+pub const DEFAULT_MAX_CONCURRENT_MIGRATIONS: u32 = 20;
+/// Mailboxes in an incremental or final pass at once per endpoint, by default (Exchange's
+/// value).
+pub const DEFAULT_MAX_CONCURRENT_SYNCS: u32 = 10;
+
+impl EndpointSettings {
+    /// An endpoint with `endpoint add`'s defaults: plain authentication, no admin
+    /// credentials, the default concurrency limits, the system's CA roots. Other fields
+    /// are set with struct update syntax, so a field added later needs no edit here.
+    pub fn new(
+        name: impl Into<String>,
+        host: impl Into<String>,
+        port: u16,
+        security: Security,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            host: host.into(),
+            port,
+            security,
+            auth: AuthMechanism::Plain,
+            admin_user: None,
+            admin_format: None,
+            admin_separator: None,
+            oauth_token_command: None,
+            connections_per_mailbox: None,
+            max_concurrent_migrations: DEFAULT_MAX_CONCURRENT_MIGRATIONS,
+            max_concurrent_syncs: DEFAULT_MAX_CONCURRENT_SYNCS,
+            ca_file: None,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
 /// A stored endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRecord {

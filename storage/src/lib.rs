@@ -50,7 +50,10 @@ mod timestamp;
 mod uid_map;
 
 pub use batches::{BatchRecord, BatchSettings, BatchStatus, BatchTotals};
-pub use endpoints::{AdminFormat, AuthMechanism, EndpointRecord, EndpointSettings, Security};
+pub use endpoints::{
+    AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
+    EndpointRecord, EndpointSettings, Security,
+};
 pub use error::{ErrorKind, Result, StoreError};
 pub use folder_state::{FolderCounters, FolderMarks, FolderState};
 pub use journal::{

@@ -160,24 +160,13 @@ mod secret_text {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AuthMechanism, BatchSettings, MigrationRow, NewMailbox, Security};
+    use crate::{BatchSettings, MigrationRow, NewMailbox, Security};
 
     fn endpoint(name: &str) -> EndpointSettings {
         EndpointSettings {
-            name: name.to_owned(),
-            host: "127.0.0.1".to_owned(),
-            port: 143,
-            security: Security::None,
-            auth: AuthMechanism::Plain,
             admin_user: Some("admin".to_owned()),
             admin_format: Some(crate::AdminFormat::Dovecot),
-            max_concurrent_migrations: 20,
-            max_concurrent_syncs: 10,
-            ca_file: None,
-            insecure_skip_verify: false,
-            admin_separator: None,
-            oauth_token_command: None,
-            connections_per_mailbox: None,
+            ..EndpointSettings::new(name, "127.0.0.1", 143, Security::None)
         }
     }
 

@@ -7,20 +7,9 @@ use imapmirror_storage::*;
 
 fn endpoint(name: &str, port: u16) -> EndpointSettings {
     EndpointSettings {
-        name: name.into(),
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        auth: AuthMechanism::Plain,
         admin_user: Some("mailadmin".into()),
         admin_format: Some(AdminFormat::Dovecot),
-        max_concurrent_migrations: 20,
-        max_concurrent_syncs: 10,
-        ca_file: None,
-        insecure_skip_verify: false,
-        admin_separator: None,
-        oauth_token_command: None,
-        connections_per_mailbox: None,
+        ..EndpointSettings::new(name, "127.0.0.1", port, Security::None)
     }
 }
 

@@ -15,7 +15,7 @@ use imapmirror_proxy::{
     TlsFiles,
 };
 use imapmirror_storage::{
-    AuthMechanism, BatchSettings, BatchStatus, EndpointSettings, MigrationRow, NewMailbox, Secret,
+    BatchSettings, BatchStatus, EndpointSettings, MigrationRow, NewMailbox, Secret,
     Security as StoreSecurity, Store,
 };
 
@@ -74,20 +74,8 @@ fn endpoint_settings(
     ca: PathBuf,
 ) -> EndpointSettings {
     EndpointSettings {
-        name: name.into(),
-        host: host.into(),
-        port,
-        security,
-        auth: AuthMechanism::Plain,
-        admin_user: None,
-        admin_format: None,
-        max_concurrent_migrations: 20,
-        max_concurrent_syncs: 10,
         ca_file: Some(ca),
-        insecure_skip_verify: false,
-        admin_separator: None,
-        oauth_token_command: None,
-        connections_per_mailbox: None,
+        ..EndpointSettings::new(name, host, port, security)
     }
 }
 

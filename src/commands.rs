@@ -78,7 +78,7 @@ async fn endpoint(dir: &Path, command: EndpointCommand) -> anyhow::Result<ExitCo
     };
     let access = state_access::open(dir, None).await?;
     let reply = access.execute(request).await?;
-    access.flush()?;
+    access.flush().await?;
     match (command, reply) {
         (EndpointCommand::Add(_), Reply::EndpointAdded { endpoint, probe }) => {
             outln!(
@@ -248,7 +248,7 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             let access = state_access::open(dir, None).await?;
             match access.execute(Request::BatchStop { name }).await? {
                 Reply::BatchStopped { batch } => {
-                    access.flush()?;
+                    access.flush().await?;
                     outln!(
                         "Batch {} stopped; `imapmirror batch start {}` resumes it where it stopped.",
                         batch.name,
@@ -329,7 +329,7 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             let access = state_access::open(dir, None).await?;
             match access.execute(Request::BatchRemove { name }).await? {
                 Reply::BatchRemoved { name } => {
-                    access.flush()?;
+                    access.flush().await?;
                     outln!("Batch {name} removed: its records and stored credentials are deleted.");
                     Ok(ExitCode::SUCCESS)
                 }
@@ -403,7 +403,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             started,
             scheduler,
         } => {
-            access.flush()?;
+            access.flush().await?;
             let shard = match args.shard {
                 Some(shard) => format!(
                     " (shard {shard}: {mailboxes} of the file's {} rows)",
@@ -462,7 +462,7 @@ async fn pass(
     };
     let access = state_access::open(dir, notifier).await?;
     let reply = access.execute(request).await?;
-    access.flush()?;
+    access.flush().await?;
     let (batch, scheduler, queued) = match reply {
         Reply::BatchMarked {
             batch,
@@ -551,8 +551,26 @@ async fn foreground(
     };
     let signals = tokio::spawn(watch_signals(signals, runtime.clone()));
     let display = ProgressDisplay::new(name, quiet);
+    let heartbeat = tokio::spawn({
+        let display = display.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                display.heartbeat();
+            }
+        }
+    });
+    let flushes_before = flush_counters(&runtime).await;
     let outcome = runtime.run_batch(name, display.sink()).await;
+    heartbeat.abort();
     display.finish();
+    if let (Some(before), Some(after)) = (flushes_before, flush_counters(&runtime).await) {
+        display.state_writes(
+            after.fsyncs - before.fsyncs,
+            after.bytes_flushed - before.bytes_flushed,
+        );
+    }
     signals.abort();
     stop_socket.cancel();
     let _ = socket_task.await;
@@ -560,6 +578,7 @@ async fn foreground(
     runtime
         .store()
         .flush()
+        .await
         .map_err(|source| imapmirror_engine::Error::State {
             action: "saving the state directory".to_owned(),
             source,
@@ -648,24 +667,40 @@ fn listen_for_signals() -> anyhow::Result<Signals> {
     })
 }
 
-/// SIGINT/SIGTERM: stop taking work and let passes in flight journal and stop; a second
-/// signal exits at once (the journal makes that safe too).
+/// The state store's flushes so far (`None` if the store cannot answer: the pass's own
+/// error says why).
+async fn flush_counters(runtime: &BatchRuntime) -> Option<imapmirror_storage::FlushCounters> {
+    runtime.store().run(|db| Ok(db.flush_counters())).await.ok()
+}
+
+/// How long passes in flight get, after SIGINT/SIGTERM, to reach a safe point by
+/// themselves (a group's APPENDs answered and committed) before the process exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// SIGINT/SIGTERM: stop taking work and let passes in flight journal and stop; after
+/// [`STOP_GRACE`], or at a second signal, flush the store and exit at once. Exiting with
+/// APPENDs in flight is safe: every group sent is journaled on disk before it goes out,
+/// and the next pass reconciles it against the target (the crash tests kill -9 at random
+/// instants to hold that).
 async fn watch_signals(mut signals: Signals, runtime: Arc<BatchRuntime>) {
-    for round in 0..2 {
-        tokio::select! {
-            _ = signals.interrupt.recv() => {}
-            _ = signals.terminate.recv() => {}
-        }
-        if round == 0 {
-            tracing::warn!(
-                "stopping: finishing or journaling the work in flight (signal again to exit at once)"
-            );
-            runtime.shut_down();
-        } else {
-            let _ = runtime.store().flush();
-            std::process::exit(1);
-        }
+    tokio::select! {
+        _ = signals.interrupt.recv() => {}
+        _ = signals.terminate.recv() => {}
     }
+    tracing::warn!(
+        "stopping: finishing or journaling the work in flight (signal again to exit at once)"
+    );
+    runtime.shut_down();
+    let why = tokio::select! {
+        _ = signals.interrupt.recv() => "a second signal",
+        _ = signals.terminate.recv() => "a second signal",
+        () = tokio::time::sleep(STOP_GRACE) => "the stop grace period",
+    };
+    let _ = runtime.store().flush().await;
+    note!(
+        "imapmirror: exiting after {why} with work still in flight; it is journaled, and the next `batch start` or `serve` resumes it exactly."
+    );
+    std::process::exit(1);
 }
 
 // ---------------------------------------------------------------- serve
@@ -746,6 +781,7 @@ async fn serve(dir: &Path, http: Option<std::net::SocketAddr>) -> anyhow::Result
     runtime
         .store()
         .flush()
+        .await
         .map_err(|source| imapmirror_engine::Error::State {
             action: "saving the state directory".to_owned(),
             source,

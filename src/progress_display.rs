@@ -1,6 +1,8 @@
 //! Progress of a foreground pass (`--wait`): on a terminal, indicatif bars — one line per
 //! active mailbox and an overall line with rate and ETA; otherwise a plain line every few
-//! seconds and one per finished mailbox, fit for a log file.
+//! seconds (a heartbeat, even when nothing moves) and one per finished mailbox, fit for a
+//! log file. When no mailbox has made progress for [`STALL_AFTER`], a warning says where
+//! each active mailbox is and since when, so a stuck pass explains itself.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -17,6 +19,9 @@ use crate::text_output::bytes;
 /// How often a plain progress line is written without a terminal.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
+/// No progress of any mailbox for this long is worth a warning naming each one's step.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+
 struct Totals {
     planned: u64,
     done: u64,
@@ -25,13 +30,19 @@ struct Totals {
     bytes: u64,
     active: HashMap<String, MailboxLine>,
     last_line: Instant,
+    /// When any mailbox last moved (started, planned, copied, finished a folder or ended).
+    last_progress: Instant,
+    /// When the last stall warning was written (one per stall period).
+    last_stall_warning: Option<Instant>,
 }
 
 struct MailboxLine {
     bar: Option<ProgressBar>,
+    /// The step the mailbox is at: logging in, a folder, the plan.
     folder: String,
     messages: u64,
     bytes: u64,
+    since: Instant,
 }
 
 /// Shows the progress of one batch's foreground pass.
@@ -74,6 +85,8 @@ impl ProgressDisplay {
                 bytes: 0,
                 active: HashMap::new(),
                 last_line: Instant::now(),
+                last_progress: Instant::now(),
+                last_stall_warning: None,
             }),
         })
     }
@@ -96,6 +109,9 @@ impl ProgressDisplay {
 
     fn on_event(&self, event: &BatchEvent) {
         let mut t = lock(&self.totals);
+        let now = Instant::now();
+        t.last_progress = now;
+        t.last_stall_warning = None;
         match event {
             BatchEvent::Planned { mailboxes, .. } => {
                 t.planned += *mailboxes as u64;
@@ -119,9 +135,10 @@ impl ProgressDisplay {
                     email.clone(),
                     MailboxLine {
                         bar,
-                        folder: String::new(),
+                        folder: "logging in".to_owned(),
                         messages: 0,
                         bytes: 0,
+                        since: now,
                     },
                 );
             }
@@ -130,6 +147,7 @@ impl ProgressDisplay {
             } => {
                 let (mut add_messages, mut add_bytes) = (0, 0);
                 if let Some(line) = t.active.get_mut(email) {
+                    line.since = now;
                     match progress {
                         Progress::Planned { folders } => {
                             line.folder = format!("{folders} folders planned");
@@ -206,14 +224,58 @@ impl ProgressDisplay {
                 }
             }
         }
+        self.write_status(&mut t, false);
+    }
+
+    /// Called every few seconds whatever happens: the plain progress line when one is
+    /// due (so a log shows the pass is alive at least every [`LINE_EVERY`]), and the
+    /// stall warning when nothing has moved for [`STALL_AFTER`].
+    pub fn heartbeat(&self) {
+        let mut t = lock(&self.totals);
+        self.write_status(&mut t, true);
+        let now = Instant::now();
+        let stalled = now.duration_since(t.last_progress);
+        let warned_recently = t
+            .last_stall_warning
+            .is_some_and(|w| now.duration_since(w) < STALL_AFTER);
+        if stalled >= STALL_AFTER && !t.active.is_empty() && !warned_recently {
+            t.last_stall_warning = Some(now);
+            let mut steps: Vec<String> = t
+                .active
+                .iter()
+                .map(|(email, line)| {
+                    format!(
+                        "{email}: {} for {} s ({} messages copied)",
+                        line.folder,
+                        now.duration_since(line.since).as_secs(),
+                        line.messages
+                    )
+                })
+                .collect();
+            steps.sort();
+            tracing::warn!(
+                batch = %self.batch,
+                stalled_secs = stalled.as_secs(),
+                waiting = %steps.join("; "),
+                "no mailbox has made progress for {} s; each active mailbox is at the step named (servers that stopped answering are given up after their timeouts)",
+                stalled.as_secs()
+            );
+        }
+    }
+
+    fn write_status(&self, t: &mut Totals, heartbeat: bool) {
         match &self.bars {
-            Some((_, overall)) => overall.set_message(format!(
-                "{}{}",
-                self.rate(&t),
-                self.eta(&t)
-                    .map(|e| format!(", ETA {e}"))
-                    .unwrap_or_default()
-            )),
+            Some((_, overall)) => {
+                if !heartbeat {
+                    overall.set_message(format!(
+                        "{}{}",
+                        self.rate(t),
+                        self.eta(t)
+                            .map(|e| format!(", ETA {e}"))
+                            .unwrap_or_default()
+                    ))
+                }
+            }
             None if self.quiet => {}
             None => {
                 let now = Instant::now();
@@ -226,8 +288,8 @@ impl ProgressDisplay {
                         t.planned,
                         t.failed,
                         t.active.len(),
-                        self.rate(&t),
-                        self.eta(&t)
+                        self.rate(t),
+                        self.eta(t)
                             .map(|e| format!(", about {e} left"))
                             .unwrap_or_default()
                     );
@@ -236,6 +298,24 @@ impl ProgressDisplay {
                 }
             }
         }
+    }
+
+    /// What the pass cost the state store: fsyncs and bytes written to its log, per
+    /// message copied (the figures of the store's group commit).
+    pub fn state_writes(&self, fsyncs: u64, bytes_written: u64) {
+        if self.quiet {
+            return;
+        }
+        let t = lock(&self.totals);
+        let per_message = match t.messages {
+            0 => String::new(),
+            n => format!(", {} per message copied", bytes(bytes_written / n)),
+        };
+        note!(
+            "imapmirror: batch {}: the state store made {fsyncs} fsyncs and wrote {}{per_message}",
+            self.batch,
+            bytes(bytes_written)
+        );
     }
 
     fn eta(&self, t: &Totals) -> Option<String> {

@@ -100,17 +100,18 @@ impl StateDirSnapshots {
         match Store::open(&self.dir) {
             Ok(store) => {
                 tracing::debug!(dir = %self.dir.display(), "reading the routes from the store");
-                let read = || -> Result<Option<RoutingSnapshot>, ProxyError> {
-                    let version = store.routing_version().map_err(|e| self.error(e))?;
-                    if known == Some(version.as_str()) {
-                        return Ok(None);
-                    }
-                    store
-                        .routing_snapshot(self.with_secrets)
-                        .map(Some)
-                        .map_err(|e| self.error(e))
-                };
-                let snapshot = read();
+                let known = known.map(str::to_owned);
+                let with_secrets = self.with_secrets;
+                // Called from blocking threads (`spawn_blocking`), never from the reactor.
+                let snapshot = store
+                    .call(move |db| {
+                        let version = db.routing_version()?;
+                        if known.as_deref() == Some(version.as_str()) {
+                            return Ok(None);
+                        }
+                        db.routing_snapshot(with_secrets).map(Some)
+                    })
+                    .map_err(|e| self.error(e));
                 // Dropping the store releases the lock for `serve` and the commands.
                 drop(store);
                 *self

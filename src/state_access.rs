@@ -98,9 +98,9 @@ impl StateAccess {
     }
 
     /// Flushes a local store so that what this command did is on disk before it exits.
-    pub fn flush(&self) -> anyhow::Result<()> {
+    pub async fn flush(&self) -> anyhow::Result<()> {
         if let StateAccess::Local(control) = self {
-            control.runtime().store().flush().map_err(|source| {
+            control.runtime().store().flush().await.map_err(|source| {
                 imapmirror_engine::Error::State {
                     action: "saving the state directory".to_owned(),
                     source,

@@ -1,11 +1,12 @@
 //! What `batch status`, `batch users` and `batch report` show: per-batch summaries,
 //! per-mailbox rows and skipped items, read from the store, serialisable as the JSON of
-//! CLI.md and writable as one CSV table.
+//! CLI.md and writable as one CSV table. The readers take the [`Database`] of a storage
+//! job: call them inside one (`store.run_value(move |db| batch_summary(db, &b))`).
 
 use std::time::Duration;
 
 use imapmirror_storage::{
-    BatchRecord, BatchStatus, MailboxRecord, MailboxStatus, PassOutcome, Store, Timestamp,
+    BatchRecord, BatchStatus, Database, MailboxRecord, MailboxStatus, PassOutcome, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,12 +104,12 @@ fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> E
 }
 
 /// The summary of one batch.
-pub fn batch_summary(store: &Store, batch: &BatchRecord) -> Result<BatchSummary, Error> {
+pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary, Error> {
     let name = &batch.settings.name;
-    let mailboxes = store
+    let mailboxes = db
         .mailboxes(batch.id)
         .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
-    let totals = store
+    let totals = db
         .batch_totals(batch.id)
         .map_err(state_err(format!("adding up batch {name}")))?;
     let count =
@@ -153,15 +154,14 @@ pub fn next_due(finished: Timestamp, interval_secs: u64) -> Timestamp {
 }
 
 /// The row of one mailbox.
-pub fn mailbox_summary(store: &Store, m: &MailboxRecord) -> Result<MailboxSummary, Error> {
+pub fn mailbox_summary(db: &Database, m: &MailboxRecord) -> Result<MailboxSummary, Error> {
     let email = &m.row.email_address;
-    let counters = store
+    let counters = db
         .mailbox_counters(m.id)
         .map_err(state_err(format!("reading the counters of {email}")))?;
-    let last = store
-        .pass_history(m.id)
-        .map_err(state_err(format!("reading the pass history of {email}")))?
-        .pop();
+    let last = db
+        .last_pass(m.id)
+        .map_err(state_err(format!("reading the pass history of {email}")))?;
     Ok(MailboxSummary {
         email: email.clone(),
         user_name: m.row.user_name.clone(),
@@ -217,28 +217,27 @@ pub fn mailbox_summary(store: &Store, m: &MailboxRecord) -> Result<MailboxSummar
 }
 
 /// Every mailbox of a batch, in migration-file order.
-pub fn mailbox_summaries(store: &Store, batch: &BatchRecord) -> Result<Vec<MailboxSummary>, Error> {
-    store
-        .mailboxes(batch.id)
+pub fn mailbox_summaries(db: &Database, batch: &BatchRecord) -> Result<Vec<MailboxSummary>, Error> {
+    db.mailboxes(batch.id)
         .map_err(state_err(format!(
             "reading the mailboxes of batch {}",
             batch.settings.name
         )))?
         .iter()
-        .map(|m| mailbox_summary(store, m))
+        .map(|m| mailbox_summary(db, m))
         .collect()
 }
 
 /// The full report of a batch.
-pub fn batch_report(store: &Store, batch: &BatchRecord) -> Result<BatchReport, Error> {
+pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, Error> {
     let mut skipped = Vec::new();
-    let records = store.mailboxes(batch.id).map_err(state_err(format!(
+    let records = db.mailboxes(batch.id).map_err(state_err(format!(
         "reading the mailboxes of batch {}",
         batch.settings.name
     )))?;
     for m in &records {
         let email = &m.row.email_address;
-        for s in store
+        for s in db
             .skipped_items(m.id)
             .map_err(state_err(format!("reading the skipped items of {email}")))?
         {
@@ -254,10 +253,10 @@ pub fn batch_report(store: &Store, batch: &BatchRecord) -> Result<BatchReport, E
         }
     }
     Ok(BatchReport {
-        batch: batch_summary(store, batch)?,
+        batch: batch_summary(db, batch)?,
         mailboxes: records
             .iter()
-            .map(|m| mailbox_summary(store, m))
+            .map(|m| mailbox_summary(db, m))
             .collect::<Result<_, _>>()?,
         skipped,
     })

@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use imapmirror_storage::{
-    BatchRecord, BatchStatus, EndpointRecord, MailboxRecord, MailboxStatus, PassOutcome, Store,
-    Timestamp,
+    BatchRecord, BatchStatus, Database, EndpointRecord, MailboxCredentials, MailboxId,
+    MailboxRecord, MailboxStatus, Secret as StoredSecret, Store, StoreError, Timestamp,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch_report::batch_summary;
+use crate::batch_report::{BatchSummary, batch_summary};
 use crate::credentials::{EndpointAccess, Secret, source_login, target_login};
 use crate::endpoint_connection::{endpoint_access, pool_config};
 use crate::endpoint_pool::{EndpointPool, Role};
@@ -105,18 +105,19 @@ pub enum PassIntent {
     Complete,
 }
 
-fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> Error {
+fn state_err(action: String) -> impl FnOnce(StoreError) -> Error {
     move |source| Error::State { action, source }
 }
 
 /// Marks a batch for a pass (see the module docs). Returns the batch afterwards and how
-/// many mailboxes were queued.
+/// many mailboxes were queued. Runs inside a storage job:
+/// `store.run_value(move |db| mark_for_pass(db, &name, intent))`.
 pub fn mark_for_pass(
-    store: &Store,
+    db: &Database,
     name: &str,
     intent: PassIntent,
 ) -> Result<(BatchRecord, usize), Error> {
-    let batch = store
+    let batch = db
         .batch(name)
         .map_err(state_err(format!("looking up batch {name}")))?;
     let refuse = |action: &'static str, remedy: &'static str| Error::BatchState {
@@ -151,7 +152,7 @@ pub fn mark_for_pass(
         }
         _ => {}
     }
-    let mailboxes = store
+    let mailboxes = db
         .mailboxes(batch.id)
         .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
     let wanted = |m: &MailboxRecord| match intent {
@@ -166,8 +167,7 @@ pub fn mark_for_pass(
     };
     let mut queued = 0;
     for m in mailboxes.iter().filter(|m| wanted(m)) {
-        store
-            .set_mailbox_status(m.id, MailboxStatus::Queued, None)
+        db.set_mailbox_status(m.id, MailboxStatus::Queued, None)
             .map_err(state_err(format!("queueing {}", m.row.email_address)))?;
         queued += 1;
     }
@@ -183,7 +183,7 @@ pub fn mark_for_pass(
         _ => batch.status,
     };
     let now = Timestamp::now();
-    let batch = store
+    let batch = db
         .update_batch(name, |b| {
             if b.status != status {
                 b.status = status;
@@ -198,9 +198,10 @@ pub fn mark_for_pass(
 }
 
 /// Stops a batch in the store: status `Stopped`, its waiting and running mailboxes
-/// `Stopped`. The runtime's [`BatchRuntime::cancel_batch`] stops the work itself.
-pub fn mark_stopped(store: &Store, name: &str) -> Result<BatchRecord, Error> {
-    let batch = store
+/// `Stopped`. The runtime's [`BatchRuntime::cancel_batch`] stops the work itself. Runs
+/// inside a storage job.
+pub fn mark_stopped(db: &Database, name: &str) -> Result<BatchRecord, Error> {
+    let batch = db
         .batch(name)
         .map_err(state_err(format!("looking up batch {name}")))?;
     if matches!(batch.status, BatchStatus::Completed) {
@@ -211,19 +212,80 @@ pub fn mark_stopped(store: &Store, name: &str) -> Result<BatchRecord, Error> {
             remedy: "it is finished; remove it when you no longer need its report",
         });
     }
-    for m in store
+    for m in db
         .mailboxes(batch.id)
         .map_err(state_err(format!("reading the mailboxes of batch {name}")))?
     {
         if matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing) {
-            store
-                .set_mailbox_status(m.id, MailboxStatus::Stopped, None)
+            db.set_mailbox_status(m.id, MailboxStatus::Stopped, None)
                 .map_err(state_err(format!("stopping {}", m.row.email_address)))?;
         }
     }
-    store
-        .set_batch_status(name, BatchStatus::Stopped)
+    db.set_batch_status(name, BatchStatus::Stopped)
         .map_err(state_err(format!("stopping batch {name}")))
+}
+
+/// A stored endpoint a batch uses; an error that says how to add it back if it is gone.
+fn endpoint_record(db: &Database, name: &str) -> Result<EndpointRecord, Error> {
+    db.endpoint(name)
+        .map_err(state_err(format!("reading endpoint {name}")))?
+        .ok_or_else(|| Error::InvalidSetting {
+            problem: format!("endpoint {name} no longer exists; add it again with `imapmirror endpoint add {name}`"),
+        })
+}
+
+/// How a run of `batch` ends as the store has it now.
+fn outcome(db: &Database, batch: &BatchRecord, interrupted: bool) -> Result<BatchOutcome, Error> {
+    let failed = db
+        .mailboxes(batch.id)
+        .map_err(state_err(format!(
+            "reading the mailboxes of batch {}",
+            batch.settings.name
+        )))?
+        .iter()
+        .filter(|m| m.status == MailboxStatus::Failed)
+        .count() as u64;
+    Ok(BatchOutcome {
+        status: batch.status,
+        mailboxes_failed: failed,
+        interrupted,
+    })
+}
+
+/// A batch's webhook notification as read in a storage job ([`notice`]), sent (or
+/// logged) outside it by [`BatchRuntime::send_notice`].
+#[allow(clippy::large_enum_variant)] // one per pass over a batch, moved once
+enum Notice {
+    /// The batch has no webhook URL.
+    Nothing,
+    Ready {
+        url: StoredSecret,
+        summary: BatchSummary,
+    },
+    NoUrl(StoreError),
+    NoSummary(Error),
+}
+
+/// Reads what a notification about `batch` needs; runs inside a storage job.
+fn notice(db: &Database, batch: &BatchRecord) -> Notice {
+    let url = match db.batch_notify_url(&batch.settings.name) {
+        Ok(Some(url)) => url,
+        Ok(None) => return Notice::Nothing,
+        Err(e) => return Notice::NoUrl(e),
+    };
+    match batch_summary(db, batch) {
+        Ok(summary) => Notice::Ready { url, summary },
+        Err(e) => Notice::NoSummary(e),
+    }
+}
+
+/// What a round of a batch's run starts from.
+#[allow(clippy::large_enum_variant)] // one per round, moved once
+enum RoundStart {
+    /// The batch is not (or no longer) `Syncing` or `Completing`.
+    Done(BatchOutcome),
+    /// The batch and its mailboxes.
+    Run(BatchRecord, Vec<MailboxRecord>),
 }
 
 /// The slots of one endpoint.
@@ -366,15 +428,6 @@ impl BatchRuntime {
         lock(&self.pools).retain(|(n, _), _| n != name);
     }
 
-    fn endpoint(&self, name: &str) -> Result<EndpointRecord, Error> {
-        self.store
-            .endpoint(name)
-            .map_err(state_err(format!("reading endpoint {name}")))?
-            .ok_or_else(|| Error::InvalidSetting {
-                problem: format!("endpoint {name} no longer exists; add it again with `imapmirror endpoint add {name}`"),
-            })
-    }
-
     fn slots_of(&self, record: &EndpointRecord) -> Arc<EndpointSlots> {
         let s = &record.settings;
         lock(&self.slots)
@@ -450,7 +503,7 @@ impl BatchRuntime {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                self.fail_waiting(name, &e);
+                self.fail_waiting(name, e.to_string()).await;
                 Err(e)
             }
         }
@@ -463,31 +516,42 @@ impl BatchRuntime {
         events: &EventSink,
     ) -> Result<BatchOutcome, Error> {
         loop {
-            let batch = self
+            let owned = name.to_owned();
+            let start = self
                 .store
-                .batch(name)
-                .map_err(state_err(format!("reading batch {name}")))?;
-            if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
-                return self.outcome(&batch, false);
-            }
-            let mailboxes = self
-                .store
-                .mailboxes(batch.id)
-                .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+                .run_value(move |db| {
+                    let name = owned;
+                    let batch = db
+                        .batch(&name)
+                        .map_err(state_err(format!("reading batch {name}")))?;
+                    if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
+                        return Ok(RoundStart::Done(outcome(db, &batch, false)?));
+                    }
+                    let mailboxes = db
+                        .mailboxes(batch.id)
+                        .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+                    Ok::<_, Error>(RoundStart::Run(batch, mailboxes))
+                })
+                .await
+                .map_err(state_err(format!("reading batch {name}")))??;
+            let (batch, mailboxes) = match start {
+                RoundStart::Done(outcome) => return Ok(outcome),
+                RoundStart::Run(batch, mailboxes) => (batch, mailboxes),
+            };
             let waiting: Vec<(usize, MailboxRecord)> = mailboxes
                 .into_iter()
                 .enumerate()
                 .filter(|(_, m)| matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing))
                 .collect();
             if token.is_cancelled() {
-                return self.interrupted(name, token);
+                return self.interrupted(name, token).await;
             }
             if waiting.is_empty() {
-                return self.finish(&batch);
+                return self.finish(&batch).await;
             }
             self.run_round(&batch, waiting, token, events).await?;
             if token.is_cancelled() {
-                return self.interrupted(name, token);
+                return self.interrupted(name, token).await;
             }
         }
     }
@@ -500,10 +564,21 @@ impl BatchRuntime {
         events: &EventSink,
     ) -> Result<(), Error> {
         let s = &batch.settings;
-        let source = self.endpoint(&s.source_endpoint)?;
-        let target = self.endpoint(&s.target_endpoint)?;
-        let source_access = endpoint_access(&self.store, &source)?;
-        let target_access = endpoint_access(&self.store, &target)?;
+        let (source_name, target_name) = (s.source_endpoint.clone(), s.target_endpoint.clone());
+        let (source, target, source_access, target_access) = self
+            .store
+            .run_value(move |db| {
+                let source = endpoint_record(db, &source_name)?;
+                let target = endpoint_record(db, &target_name)?;
+                let source_access = endpoint_access(db, &source)?;
+                let target_access = endpoint_access(db, &target)?;
+                Ok::<_, Error>((source, target, source_access, target_access))
+            })
+            .await
+            .map_err(state_err(format!(
+                "reading the endpoints of batch {}",
+                s.name
+            )))??;
         let exclusions = s
             .excluded_folders
             .iter()
@@ -554,90 +629,95 @@ impl BatchRuntime {
     /// After a cancelled run: when the process is shutting down, mailboxes stopped by the
     /// shutdown (or left `Syncing` by an earlier crash) go back to `Queued`, so that the
     /// next process resumes them and `Syncing` means a pass really is running.
-    fn interrupted(&self, name: &str, token: &CancellationToken) -> Result<BatchOutcome, Error> {
-        let batch = self
-            .store
-            .batch(name)
-            .map_err(state_err(format!("reading batch {name}")))?;
-        if self.shutdown.is_cancelled()
-            && token.is_cancelled()
-            && matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing)
-        {
-            for m in self
-                .store
-                .mailboxes(batch.id)
-                .map_err(state_err(format!("reading the mailboxes of batch {name}")))?
-            {
-                // Nothing of this batch runs any more: `Stopped` was this shutdown,
-                // `Syncing` a crashed process's pass that never got a slot here.
-                if matches!(m.status, MailboxStatus::Stopped | MailboxStatus::Syncing) {
-                    self.store
-                        .set_mailbox_status(m.id, MailboxStatus::Queued, None)
-                        .map_err(state_err(format!("re-queueing {}", m.row.email_address)))?;
+    async fn interrupted(
+        &self,
+        name: &str,
+        token: &CancellationToken,
+    ) -> Result<BatchOutcome, Error> {
+        let (owned, shutdown, token) = (name.to_owned(), self.shutdown.clone(), token.clone());
+        self.store
+            .run_value(move |db| {
+                let name = owned;
+                let batch = db
+                    .batch(&name)
+                    .map_err(state_err(format!("reading batch {name}")))?;
+                if shutdown.is_cancelled()
+                    && token.is_cancelled()
+                    && matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing)
+                {
+                    for m in db
+                        .mailboxes(batch.id)
+                        .map_err(state_err(format!("reading the mailboxes of batch {name}")))?
+                    {
+                        // Nothing of this batch runs any more: `Stopped` was this shutdown,
+                        // `Syncing` a crashed process's pass that never got a slot here.
+                        if matches!(m.status, MailboxStatus::Stopped | MailboxStatus::Syncing) {
+                            db.set_mailbox_status(m.id, MailboxStatus::Queued, None)
+                                .map_err(state_err(format!(
+                                    "re-queueing {}",
+                                    m.row.email_address
+                                )))?;
+                        }
+                    }
                 }
-            }
-        }
-        self.outcome(&batch, true)
-    }
-
-    fn outcome(&self, batch: &BatchRecord, interrupted: bool) -> Result<BatchOutcome, Error> {
-        let failed = self
-            .store
-            .mailboxes(batch.id)
-            .map_err(state_err(format!(
-                "reading the mailboxes of batch {}",
-                batch.settings.name
-            )))?
-            .iter()
-            .filter(|m| m.status == MailboxStatus::Failed)
-            .count() as u64;
-        Ok(BatchOutcome {
-            status: batch.status,
-            mailboxes_failed: failed,
-            interrupted,
-        })
+                outcome(db, &batch, true)
+            })
+            .await
+            .map_err(state_err(format!("reading batch {name}")))?
     }
 
     /// Every mailbox is done: the batch's new status, its finish time, its notification.
-    fn finish(&self, batch: &BatchRecord) -> Result<BatchOutcome, Error> {
+    async fn finish(&self, batch: &BatchRecord) -> Result<BatchOutcome, Error> {
         let name = &batch.settings.name;
-        let mailboxes = self
+        let with_notice = self.notifier.is_some();
+        let owned = batch.clone();
+        let (updated, failed, notice) = self
             .store
-            .mailboxes(batch.id)
-            .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
-        let failed = mailboxes
-            .iter()
-            .filter(|m| m.status == MailboxStatus::Failed)
-            .count() as u64;
-        let status = match batch.status {
-            BatchStatus::Completing
-                if mailboxes
+            .run_value(move |db| {
+                let batch = owned;
+                let name = &batch.settings.name;
+                let mailboxes = db
+                    .mailboxes(batch.id)
+                    .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+                let failed = mailboxes
                     .iter()
-                    .all(|m| m.status == MailboxStatus::Completed) =>
-            {
-                BatchStatus::Completed
-            }
-            _ if failed > 0 => BatchStatus::Failed,
-            BatchStatus::Completing => BatchStatus::Failed,
-            _ => BatchStatus::Synced,
-        };
-        let now = Timestamp::now();
-        let before = batch.status;
-        let updated = self
-            .store
-            .update_batch(name, |b| {
-                // A stop that raced with the last mailbox wins.
-                if b.status == before {
-                    b.status = status;
-                    b.status_changed = now;
-                    b.last_sync_finished = Some(now);
-                }
+                    .filter(|m| m.status == MailboxStatus::Failed)
+                    .count() as u64;
+                let status = match batch.status {
+                    BatchStatus::Completing
+                        if mailboxes
+                            .iter()
+                            .all(|m| m.status == MailboxStatus::Completed) =>
+                    {
+                        BatchStatus::Completed
+                    }
+                    _ if failed > 0 => BatchStatus::Failed,
+                    BatchStatus::Completing => BatchStatus::Failed,
+                    _ => BatchStatus::Synced,
+                };
+                let now = Timestamp::now();
+                let before = batch.status;
+                let updated = db
+                    .update_batch(name, |b| {
+                        // A stop that raced with the last mailbox wins.
+                        if b.status == before {
+                            b.status = status;
+                            b.status_changed = now;
+                            b.last_sync_finished = Some(now);
+                        }
+                    })
+                    .map_err(state_err(format!(
+                        "recording the end of a pass over batch {name}"
+                    )))?;
+                let notice = with_notice.then(|| notice(db, &updated));
+                Ok::<_, Error>((updated, failed, notice))
             })
+            .await
             .map_err(state_err(format!(
                 "recording the end of a pass over batch {name}"
-            )))?;
+            )))??;
         tracing::info!(batch = %name, status = updated.status.as_str(), failed, "pass over the batch finished");
-        self.notify(&updated);
+        self.send_notice(&updated, notice);
         Ok(BatchOutcome {
             status: updated.status,
             mailboxes_failed: failed,
@@ -645,64 +725,73 @@ impl BatchRuntime {
         })
     }
 
-    fn notify(&self, batch: &BatchRecord) {
-        let Some(notifier) = &self.notifier else {
+    /// Sends the notification [`notice`] read for `batch` (`None`: it was not read,
+    /// there being no notifier), or logs why there is none.
+    fn send_notice(&self, batch: &BatchRecord, notice: Option<Notice>) {
+        let (Some(notifier), Some(notice)) = (&self.notifier, notice) else {
             return;
         };
-        let url = match self.store.batch_notify_url(&batch.settings.name) {
-            Ok(Some(url)) => url,
-            Ok(None) => return,
-            Err(e) => {
+        let (url, summary) = match notice {
+            Notice::Nothing => return,
+            Notice::NoUrl(e) => {
                 tracing::warn!(batch = %batch.settings.name, error = %e, "no notification: the webhook URL could not be read");
                 return;
             }
+            Notice::NoSummary(e) => {
+                tracing::warn!(batch = %batch.settings.name, error = %e, "no notification: the summary could not be read");
+                return;
+            }
+            Notice::Ready { url, summary } => (url, summary),
         };
         let event = match batch.status {
             BatchStatus::Completed => PassEvent::BatchCompleted,
             BatchStatus::Failed => PassEvent::PassFailed,
             _ => PassEvent::PassFinished,
         };
-        match batch_summary(&self.store, batch) {
-            Ok(summary) => notifier.send(
-                url.expose(),
-                &Notification {
-                    event,
-                    batch: summary,
-                },
-            ),
-            Err(e) => {
-                tracing::warn!(batch = %batch.settings.name, error = %e, "no notification: the summary could not be read")
-            }
-        }
+        notifier.send(
+            url.expose(),
+            &Notification {
+                event,
+                batch: summary,
+            },
+        );
     }
 
     /// A run that could not even begin (an endpoint gone, a bad exclusion): its waiting
-    /// mailboxes fail with the reason and the batch is `Failed`, so the scheduler does
-    /// not retry it before the next interval.
-    fn fail_waiting(&self, name: &str, error: &Error) {
-        let text = error.to_string();
-        let result = (|| -> Result<(), imapmirror_storage::StoreError> {
-            let batch = self.store.batch(name)?;
-            if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
-                return Ok(());
-            }
-            for m in self.store.mailboxes(batch.id)? {
-                if matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing) {
-                    self.store
-                        .set_mailbox_status(m.id, MailboxStatus::Failed, Some(&text))?;
+    /// mailboxes fail with the reason (`text`) and the batch is `Failed`, so the
+    /// scheduler does not retry it before the next interval.
+    async fn fail_waiting(&self, name: &str, text: String) {
+        let owned = name.to_owned();
+        let with_notice = self.notifier.is_some();
+        let result = self
+            .store
+            .run(move |db| {
+                let name = owned;
+                let batch = db.batch(&name)?;
+                if !matches!(batch.status, BatchStatus::Syncing | BatchStatus::Completing) {
+                    return Ok(None);
                 }
+                for m in db.mailboxes(batch.id)? {
+                    if matches!(m.status, MailboxStatus::Queued | MailboxStatus::Syncing) {
+                        db.set_mailbox_status(m.id, MailboxStatus::Failed, Some(&text))?;
+                    }
+                }
+                let now = Timestamp::now();
+                let updated = db.update_batch(&name, |b| {
+                    b.status = BatchStatus::Failed;
+                    b.status_changed = now;
+                    b.last_sync_finished = Some(now);
+                })?;
+                let notice = with_notice.then(|| notice(db, &updated));
+                Ok(Some((updated, notice)))
+            })
+            .await;
+        match result {
+            Ok(Some((updated, notice))) => self.send_notice(&updated, notice),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(batch = %name, error = %e, "could not record the failure of the batch");
             }
-            let now = Timestamp::now();
-            let updated = self.store.update_batch(name, |b| {
-                b.status = BatchStatus::Failed;
-                b.status_changed = now;
-                b.last_sync_finished = Some(now);
-            })?;
-            self.notify(&updated);
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!(batch = %name, error = %e, "could not record the failure of the batch");
         }
     }
 }
@@ -738,29 +827,32 @@ struct RoundContext {
     token: CancellationToken,
 }
 
-impl RoundContext {
-    /// The kind of pass a mailbox needs: final when completing, incremental once a pass
-    /// has succeeded, initial before.
-    fn kind_of(&self, mailbox: &MailboxRecord) -> Result<PassKind, Error> {
-        if self.final_pass {
-            return Ok(PassKind::Final);
-        }
-        let history = self
-            .store
-            .pass_history(mailbox.id)
-            .map_err(state_err(format!(
-                "reading the pass history of {}",
-                mailbox.row.email_address
-            )))?;
-        Ok(
-            if history.iter().any(|p| p.outcome == PassOutcome::Succeeded) {
-                PassKind::Incremental
-            } else {
-                PassKind::Initial
-            },
-        )
-    }
+/// What a mailbox's pass needs from the store, read in one storage job: the kind of pass
+/// (final when completing, incremental once a pass has succeeded, initial before) and
+/// the mailbox's stored credentials.
+fn prepare(
+    db: &Database,
+    final_pass: bool,
+    mailbox: MailboxId,
+    email: &str,
+) -> Result<(PassKind, MailboxCredentials), Error> {
+    let kind = if final_pass {
+        PassKind::Final
+    } else if db
+        .has_succeeded_pass(mailbox)
+        .map_err(state_err(format!("reading the pass history of {email}")))?
+    {
+        PassKind::Incremental
+    } else {
+        PassKind::Initial
+    };
+    let credentials = db.mailbox_credentials(mailbox).map_err(state_err(format!(
+        "reading the stored credentials of {email}"
+    )))?;
+    Ok((kind, credentials))
+}
 
+impl RoundContext {
     async fn take_slots(&self, kind: PassKind) -> Option<Vec<OwnedSemaphorePermit>> {
         let mut permits = Vec::with_capacity(self.slots.len());
         for slots in &self.slots {
@@ -776,14 +868,14 @@ impl RoundContext {
         Some(permits)
     }
 
-    fn job(&self, index: usize, mailbox: &MailboxRecord) -> Result<MailboxJob, Error> {
+    /// The job of a mailbox whose `credentials` [`prepare`] read.
+    fn job(
+        &self,
+        index: usize,
+        mailbox: &MailboxRecord,
+        credentials: &MailboxCredentials,
+    ) -> Result<MailboxJob, Error> {
         let email = &mailbox.row.email_address;
-        let credentials = self
-            .store
-            .mailbox_credentials(mailbox.id)
-            .map_err(state_err(format!(
-                "reading the stored credentials of {email}"
-            )))?;
         let row = MailboxRow {
             // Rows are stored in file order below a one-line header.
             line: index as u64 + 2,
@@ -826,17 +918,26 @@ impl RoundContext {
                 error,
             });
         };
+        let (final_pass, id, who) = (self.final_pass, mailbox.id, email.clone());
         let prepared = self
-            .kind_of(&mailbox)
-            .and_then(|kind| Ok((kind, self.job(index, &mailbox)?)));
+            .store
+            .run_value(move |db| prepare(db, final_pass, id, &who))
+            .await
+            .map_err(state_err(format!(
+                "reading the stored credentials of {email}"
+            )))
+            .flatten()
+            .and_then(|(kind, credentials)| Ok((kind, self.job(index, &mailbox, &credentials)?)));
         let (kind, job) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 let text = e.to_string();
-                if let Err(store_error) =
-                    self.store
-                        .set_mailbox_status(mailbox.id, MailboxStatus::Failed, Some(&text))
-                {
+                let stored = text.clone();
+                let failed = self
+                    .store
+                    .run(move |db| db.set_mailbox_status(id, MailboxStatus::Failed, Some(&stored)))
+                    .await;
+                if let Err(store_error) = failed {
                     tracing::error!(batch = %self.batch, mailbox = %email, error = %store_error, "could not record a mailbox failure");
                 }
                 finished(MailboxStatus::Failed, &PassSummary::default(), Some(text));
@@ -868,8 +969,8 @@ impl RoundContext {
             .await;
         let status = self
             .store
-            .mailbox(mailbox.id)
-            .map(|m| m.status)
+            .run(move |db| db.mailbox(id).map(|m| m.status))
+            .await
             .unwrap_or(MailboxStatus::Failed);
         match result {
             Ok(summary) => finished(status, &summary, None),
@@ -888,24 +989,22 @@ mod tests {
     use super::*;
     use imapmirror_storage::{BatchSettings, EndpointSettings, MigrationRow, NewMailbox};
 
-    fn store_with_batch(dir: &std::path::Path, users: usize) -> Store {
-        let store = Store::open(dir).expect("store");
+    /// Adds the endpoints `src` and `tgt` and batch `b` of `users` mailboxes; runs in a job.
+    fn add_batch(db: &Database, users: usize) -> imapmirror_storage::Result<()> {
         for name in ["src", "tgt"] {
-            store
-                .add_endpoint(
-                    &EndpointSettings {
-                        max_concurrent_migrations: 2,
-                        max_concurrent_syncs: 1,
-                        ..EndpointSettings::new(
-                            name,
-                            "127.0.0.1",
-                            9,
-                            imapmirror_storage::Security::None,
-                        )
-                    },
-                    None,
-                )
-                .expect("endpoint");
+            db.add_endpoint(
+                &EndpointSettings {
+                    max_concurrent_migrations: 2,
+                    max_concurrent_syncs: 1,
+                    ..EndpointSettings::new(
+                        name,
+                        "127.0.0.1",
+                        9,
+                        imapmirror_storage::Security::None,
+                    )
+                },
+                None,
+            )?;
         }
         let rows: Vec<NewMailbox> = (0..users)
             .map(|i| NewMailbox {
@@ -919,36 +1018,58 @@ mod tests {
                 target_password: Some(imapmirror_storage::Secret::new("pw")),
             })
             .collect();
+        db.create_batch(
+            &BatchSettings {
+                name: "b".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "tgt".into(),
+                excluded_folders: vec![],
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 60,
+            },
+            &rows,
+        )?;
+        Ok(())
+    }
+
+    /// A store with [`add_batch`]'s batch, for plain (not async) tests.
+    fn store_with_batch(dir: &std::path::Path, users: usize) -> Store {
+        let store = Store::open(dir).expect("store");
+        store.call(move |db| add_batch(db, users)).expect("batch");
         store
-            .create_batch(
-                &BatchSettings {
-                    name: "b".into(),
-                    source_endpoint: "src".into(),
-                    target_endpoint: "tgt".into(),
-                    excluded_folders: vec![],
-                    max_message_size: None,
-                    bad_item_limit: None,
-                    sync_interval_secs: 60,
-                },
-                &rows,
-            )
+    }
+
+    /// [`store_with_batch`] for async tests, which must not block on the store.
+    async fn store_with_batch_async(dir: &std::path::Path, users: usize) -> Store {
+        let store = Store::open(dir).expect("store");
+        store
+            .run(move |db| add_batch(db, users))
+            .await
             .expect("batch");
         store
+    }
+
+    /// [`mark_for_pass`] from a plain thread.
+    fn mark(store: &Store, intent: PassIntent) -> Result<(BatchRecord, usize), Error> {
+        store
+            .call(move |db| Ok(mark_for_pass(db, "b", intent)))
+            .expect("store")
     }
 
     #[test]
     fn start_queues_every_mailbox_and_complete_is_refused_while_syncing() {
         let dir = tempfile::tempdir().expect("dir");
         let store = store_with_batch(dir.path(), 3);
-        let (batch, queued) = mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let (batch, queued) = mark(&store, PassIntent::Start).expect("start");
         assert_eq!(batch.status, BatchStatus::Syncing);
         assert_eq!(queued, 3);
         assert!(batch.last_sync_started.is_some());
-        let err = mark_for_pass(&store, "b", PassIntent::Complete).expect_err("refused");
+        let err = mark(&store, PassIntent::Complete).expect_err("refused");
         assert_eq!(err.fault(), crate::Fault::UserInput);
         assert!(err.to_string().contains("Batch b is Syncing"), "{err}");
         // Starting again while marked is harmless.
-        let (_, again) = mark_for_pass(&store, "b", PassIntent::Start).expect("start again");
+        let (_, again) = mark(&store, PassIntent::Start).expect("start again");
         assert_eq!(again, 3);
     }
 
@@ -956,18 +1077,22 @@ mod tests {
     fn stop_stops_waiting_mailboxes() {
         let dir = tempfile::tempdir().expect("dir");
         let store = store_with_batch(dir.path(), 2);
-        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
-        let batch = mark_stopped(&store, "b").expect("stop");
+        mark(&store, PassIntent::Start).expect("start");
+        let batch = store
+            .call(|db| Ok(mark_stopped(db, "b")))
+            .expect("store")
+            .expect("stop");
         assert_eq!(batch.status, BatchStatus::Stopped);
+        let id = batch.id;
         let statuses: Vec<_> = store
-            .mailboxes(batch.id)
+            .call(move |db| db.mailboxes(id))
             .expect("mailboxes")
             .iter()
             .map(|m| m.status)
             .collect();
         assert_eq!(statuses, vec![MailboxStatus::Stopped; 2]);
         // A stopped batch starts again: its mailboxes are queued anew.
-        let (_, queued) = mark_for_pass(&store, "b", PassIntent::Start).expect("restart");
+        let (_, queued) = mark(&store, PassIntent::Start).expect("restart");
         assert_eq!(queued, 2);
     }
 
@@ -988,8 +1113,12 @@ mod tests {
     #[tokio::test]
     async fn a_held_batch_does_not_start() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = store_with_batch(dir.path(), 1);
-        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let store = store_with_batch_async(dir.path(), 1).await;
+        store
+            .run_value(|db| mark_for_pass(db, "b", PassIntent::Start))
+            .await
+            .expect("store")
+            .expect("start");
         let runtime = BatchRuntime::new(store, RunnerOptions::default(), None);
         {
             let _first = runtime.hold("b");
@@ -1010,8 +1139,12 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_source_fails_the_mailboxes_not_the_process() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = store_with_batch(dir.path(), 2);
-        mark_for_pass(&store, "b", PassIntent::Start).expect("start");
+        let store = store_with_batch_async(dir.path(), 2).await;
+        store
+            .run_value(|db| mark_for_pass(db, "b", PassIntent::Start))
+            .await
+            .expect("store")
+            .expect("start");
         let mut options = RunnerOptions::default();
         options.job.folder_retry.max_retries = 0;
         options.connect_retry = ReconnectPolicy {

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use imapmirror_storage::{
-    self as storage, BatchSettings, EndpointRecord, EndpointSettings, MigrationRow, NewMailbox,
+    self as storage, BatchSettings, Database, EndpointRecord, EndpointSettings, MigrationRow,
+    NewMailbox,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -291,6 +292,56 @@ fn state_err(action: String) -> impl FnOnce(storage::StoreError) -> Error {
     move |source| Error::State { action, source }
 }
 
+/// A stored endpoint, or the error that names it as missing. Runs inside a storage job.
+fn endpoint_record(db: &Database, name: &str) -> Result<EndpointRecord, Error> {
+    db.endpoint(name)
+        .map_err(state_err(format!("reading endpoint {name}")))?
+        .ok_or_else(|| Error::State {
+            action: format!("looking up endpoint {name}"),
+            source: storage::StoreError::NotFound {
+                kind: "endpoint",
+                name: name.to_owned(),
+                dir: db.path().to_path_buf(),
+            },
+        })
+}
+
+/// A stored batch. Runs inside a storage job.
+fn batch_record(db: &Database, name: &str) -> Result<storage::BatchRecord, Error> {
+    db.batch(name)
+        .map_err(state_err(format!("looking up batch {name}")))
+}
+
+/// The EmailAddress of the first mailbox of a batch that uses `endpoint`, to test its
+/// admin credentials with when no `--user` was given. Runs inside a storage job.
+fn some_mailbox_of(db: &Database, endpoint: &str) -> Result<Option<String>, Error> {
+    for b in db
+        .batches()
+        .map_err(state_err("listing batches".to_owned()))?
+    {
+        let s = &b.settings;
+        if s.source_endpoint != endpoint && s.target_endpoint != endpoint {
+            continue;
+        }
+        let mailboxes = db.mailboxes(b.id).map_err(state_err(format!(
+            "reading the mailboxes of batch {}",
+            s.name
+        )))?;
+        if let Some(m) = mailboxes.first() {
+            let user = if s.source_endpoint == endpoint {
+                m.row.user_name.clone()
+            } else {
+                m.row
+                    .target_user_name
+                    .clone()
+                    .unwrap_or_else(|| m.row.email_address.clone())
+            };
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
 /// Executes requests against one state directory.
 #[derive(Debug, Clone)]
 pub struct Control {
@@ -324,31 +375,41 @@ impl Control {
                     .await
             }
             Request::EndpointTest { name, user } => {
-                let record = self.endpoint(&name)?;
-                let password = store
-                    .endpoint_admin_password(&name)
-                    .map_err(state_err(format!(
-                        "reading the admin password of endpoint {name}"
-                    )))?
-                    .map(|p| Secret::new(p.expose()));
-                let user = match user {
-                    Some(u) => Some(u),
-                    None => self.some_mailbox_of(&name)?,
-                };
+                let action = format!("reading endpoint {name}");
+                let (record, password, user) = store
+                    .run_value(move |db| {
+                        let record = endpoint_record(db, &name)?;
+                        let password = db
+                            .endpoint_admin_password(&name)
+                            .map_err(state_err(format!(
+                                "reading the admin password of endpoint {name}"
+                            )))?
+                            .map(|p| Secret::new(p.expose()));
+                        let user = match user {
+                            Some(u) => Some(u),
+                            None => some_mailbox_of(db, &name)?,
+                        };
+                        Ok::<_, Error>((record, password, user))
+                    })
+                    .await
+                    .map_err(state_err(action))??;
                 let probe = probe(&record, password.as_ref(), user.as_deref()).await?;
                 Ok(Reply::EndpointTested { probe })
             }
             Request::EndpointList => Ok(Reply::Endpoints {
                 endpoints: store
-                    .endpoints()
+                    .run(|db| db.endpoints())
+                    .await
                     .map_err(state_err("listing endpoints".to_owned()))?
                     .iter()
                     .map(EndpointView::from)
                     .collect(),
             }),
             Request::EndpointRemove { name } => {
+                let owned = name.clone();
                 store
-                    .remove_endpoint(&name)
+                    .run(move |db| db.remove_endpoint(&owned))
+                    .await
                     .map_err(state_err(format!("removing endpoint {name}")))?;
                 self.runtime.forget_endpoint(&name);
                 Ok(Reply::EndpointRemoved { name })
@@ -358,83 +419,114 @@ impl Control {
                 rows,
                 notify_url,
                 start,
-            } => self.batch_add(settings, rows, notify_url, start),
-            Request::BatchStart { name } => self.mark(&name, PassIntent::Start),
-            Request::BatchSync { name } => self.mark(&name, PassIntent::Sync),
-            Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete),
+            } => self.batch_add(settings, rows, notify_url, start).await,
+            Request::BatchStart { name } => self.mark(&name, PassIntent::Start).await,
+            Request::BatchSync { name } => self.mark(&name, PassIntent::Sync).await,
+            Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete).await,
             Request::BatchStop { name } => {
-                self.batch(&name)?;
+                self.batch(&name).await?;
                 let _hold = self.runtime.hold(&name);
                 self.runtime.cancel_batch(&name).await;
-                let batch = mark_stopped(store, &name)?;
-                Ok(Reply::BatchStopped {
-                    batch: batch_summary(store, &batch)?,
-                })
+                let action = format!("stopping batch {name}");
+                let batch = store
+                    .run_value(move |db| {
+                        let batch = mark_stopped(db, &name)?;
+                        batch_summary(db, &batch)
+                    })
+                    .await
+                    .map_err(state_err(action))??;
+                Ok(Reply::BatchStopped { batch })
             }
             Request::BatchStatus { name } => {
-                let batches = match name {
-                    Some(n) => vec![self.batch(&n)?],
-                    None => store
-                        .batches()
-                        .map_err(state_err("listing batches".to_owned()))?,
-                };
-                Ok(Reply::Batches {
-                    batches: batches
-                        .iter()
-                        .map(|b| batch_summary(store, b))
-                        .collect::<Result<_, _>>()?,
-                })
+                let batches = store
+                    .run_value(move |db| {
+                        let batches = match name {
+                            Some(n) => vec![batch_record(db, &n)?],
+                            None => db
+                                .batches()
+                                .map_err(state_err("listing batches".to_owned()))?,
+                        };
+                        batches
+                            .iter()
+                            .map(|b| batch_summary(db, b))
+                            .collect::<Result<_, _>>()
+                    })
+                    .await
+                    .map_err(state_err("listing batches".to_owned()))??;
+                Ok(Reply::Batches { batches })
             }
-            Request::BatchUsers { name } => Ok(Reply::Users {
-                users: mailbox_summaries(store, &self.batch(&name)?)?,
-            }),
-            Request::BatchReport { name } => Ok(Reply::Report {
-                report: batch_report(store, &self.batch(&name)?)?,
-            }),
+            Request::BatchUsers { name } => {
+                let action = format!("reading the mailboxes of batch {name}");
+                let users = store
+                    .run_value(move |db| mailbox_summaries(db, &batch_record(db, &name)?))
+                    .await
+                    .map_err(state_err(action))??;
+                Ok(Reply::Users { users })
+            }
+            Request::BatchReport { name } => {
+                let action = format!("reading the report of batch {name}");
+                let report = store
+                    .run_value(move |db| batch_report(db, &batch_record(db, &name)?))
+                    .await
+                    .map_err(state_err(action))??;
+                Ok(Reply::Report { report })
+            }
             Request::BatchRemove { name } => {
-                self.batch(&name)?;
+                self.batch(&name).await?;
                 let _hold = self.runtime.hold(&name);
                 self.runtime.cancel_batch(&name).await;
+                let owned = name.clone();
                 store
-                    .remove_batch(&name)
-                    .map_err(state_err(format!("removing batch {name}")))?;
-                // The shredded credentials must not linger in unflushed pages.
-                store
-                    .flush()
-                    .map_err(state_err(format!("flushing the removal of batch {name}")))?;
+                    .run_value(move |db| {
+                        let name = owned;
+                        db.remove_batch(&name)
+                            .map_err(state_err(format!("removing batch {name}")))?;
+                        // The shredded credentials must not linger in unflushed pages.
+                        db.flush()
+                            .map_err(state_err(format!("flushing the removal of batch {name}")))?;
+                        Ok::<_, Error>(())
+                    })
+                    .await
+                    .map_err(state_err(format!("removing batch {name}")))??;
                 Ok(Reply::BatchRemoved { name })
             }
-            Request::Routes { login } => Ok(Reply::Routes {
-                routes: store
-                    .login_routes(&login)
-                    .map_err(state_err(format!("looking up the routes of {login}")))?
-                    .into_iter()
-                    .map(|r| RouteView {
-                        batch: r.batch_name,
-                        batch_status: r.batch_status.as_str().to_owned(),
-                        mailbox_status: r.mailbox_status.as_str().to_owned(),
-                        email: r.email_address,
-                        source_endpoint: r.source_endpoint,
-                        target_endpoint: r.target_endpoint,
-                    })
-                    .collect(),
-            }),
+            Request::Routes { login } => {
+                let action = format!("looking up the routes of {login}");
+                Ok(Reply::Routes {
+                    routes: store
+                        .run(move |db| db.login_routes(&login))
+                        .await
+                        .map_err(state_err(action))?
+                        .into_iter()
+                        .map(|r| RouteView {
+                            batch: r.batch_name,
+                            batch_status: r.batch_status.as_str().to_owned(),
+                            mailbox_status: r.mailbox_status.as_str().to_owned(),
+                            email: r.email_address,
+                            source_endpoint: r.source_endpoint,
+                            target_endpoint: r.target_endpoint,
+                        })
+                        .collect(),
+                })
+            }
             Request::RoutingSnapshot {
                 known_version,
                 with_secrets,
             } => {
-                let current = store
-                    .routing_version()
-                    .map_err(state_err("reading the routing version".to_owned()))?;
-                let snapshot = if known_version.as_deref() == Some(current.as_str()) {
-                    None
-                } else {
-                    Some(
-                        store
-                            .routing_snapshot(with_secrets)
-                            .map_err(state_err("reading the routes".to_owned()))?,
-                    )
-                };
+                let snapshot = store
+                    .run_value(move |db| {
+                        let current = db
+                            .routing_version()
+                            .map_err(state_err("reading the routing version".to_owned()))?;
+                        if known_version.as_deref() == Some(current.as_str()) {
+                            return Ok(None);
+                        }
+                        db.routing_snapshot(with_secrets)
+                            .map(Some)
+                            .map_err(state_err("reading the routes".to_owned()))
+                    })
+                    .await
+                    .map_err(state_err("reading the routes".to_owned()))??;
                 Ok(Reply::RoutingSnapshot { snapshot })
             }
             Request::Ping => Ok(Reply::Pong {
@@ -445,57 +537,13 @@ impl Control {
         }
     }
 
-    fn endpoint(&self, name: &str) -> Result<EndpointRecord, Error> {
-        let store = self.runtime.store();
-        store
-            .endpoint(name)
-            .map_err(state_err(format!("reading endpoint {name}")))?
-            .ok_or_else(|| Error::State {
-                action: format!("looking up endpoint {name}"),
-                source: storage::StoreError::NotFound {
-                    kind: "endpoint",
-                    name: name.to_owned(),
-                    dir: store.path().to_path_buf(),
-                },
-            })
-    }
-
-    fn batch(&self, name: &str) -> Result<storage::BatchRecord, Error> {
+    async fn batch(&self, name: &str) -> Result<storage::BatchRecord, Error> {
+        let owned = name.to_owned();
         self.runtime
             .store()
-            .batch(name)
-            .map_err(state_err(format!("looking up batch {name}")))
-    }
-
-    /// The EmailAddress of the first mailbox of a batch that uses `endpoint`, to test its
-    /// admin credentials with when no `--user` was given.
-    fn some_mailbox_of(&self, endpoint: &str) -> Result<Option<String>, Error> {
-        let store = self.runtime.store();
-        for b in store
-            .batches()
-            .map_err(state_err("listing batches".to_owned()))?
-        {
-            let s = &b.settings;
-            if s.source_endpoint != endpoint && s.target_endpoint != endpoint {
-                continue;
-            }
-            let mailboxes = store.mailboxes(b.id).map_err(state_err(format!(
-                "reading the mailboxes of batch {}",
-                s.name
-            )))?;
-            if let Some(m) = mailboxes.first() {
-                let user = if s.source_endpoint == endpoint {
-                    m.row.user_name.clone()
-                } else {
-                    m.row
-                        .target_user_name
-                        .clone()
-                        .unwrap_or_else(|| m.row.email_address.clone())
-                };
-                return Ok(Some(user));
-            }
-        }
-        Ok(None)
+            .run_value(move |db| batch_record(db, &owned))
+            .await
+            .map_err(state_err(format!("looking up batch {name}")))?
     }
 
     async fn endpoint_add(
@@ -506,8 +554,10 @@ impl Control {
         test_user: Option<String>,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
+        let name = settings.name.clone();
         if store
-            .endpoint(&settings.name)
+            .run(move |db| db.endpoint(&name))
+            .await
             .map_err(state_err(format!("reading endpoint {}", settings.name)))?
             .is_some()
         {
@@ -574,16 +624,18 @@ impl Control {
             None
         };
         let secret = admin_password.map(|p| storage::Secret::new(p.expose()));
+        let action = format!("adding endpoint {}", settings.name);
         let record = store
-            .add_endpoint(&settings, secret.as_ref())
-            .map_err(state_err(format!("adding endpoint {}", settings.name)))?;
+            .run(move |db| db.add_endpoint(&settings, secret.as_ref()))
+            .await
+            .map_err(state_err(action))?;
         Ok(Reply::EndpointAdded {
             endpoint: EndpointView::from(&record),
             probe,
         })
     }
 
-    fn batch_add(
+    async fn batch_add(
         &self,
         settings: BatchSettings,
         rows: Vec<RowInput>,
@@ -591,8 +643,24 @@ impl Control {
         start: bool,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
-        let source = self.endpoint(&settings.source_endpoint)?;
-        let target = self.endpoint(&settings.target_endpoint)?;
+        let name = settings.name.clone();
+        let (source_name, target_name) = (
+            settings.source_endpoint.clone(),
+            settings.target_endpoint.clone(),
+        );
+        // The endpoints and their admin credentials, read in one job; a failure to read
+        // the credentials is reported after the checks below, as it always was.
+        let access = store
+            .run_value(move |db| {
+                let source = endpoint_record(db, &source_name)?;
+                let target = endpoint_record(db, &target_name)?;
+                Ok::<_, Error>(
+                    endpoint_access(db, &source)
+                        .and_then(|s| Ok((s, endpoint_access(db, &target)?))),
+                )
+            })
+            .await
+            .map_err(state_err(format!("reading the endpoints of batch {name}")))??;
         for pattern in &settings.excluded_folders {
             pattern.parse::<Exclusion>()?;
         }
@@ -600,8 +668,7 @@ impl Control {
             check_url(url)?;
         }
         // Every row must be able to log in on both sides before anything is stored.
-        let source_access = endpoint_access(store, &source)?;
-        let target_access = endpoint_access(store, &target)?;
+        let (source_access, target_access) = access?;
         let mut mailboxes = Vec::with_capacity(rows.len());
         for input in &rows {
             let row = input.to_row();
@@ -621,47 +688,70 @@ impl Control {
                     .map(|p| storage::Secret::new(p.expose())),
             });
         }
+        let count = mailboxes.len();
         let batch = store
-            .create_batch(&settings, &mailboxes)
-            .map_err(state_err(format!("adding batch {}", settings.name)))?;
-        if let Some(url) = &notify_url
-            && let Err(e) = store
-                .set_batch_notify_url(&settings.name, Some(&storage::Secret::new(url.as_str())))
-        {
-            // Do not leave a half-made batch behind.
-            let _ = store.remove_batch(&settings.name);
-            return Err(state_err(format!(
-                "storing the notification URL of batch {}",
-                settings.name
-            ))(e));
-        }
-        let batch = if start {
-            let (b, _) = mark_for_pass(store, &settings.name, PassIntent::Start)?;
+            .run_value(move |db| {
+                let name = &settings.name;
+                let batch = db
+                    .create_batch(&settings, &mailboxes)
+                    .map_err(state_err(format!("adding batch {name}")))?;
+                if let Some(url) = &notify_url
+                    && let Err(e) =
+                        db.set_batch_notify_url(name, Some(&storage::Secret::new(url.as_str())))
+                {
+                    // Do not leave a half-made batch behind.
+                    let _ = db.remove_batch(name);
+                    return Err(state_err(format!(
+                        "storing the notification URL of batch {name}"
+                    ))(e));
+                }
+                if start {
+                    Ok(mark_for_pass(db, name, PassIntent::Start)?.0)
+                } else {
+                    Ok(batch)
+                }
+            })
+            .await
+            .map_err(state_err(format!("adding batch {name}")))??;
+        if start {
             self.wake();
-            b
-        } else {
-            batch
-        };
-        store
-            .flush()
-            .map_err(state_err(format!("saving batch {}", settings.name)))?;
+        }
+        let summary = store
+            .run_value(move |db| {
+                db.flush()
+                    .map_err(state_err(format!("saving batch {}", batch.settings.name)))?;
+                batch_summary(db, &batch)
+            })
+            .await
+            .map_err(state_err(format!("saving batch {name}")))??;
         Ok(Reply::BatchAdded {
-            batch: batch_summary(store, &batch)?,
-            mailboxes: mailboxes.len(),
+            batch: summary,
+            mailboxes: count,
             started: start,
             scheduler: self.scheduler.is_some(),
         })
     }
 
-    fn mark(&self, name: &str, intent: PassIntent) -> Result<Reply, Error> {
+    async fn mark(&self, name: &str, intent: PassIntent) -> Result<Reply, Error> {
         let store = self.runtime.store();
-        let (batch, queued) = mark_for_pass(store, name, intent)?;
-        store
-            .flush()
-            .map_err(state_err(format!("saving batch {name}")))?;
+        let owned = name.to_owned();
+        let (batch, queued) = store
+            .run_value(move |db| {
+                let name = owned;
+                let marked = mark_for_pass(db, &name, intent)?;
+                db.flush()
+                    .map_err(state_err(format!("saving batch {name}")))?;
+                Ok::<_, Error>(marked)
+            })
+            .await
+            .map_err(state_err(format!("marking batch {name}")))??;
         self.wake();
+        let batch = store
+            .run_value(move |db| batch_summary(db, &batch))
+            .await
+            .map_err(state_err(format!("reading batch {name}")))??;
         Ok(Reply::BatchMarked {
-            batch: batch_summary(store, &batch)?,
+            batch,
             queued,
             scheduler: self.scheduler.is_some(),
         })

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
-use imapmirror_storage::{self as storage, EndpointRecord, Store};
+use imapmirror_storage::{self as storage, Database, EndpointRecord};
 
 use crate::credentials::{
     AdminCredentials, AdminFormat, DOVECOT_DEFAULT_SEPARATOR, EndpointAccess,
@@ -100,12 +100,12 @@ pub fn admin_format(format: storage::AdminFormat, separator: Option<char>) -> Ad
 }
 
 /// What an endpoint offers for opening mailboxes: its admin credentials (decrypted from
-/// the store) and whether it uses XOAUTH2.
-pub fn endpoint_access(store: &Store, record: &EndpointRecord) -> Result<EndpointAccess, Error> {
+/// the store) and whether it uses XOAUTH2. Runs inside a storage job.
+pub fn endpoint_access(db: &Database, record: &EndpointRecord) -> Result<EndpointAccess, Error> {
     let s = &record.settings;
     let admin = match (&s.admin_user, s.admin_format) {
         (Some(user), Some(format)) if record.has_admin_password => {
-            let password = store
+            let password = db
                 .endpoint_admin_password(&s.name)
                 .map_err(|source| Error::State {
                     action: format!("reading the admin password of endpoint {}", s.name),

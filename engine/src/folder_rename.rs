@@ -164,7 +164,9 @@ pub(crate) async fn follow_source_renames(
         .filter(|f| !f.attributes.special_use.is_empty())
         .map(|f| f.name.as_str())
         .collect();
-    let mut gone = Vec::new();
+    // Folders the source no longer lists; those with a pending journal group are left
+    // out below, in one storage job.
+    let mut candidates = Vec::new();
     for (folder, state) in stored {
         let (Some(uid_validity), Some(target_name)) = (
             state.marks.source_uidvalidity,
@@ -180,19 +182,30 @@ pub(crate) async fn follow_source_renames(
         {
             continue;
         }
-        let pending = ctx
-            .store
-            .pending_in_folder(ctx.mailbox, *folder)
-            .map_err(store_err("reading the journal"))?;
-        if pending.is_empty() {
-            gone.push(Gone {
-                folder: *folder,
-                source_name: state.source_name.clone(),
-                target_name,
-                uid_validity,
-            });
-        }
+        candidates.push(Gone {
+            folder: *folder,
+            source_name: state.source_name.clone(),
+            target_name,
+            uid_validity,
+        });
     }
+    let gone = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let mailbox = ctx.mailbox;
+        ctx.store
+            .run(move |db| {
+                let mut gone = Vec::with_capacity(candidates.len());
+                for g in candidates {
+                    if db.pending_in_folder(mailbox, g.folder)?.is_empty() {
+                        gone.push(g);
+                    }
+                }
+                Ok(gone)
+            })
+            .await
+            .map_err(store_err("reading the journal"))?
+    };
     if gone.is_empty() {
         // The usual pass: nothing vanished from the source, nothing to look at.
         return Ok(HashSet::new());
@@ -203,14 +216,16 @@ pub(crate) async fn follow_source_renames(
         let Some(listed) = sources.get(&copy.source) else {
             continue;
         };
-        if copy.special_use.is_some()
-            || is_inbox(&copy.source)
-            || is_inbox(&copy.target.name)
-            || ctx
-                .store
-                .find_folder(ctx.mailbox, &copy.source)
-                .map_err(store_err("looking up a folder"))?
-                .is_some()
+        if copy.special_use.is_some() || is_inbox(&copy.source) || is_inbox(&copy.target.name) {
+            continue;
+        }
+        let (mailbox, source) = (ctx.mailbox, copy.source.clone());
+        if ctx
+            .store
+            .run(move |db| db.find_folder(mailbox, &source))
+            .await
+            .map_err(store_err("looking up a folder"))?
+            .is_some()
         {
             continue;
         }
@@ -286,15 +301,18 @@ pub(crate) async fn follow_source_renames(
         // fingerprint, a second copy beside the old folder, as if renames were not
         // followed. The other order could leave a renamed folder with no state, which
         // the next pass would fill again on top of its messages.
-        let record = |source: &str, target_name: &str| {
+        let record = async |source: &str, target_name: &str| {
+            let (folder, source, target_name) =
+                (gone.folder, source.to_owned(), target_name.to_owned());
             ctx.store
-                .rename_folder(gone.folder, source, target_name)
+                .run(move |db| db.rename_folder(folder, &source, &target_name))
+                .await
                 .map_err(ctx.store_err(format!(
                     "recording the rename of `{}` to `{}`",
                     gone.source_name, appeared.source_name
                 )))
         };
-        record(&appeared.source_name, to)?;
+        record(&appeared.source_name, to).await?;
         if rename_on_target {
             CommandCounters::bump(&tgt.counters.other);
             match tgt
@@ -304,7 +322,7 @@ pub(crate) async fn follow_source_renames(
             {
                 Ok(()) => moved.extend(move_subtree(&mut existing, from, to, target.separator)),
                 Err(e @ imapmirror_protocol::Error::Refused { .. }) => {
-                    record(&gone.source_name, from)?;
+                    record(&gone.source_name, from).await?;
                     tracing::warn!(
                         from,
                         to,
@@ -343,21 +361,24 @@ async fn holds_the_copied_messages(
     gone: &Gone,
     appeared: &Appeared,
 ) -> Result<bool, Error> {
-    let map_err = || ctx.store_err(format!("reading the map of `{}`", gone.source_name));
-    let mut uids = Vec::new();
-    for item in ctx
+    let folder = gone.folder;
+    let expected = ctx
         .store
-        .uid_map_range(gone.folder, ..)
-        .map_err(map_err())?
-    {
-        uids.push(item.map_err(map_err())?.0);
-    }
-    let mut expected = BTreeMap::new();
-    for uid in spread(&uids) {
-        if let Some(entry) = ctx.store.uid_map_get(gone.folder, uid).map_err(map_err())? {
-            expected.insert(uid, (entry.fingerprint, entry.size));
-        }
-    }
+        .run(move |db| {
+            let mut uids = Vec::new();
+            for item in db.uid_map_range(folder, ..)? {
+                uids.push(item?.0);
+            }
+            let mut expected = BTreeMap::new();
+            for uid in spread(&uids) {
+                if let Some(entry) = db.uid_map_get(folder, uid)? {
+                    expected.insert(uid, (entry.fingerprint, entry.size));
+                }
+            }
+            Ok(expected)
+        })
+        .await
+        .map_err(ctx.store_err(format!("reading the map of `{}`", gone.source_name)))?;
     if expected.is_empty() {
         return Ok(false);
     }

@@ -22,8 +22,8 @@ use imapmirror_protocol::client::MessageFlags as WireFlags;
 use imapmirror_protocol::client::ResponseCode;
 use imapmirror_protocol::{Error as ImapError, ListCommand, MailboxName, StatusKind};
 use imapmirror_storage::{
-    CopiedMessage, CopyGroup, FolderId, FolderMarks, GroupOutcome, JournalEntry, MailboxId,
-    MessageFlags, Store, StoreError, UidMapEntry,
+    CopiedMessage, CopyGroup, Database, FolderId, FolderMarks, GroupOutcome, JournalEntry,
+    MailboxId, MessageFlags, Store, StoreError, UidMapEntry,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -149,15 +149,25 @@ pub(crate) async fn sync_folder(
 ) -> Result<FolderResult, Error> {
     let store = ctx.store;
     let folder_label = format!("`{}`", task.source_name);
-    let mut folder = store
-        .folder(ctx.mailbox, &task.source_name)
-        .map_err(ctx.store_err(format!("registering the folder {folder_label}")))?;
-    let state = store
-        .folder_state(folder)
-        .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
-    let pending = store
-        .pending_in_folder(ctx.mailbox, folder)
-        .map_err(ctx.store_err(format!("reading the journal of the folder {folder_label}")))?;
+    // One job: each step's error keeps the action it was reported with.
+    let mailbox = ctx.mailbox;
+    let source_name = task.source_name.clone();
+    let (mut folder, state, pending) = store
+        .run_value(move |db| -> Result<_, (&'static str, StoreError)> {
+            let folder = db
+                .folder(mailbox, &source_name)
+                .map_err(|e| ("registering the folder", e))?;
+            let state = db
+                .folder_state(folder)
+                .map_err(|e| ("reading the state of the folder", e))?;
+            let pending = db
+                .pending_in_folder(mailbox, folder)
+                .map_err(|e| ("reading the journal of the folder", e))?;
+            Ok((folder, state, pending))
+        })
+        .await
+        .map_err(ctx.store_err(format!("registering the folder {folder_label}")))?
+        .map_err(|(action, e)| ctx.store_err(format!("{action} {folder_label}"))(e))?;
     let condstore = src.has("CONDSTORE");
     let check = CheckOptions {
         mirror_deletions: ctx.settings.mirror_deletions,
@@ -240,7 +250,8 @@ pub(crate) async fn sync_folder(
     }
 
     let state = store
-        .folder_state(folder)
+        .run(move |db| db.folder_state(folder))
+        .await
         .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
     let work = decide(
         &state.marks,
@@ -254,12 +265,16 @@ pub(crate) async fn sync_folder(
         tracing::warn!(folder = %task.source_name, %reason, "rebuilding the folder's map by fingerprint");
         folder = rebuild_map(ctx, src, tgt, folder, task, s_validity, t_validity).await?;
     }
+    let target_name = task.target_name.clone();
     store
-        .update_folder_marks(folder, |m| {
-            m.source_uidvalidity = Some(s_validity);
-            m.target_uidvalidity = Some(t_validity);
-            m.target_name = Some(task.target_name.clone());
+        .run(move |db| {
+            db.update_folder_marks(folder, |m| {
+                m.source_uidvalidity = Some(s_validity);
+                m.target_uidvalidity = Some(t_validity);
+                m.target_name = Some(target_name);
+            })
         })
+        .await
         .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
 
     let mut copier = Copier::new(ctx, folder, task, t_validity, t_next);
@@ -267,7 +282,8 @@ pub(crate) async fn sync_folder(
     let (copied, skipped) = (copier.copied, copier.skipped);
 
     let state = store
-        .folder_state(folder)
+        .run(move |db| db.folder_state(folder))
+        .await
         .map_err(ctx.store_err(format!("reading the state of the folder {folder_label}")))?;
     let flags = match work {
         FolderWork::Sync { flags, .. } => flags,
@@ -292,13 +308,17 @@ pub(crate) async fn sync_folder(
 
     // Everything below the UIDNEXT seen at EXAMINE is copied or skipped now.
     let done_below = s_status.uid_next.map(|n| n.saturating_sub(1));
+    let highest_modseq = s_status.highest_modseq;
     store
-        .update_folder_marks(folder, |m| {
-            if let Some(d) = done_below {
-                m.highest_copied_uid = m.highest_copied_uid.max(d);
-            }
-            m.highest_modseq_seen = s_status.highest_modseq;
+        .run(move |db| {
+            db.update_folder_marks(folder, |m| {
+                if let Some(d) = done_below {
+                    m.highest_copied_uid = m.highest_copied_uid.max(d);
+                }
+                m.highest_modseq_seen = highest_modseq;
+            })
         })
+        .await
         .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
     (ctx.progress)(Progress::FolderFinished {
         folder: task.source_name.clone(),
@@ -381,19 +401,16 @@ pub(crate) fn skip_vanished_folder(totals: &PassTotals, folder: &str, error: &Im
     });
 }
 
-/// Target UIDs already in the folder's map, at or above `min`.
+/// Target UIDs already in the folder's map, at or above `min`. Runs in a storage job:
+/// it reads the whole map.
 pub(super) fn mapped_target_uids(
-    ctx: &SyncContext<'_>,
+    db: &Database,
     folder: FolderId,
     min: u32,
-) -> Result<HashSet<u32>, Error> {
+) -> Result<HashSet<u32>, StoreError> {
     let mut out = HashSet::new();
-    let iter = ctx
-        .store
-        .uid_map_range(folder, ..)
-        .map_err(ctx.store_err("reading the uid map"))?;
-    for item in iter {
-        let (_, e) = item.map_err(ctx.store_err("reading the uid map"))?;
+    for item in db.uid_map_range(folder, ..)? {
+        let (_, e) = item?;
         if e.target_uid >= min {
             out.insert(e.target_uid);
         }
@@ -412,8 +429,10 @@ async fn reconcile_pending(
     let group = &entry.group;
     if group.target_uidvalidity != t_validity {
         // The folder those APPENDs went to no longer exists: nothing of it is there.
+        let id = entry.id;
         ctx.store
-            .abort(entry.id)
+            .run(move |db| db.abort(id))
+            .await
             .map_err(ctx.store_err("dropping a journal group of a replaced target folder"))?;
         return Ok(());
     }
@@ -451,8 +470,10 @@ async fn reconcile_pending(
         "reconciled an interrupted copy group"
     );
     if found.is_empty() {
+        let id = entry.id;
         ctx.store
-            .abort(entry.id)
+            .run(move |db| db.abort(id))
+            .await
             .map_err(ctx.store_err("dropping a journal group that never reached the target"))?;
         return Ok(());
     }
@@ -470,8 +491,10 @@ async fn reconcile_pending(
         highest_copied_uid: None,
         target_uidnext: None,
     };
+    let id = entry.id;
     ctx.store
-        .commit(entry.id, &outcome)
+        .run(move |db| db.commit(id, &outcome))
+        .await
         .map_err(ctx.store_err("committing a reconciled journal group"))
 }
 
@@ -486,7 +509,11 @@ pub(super) async fn unclaimed_target_messages(
     what: &str,
 ) -> Result<CandidatePool, Error> {
     let candidates = fetch_fingerprints(ctx, tgt, &format!("{min}:*"), min, what).await?;
-    let mut taken = mapped_target_uids(ctx, folder, min)?;
+    let mut taken = ctx
+        .store
+        .run(move |db| mapped_target_uids(db, folder, min))
+        .await
+        .map_err(ctx.store_err("reading the uid map"))?;
     taken.extend(also_taken);
     Ok(CandidatePool::new(
         candidates.into_iter().map(|(c, _)| c),
@@ -575,7 +602,8 @@ async fn rebuild_map(
     };
     let new = ctx
         .store
-        .reset_folder(folder, marks)
+        .run(move |db| db.reset_folder(folder, marks))
+        .await
         .map_err(ctx.store_err(format!("resetting the folder `{}`", task.source_name)))?;
     let targets = fetch_fingerprints(
         ctx,
@@ -619,8 +647,11 @@ async fn rebuild_map(
     while !entries.is_empty() {
         let rest = entries.split_off(entries.len().min(REBUILD_CHUNK));
         let chunk = std::mem::replace(&mut entries, rest);
+        // One job per chunk: a rebuild's batches stay bounded, and so does the time
+        // the storage thread spends on any one of them.
         ctx.store
-            .uid_map_record(new, chunk)
+            .run(move |db| db.uid_map_record(new, chunk))
+            .await
             .map_err(ctx.store_err(format!("rebuilding the map of `{}`", task.source_name)))?;
     }
     Ok(new)

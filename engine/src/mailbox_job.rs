@@ -24,8 +24,8 @@ use imapmirror_protocol::{
     Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
 };
 use imapmirror_storage::{
-    FolderId, FolderRename, FolderSkip, FolderState, MailboxId, MailboxStatus, PassOutcome,
-    PassRecord, Store, Timestamp,
+    Database, FolderId, FolderRename, FolderSkip, FolderState, JournalEntry, MailboxId,
+    MailboxStatus, PassOutcome, PassRecord, Store, StoreError, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -157,8 +157,10 @@ impl MailboxJob {
                     source: Box::new(source),
                 }
             };
+            let mailbox = self.mailbox;
             store
-                .set_mailbox_status(self.mailbox, MailboxStatus::Syncing, None)
+                .run(move |db| db.set_mailbox_status(mailbox, MailboxStatus::Syncing, None))
+                .await
                 .map_err(store_err("marking the mailbox as syncing"))?;
             let started = Timestamp::now();
             let totals = PassTotals::default();
@@ -228,13 +230,20 @@ impl MailboxJob {
                         to: f.to.clone(),
                     })
                     .collect(),
+                unchanged_repeats: 0,
             };
+            let (record_err, status_err) = (
+                store_err("recording the pass"),
+                store_err("recording the mailbox status"),
+            );
             store
-                .record_pass(self.mailbox, &record)
-                .map_err(store_err("recording the pass"))?;
-            store
-                .set_mailbox_status(self.mailbox, status, error.as_deref())
-                .map_err(store_err("recording the mailbox status"))?;
+                .run_value(move |db| {
+                    db.record_pass(mailbox, &record).map_err(record_err)?;
+                    db.set_mailbox_status(mailbox, status, error.as_deref())
+                        .map_err(status_err)
+                })
+                .await
+                .map_err(store_err("recording the pass"))??;
             result.map(|_| summary)
         }
         .instrument(span)
@@ -258,11 +267,15 @@ impl MailboxJob {
         let ((src_listing, src_names), (tgt_listing, tgt_names)) =
             tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
 
-        let stored_folders = store.folders(self.mailbox).map_err(|e| Error::Store {
-            mailbox: mailbox.to_owned(),
-            action: "reading the folders of earlier passes".into(),
-            source: Box::new(e),
-        })?;
+        let mailbox_id = self.mailbox;
+        let stored_folders = store
+            .run(move |db| db.folders(mailbox_id))
+            .await
+            .map_err(|e| Error::Store {
+                mailbox: mailbox.to_owned(),
+                action: "reading the folders of earlier passes".into(),
+                source: Box::new(e),
+            })?;
         let pinned = pins(&stored_folders, &tgt_listing);
         let mut reserved = Vec::new();
         if tgt_listing.separator == Some('.') {
@@ -462,28 +475,18 @@ impl MailboxJob {
                     .and_then(|s| s.append_limit),
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
-            if let Some(folder) =
-                store
-                    .find_folder(self.mailbox, &copy.source)
-                    .map_err(|e| Error::Store {
-                        mailbox: mailbox.to_owned(),
-                        action: format!("looking up the folder `{}`", copy.source),
-                        source: Box::new(e),
-                    })?
-            {
-                let state = store.folder_state(folder).map_err(|e| Error::Store {
+            let source = copy.source.clone();
+            let stored = store
+                .run_value(move |db| stored_folder(db, mailbox_id, &source))
+                .await
+                .map_err(|e| ("looking up the folder", e))
+                .flatten()
+                .map_err(|(what, e)| Error::Store {
                     mailbox: mailbox.to_owned(),
-                    action: format!("reading the folder `{}`", copy.source),
+                    action: format!("{what} `{}`", copy.source),
                     source: Box::new(e),
                 })?;
-                let pending =
-                    store
-                        .pending_in_folder(self.mailbox, folder)
-                        .map_err(|e| Error::Store {
-                            mailbox: mailbox.to_owned(),
-                            action: format!("reading the journal of `{}`", copy.source),
-                            source: Box::new(e),
-                        })?;
+            if let Some((state, pending)) = stored {
                 let work = decide(
                     &state.marks,
                     &state.counters,
@@ -827,6 +830,32 @@ impl MailboxJob {
         };
         Ok((listing, names))
     }
+}
+
+/// A folder's stored state and pending journal groups.
+type StoredFolder = (FolderState, Vec<JournalEntry>);
+
+/// A folder's [`StoredFolder`], if earlier passes saw it; on a failure, what was being
+/// read (`looking up the folder`, `reading the folder`, `reading the journal of`) with the
+/// error. Runs inside a storage job.
+fn stored_folder(
+    db: &Database,
+    mailbox: MailboxId,
+    source_name: &str,
+) -> Result<Option<StoredFolder>, (&'static str, StoreError)> {
+    let Some(folder) = db
+        .find_folder(mailbox, source_name)
+        .map_err(|e| ("looking up the folder", e))?
+    else {
+        return Ok(None);
+    };
+    let state = db
+        .folder_state(folder)
+        .map_err(|e| ("reading the folder", e))?;
+    let pending = db
+        .pending_in_folder(mailbox, folder)
+        .map_err(|e| ("reading the journal of", e))?;
+    Ok(Some((state, pending)))
 }
 
 /// Source name → target path of folders copied in earlier passes, so that a folder keeps

@@ -48,7 +48,7 @@ impl Scheduler {
         let mut running: JoinSet<(String, Result<crate::batch_runner::BatchOutcome, Error>)> =
             JoinSet::new();
         loop {
-            let sleep = match self.start_due(&mut running, &events) {
+            let sleep = match self.start_due(&mut running, &events).await {
                 Ok(sleep) => sleep,
                 Err(e) => {
                     // The store failed us (disk, corruption): say so and try again later
@@ -76,7 +76,7 @@ impl Scheduler {
 
     /// Starts every batch that should run now; returns how long to sleep until the next
     /// incremental pass is due.
-    fn start_due(
+    async fn start_due(
         &self,
         running: &mut JoinSet<(String, Result<crate::batch_runner::BatchOutcome, Error>)>,
         events: &EventSink,
@@ -84,10 +84,13 @@ impl Scheduler {
         let store = self.runtime.store();
         let now = Timestamp::now();
         let mut sleep = MAX_IDLE;
-        let batches = store.batches().map_err(|source| Error::State {
-            action: "listing batches".to_owned(),
-            source,
-        })?;
+        let batches = store
+            .run(|db| db.batches())
+            .await
+            .map_err(|source| Error::State {
+                action: "listing batches".to_owned(),
+                source,
+            })?;
         for b in batches {
             let name = b.settings.name.clone();
             if self.runtime.is_active(&name)
@@ -102,7 +105,16 @@ impl Scheduler {
                     Some(finished) => {
                         let due = next_due(finished, b.settings.sync_interval_secs);
                         if due <= now {
-                            match mark_for_pass(store, &name, PassIntent::Sync) {
+                            let owned = name.clone();
+                            let marked = store
+                                .run_value(move |db| mark_for_pass(db, &owned, PassIntent::Sync))
+                                .await
+                                .map_err(|source| Error::State {
+                                    action: format!("marking batch {name}"),
+                                    source,
+                                })
+                                .flatten();
+                            match marked {
                                 Ok(_) => {
                                     tracing::info!(batch = %name, "incremental pass due");
                                     true

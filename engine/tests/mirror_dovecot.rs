@@ -15,7 +15,8 @@ use imapmirror_engine::{
 };
 use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
 use imapmirror_storage::{
-    BatchSettings, EndpointSettings, MailboxId, MigrationRow, NewMailbox, SkipReason, Store,
+    BatchSettings, EndpointSettings, FolderId, FolderState, JournalEntry, MailboxId, MailboxRecord,
+    MigrationRow, NewMailbox, PassRecord, SkipReason, SkippedRecord, Store, UidMapEntry,
 };
 use support::{Corpus, CorpusSpec, DEFAULT_USER, Dovecot, Layout, MASTER_PASSWORD, MASTER_USER};
 
@@ -75,36 +76,97 @@ fn start_with(messages: usize, seed: u64, target_config: Option<&str>) -> Harnes
 }
 
 fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
-    store
-        .add_endpoint(&endpoint_settings("src", source.plain_addr()), None)
-        .expect("source endpoint");
-    store
-        .add_endpoint(&endpoint_settings("tgt", target.plain_addr()), None)
-        .expect("target endpoint");
+    add_endpoint(store, endpoint_settings("src", source.plain_addr())).expect("source endpoint");
+    add_endpoint(store, endpoint_settings("tgt", target.plain_addr())).expect("target endpoint");
+    let settings = BatchSettings {
+        name: "b1".into(),
+        source_endpoint: "src".into(),
+        target_endpoint: "tgt".into(),
+        excluded_folders: vec![],
+        max_message_size: None,
+        bad_item_limit: None,
+        sync_interval_secs: 86_400,
+    };
+    let rows = vec![NewMailbox {
+        row: MigrationRow {
+            email_address: DEFAULT_USER.into(),
+            user_name: DEFAULT_USER.into(),
+            user_root: None,
+            target_user_name: None,
+        },
+        password: imapmirror_storage::Secret::new("unused"),
+        target_password: None,
+    }];
     let batch = store
-        .create_batch(
-            &BatchSettings {
-                name: "b1".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "tgt".into(),
-                excluded_folders: vec![],
-                max_message_size: None,
-                bad_item_limit: None,
-                sync_interval_secs: 86_400,
-            },
-            &[NewMailbox {
-                row: MigrationRow {
-                    email_address: DEFAULT_USER.into(),
-                    user_name: DEFAULT_USER.into(),
-                    user_root: None,
-                    target_user_name: None,
-                },
-                password: imapmirror_storage::Secret::new("unused"),
-                target_password: None,
-            }],
-        )
+        .call(move |db| db.create_batch(&settings, &rows))
         .expect("batch");
-    store.mailboxes(batch.id).expect("mailboxes")[0].id
+    mailboxes(store, batch.id)[0].id
+}
+
+// ---- the state store, from a test's own thread ----
+//
+// Every test drives its passes from its plain test thread, each pass on a runtime of its
+// own entered only inside `block_on`: between passes the tests reach the storage thread
+// with the blocking `Store::call`. Never from a progress callback or a future: `call`
+// panics on a runtime thread.
+
+fn add_endpoint(
+    store: &Store,
+    settings: EndpointSettings,
+) -> imapmirror_storage::Result<imapmirror_storage::EndpointRecord> {
+    store.call(move |db| db.add_endpoint(&settings, None))
+}
+
+fn mailboxes(store: &Store, batch: imapmirror_storage::BatchId) -> Vec<MailboxRecord> {
+    store
+        .call(move |db| db.mailboxes(batch))
+        .expect("mailboxes")
+}
+
+fn pending(store: &Store, mailbox: MailboxId) -> Vec<JournalEntry> {
+    store.call(move |db| db.pending(mailbox)).expect("journal")
+}
+
+fn skipped_items(store: &Store, mailbox: MailboxId) -> Vec<SkippedRecord> {
+    store
+        .call(move |db| db.skipped_items(mailbox))
+        .expect("skipped items")
+}
+
+fn mailbox_record(store: &Store, mailbox: MailboxId) -> MailboxRecord {
+    store.call(move |db| db.mailbox(mailbox)).expect("mailbox")
+}
+
+fn pass_history(store: &Store, mailbox: MailboxId) -> Vec<PassRecord> {
+    store
+        .call(move |db| db.pass_history(mailbox))
+        .expect("history")
+}
+
+fn find_folder(store: &Store, mailbox: MailboxId, source_name: &str) -> Option<FolderId> {
+    let name = source_name.to_owned();
+    store
+        .call(move |db| db.find_folder(mailbox, &name))
+        .expect("store")
+}
+
+fn folder_state(store: &Store, folder: FolderId) -> FolderState {
+    store
+        .call(move |db| db.folder_state(folder))
+        .expect("folder state")
+}
+
+/// How many entries the uid map of `folder` holds (iterated inside the job).
+fn mapped_count(store: &Store, folder: FolderId) -> usize {
+    store
+        .call(move |db| Ok(db.uid_map_range(folder, ..)?.count()))
+        .expect("uid map")
+}
+
+fn uid_map_get(store: &Store, folder: FolderId, source_uid: u32) -> Option<UidMapEntry> {
+    store
+        .call(move |db| db.uid_map_get(folder, source_uid))
+        .expect("uid map")
 }
 
 fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
@@ -285,7 +347,7 @@ fn full_pass_then_nothing_then_new_mail_and_flags() {
     assert_eq!(third.copied, extra, "{third:?}");
     assert!(third.flags_updated >= 1, "{third:?}");
     assert_identical(&h);
-    let history = h.store.pass_history(h.mailbox).expect("history");
+    let history = pass_history(&h.store, h.mailbox);
     assert_eq!(history.len(), 3);
 }
 
@@ -429,7 +491,7 @@ fn oversized_messages_are_skipped_with_reason() {
     opts.max_message_size = Some(30_000);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
     let summary = run(&job, &h.store, PassKind::Initial);
-    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    let skipped = skipped_items(&h.store, h.mailbox);
     assert!(!skipped.is_empty(), "the corpus has attachments over 30 KB");
     assert_eq!(summary.skipped as usize, skipped.len());
     for s in &skipped {
@@ -448,10 +510,7 @@ fn oversized_messages_are_skipped_with_reason() {
     // A second pass does not try them again, nor count them twice.
     let again = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(again.copied + again.skipped, 0, "{again:?}");
-    assert_eq!(
-        h.store.skipped_items(h.mailbox).expect("items").len(),
-        skipped.len()
-    );
+    assert_eq!(skipped_items(&h.store, h.mailbox).len(), skipped.len());
 }
 
 #[test]
@@ -463,7 +522,7 @@ fn target_refusals_are_recorded_and_the_bad_item_limit_fails_the_mailbox() {
     opts.bad_item_limit = 1000;
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
     let summary = run(&job, &h.store, PassKind::Initial);
-    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    let skipped = skipped_items(&h.store, h.mailbox);
     assert!(!skipped.is_empty(), "{summary:?}");
     for s in &skipped {
         assert_eq!(s.item.reason, SkipReason::RejectedByTarget);
@@ -491,7 +550,7 @@ fn target_refusals_are_recorded_and_the_bad_item_limit_fails_the_mailbox() {
         text.contains("bad-item limit") && text.contains("Keyword length too long"),
         "{text}"
     );
-    let record = h.store.mailbox(h.mailbox).expect("mailbox");
+    let record = mailbox_record(&h.store, h.mailbox);
     assert_eq!(record.status, imapmirror_storage::MailboxStatus::Failed);
     assert!(
         record
@@ -516,8 +575,8 @@ fn kill_child_entry() {
         panic!("bad child spec {spec}");
     };
     let store = Store::open(std::path::Path::new(state)).expect("child opens the store");
-    let batch = store.batch("b1").expect("batch");
-    let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
+    let batch = store.call(|db| db.batch("b1")).expect("batch");
+    let mailbox = mailboxes(&store, batch.id)[0].id;
     let job = MailboxJob {
         mailbox,
         email: DEFAULT_USER.into(),
@@ -609,7 +668,7 @@ fn kill_nine_at_random_instants_then_resume() {
     };
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
     run(&job, &h.store, PassKind::Initial);
-    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert!(pending(&h.store, h.mailbox).is_empty());
     assert_identical(&h);
     let again = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(again.copied, 0, "{again:?}");
@@ -944,7 +1003,7 @@ fn connections_cut_mid_literal_on_both_sides_lose_and_double_nothing() {
         "the target relay cut once"
     );
     assert!(summary.retries >= 2, "{summary:?}");
-    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert!(pending(&h.store, h.mailbox).is_empty());
     assert_identical(&h);
 }
 
@@ -1040,7 +1099,7 @@ fn an_append_the_server_commits_after_the_connection_broke_is_found_not_sent_aga
         summary.reconciled >= 1,
         "the late commit was found: {summary:?}"
     );
-    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert!(pending(&h.store, h.mailbox).is_empty());
     assert_identical(&h);
 }
 
@@ -1161,12 +1220,7 @@ fn unflagged_pair(h: &Harness, folder: imapmirror_storage::FolderId, not: &[u32]
         .filter(|m| !has_deleted_flag(m))
         .filter_map(|m| m.uid)
         .filter(|u| !not.contains(u))
-        .find_map(|u| {
-            h.store
-                .uid_map_get(folder, u)
-                .expect("uid map")
-                .map(|e| (u, e.target_uid))
-        })
+        .find_map(|u| uid_map_get(&h.store, folder, u).map(|e| (u, e.target_uid)))
         .expect("an unflagged, copied message")
 }
 
@@ -1175,11 +1229,7 @@ fn mirrored_deletions_expunge_only_our_copies_and_spare_the_users_deleted() {
     let h = start(80, 41);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
     run(&job, &h.store, PassKind::Initial);
-    let inbox = h
-        .store
-        .find_folder(h.mailbox, "INBOX")
-        .expect("store")
-        .expect("INBOX is known");
+    let inbox = find_folder(&h.store, h.mailbox, "INBOX").expect("INBOX is known");
     let (victim, victim_copy) = unflagged_pair(&h, inbox, &[]);
     let (_, users_pick) = unflagged_pair(&h, inbox, &[victim]);
     let target_before = messages_of(&h.target, "INBOX");
@@ -1237,7 +1287,7 @@ fn mirrored_deletions_expunge_only_our_copies_and_spare_the_users_deleted() {
         );
     }
     assert_eq!(
-        h.store.uid_map_get(inbox, victim).expect("uid map"),
+        uid_map_get(&h.store, inbox, victim),
         None,
         "the map forgets the deleted message"
     );
@@ -1262,11 +1312,7 @@ fn without_uidplus_mirrored_deletions_stay_flagged_deleted() {
     opts.mirror_deletions = true;
     let job = job_between(&h, h.source.plain_addr(), target.addr, opts);
     run(&job, &h.store, PassKind::Initial);
-    let inbox = h
-        .store
-        .find_folder(h.mailbox, "INBOX")
-        .expect("store")
-        .expect("INBOX is known");
+    let inbox = find_folder(&h.store, h.mailbox, "INBOX").expect("INBOX is known");
     let (victim, victim_copy) = unflagged_pair(&h, inbox, &[]);
     let before = messages_of(&h.target, "INBOX").len();
     uid_expunge_one(&h.source, "INBOX", victim);
@@ -1315,7 +1361,7 @@ fn too_large_items_are_recorded_with_subject_and_date() {
     opts.max_message_size = Some(250_000);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), opts);
     let summary = run(&job, &h.store, PassKind::Initial);
-    let skipped = h.store.skipped_items(h.mailbox).expect("skipped items");
+    let skipped = skipped_items(&h.store, h.mailbox);
     let record = |uid: u32| {
         skipped
             .iter()
@@ -1363,7 +1409,7 @@ fn the_bad_item_limit_counts_the_mailbox_across_passes() {
         opts.clone(),
     );
     run(&job, &h.store, PassKind::Initial);
-    let skipped = h.store.skipped_items(h.mailbox).expect("skipped");
+    let skipped = skipped_items(&h.store, h.mailbox);
     let first = skipped.len() as u64;
     assert!(first >= 1, "the corpus has long keywords");
     let refused = skipped
@@ -1387,10 +1433,7 @@ fn the_bad_item_limit_counts_the_mailbox_across_passes() {
     );
     let summary = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(summary.skipped, 1, "{summary:?}");
-    assert_eq!(
-        h.store.skipped_items(h.mailbox).expect("skipped").len() as u64,
-        first + 1
-    );
+    assert_eq!(skipped_items(&h.store, h.mailbox).len() as u64, first + 1);
 
     // Another single refusal: one in this pass, under any per-pass limit, but the
     // mailbox's total of first + 2 is over the limit, as Exchange's BadItemLimit counts.
@@ -1486,7 +1529,7 @@ fn cuts_in_the_middle_of_streamed_messages_resume_from_the_journal() {
     assert_eq!(source.cuts.load(Ordering::SeqCst), 1);
     assert_eq!(target.cuts.load(Ordering::SeqCst), 1);
     assert!(summary.retries >= 2, "{summary:?}");
-    assert!(h.store.pending(h.mailbox).expect("journal").is_empty());
+    assert!(pending(&h.store, h.mailbox).is_empty());
     assert_identical(&h);
 }
 
@@ -1517,12 +1560,8 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
     }
     let state = tempfile::tempdir().expect("state dir");
     let store = Store::open(state.path()).expect("store");
-    store
-        .add_endpoint(&endpoint_settings("src", source.plain_addr()), None)
-        .expect("endpoint");
-    store
-        .add_endpoint(&endpoint_settings("tgt", target.plain_addr()), None)
-        .expect("endpoint");
+    add_endpoint(&store, endpoint_settings("src", source.plain_addr())).expect("endpoint");
+    add_endpoint(&store, endpoint_settings("tgt", target.plain_addr())).expect("endpoint");
     let row = |email: &str| NewMailbox {
         row: MigrationRow {
             email_address: email.into(),
@@ -1533,19 +1572,18 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
     };
+    let settings = BatchSettings {
+        name: "b2".into(),
+        source_endpoint: "src".into(),
+        target_endpoint: "tgt".into(),
+        excluded_folders: vec![],
+        max_message_size: None,
+        bad_item_limit: None,
+        sync_interval_secs: 86_400,
+    };
+    let rows = vec![row(ALICE), row(BOB)];
     let batch = store
-        .create_batch(
-            &BatchSettings {
-                name: "b2".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "tgt".into(),
-                excluded_folders: vec![],
-                max_message_size: None,
-                bad_item_limit: None,
-                sync_interval_secs: 86_400,
-            },
-            &[row(ALICE), row(BOB)],
-        )
+        .call(move |db| db.create_batch(&settings, &rows))
         .expect("batch");
     // Two connections per endpoint for both jobs together, each job asking for three.
     let limited = |addr, role| {
@@ -1560,9 +1598,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         user: format!("{user}*{MASTER_USER}"),
         password: Secret::new(MASTER_PASSWORD),
     };
-    let jobs: Vec<MailboxJob> = store
-        .mailboxes(batch.id)
-        .expect("mailboxes")
+    let jobs: Vec<MailboxJob> = mailboxes(&store, batch.id)
         .into_iter()
         .map(|m| MailboxJob {
             mailbox: m.id,
@@ -1693,16 +1729,17 @@ fn a_stopped_pass_settles_its_groups_and_resumes() {
         "{err}"
     );
     assert_eq!(
-        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        mailbox_record(&h.store, h.mailbox).status,
         imapmirror_storage::MailboxStatus::Stopped
     );
     assert!(
-        h.store.pending(h.mailbox).expect("journal").is_empty(),
+        pending(&h.store, h.mailbox).is_empty(),
         "groups in flight were settled before stopping"
     );
+    let mailbox = h.mailbox;
     let copied_before = h
         .store
-        .mailbox_counters(h.mailbox)
+        .call(move |db| db.mailbox_counters(mailbox))
         .expect("counters")
         .messages;
     assert!(copied_before > 0 && (copied_before as usize) < h.corpus.len());
@@ -1804,11 +1841,11 @@ fn a_source_folder_deleted_between_list_and_select_is_skipped_and_the_pass_ends_
         "every other folder is copied: {first:?}"
     );
     assert_eq!(
-        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        mailbox_record(&h.store, h.mailbox).status,
         imapmirror_storage::MailboxStatus::Synced
     );
     // The pass history says so, for `batch report`.
-    let history = h.store.pass_history(h.mailbox).expect("history");
+    let history = pass_history(&h.store, h.mailbox);
     let recorded = &history.last().expect("a pass").folders_skipped;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(recorded[0].folder, folder);
@@ -1856,13 +1893,10 @@ fn a_folder_renamed_away_mid_pass_keeps_its_state_and_resumes_when_it_is_back() 
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
     run(&job, &h.store, PassKind::Initial);
     assert_identical(&h);
-    let id = h
-        .store
-        .find_folder(h.mailbox, folder)
-        .expect("store")
-        .expect("the folder is known after the first pass");
-    let before = h.store.folder_state(id).expect("folder state");
-    let mapped = h.store.uid_map_range(id, ..).expect("uid map").count();
+    let id =
+        find_folder(&h.store, h.mailbox, folder).expect("the folder is known after the first pass");
+    let before = folder_state(&h.store, id);
+    let mapped = mapped_count(&h.store, id);
     assert!(mapped > 0);
 
     // New mail makes the folder worth opening; a rename takes it away after the LIST.
@@ -1885,20 +1919,14 @@ fn a_folder_renamed_away_mid_pass_keeps_its_state_and_resumes_when_it_is_back() 
     );
     assert_eq!(second.copied, 0, "{second:?}");
     assert_eq!(
-        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        mailbox_record(&h.store, h.mailbox).status,
         imapmirror_storage::MailboxStatus::Synced
     );
     // Its stored state is untouched: same folder record, same marks, same map.
-    assert_eq!(
-        h.store.find_folder(h.mailbox, folder).expect("store"),
-        Some(id)
-    );
-    let after = h.store.folder_state(id).expect("folder state");
+    assert_eq!(find_folder(&h.store, h.mailbox, folder), Some(id));
+    let after = folder_state(&h.store, id);
     assert_eq!(after.marks, before.marks);
-    assert_eq!(
-        h.store.uid_map_range(id, ..).expect("uid map").count(),
-        mapped
-    );
+    assert_eq!(mapped_count(&h.store, id), mapped);
     assert!(
         !messages_of(&h.target, "Archive/2019").is_empty(),
         "the target folder keeps its messages"
@@ -1935,25 +1963,11 @@ fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_ag
     let h = start(150, 43);
     let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
     run(&job, &h.store, PassKind::Initial);
-    let parent = h
-        .store
-        .find_folder(h.mailbox, "Projects")
-        .expect("store")
-        .expect("Projects is known");
-    let child = h
-        .store
-        .find_folder(h.mailbox, "Projects.Q1 Plan")
-        .expect("store")
-        .expect("Projects.Q1 Plan is known");
-    let child_before = h.store.folder_state(child).expect("state");
-    assert!(
-        h.store
-            .folder_state(parent)
-            .expect("state")
-            .counters
-            .messages
-            > 0
-    );
+    let parent = find_folder(&h.store, h.mailbox, "Projects").expect("Projects is known");
+    let child =
+        find_folder(&h.store, h.mailbox, "Projects.Q1 Plan").expect("Projects.Q1 Plan is known");
+    let child_before = folder_state(&h.store, child);
+    assert!(folder_state(&h.store, parent).counters.messages > 0);
     assert!(child_before.counters.messages > 0);
 
     // The user renames the parent on the source; its subfolder moves with it (same
@@ -1970,12 +1984,7 @@ fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_ag
         renamed,
         [("Projects", "Work"), ("Projects.Q1 Plan", "Work.Q1 Plan")]
     );
-    let last = h
-        .store
-        .pass_history(h.mailbox)
-        .expect("history")
-        .pop()
-        .expect("a pass");
+    let last = pass_history(&h.store, h.mailbox).pop().expect("a pass");
     assert_eq!(last.folders_renamed.len(), 2, "{last:?}");
     assert_eq!(second.target_commands.appends, 0, "{second:?}");
     assert_eq!(second.target_commands.creates, 0, "{second:?}");
@@ -1990,23 +1999,13 @@ fn a_source_folder_renamed_between_passes_is_renamed_on_the_target_not_copied_ag
     );
     assert_identical(&h);
     // The state moved with the names: same records, same map.
+    assert_eq!(find_folder(&h.store, h.mailbox, "Work"), Some(parent));
     assert_eq!(
-        h.store.find_folder(h.mailbox, "Work").expect("store"),
-        Some(parent)
-    );
-    assert_eq!(
-        h.store
-            .find_folder(h.mailbox, "Work.Q1 Plan")
-            .expect("store"),
+        find_folder(&h.store, h.mailbox, "Work.Q1 Plan"),
         Some(child)
     );
-    assert!(
-        h.store
-            .find_folder(h.mailbox, "Projects")
-            .expect("store")
-            .is_none()
-    );
-    let child_after = h.store.folder_state(child).expect("state");
+    assert!(find_folder(&h.store, h.mailbox, "Projects").is_none());
+    let child_after = folder_state(&h.store, child);
     assert_eq!(child_after.counters, child_before.counters);
     assert_eq!(
         child_after.marks.target_name.as_deref(),
@@ -2075,12 +2074,10 @@ fn a_crash_between_recording_a_rename_and_the_target_rename_refills_without_dupl
         ("Projects", "Work", "Work"),
         ("Projects.Q1 Plan", "Work.Q1 Plan", "Work/Q1 Plan"),
     ] {
-        let id = h
-            .store
-            .find_folder(h.mailbox, old)
-            .expect("store")
-            .expect("known");
-        h.store.rename_folder(id, new, target).expect("rename");
+        let id = find_folder(&h.store, h.mailbox, old).expect("known");
+        h.store
+            .call(move |db| db.rename_folder(id, new, target))
+            .expect("rename");
     }
     let second = run(&job, &h.store, PassKind::Incremental);
     assert!(second.copied > 0, "{second:?}");
@@ -2116,13 +2113,10 @@ fn a_folder_with_the_same_uidvalidity_but_other_messages_is_not_taken_for_a_rena
         .expect("append");
     let fresh = s.examine("Fresh").expect("examine");
     s.logout().expect("logout");
-    let projects = h
-        .store
-        .find_folder(h.mailbox, "Projects")
-        .expect("store")
-        .expect("Projects is known");
+    let projects = find_folder(&h.store, h.mailbox, "Projects").expect("Projects is known");
+    let uidvalidity = fresh.uidvalidity;
     h.store
-        .update_folder_marks(projects, |m| m.source_uidvalidity = fresh.uidvalidity)
+        .call(move |db| db.update_folder_marks(projects, |m| m.source_uidvalidity = uidvalidity))
         .expect("marks");
 
     let second = run(&job, &h.store, PassKind::Incremental);
@@ -2134,7 +2128,7 @@ fn a_folder_with_the_same_uidvalidity_but_other_messages_is_not_taken_for_a_rena
     assert!(names.iter().any(|n| n == "Projects"), "{names:?}");
     assert!(names.iter().any(|n| n == "Fresh"), "{names:?}");
     assert_eq!(
-        h.store.find_folder(h.mailbox, "Projects").expect("store"),
+        find_folder(&h.store, h.mailbox, "Projects"),
         Some(projects),
         "the old folder's state stays where it was"
     );
@@ -2178,19 +2172,15 @@ fn a_source_folder_deleted_while_its_messages_are_copied_fails_nothing() {
         "{first:?}"
     );
     assert_eq!(
-        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        mailbox_record(&h.store, h.mailbox).status,
         imapmirror_storage::MailboxStatus::Synced
     );
     assert!(
-        h.store.pending(h.mailbox).expect("journal").is_empty(),
+        pending(&h.store, h.mailbox).is_empty(),
         "no group is left pending"
     );
-    let id = h
-        .store
-        .find_folder(h.mailbox, &folder)
-        .expect("store")
-        .expect("the folder was registered");
-    let mapped = h.store.uid_map_range(id, ..).expect("uid map").count();
+    let id = find_folder(&h.store, h.mailbox, &folder).expect("the folder was registered");
+    let mapped = mapped_count(&h.store, id);
     let target_folder = path.join('/');
     assert_eq!(
         messages_of(&h.target, &target_folder).len(),
@@ -2204,16 +2194,10 @@ fn a_source_folder_deleted_while_its_messages_are_copied_fails_nothing() {
     let second = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(second.copied, 0, "{second:?}");
     assert_eq!(
-        h.store.mailbox(h.mailbox).expect("mailbox").status,
+        mailbox_record(&h.store, h.mailbox).status,
         imapmirror_storage::MailboxStatus::Synced
     );
-    assert_eq!(
-        h.store.find_folder(h.mailbox, &folder).expect("store"),
-        Some(id)
-    );
-    assert_eq!(
-        h.store.uid_map_range(id, ..).expect("uid map").count(),
-        mapped
-    );
+    assert_eq!(find_folder(&h.store, h.mailbox, &folder), Some(id));
+    assert_eq!(mapped_count(&h.store, id), mapped);
     assert_eq!(messages_of(&h.target, &target_folder).len(), mapped);
 }

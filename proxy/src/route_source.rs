@@ -199,17 +199,20 @@ impl SnapshotSource for OwnedStore {
     }
 
     fn load(&self, known: Option<&str>) -> Result<Option<RoutingSnapshot>, ProxyError> {
-        let version = self
+        // Called from blocking threads (`spawn_blocking`), never from the reactor.
+        let known = known.map(str::to_owned);
+        let with_secrets = self.with_secrets;
+        let snapshot = self
             .store
-            .routing_version()
-            .map_err(ProxyError::store("read the routing version"))?;
-        if known == Some(version.as_str()) {
-            return Ok(None);
-        }
-        self.store
-            .routing_snapshot(self.with_secrets)
-            .map(Some)
-            .map_err(ProxyError::store("read the routes"))
+            .call(move |db| {
+                let version = db.routing_version()?;
+                if known.as_deref() == Some(version.as_str()) {
+                    return Ok(None);
+                }
+                db.routing_snapshot(with_secrets).map(Some)
+            })
+            .map_err(ProxyError::store("read the routes"))?;
+        Ok(snapshot)
     }
 }
 

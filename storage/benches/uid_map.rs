@@ -4,9 +4,14 @@
 //! `cargo bench -p imapmirror-storage --bench uid_map` (set `UID_MAP_BENCH_ENTRIES` for
 //! another count). Two stores are measured:
 //! - "engine path": `begin` (fsynced journal entry) + `commit` per group of 100, exactly
-//!   the engine's sequence, so the fsync per group is included;
+//!   the engine's sequence, so the fsync per group is included: `Store::begin` awaited
+//!   (answered after the storage thread's flush), then the commit in a job of its own;
 //! - "map only": `uid_map_record` per group of 100 (the same atomic batch without the
-//!   journal entry and its fsync), the store's raw insert speed.
+//!   journal entry and its fsync), one job per group, the store's raw insert speed.
+//!
+//! Every store access is a job on the storage thread. Inserts cost one job per group,
+//! as in the engine; lookups run [`LOOKUPS_PER_JOB`] gets per job and the range scan is
+//! one job, so the figures measure the map rather than the round trip to the thread.
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,6 +19,8 @@ use std::time::Instant;
 use imapmirror_storage::*;
 
 const GROUP: u32 = 100;
+/// Random gets per storage job: enough that the job round trip is a small share.
+const LOOKUPS_PER_JOB: u32 = 1000;
 
 struct Prng(u64);
 
@@ -57,6 +64,11 @@ fn size(uid: u32) -> u64 {
 
 fn setup(dir: &Path) -> (Store, FolderId) {
     let store = Store::open(dir).expect("open the bench store");
+    let folder = store.call(setup_in).expect("setup");
+    (store, folder)
+}
+
+fn setup_in(store: &Database) -> Result<FolderId> {
     for name in ["src", "dst"] {
         store
             .add_endpoint(
@@ -93,8 +105,7 @@ fn setup(dir: &Path) -> (Store, FolderId) {
         )
         .expect("batch");
     let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
-    let folder = store.folder(mailbox, "INBOX").expect("folder");
-    (store, folder)
+    store.folder(mailbox, "INBOX")
 }
 
 fn disk_bytes(dir: &Path) -> (u64, u64) {
@@ -121,6 +132,10 @@ fn measure(label: &str, n: u32, engine_path: bool) {
     let (store, folder) = setup(tmp.path());
     let db_dir = tmp.path().join("db");
     let (base_len, _) = disk_bytes(&db_dir);
+    // The engine's begin is async; a current-thread runtime awaits it here.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
 
     let started = Instant::now();
     let mut uid = 1;
@@ -139,7 +154,6 @@ fn measure(label: &str, n: u32, engine_path: bool) {
                     })
                     .collect(),
             };
-            let id = store.begin(folder, &group).expect("begin");
             let outcome = GroupOutcome {
                 copied: (uid..=last)
                     .map(|u| CopiedMessage {
@@ -152,7 +166,13 @@ fn measure(label: &str, n: u32, engine_path: bool) {
                 highest_copied_uid: Some(last),
                 target_uidnext: Some(last + 1),
             };
-            store.commit(id, &outcome).expect("commit");
+            rt.block_on(async {
+                let id = store.begin(folder, group).await.expect("begin");
+                store
+                    .run(move |db| db.commit(id, &outcome))
+                    .await
+                    .expect("commit");
+            });
         } else {
             let entries = (uid..=last)
                 .map(|u| {
@@ -167,7 +187,9 @@ fn measure(label: &str, n: u32, engine_path: bool) {
                     )
                 })
                 .collect();
-            store.uid_map_record(folder, entries).expect("record");
+            store
+                .call(move |db| db.uid_map_record(folder, entries))
+                .expect("record");
         }
         uid = last + 1;
     }
@@ -176,26 +198,43 @@ fn measure(label: &str, n: u32, engine_path: bool) {
     let mut rng = Prng(0x1234_5678_9ABC_DEF1);
     let lookups = n.min(1_000_000);
     let started = Instant::now();
-    for _ in 0..lookups {
-        let u = 1 + rng.next(n);
-        let e = store.uid_map_get(folder, u).expect("get").expect("present");
-        assert_eq!(e.target_uid, u);
+    let mut looked_up = 0;
+    while looked_up < lookups {
+        let chunk = LOOKUPS_PER_JOB.min(lookups - looked_up);
+        let uids: Vec<u32> = (0..chunk).map(|_| 1 + rng.next(n)).collect();
+        store
+            .call(move |db| {
+                for u in uids {
+                    let e = db.uid_map_get(folder, u)?.expect("present");
+                    assert_eq!(e.target_uid, u);
+                }
+                Ok(())
+            })
+            .expect("get");
+        looked_up += chunk;
     }
     let lookup_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let mut scanned = 0u64;
-    for item in store.uid_map_range(folder, ..).expect("range") {
-        let (_, e) = item.expect("entry");
-        scanned += u64::from(e.target_uid > 0);
-    }
+    let scanned = store
+        .call(move |db| {
+            let mut scanned = 0u64;
+            for item in db.uid_map_range(folder, ..)? {
+                let (_, e) = item?;
+                scanned += u64::from(e.target_uid > 0);
+            }
+            Ok(scanned)
+        })
+        .expect("range");
     let scan_s = started.elapsed().as_secs_f64();
     assert_eq!(scanned, u64::from(n));
 
-    store.flush().expect("flush");
+    store.call(|db| db.flush()).expect("flush");
     let (len, allocated) = disk_bytes(&db_dir);
     let per_entry = (len - base_len) as f64 / f64::from(n);
-    let state = store.folder_state(folder).expect("state");
+    let state = store
+        .call(move |db| db.folder_state(folder))
+        .expect("state");
     assert_eq!(state.counters.messages, u64::from(n));
 
     println!("{label}: {n} entries in groups of {GROUP}");
@@ -214,7 +253,7 @@ fn measure(label: &str, n: u32, engine_path: bool) {
     println!("  disk after flush: {len} bytes ({allocated} allocated), {per_entry:.1} bytes/entry");
     drop(store);
     let store = Store::open(tmp.path()).expect("reopen");
-    store.flush().expect("flush");
+    store.call(|db| db.flush()).expect("flush");
     let (len, _) = disk_bytes(&db_dir);
     println!(
         "  disk after reopen: {len} bytes, {:.1} bytes/entry",

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::database::Database;
 use crate::endpoints::validate_name;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{self, BatchId};
@@ -22,7 +23,6 @@ use crate::mailboxes::{MailboxStatus, NewMailbox};
 use crate::record_codec::{DecodeError, Reader, Writer, decode_json, encode_json};
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// A batch's status (CLI.md).
@@ -117,7 +117,7 @@ fn decode_id(v: &[u8]) -> Result<BatchId, DecodeError> {
     Ok(BatchId(id))
 }
 
-impl Store {
+impl Database {
     /// Creates a batch with its mailboxes (the migration file's rows) and their sealed
     /// credentials. Fails, creating nothing, if the name is taken, an endpoint is unknown
     /// or two rows share an EmailAddress.
@@ -127,7 +127,6 @@ impl Store {
         mailboxes: &[NewMailbox],
     ) -> Result<BatchRecord> {
         validate_name("batch", &settings.name)?;
-        let _registry = self.registry_lock();
         for ep in [&settings.source_endpoint, &settings.target_endpoint] {
             if self.endpoint(ep)?.is_none() {
                 return Err(StoreError::NotFound {
@@ -225,7 +224,6 @@ impl Store {
         name: &str,
         change: impl FnOnce(&mut BatchRecord),
     ) -> Result<BatchRecord> {
-        let _registry = self.registry_lock();
         let mut record = self.batch(name)?;
         let (id, old_name) = (record.id, record.settings.name.clone());
         change(&mut record);
@@ -264,7 +262,6 @@ impl Store {
     /// mailboxes, their folders, uid maps, journal, skipped items and history. Safe to
     /// repeat if interrupted.
     pub fn remove_batch(&self, name: &str) -> Result<()> {
-        let _registry = self.registry_lock();
         let id = self.batch_id(name)?.ok_or_else(|| StoreError::NotFound {
             kind: "batch",
             name: name.to_string(),

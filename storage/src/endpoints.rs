@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout;
 use crate::record_codec::{decode_json, encode_json};
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// How the connection is secured.
@@ -140,7 +140,7 @@ fn secret_key(name: &str) -> Vec<u8> {
     key_layout::key(b'E', &[name.as_bytes()])
 }
 
-impl Store {
+impl Database {
     /// Adds an endpoint; fails if the name is taken.
     pub fn add_endpoint(
         &self,
@@ -148,7 +148,6 @@ impl Store {
         admin_password: Option<&Secret>,
     ) -> Result<EndpointRecord> {
         validate_name("endpoint", &settings.name)?;
-        let _registry = self.registry_lock();
         if self.endpoint(&settings.name)?.is_some() {
             return Err(StoreError::AlreadyExists {
                 kind: "endpoint",
@@ -166,7 +165,6 @@ impl Store {
         settings: &EndpointSettings,
         admin_password: Option<&Secret>,
     ) -> Result<EndpointRecord> {
-        let _registry = self.registry_lock();
         let old = self
             .endpoint(&settings.name)?
             .ok_or_else(|| StoreError::NotFound {
@@ -268,7 +266,6 @@ impl Store {
 
     /// Removes an endpoint and shreds its credential. Refused while a batch uses it.
     pub fn remove_endpoint(&self, name: &str) -> Result<()> {
-        let _registry = self.registry_lock();
         if self.endpoint(name)?.is_none() {
             return Err(StoreError::NotFound {
                 kind: "endpoint",

@@ -81,6 +81,19 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A flush that a durable write waited for failed; the write may not be on disk.
+    #[error(
+        "the state database in {dir} could not be written to disk ({detail}); check the disk, then retry (what waited for it was not sent)"
+    )]
+    FlushFailed { dir: PathBuf, detail: String },
+
+    /// The storage thread ended while the store was in use (it only ends when the last
+    /// handle is dropped, so this is a bug).
+    #[error(
+        "the storage thread of {dir} has stopped; this is a bug in imapmirror: restart it (resuming is exact) and report it"
+    )]
+    StorageThreadGone { dir: PathBuf },
+
     /// The state directory was written by an imapmirror with a newer schema.
     #[error(
         "state directory {dir} uses schema version {found}, newer than the {supported} this imapmirror understands; run a newer imapmirror"
@@ -181,6 +194,7 @@ impl StoreError {
             StoreError::Locked { .. }
             | StoreError::Io { .. }
             | StoreError::Database { .. }
+            | StoreError::FlushFailed { .. }
             | StoreError::Random { .. } => ErrorKind::Environment,
             StoreError::SchemaTooNew { .. }
             | StoreError::SchemaUnsupported { .. }
@@ -192,6 +206,7 @@ impl StoreError {
             | StoreError::AlreadyMapped { .. }
             | StoreError::PendingJournal { .. }
             | StoreError::InvalidRequest { .. }
+            | StoreError::StorageThreadGone { .. }
             | StoreError::Encode { .. } => ErrorKind::Misuse,
         }
     }

@@ -1,12 +1,12 @@
 //! Folder state: what the store knows about one source folder of a mailbox, and the
 //! stable numeric id each (mailbox, source folder name) gets.
 
+use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{
     self, BatchId, FolderId, MailboxId, dropped_folder_key, folder_name_key, folder_state_key,
 };
 use crate::record_codec::{DecodeError, Reader, Writer};
-use crate::store::Store;
 
 /// What the engine records about a folder between passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,14 +114,13 @@ fn decode_folder_id(value: &[u8]) -> Result<FolderId, DecodeError> {
     Ok(FolderId(id))
 }
 
-impl Store {
+impl Database {
     /// The id of a source folder of `mailbox`, allocated on first use. It stays the same
-    /// across passes and restarts until [`Store::reset_folder`] or [`Store::remove_folder`].
+    /// across passes and restarts until [`Database::reset_folder`] or [`Database::remove_folder`].
     pub fn folder(&self, mailbox: MailboxId, source_name: &str) -> Result<FolderId> {
         if let Some(id) = self.find_folder(mailbox, source_name)? {
             return Ok(id);
         }
-        let _registry = self.registry_lock();
         if let Some(id) = self.find_folder(mailbox, source_name)? {
             return Ok(id);
         }
@@ -186,7 +185,6 @@ impl Store {
         folder: FolderId,
         change: impl FnOnce(&mut FolderMarks),
     ) -> Result<FolderState> {
-        let _guard = self.folder_lock(folder);
         let mut state = self.load_folder_state(folder)?;
         change(&mut state.marks);
         self.inner
@@ -201,9 +199,7 @@ impl Store {
     /// erased (resumed at the next open if interrupted). Refused while journal entries of
     /// the folder are pending: reconcile or abort them first.
     pub fn reset_folder(&self, folder: FolderId, marks: FolderMarks) -> Result<FolderId> {
-        let _registry = self.registry_lock();
         let new = {
-            let _guard = self.folder_lock(folder);
             let old = self.load_folder_state(folder)?;
             self.refuse_if_pending(folder, &old)?;
             let new = FolderId(self.new_id()?);
@@ -241,8 +237,6 @@ impl Store {
         new_source_name: &str,
         target_name: &str,
     ) -> Result<()> {
-        let _registry = self.registry_lock();
-        let _guard = self.folder_lock(folder);
         let mut state = self.load_folder_state(folder)?;
         self.refuse_if_pending(folder, &state)?;
         if self.find_folder(state.mailbox, new_source_name)?.is_some() {
@@ -270,9 +264,7 @@ impl Store {
     /// Forgets a folder (it was deleted on the source): its name, map, counters and
     /// skipped items. Refused while journal entries of the folder are pending.
     pub fn remove_folder(&self, folder: FolderId) -> Result<()> {
-        let _registry = self.registry_lock();
         let mailbox = {
-            let _guard = self.folder_lock(folder);
             let old = self.load_folder_state(folder)?;
             self.refuse_if_pending(folder, &old)?;
             let mut batch = sled::Batch::default();
@@ -346,7 +338,6 @@ impl Store {
     /// Erases every folder of a mailbox (its removal), with their journal entries.
     pub(crate) fn erase_mailbox_folders(&self, mailbox: MailboxId) -> Result<()> {
         for (folder, _) in self.folders(mailbox)? {
-            let _guard = self.folder_lock(folder);
             let mut batch = sled::Batch::default();
             let state = self.load_folder_state(folder)?;
             batch.remove(folder_name_key(mailbox.id, &state.source_name));

@@ -10,16 +10,16 @@
 //! abort(id)                                 nothing was appended: remove the entry
 //! ```
 //!
-//! After a crash, [`Store::pending`] lists the groups whose outcome is unknown. Each was
+//! After a crash, [`Database::pending`] lists the groups whose outcome is unknown. Each was
 //! on disk before its APPENDs went out, and a commit is all-or-nothing, so every message
 //! of such a group is either not on the target or on it at or above the recorded
 //! UIDNEXT, recognisable by fingerprint; the engine finds which, then commits or aborts.
 
+use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{self, FolderId, JournalId, MailboxId, journal_id_from_key, journal_key};
 use crate::record_codec::{DecodeError, Reader, Writer};
 use crate::skipped_items::SkippedItem;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 use crate::uid_map::{Fingerprint, MessageFlags, UidMapEntry};
 
@@ -55,7 +55,7 @@ pub struct CopyGroup {
 /// A pending journal entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
-    /// Its id, for [`Store::commit`] or [`Store::abort`].
+    /// Its id, for [`Database::commit`] or [`Database::abort`].
     pub id: JournalId,
     /// The group.
     pub group: CopyGroup,
@@ -136,32 +136,20 @@ fn decode_group(value: &[u8]) -> Result<(CopyGroup, Timestamp), DecodeError> {
     Ok((group, begun))
 }
 
-impl Store {
-    /// Records a group of APPENDs about to go out and fsyncs it before returning. Send
-    /// nothing of the group until this returns `Ok`. Blocks for one fsync: from async
-    /// code use [`Store::begin_async`].
+impl Database {
+    /// Records a group of APPENDs about to go out and flushes it to disk before
+    /// returning. Send nothing of the group until this returns `Ok`. From async code use
+    /// [`Store::begin`](crate::Store::begin), which shares one flush among every group
+    /// staged before it.
     pub fn begin(&self, folder: FolderId, group: &CopyGroup) -> Result<JournalId> {
         let id = self.stage_begin(folder, group)?;
-        self.inner
-            .db
-            .flush()
-            .map_err(self.db_err("flush a journal entry"))?;
+        self.flush_log("flush a journal entry")?;
         Ok(id)
     }
 
-    /// [`Store::begin`] that awaits the fsync instead of blocking the thread.
-    pub async fn begin_async(&self, folder: FolderId, group: &CopyGroup) -> Result<JournalId> {
-        let id = self.stage_begin(folder, group)?;
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map_err(self.db_err("flush a journal entry"))?;
-        Ok(id)
-    }
-
-    fn stage_begin(&self, folder: FolderId, group: &CopyGroup) -> Result<JournalId> {
-        let _guard = self.folder_lock(folder);
+    /// The write half of [`Database::begin`]: the entry is in the database but not yet
+    /// on disk. Nothing of the group may go out until a flush has followed.
+    pub(crate) fn stage_begin(&self, folder: FolderId, group: &CopyGroup) -> Result<JournalId> {
         let state = self.load_folder_state(folder)?;
         let invalid = |detail: String| StoreError::InvalidRequest {
             folder: state.source_name.clone(),
@@ -201,7 +189,6 @@ impl Store {
     /// the journal entry disappears — all or nothing. Not fsynced (see the flush policy
     /// in the crate docs): a crash may undo the whole commit, leaving the entry pending.
     pub fn commit(&self, id: JournalId, outcome: &GroupOutcome) -> Result<()> {
-        let _guard = self.folder_lock(id.folder);
         let key = journal_key(id);
         let (group, _) = self.load_journal(id, &key)?;
         let mut state = self.load_folder_state(id.folder)?;
@@ -266,7 +253,6 @@ impl Store {
 
     /// Drops a pending group none of whose messages reached the target.
     pub fn abort(&self, id: JournalId) -> Result<()> {
-        let _guard = self.folder_lock(id.folder);
         let key = journal_key(id);
         self.load_journal(id, &key)?;
         self.inner
@@ -329,28 +315,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn assert_send<T: Send>(_: &T) {}
-
-    #[test]
-    fn async_variants_can_run_on_a_multithreaded_runtime() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(tmp.path()).expect("open");
-        let group = CopyGroup {
-            target_folder: "INBOX".into(),
-            target_uidvalidity: 1,
-            target_uidnext: 1,
-            messages: vec![],
-        };
-        // Compile-time checks: the engine spawns these on tokio's multi-thread runtime.
-        let begin = store.begin_async(FolderId(1), &group);
-        assert_send(&begin);
-        let flush = store.flush_async();
-        assert_send(&flush);
-        drop((begin, flush));
-        let store_is_shareable = |s: &Store| -> Box<dyn Send + Sync> { Box::new(s.clone()) };
-        drop(store_is_shareable(&store));
-    }
 
     #[test]
     fn journal_entries_round_trip() {

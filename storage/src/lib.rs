@@ -3,35 +3,42 @@
 //! map and the exactly-once journal.
 //!
 //! One process owns a state directory at a time ([`Store::open`] takes a lock and names
-//! the owner's pid otherwise); inside it, [`Store`] is cheap to clone and safe to use from
-//! many tasks at once. No sled type appears in this API, so the store could move to
-//! another embedded database without touching the engine.
+//! the owner's pid otherwise). Inside it, one storage thread owns the [`Database`]; a
+//! [`Store`] is a cheap-to-clone handle that sends it jobs — closures that get a
+//! `&Database` — and awaits ([`Store::run`]) or blocks for ([`Store::call`]) their
+//! results. Every sled call therefore runs on that one thread, one job at a time, and
+//! never on a tokio worker: the shape that keeps sled 0.34's flush deadlock out by
+//! construction (the argument is in `store.rs`). No sled type appears in this API, so
+//! the store could move to another embedded database without touching the engine.
 //!
 //! How the engine copies a group of messages exactly once:
 //!
-//! 1. [`Store::begin`] records the group ([`CopyGroup`]) and fsyncs it;
+//! 1. [`Store::begin`] records the group ([`CopyGroup`]) and answers once it is on disk;
 //! 2. the APPENDs go out, APPENDUIDs come back;
-//! 3. [`Store::commit`] writes the uid-map entries, skipped items, the folder's watermark
-//!    and counters, and removes the journal entry, in one atomic batch;
-//! 4. after a crash, [`Store::pending`] lists the groups to reconcile by fingerprint,
-//!    then [`Store::commit`] or [`Store::abort`] each.
+//! 3. [`Database::commit`] (in a job) writes the uid-map entries, skipped items, the
+//!    folder's watermark and counters, and removes the journal entry, in one atomic batch;
+//! 4. after a crash, [`Database::pending`] lists the groups to reconcile by fingerprint,
+//!    then [`Database::commit`] or [`Database::abort`] each.
 //!
 //! # Flush policy and its cost
 //!
-//! - [`Store::begin`] fsyncs before it returns (one fsync per copy group of up to 100
-//!   messages): the entry must be on disk before any APPEND of its group goes out.
-//! - [`Store::commit`] is one atomic sled batch, not fsynced; sled writes it within
-//!   [`StoreOptions::flush_every_ms`] (500 ms). A crash in that window undoes the whole
-//!   commit, never part of it, leaving the entry pending for reconciliation; and since
-//!   sled recovers its log as a prefix, the next `begin`'s fsync makes it durable too.
+//! - [`Store::begin`] answers after a flush that covers the entry; every entry staged
+//!   before that flush shares it (group commit: one fsync for all folders in flight).
+//! - [`Database::commit`] is one atomic sled batch, not flushed by itself; the storage
+//!   thread flushes within [`StoreOptions::flush_every_ms`] (500 ms). A crash in that
+//!   window undoes the whole commit, never part of it, leaving the entry pending for
+//!   reconciliation; and since sled recovers its log as a prefix, the next `begin`'s
+//!   flush makes it durable too.
 //! - Other writes are durable at [`Store::flush`] or within `flush_every_ms`.
+//! - [`Database::flush_counters`] counts the flushes (fsyncs) and the bytes they wrote.
 //!
-//! The module docs of `store.rs` state the flush policy and its cost, those of
-//! `uid_map.rs` the on-disk layout of the map, and those of `secret_vault.rs` how
+//! The module docs of `store.rs` state why one thread and how group commit works, those
+//! of `uid_map.rs` the on-disk layout of the map, and those of `secret_vault.rs` how
 //! credentials are kept and shredded.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod batches;
+mod database;
 mod endpoints;
 mod error;
 mod folder_state;
@@ -50,6 +57,7 @@ mod timestamp;
 mod uid_map;
 
 pub use batches::{BatchRecord, BatchSettings, BatchStatus, BatchTotals};
+pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
     EndpointRecord, EndpointSettings, Security,
@@ -68,6 +76,6 @@ pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;
 pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};
-pub use store::{SCHEMA_VERSION, Store, StoreOptions};
+pub use store::{JOBS_PER_FLUSH, Store};
 pub use timestamp::Timestamp;
 pub use uid_map::{Fingerprint, MessageFlags, RUN_CAPACITY, SystemFlag, UidMapEntry, UidMapIter};

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::batches::BatchStatus;
+use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{
     self, BatchId, MailboxId, login_key, login_prefix, mailbox_id_from_key, mailbox_key,
@@ -16,7 +17,6 @@ use crate::key_layout::{
 use crate::record_codec::{decode_json, encode_json};
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// Writes are grouped so that a 50,000-row file neither needs one giant batch in memory
@@ -131,7 +131,7 @@ fn login_names(row: &MigrationRow) -> Vec<&str> {
     names
 }
 
-impl Store {
+impl Database {
     /// The mailboxes of a batch, in migration-file order.
     pub fn mailboxes(&self, batch: BatchId) -> Result<Vec<MailboxRecord>> {
         let mut out = Vec::new();

@@ -1,14 +1,19 @@
 //! Pass history: one record per pass over a mailbox (initial sync or incremental).
 //!
 //! `pass_history` tree: `mailbox:8 seq:8 -> record`; ids only grow, so a mailbox's
-//! history is one prefix scan in time order.
+//! history is one prefix scan in time order, and its last pass the last key of the prefix.
+//!
+//! A pass that changed nothing after a pass that changed nothing does not add a record:
+//! it replaces the last one and counts itself in [`PassRecord::unchanged_repeats`]. Daily
+//! passes over a mailbox nobody writes to then keep its state the same size, instead of
+//! adding a record a day to every mailbox of a batch.
 
 use serde::{Deserialize, Serialize};
 
+use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::MailboxId;
 use crate::record_codec::{decode_json, encode_json};
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// Passes kept per mailbox: years of daily passes; older ones are dropped.
@@ -42,6 +47,30 @@ pub struct PassRecord {
     /// the target (absent in records written before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folders_renamed: Vec<FolderRename>,
+    /// How many earlier passes, each of which changed nothing either, this record also
+    /// stands for (they ran between the record before it and this one). Set by the
+    /// store; 0 in a new record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchanged_repeats: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl PassRecord {
+    /// A pass that succeeded and changed, skipped and followed nothing.
+    pub fn changed_nothing(&self) -> bool {
+        self.outcome == PassOutcome::Succeeded
+            && self.error.is_none()
+            && self.items_copied == 0
+            && self.bytes_copied == 0
+            && self.items_skipped == 0
+            && self.flags_updated == 0
+            && self.items_deleted == 0
+            && self.folders_skipped.is_empty()
+            && self.folders_renamed.is_empty()
+    }
 }
 
 /// A source folder's rename that a pass followed on the target.
@@ -61,23 +90,82 @@ pub struct FolderSkip {
     pub reason: String,
 }
 
-impl Store {
-    /// Appends a pass to the mailbox's history and sets its last pass times.
+impl Database {
+    /// Appends a pass to the mailbox's history and sets its last pass times. A pass that
+    /// changed nothing replaces a last record that changed nothing either (see the
+    /// module docs).
     pub fn record_pass(&self, mailbox: MailboxId, pass: &PassRecord) -> Result<()> {
         self.mailbox(mailbox)?;
-        let seq = self.new_id()?;
-        let mut key = mailbox.id.to_be_bytes().to_vec();
-        key.extend_from_slice(&seq.to_be_bytes());
+        let last = self.last_pass_entry(mailbox)?;
+        let (key, record) = match last {
+            Some((key, prev)) if pass.changed_nothing() && prev.changed_nothing() => {
+                let mut record = pass.clone();
+                record.unchanged_repeats = prev.unchanged_repeats + 1;
+                (key, record)
+            }
+            _ => {
+                let seq = self.new_id()?;
+                let mut key = mailbox.id.to_be_bytes().to_vec();
+                key.extend_from_slice(&seq.to_be_bytes());
+                let mut record = pass.clone();
+                record.unchanged_repeats = 0;
+                (key.into(), record)
+            }
+        };
+        let appended = record.unchanged_repeats == 0;
         self.inner
             .pass_history
-            .insert(key, encode_json(pass, "pass history")?)
+            .insert(key, encode_json(&record, "pass history")?)
             .map_err(self.db_err("record a pass"))?;
-        self.trim_history(mailbox)?;
+        if appended {
+            self.trim_history(mailbox)?;
+        }
         self.update_mailbox(mailbox, |m| {
             m.last_pass_started = Some(pass.started);
             m.last_pass_finished = Some(pass.finished);
         })?;
         Ok(())
+    }
+
+    /// A mailbox's last pass, read without reading the rest of its history.
+    pub fn last_pass(&self, mailbox: MailboxId) -> Result<Option<PassRecord>> {
+        Ok(self.last_pass_entry(mailbox)?.map(|(_, record)| record))
+    }
+
+    /// Whether any pass over the mailbox succeeded, newest first (usually one read).
+    pub fn has_succeeded_pass(&self, mailbox: MailboxId) -> Result<bool> {
+        for item in self
+            .inner
+            .pass_history
+            .scan_prefix(mailbox.id.to_be_bytes())
+            .values()
+            .rev()
+        {
+            let v = item.map_err(self.db_err("read pass history"))?;
+            let record: PassRecord = decode_json(&v)
+                .map_err(|e| self.corrupt(format!("pass history of {mailbox}"), e))?;
+            if record.outcome == PassOutcome::Succeeded {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn last_pass_entry(&self, mailbox: MailboxId) -> Result<Option<(sled::IVec, PassRecord)>> {
+        let last = self
+            .inner
+            .pass_history
+            .scan_prefix(mailbox.id.to_be_bytes())
+            .next_back();
+        match last {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(self.db_err("read pass history"))?;
+                let record = decode_json(&v)
+                    .map_err(|e| self.corrupt(format!("pass history of {mailbox}"), e))?;
+                Ok(Some((k, record)))
+            }
+        }
     }
 
     /// A mailbox's passes, oldest first.
@@ -114,5 +202,91 @@ impl Store {
         }
         tree.apply_batch(batch)
             .map_err(self.db_err("trim pass history"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        BatchSettings, EndpointSettings, MigrationRow, NewMailbox, Secret, Security, StoreOptions,
+    };
+
+    fn one_mailbox(db: &Database) -> MailboxId {
+        for (name, port) in [("src", 143), ("dst", 144)] {
+            db.add_endpoint(
+                &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
+                None,
+            )
+            .expect("endpoint");
+        }
+        let settings = BatchSettings {
+            name: "b".into(),
+            source_endpoint: "src".into(),
+            target_endpoint: "dst".into(),
+            excluded_folders: vec![],
+            max_message_size: None,
+            bad_item_limit: None,
+            sync_interval_secs: 86_400,
+        };
+        let row = NewMailbox {
+            row: MigrationRow {
+                email_address: "a@example.test".into(),
+                user_name: "a".into(),
+                user_root: None,
+                target_user_name: None,
+            },
+            password: Secret::new("pw"),
+            target_password: None,
+        };
+        let batch = db.create_batch(&settings, &[row]).expect("batch");
+        db.mailboxes(batch.id).expect("mailboxes")[0].id
+    }
+
+    fn pass(at: u64, copied: u64) -> PassRecord {
+        PassRecord {
+            started: Timestamp::from_unix_millis(at),
+            finished: Timestamp::from_unix_millis(at + 40),
+            items_copied: copied,
+            bytes_copied: copied * 1000,
+            items_skipped: 0,
+            flags_updated: 0,
+            items_deleted: 0,
+            outcome: PassOutcome::Succeeded,
+            error: None,
+            folders_skipped: vec![],
+            folders_renamed: vec![],
+            unchanged_repeats: 0,
+        }
+    }
+
+    #[test]
+    fn passes_that_change_nothing_share_one_record() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        db.record_pass(m, &pass(1_000, 50)).expect("initial");
+        for day in 1..=10 {
+            db.record_pass(m, &pass(1_000 + day * 86_400_000, 0))
+                .expect("no change");
+        }
+        let history = db.pass_history(m).expect("history");
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(history[0].items_copied, 50);
+        assert_eq!(history[1].unchanged_repeats, 9);
+        assert_eq!(
+            history[1].started,
+            Timestamp::from_unix_millis(1_000 + 10 * 86_400_000)
+        );
+        assert_eq!(db.last_pass(m).expect("last"), Some(history[1].clone()));
+        // A pass that copies something starts a new record, and so does the next quiet one.
+        db.record_pass(m, &pass(2_000_000_000, 3))
+            .expect("new mail");
+        db.record_pass(m, &pass(2_100_000_000, 0))
+            .expect("quiet again");
+        let history = db.pass_history(m).expect("history");
+        assert_eq!(history.len(), 4);
+        assert_eq!(history[3].unchanged_repeats, 0);
+        assert!(db.has_succeeded_pass(m).expect("succeeded"));
     }
 }

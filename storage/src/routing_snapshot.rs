@@ -3,18 +3,18 @@
 //! The store has one owning process at a time (`serve`, a foreground pass, or a short
 //! command). A proxy running beside them must not hold the store, so it routes from a
 //! [`RoutingSnapshot`]: taken from the store when it is free, or by the owner over its
-//! control socket, and kept in memory between polls. [`Store::routing_version`] is cheap
+//! control socket, and kept in memory between polls. [`Database::routing_version`] is cheap
 //! (batches and endpoints only), so a poll that finds nothing changed never walks the
 //! login index or decrypts a credential.
 
 use serde::{Deserialize, Serialize};
 
 use crate::batches::BatchStatus;
+use crate::database::Database;
 use crate::endpoints::EndpointSettings;
 use crate::error::Result;
 use crate::key_layout::{BatchId, mailbox_id_from_key};
 use crate::secret::Secret;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// A batch as the proxy sees it.
@@ -50,14 +50,14 @@ pub struct RoutedEndpoint {
 /// Batches, their logins and the endpoints they use, at one instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutingSnapshot {
-    /// [`Store::routing_version`] when the snapshot was taken.
+    /// [`Database::routing_version`] when the snapshot was taken.
     pub version: String,
     pub batches: Vec<RoutedBatch>,
     pub logins: Vec<RoutedLogin>,
     pub endpoints: Vec<RoutedEndpoint>,
 }
 
-impl Store {
+impl Database {
     /// A digest of everything routing depends on besides the login index: each batch's id,
     /// status and last status change, and each endpoint's settings. Logins only change
     /// with a batch being added or removed, which changes this too.
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn snapshot_lists_logins_by_batch_and_version_follows_status() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Database::open(dir.path(), &crate::StoreOptions::default()).expect("open");
         store
             .add_endpoint(&endpoint("src"), Some(&Secret::new("adm-pw")))
             .expect("src");

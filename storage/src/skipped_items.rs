@@ -1,10 +1,10 @@
 //! Skipped items: messages that were not copied, with why, for the batch report.
 
+use crate::database::Database;
 use crate::error::Result;
 use crate::folder_state::FolderState;
 use crate::key_layout::{self, FolderId, MailboxId, skipped_key};
 use crate::record_codec::{DecodeError, Reader, Writer};
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 
 /// Text fields are cut to this many bytes: a report needs the gist, and a hostile
@@ -120,11 +120,10 @@ fn decode_skipped(uid: u32, value: &[u8]) -> Result<(SkippedItem, Timestamp), De
     Ok((item, recorded))
 }
 
-impl Store {
+impl Database {
     /// Records items skipped outside a copy group (e.g. too large to try). Recording the
     /// same source UID again replaces its record without counting it twice.
     pub fn record_skipped(&self, folder: FolderId, items: &[SkippedItem]) -> Result<()> {
-        let _guard = self.folder_lock(folder);
         let mut state = self.load_folder_state(folder)?;
         let mut batch = sled::Batch::default();
         self.stage_skipped(&mut batch, folder, &mut state, items)?;

@@ -22,10 +22,10 @@
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
+use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{FolderId, uid_run_first, uid_run_key, uid_run_prefix};
 use crate::record_codec::{DecodeError, Reader, Writer};
-use crate::store::Store;
 
 /// Most entries one run holds. 128 × ~22 bytes keeps a run under 3 KB, cheap to rewrite.
 pub const RUN_CAPACITY: usize = 128;
@@ -287,7 +287,7 @@ pub(crate) struct MapDelta {
     pub(crate) bytes: u64,
 }
 
-impl Store {
+impl Database {
     /// The entry of `source_uid`, if it was copied.
     pub fn uid_map_get(&self, folder: FolderId, source_uid: u32) -> Result<Option<UidMapEntry>> {
         let Some((_, run)) = self.run_at_or_before(folder, source_uid)? else {
@@ -306,7 +306,7 @@ impl Store {
         &self,
         folder: FolderId,
         uids: impl RangeBounds<u32>,
-    ) -> Result<UidMapIter> {
+    ) -> Result<UidMapIter<'_>> {
         let lo = match uids.start_bound() {
             Bound::Included(&u) => Some(u),
             Bound::Excluded(&u) => u.checked_add(1),
@@ -331,7 +331,7 @@ impl Store {
             .folder_sync
             .range(uid_run_key(folder, start)..=uid_run_key(folder, hi));
         Ok(UidMapIter {
-            store: self.clone(),
+            store: self,
             folder,
             runs: iter,
             current: Vec::new().into_iter(),
@@ -364,7 +364,6 @@ impl Store {
     /// UIDVALIDITY change, or a group reconciled on resume). Fails, recording nothing, if
     /// any source UID is already mapped.
     pub fn uid_map_record(&self, folder: FolderId, entries: Vec<(u32, UidMapEntry)>) -> Result<()> {
-        let _guard = self.folder_lock(folder);
         let mut state = self.load_folder_state(folder)?;
         let mut batch = sled::Batch::default();
         let delta = self.stage_map_inserts(folder, &state.source_name, entries, &mut batch)?;
@@ -386,7 +385,6 @@ impl Store {
     ) -> Result<usize> {
         let mut updates: Vec<&(u32, MessageFlags)> = updates.iter().collect();
         updates.sort_by_key(|(u, _)| *u);
-        let _guard = self.folder_lock(folder);
         // Checks the folder still exists, so a stale id cannot write into nowhere.
         self.load_folder_state(folder)?;
         let mut batch = sled::Batch::default();
@@ -431,7 +429,6 @@ impl Store {
         let mut uids = source_uids.to_vec();
         uids.sort_unstable();
         uids.dedup();
-        let _guard = self.folder_lock(folder);
         let mut state = self.load_folder_state(folder)?;
         let mut batch = sled::Batch::default();
         let mut removed = Vec::new();
@@ -607,9 +604,10 @@ fn stage_runs(batch: &mut sled::Batch, folder: FolderId, entries: Entries) {
     }
 }
 
-/// Entries of a folder's map in UID order; see [`Store::uid_map_range`].
-pub struct UidMapIter {
-    store: Store,
+/// Entries of a folder's map in UID order; see [`Database::uid_map_range`]. It borrows
+/// the database, so it lives inside one storage job.
+pub struct UidMapIter<'a> {
+    store: &'a Database,
     folder: FolderId,
     runs: sled::Iter,
     current: std::vec::IntoIter<(u32, UidMapEntry)>,
@@ -618,7 +616,7 @@ pub struct UidMapIter {
     done: bool,
 }
 
-impl fmt::Debug for UidMapIter {
+impl fmt::Debug for UidMapIter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UidMapIter")
             .field("folder", &self.folder)
@@ -628,7 +626,7 @@ impl fmt::Debug for UidMapIter {
     }
 }
 
-impl Iterator for UidMapIter {
+impl Iterator for UidMapIter<'_> {
     type Item = Result<(u32, UidMapEntry)>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -3,8 +3,10 @@
 //!
 //! This binary is both sides (`harness = false`): run normally it is the checker; run
 //! with `IMAPMIRROR_CRASH_WRITER=DIR` it is the writer. The writer notes each group in
-//! `DIR/groups.log` right after `begin` returns (the entry is then flushed), so the
-//! checker knows every group whose journal entry reached the disk. It checks:
+//! `DIR/groups.log` right after `begin` returns (the entry is then flushed: the writer
+//! begins with [`Database::begin`] in a storage job of its own, which flushes before it
+//! returns, and writes the line only once that job has answered), so the checker knows
+//! every group whose journal entry reached the disk. It checks:
 //! - the store opens;
 //! - every flushed group is either still pending or fully applied (all its UIDs mapped
 //!   with the right target UIDs), never partly;
@@ -112,7 +114,7 @@ fn open(root: &Path) -> Result<Store, String> {
     }
 }
 
-fn setup(store: &Store) -> Result<MailboxId, StoreError> {
+fn setup(store: &Database) -> Result<MailboxId, StoreError> {
     if let Ok(batch) = store.batch("crash")
         && let Some(m) = store.mailboxes(batch.id)?.into_iter().next()
     {
@@ -186,9 +188,11 @@ fn outcome(uids: impl Iterator<Item = u32>, last: u32) -> GroupOutcome {
 
 /// The writer: reconciles what a previous kill left pending (as if every message were
 /// found on the target by fingerprint), then begins and commits groups until killed.
+/// Every store call is a job on the storage thread; `begin` is a job of its own, so its
+/// log line is written only once the entry is on disk.
 fn writer(root: &Path) -> Result<(), String> {
     let store = open(root)?;
-    let mailbox = setup(&store).map_err(|e| e.to_string())?;
+    let mailbox = store.call(setup).map_err(|e| e.to_string())?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -196,7 +200,10 @@ fn writer(root: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let seed = u64::from(std::process::id()) | 1;
     let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    for entry in store.pending(mailbox).map_err(|e| e.to_string())? {
+    let pending = store
+        .call(move |db| db.pending(mailbox))
+        .map_err(|e| e.to_string())?;
+    for entry in pending {
         let uids: Vec<u32> = entry.group.messages.iter().map(|m| m.source_uid).collect();
         let first = uids.iter().copied().min().unwrap_or(0);
         let last = uids.iter().copied().max().unwrap_or(0);
@@ -206,27 +213,36 @@ fn writer(root: &Path) -> Result<(), String> {
         let name = &entry.group.target_folder;
         log.write_all(format!("{name} {folder} {} {first} {last}\n", entry.id).as_bytes())
             .map_err(|e| e.to_string())?;
+        let id = entry.id;
         store
-            .commit(entry.id, &outcome(uids.into_iter(), last))
+            .call(move |db| db.commit(id, &outcome(uids.into_iter(), last)))
             .map_err(|e| e.to_string())?;
     }
-    let mut folders: Vec<FolderId> = FOLDERS
-        .iter()
-        .map(|n| store.folder(mailbox, n))
-        .collect::<Result<_, _>>()
+    let mut folders: Vec<FolderId> = store
+        .call(move |db| {
+            FOLDERS
+                .iter()
+                .map(|n| db.folder(mailbox, n))
+                .collect::<Result<_, _>>()
+        })
         .map_err(|e| e.to_string())?;
     for round in 0u64.. {
         let fi = (round % 2) as usize;
-        let mut folder = folders[fi];
-        let mut state = store.folder_state(folder).map_err(|e| e.to_string())?;
-        if state.marks.highest_copied_uid >= RESET_AT {
-            // As after a UIDVALIDITY change: a new id, an empty map, the old one erased.
-            folder = store
-                .reset_folder(folder, FolderMarks::default())
-                .map_err(|e| e.to_string())?;
-            folders[fi] = folder;
-            state = store.folder_state(folder).map_err(|e| e.to_string())?;
-        }
+        let current = folders[fi];
+        let (folder, state) = store
+            .call(move |db| {
+                let mut folder = current;
+                let mut state = db.folder_state(folder)?;
+                if state.marks.highest_copied_uid >= RESET_AT {
+                    // As after a UIDVALIDITY change: a new id, an empty map, the old one
+                    // erased.
+                    folder = db.reset_folder(folder, FolderMarks::default())?;
+                    state = db.folder_state(folder)?;
+                }
+                Ok((folder, state))
+            })
+            .map_err(|e| e.to_string())?;
+        folders[fi] = folder;
         let first = state.marks.highest_copied_uid + 1;
         // Sizes around the run capacity exercise both new runs and extended ones.
         let len = 1 + rng.next(150) as u32;
@@ -243,12 +259,16 @@ fn writer(root: &Path) -> Result<(), String> {
                 })
                 .collect(),
         };
-        let id = store.begin(folder, &group).map_err(|e| e.to_string())?;
+        // `Database::begin` flushes before it returns: once this job has answered, the
+        // entry is on disk.
+        let id = store
+            .call(move |db| db.begin(folder, &group))
+            .map_err(|e| e.to_string())?;
         // One write(2) per line: a SIGKILL cannot tear it.
         let line = format!("{} {} {id} {first} {last}\n", FOLDERS[fi], folder.get());
         log.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
         store
-            .commit(id, &outcome(first..=last, last))
+            .call(move |db| db.commit(id, &outcome(first..=last, last)))
             .map_err(|e| e.to_string())?;
         if round % 5 == 4 && first > 40 {
             // Flag sync rewrites existing runs; a torn rewrite would lose entries.
@@ -258,7 +278,7 @@ fn writer(root: &Path) -> Result<(), String> {
             let updates: Vec<(u32, MessageFlags)> =
                 (from..from + 30).map(|u| (u, flags.clone())).collect();
             store
-                .uid_map_set_flags(folder, &updates)
+                .call(move |db| db.uid_map_set_flags(folder, &updates))
                 .map_err(|e| e.to_string())?;
         }
     }
@@ -297,6 +317,15 @@ fn read_log(root: &Path) -> Vec<LoggedGroup> {
 /// Checks the invariants; returns how many UIDs are mapped in all.
 fn verify(root: &Path) -> Result<u64, String> {
     let store = open(root)?;
+    let root = root.to_path_buf();
+    store
+        .call(move |db| Ok(verify_in(db, &root)))
+        .map_err(|e| e.to_string())?
+    // The store is dropped here, releasing the directory for the next writer.
+}
+
+/// [`verify`]'s checks, in one storage job.
+fn verify_in(store: &Database, root: &Path) -> Result<u64, String> {
     let Ok(batch) = store.batch("crash") else {
         // Killed before the batch was created: nothing to check yet.
         return Ok(0);

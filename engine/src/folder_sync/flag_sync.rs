@@ -75,24 +75,27 @@ pub(super) async fn sync_flags(
     }
     drop(stream);
     source_flags.sort_by_key(|(u, _)| *u);
-    // Compare against the map, reading it in UID order alongside.
-    let mut by_flags: BTreeMap<Vec<String>, Vec<(u32, u32)>> = BTreeMap::new();
+    // Compare against the map, reading it in UID order alongside (in one storage job).
     let mut lookup: HashMap<u32, MessageFlags> = source_flags.into_iter().collect();
-    let iter = ctx
+    let by_flags = ctx
         .store
-        .uid_map_range(folder, ..)
+        .run(move |db| {
+            let mut by_flags: BTreeMap<Vec<String>, Vec<(u32, u32)>> = BTreeMap::new();
+            for item in db.uid_map_range(folder, ..)? {
+                let (uid, entry) = item?;
+                if let Some(now) = lookup.remove(&uid)
+                    && now != entry.flags
+                {
+                    by_flags
+                        .entry(wire_flag_names(&now))
+                        .or_default()
+                        .push((uid, entry.target_uid));
+                }
+            }
+            Ok(by_flags)
+        })
+        .await
         .map_err(ctx.store_err("reading the uid map"))?;
-    for item in iter {
-        let (uid, entry) = item.map_err(ctx.store_err("reading the uid map"))?;
-        if let Some(now) = lookup.remove(&uid)
-            && now != entry.flags
-        {
-            by_flags
-                .entry(wire_flag_names(&now))
-                .or_default()
-                .push((uid, entry.target_uid));
-        }
-    }
     let target_action = format!("setting flags in the target folder `{}`", task.target_name);
     for (names, pairs) in by_flags {
         let flags = flags_from_names(&names);
@@ -107,7 +110,8 @@ pub(super) async fn sync_flags(
             pairs.iter().map(|(s, _)| (*s, stored.clone())).collect();
         let n = ctx
             .store
-            .uid_map_set_flags(folder, &updates)
+            .run(move |db| db.uid_map_set_flags(folder, &updates))
+            .await
             .map_err(ctx.store_err("recording flag changes"))?;
         PassTotals::add(&ctx.totals.flags_updated, n as u64);
     }
@@ -146,17 +150,20 @@ pub(super) async fn mirror_deletions(
         .await
         .map_err(ctx.imap_err(action))?;
     let present: HashSet<u32> = present.uids.into_iter().collect();
-    let mut gone: Vec<(u32, u32)> = Vec::new();
-    let iter = ctx
+    let gone: Vec<(u32, u32)> = ctx
         .store
-        .uid_map_range(folder, ..)
+        .run(move |db| {
+            let mut gone = Vec::new();
+            for item in db.uid_map_range(folder, ..)? {
+                let (uid, entry) = item?;
+                if !present.contains(&uid) {
+                    gone.push((uid, entry.target_uid));
+                }
+            }
+            Ok(gone)
+        })
+        .await
         .map_err(ctx.store_err("reading the uid map"))?;
-    for item in iter {
-        let (uid, entry) = item.map_err(ctx.store_err("reading the uid map"))?;
-        if !present.contains(&uid) {
-            gone.push((uid, entry.target_uid));
-        }
-    }
     if gone.is_empty() {
         return Ok(());
     }
@@ -198,7 +205,8 @@ pub(super) async fn mirror_deletions(
         let uids: Vec<u32> = chunk.iter().map(|(s, _)| *s).collect();
         let removed = ctx
             .store
-            .uid_map_remove(folder, &uids)
+            .run(move |db| db.uid_map_remove(folder, &uids))
+            .await
             .map_err(ctx.store_err("forgetting deleted messages"))?;
         PassTotals::add(&ctx.totals.deleted, removed.len() as u64);
     }

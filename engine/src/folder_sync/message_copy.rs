@@ -12,8 +12,8 @@ use imapmirror_protocol::{
     AppendMessage, Error as ImapError, FetchAttr, Flag, InternalDate, LiteralBody, MailboxName,
 };
 use imapmirror_storage::{
-    CopiedMessage, CopyGroup, FolderId, GroupOutcome, JournalId, MessageFlags, PendingMessage,
-    SkipReason, SkippedItem,
+    CopiedMessage, CopyGroup, Database, FolderId, GroupOutcome, JournalId, MailboxId, MessageFlags,
+    PendingMessage, SkipReason, SkippedItem, StoreError,
 };
 
 use super::{FolderTask, SyncContext, store_flags, unclaimed_target_messages};
@@ -111,9 +111,11 @@ impl<'c, 'a> Copier<'c, 'a> {
         s_next: Option<u32>,
     ) -> Result<(), Error> {
         let ctx = self.ctx;
+        let folder = self.folder;
         let state = ctx
             .store
-            .folder_state(self.folder)
+            .run(move |db| db.folder_state(folder))
+            .await
             .map_err(ctx.store_err("reading the folder state"))?;
         let watermark = state.marks.highest_copied_uid;
         if s_next.is_some_and(|n| n <= watermark.saturating_add(1)) {
@@ -124,15 +126,18 @@ impl<'c, 'a> Copier<'c, 'a> {
         if metas.is_empty() {
             return Ok(());
         }
-        let mut mapped: HashSet<u32> = HashSet::new();
-        let iter = ctx
+        let mapped: HashSet<u32> = ctx
             .store
-            .uid_map_range(self.folder, from..)
+            .run(move |db| {
+                let mut mapped = HashSet::new();
+                for item in db.uid_map_range(folder, from..)? {
+                    let (uid, _) = item?;
+                    mapped.insert(uid);
+                }
+                Ok(mapped)
+            })
+            .await
             .map_err(ctx.store_err("reading the uid map"))?;
-        for item in iter {
-            let (uid, _) = item.map_err(ctx.store_err("reading the uid map"))?;
-            mapped.insert(uid);
-        }
         let new: Vec<NewMessage> = metas
             .iter()
             .filter(|(uid, _)| !mapped.contains(uid))
@@ -192,7 +197,8 @@ impl<'c, 'a> Copier<'c, 'a> {
                         detail: Some(detail),
                     };
                     ctx.store
-                        .record_skipped(self.folder, &[item])
+                        .run(move |db| db.record_skipped(folder, &[item]))
+                        .await
                         .map_err(ctx.store_err("recording a skipped message"))?;
                     self.skipped += 1;
                     PassTotals::add(&ctx.totals.skipped, 1);
@@ -395,7 +401,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 .collect(),
         };
         ctx.store
-            .begin_async(self.folder, &group)
+            .begin(self.folder, group)
             .await
             .map_err(ctx.store_err("recording a copy group in the journal"))
     }
@@ -768,29 +774,37 @@ impl<'c, 'a> Copier<'c, 'a> {
                 });
             }
         }
+        let n = copied.len() as u64;
+        let n_skipped = skipped.len() as u64;
         let outcome = GroupOutcome {
             highest_copied_uid: all_uids.iter().copied().max(),
             target_uidnext: Some(self.t_next_known),
             copied,
             skipped,
         };
+        let journal = group.journal;
         ctx.store
-            .commit(group.journal, &outcome)
+            .run(move |db| db.commit(journal, &outcome))
+            .await
             .map_err(ctx.store_err("committing a copy group"))?;
-        let n = outcome.copied.len() as u64;
         self.copied += n;
-        self.skipped += outcome.skipped.len() as u64;
+        self.skipped += n_skipped;
         PassTotals::add(&ctx.totals.copied, n);
         PassTotals::add(&ctx.totals.bytes, bytes);
-        PassTotals::add(&ctx.totals.skipped, outcome.skipped.len() as u64);
+        PassTotals::add(&ctx.totals.skipped, n_skipped);
         (ctx.progress)(Progress::Copied {
             folder: self.task.source_name.clone(),
             messages: n,
             bytes,
         });
-        if !outcome.skipped.is_empty() {
-            PassTotals::add(&ctx.totals.bad_items, outcome.skipped.len() as u64);
-            let bad = mailbox_bad_items(ctx)?;
+        if n_skipped > 0 {
+            PassTotals::add(&ctx.totals.bad_items, n_skipped);
+            let mailbox = ctx.mailbox;
+            let bad = ctx
+                .store
+                .run(move |db| mailbox_bad_items(db, mailbox))
+                .await
+                .map_err(ctx.store_err("counting the mailbox's bad items"))?;
             if bad > ctx.settings.bad_item_limit {
                 return Err(Error::BadItemLimit {
                     server: tgt.server().to_owned(),
@@ -811,12 +825,10 @@ impl<'c, 'a> Copier<'c, 'a> {
 /// size (too-large ones have their own limit, `--max-message-size`). The store keeps one
 /// record per folder and source UID, so a message refused again in a later pass, or
 /// twice in one, counts once; a message copied after all loses its record. Called after
-/// the group's commit, so this pass's new items are already among them.
-fn mailbox_bad_items(ctx: &SyncContext<'_>) -> Result<u64, Error> {
-    let records = ctx
-        .store
-        .skipped_items(ctx.mailbox)
-        .map_err(ctx.store_err("counting the mailbox's bad items"))?;
+/// the group's commit, so this pass's new items are already among them. Runs in a
+/// storage job, which counts the records there instead of sending them back.
+fn mailbox_bad_items(db: &Database, mailbox: MailboxId) -> Result<u64, StoreError> {
+    let records = db.skipped_items(mailbox)?;
     Ok(records
         .iter()
         .filter(|r| r.item.reason != SkipReason::TooLarge)

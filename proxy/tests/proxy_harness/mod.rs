@@ -114,18 +114,13 @@ impl Harness {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("state")).expect("state store");
-        store
-            .add_endpoint(
-                &endpoint_settings(
-                    "source",
-                    "127.0.0.1",
-                    source.tls_addr().port(),
-                    StoreSecurity::Ssl,
-                    source.ca_file().to_path_buf(),
-                ),
-                None,
-            )
-            .expect("source endpoint");
+        let source_settings = endpoint_settings(
+            "source",
+            "127.0.0.1",
+            source.tls_addr().port(),
+            StoreSecurity::Ssl,
+            source.ca_file().to_path_buf(),
+        );
         let mut target_settings = endpoint_settings(
             "target",
             "localhost",
@@ -139,9 +134,7 @@ impl Harness {
             target_settings.admin_format = Some(imapmirror_storage::AdminFormat::Dovecot);
             Secret::new(master_pw)
         });
-        store
-            .add_endpoint(&target_settings, admin_password.as_ref())
-            .expect("target endpoint");
+
         let rows: Vec<NewMailbox> = options
             .users
             .iter()
@@ -157,22 +150,25 @@ impl Harness {
             })
             .collect();
         store
-            .create_batch(
-                &BatchSettings {
-                    name: BATCH.into(),
-                    source_endpoint: "source".into(),
-                    target_endpoint: "target".into(),
-                    excluded_folders: vec![],
-                    max_message_size: None,
-                    bad_item_limit: None,
-                    sync_interval_secs: 86_400,
-                },
-                &rows,
-            )
-            .expect("batch");
-        store
-            .set_batch_status(BATCH, BatchStatus::Syncing)
-            .expect("status");
+            .call(move |db| {
+                db.add_endpoint(&source_settings, None)?;
+                db.add_endpoint(&target_settings, admin_password.as_ref())?;
+                db.create_batch(
+                    &BatchSettings {
+                        name: BATCH.into(),
+                        source_endpoint: "source".into(),
+                        target_endpoint: "target".into(),
+                        excluded_folders: vec![],
+                        max_message_size: None,
+                        bad_item_limit: None,
+                        sync_interval_secs: 86_400,
+                    },
+                    &rows,
+                )?;
+                db.set_batch_status(BATCH, BatchStatus::Syncing)?;
+                Ok(())
+            })
+            .expect("endpoints and batch");
 
         let tls = TlsMaterial::generate(dir.path(), "proxy").unwrap_or_else(|e| panic!("{e}"));
         let mut config = ProxyConfig::new(vec![
@@ -247,7 +243,7 @@ impl Harness {
 
     pub fn set_status(&self, status: BatchStatus) {
         self.store
-            .set_batch_status(BATCH, status)
+            .call(move |db| db.set_batch_status(BATCH, status).map(drop))
             .expect("batch status");
     }
 

@@ -551,16 +551,7 @@ async fn foreground(
     };
     let signals = tokio::spawn(watch_signals(signals, runtime.clone()));
     let display = ProgressDisplay::new(name, quiet);
-    let heartbeat = tokio::spawn({
-        let display = display.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                display.heartbeat();
-            }
-        }
-    });
+    let heartbeat = spawn_heartbeat(display.clone());
     let flushes_before = flush_counters(&runtime).await;
     let outcome = runtime.run_batch(name, display.sink()).await;
     heartbeat.abort();
@@ -664,6 +655,17 @@ fn listen_for_signals() -> anyhow::Result<Signals> {
     Ok(Signals {
         interrupt: listen(SignalKind::interrupt())?,
         terminate: listen(SignalKind::terminate())?,
+    })
+}
+
+/// Calls [`ProgressDisplay::heartbeat`] every second until aborted.
+fn spawn_heartbeat(display: Arc<ProgressDisplay>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            display.heartbeat();
+        }
     })
 }
 
@@ -771,7 +773,20 @@ async fn serve(dir: &Path, http: Option<std::net::SocketAddr>) -> anyhow::Result
     };
     let signals = tokio::spawn(watch_signals(signals, runtime.clone()));
     tracing::info!(state_dir = %dir.display(), pid = std::process::id(), "serving: running started batches");
-    let result = scheduler.run(log_events()).await;
+    // Passes started by the scheduler log their events; a quiet display watches them
+    // for stalls, as `--wait` does.
+    let watch = ProgressDisplay::new("(serve)", true);
+    let heartbeat = spawn_heartbeat(watch.clone());
+    let events = {
+        let (log, watch) = (log_events(), watch.sink());
+        let sink: EventSink = Arc::new(move |e: &BatchEvent| {
+            log(e);
+            watch(e);
+        });
+        sink
+    };
+    let result = scheduler.run(events).await;
+    heartbeat.abort();
     signals.abort();
     stop_socket.cancel();
     let _ = socket_task.await;

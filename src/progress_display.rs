@@ -233,30 +233,11 @@ impl ProgressDisplay {
     pub fn heartbeat(&self) {
         let mut t = lock(&self.totals);
         self.write_status(&mut t, true);
-        let now = Instant::now();
-        let stalled = now.duration_since(t.last_progress);
-        let warned_recently = t
-            .last_stall_warning
-            .is_some_and(|w| now.duration_since(w) < STALL_AFTER);
-        if stalled >= STALL_AFTER && !t.active.is_empty() && !warned_recently {
-            t.last_stall_warning = Some(now);
-            let mut steps: Vec<String> = t
-                .active
-                .iter()
-                .map(|(email, line)| {
-                    format!(
-                        "{email}: {} for {} s ({} messages copied)",
-                        line.folder,
-                        now.duration_since(line.since).as_secs(),
-                        line.messages
-                    )
-                })
-                .collect();
-            steps.sort();
+        if let Some((stalled, waiting)) = stall_report(&mut t, Instant::now()) {
             tracing::warn!(
                 batch = %self.batch,
                 stalled_secs = stalled.as_secs(),
-                waiting = %steps.join("; "),
+                waiting = %waiting,
                 "no mailbox has made progress for {} s; each active mailbox is at the step named (servers that stopped answering are given up after their timeouts)",
                 stalled.as_secs()
             );
@@ -311,8 +292,9 @@ impl ProgressDisplay {
             0 => String::new(),
             n => format!(", {} per message copied", bytes(bytes_written / n)),
         };
+        let plural = if fsyncs == 1 { "" } else { "s" };
         note!(
-            "imapmirror: batch {}: the state store made {fsyncs} fsyncs and wrote {}{per_message}",
+            "imapmirror: batch {}: the state store made {fsyncs} fsync{plural} and wrote {}{per_message}",
             self.batch,
             bytes(bytes_written)
         );
@@ -336,6 +318,73 @@ impl ProgressDisplay {
     }
 }
 
+/// When nothing has moved for [`STALL_AFTER`] (and no warning was given for this stall
+/// in the last [`STALL_AFTER`]): how long, and each active mailbox's step and since when.
+fn stall_report(t: &mut Totals, now: Instant) -> Option<(Duration, String)> {
+    let stalled = now.duration_since(t.last_progress);
+    let warned_recently = t
+        .last_stall_warning
+        .is_some_and(|w| now.duration_since(w) < STALL_AFTER);
+    if stalled < STALL_AFTER || t.active.is_empty() || warned_recently {
+        return None;
+    }
+    t.last_stall_warning = Some(now);
+    let mut steps: Vec<String> = t
+        .active
+        .iter()
+        .map(|(email, line)| {
+            format!(
+                "{email}: {} for {} s ({} messages copied)",
+                line.folder,
+                now.duration_since(line.since).as_secs(),
+                line.messages
+            )
+        })
+        .collect();
+    steps.sort();
+    Some((stalled, steps.join("; ")))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imapmirror_engine::PassKind;
+
+    #[test]
+    fn a_stall_names_each_active_mailbox_once_per_minute() {
+        let display = ProgressDisplay::new("wave-1", true);
+        let sink = display.sink();
+        for email in ["b@example.test", "a@example.test"] {
+            sink(&BatchEvent::MailboxStarted {
+                batch: "wave-1".into(),
+                email: email.into(),
+                kind: PassKind::Initial,
+            });
+        }
+        sink(&BatchEvent::Progress {
+            batch: "wave-1".into(),
+            email: "a@example.test".into(),
+            progress: Progress::FolderStarted {
+                folder: "Archive".into(),
+            },
+        });
+        let mut t = lock(&display.totals);
+        let start = t.last_progress;
+        assert_eq!(stall_report(&mut t, start + Duration::from_secs(59)), None);
+        let (stalled, waiting) =
+            stall_report(&mut t, start + Duration::from_secs(61)).expect("a stall");
+        assert_eq!(stalled.as_secs(), 61);
+        assert!(
+            waiting.starts_with("a@example.test: Archive for 61 s")
+                && waiting.contains("; b@example.test: logging in for 61 s"),
+            "{waiting}"
+        );
+        // Once per stall minute, not every heartbeat.
+        assert_eq!(stall_report(&mut t, start + Duration::from_secs(62)), None);
+        assert!(stall_report(&mut t, start + Duration::from_secs(122)).is_some());
+    }
 }

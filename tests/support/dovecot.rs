@@ -795,7 +795,7 @@ fn run_as() -> Result<RunAs, KitError> {
     })
 }
 
-fn getent(database: &str, key: &str) -> Result<Option<String>, KitError> {
+pub(crate) fn getent(database: &str, key: &str) -> Result<Option<String>, KitError> {
     let output = Command::new("getent")
         .args([database, key])
         .output()
@@ -813,7 +813,7 @@ fn getent(database: &str, key: &str) -> Result<Option<String>, KitError> {
         .map(str::to_owned))
 }
 
-fn passwd_ids(line: &str) -> Result<(u32, u32), KitError> {
+pub(crate) fn passwd_ids(line: &str) -> Result<(u32, u32), KitError> {
     let fields: Vec<&str> = line.split(':').collect();
     match (
         fields.get(2).and_then(|f| f.parse().ok()),
@@ -827,7 +827,7 @@ fn passwd_ids(line: &str) -> Result<(u32, u32), KitError> {
     }
 }
 
-fn free_port() -> Result<SocketAddr, KitError> {
+pub(crate) fn free_port() -> Result<SocketAddr, KitError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| KitError::Io {
         server: "127.0.0.1:0".to_owned(),
         action: "finding a free loopback port".to_owned(),
@@ -841,7 +841,7 @@ fn free_port() -> Result<SocketAddr, KitError> {
 }
 
 /// True once the address answers with an IMAP greeting.
-fn greets(addr: SocketAddr) -> bool {
+pub(crate) fn greets(addr: SocketAddr) -> bool {
     use std::io::Read;
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
@@ -881,7 +881,7 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), KitError> {
         .map_err(|e| KitError::file("set permissions of", path, e))
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), KitError> {
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), KitError> {
     std::fs::create_dir_all(path).map_err(|e| KitError::file("create directory", path, e))?;
     set_mode(path, mode)
 }
@@ -896,7 +896,7 @@ pub(crate) fn chown(path: &Path, uid: u32, gid: u32) -> Result<(), KitError> {
         .map_err(|e| KitError::file("change the owner of", path, e))
 }
 
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KitError> {
+pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KitError> {
     std::fs::write(path, contents).map_err(|e| KitError::file("write", path, e))?;
     set_mode(path, mode)
 }

@@ -2,8 +2,8 @@
 //!
 //! Variants are grouped by whose fault it is, because the remedy differs: a server that
 //! misbehaved (`Protocol`, `Refused`, `Timeout`, `Closed`), this machine or the kit itself
-//! (`Environment`, `Dovecot`, `File`, `Command`, `Certificate`, `Io`, `Tls`), and a test that
-//! asked for something impossible (`Usage`).
+//! (`Environment`, `Dovecot`, `Server`, `File`, `Command`, `Certificate`, `Io`, `Tls`), and a
+//! test that asked for something impossible (`Usage`).
 
 use std::path::PathBuf;
 
@@ -67,6 +67,17 @@ pub enum KitError {
         "Dovecot instance {instance} failed to {action}: {detail}\n--- end of {log_path} ---\n{log_tail}"
     )]
     Dovecot {
+        instance: String,
+        action: String,
+        detail: String,
+        log_path: PathBuf,
+        log_tail: String,
+    },
+
+    /// A private Cyrus or Courier instance could not be started, stopped or driven.
+    /// `instance` names the server too: "Cyrus instance imapmirror-kit-1-cyrus0 (source)".
+    #[error("{instance} failed to {action}: {detail}\n--- end of {log_path} ---\n{log_tail}")]
+    Server {
         instance: String,
         action: String,
         detail: String,

@@ -19,6 +19,8 @@
 
 pub mod base64_codec;
 pub mod corpus;
+pub mod courier;
+pub mod cyrus;
 pub mod dovecot;
 pub mod folder_path;
 pub mod imap_client;
@@ -27,12 +29,22 @@ pub mod internal_date;
 pub mod kit_error;
 pub mod mailbox_verifier;
 pub mod maildir_seed;
+pub mod many_users;
 pub mod message_flag;
 pub mod mutf7;
+pub mod private_server;
 pub mod process_table;
 pub mod tls_material;
 
 pub use corpus::{Corpus, CorpusSpec, KEYWORDS, SizeProfile, SplitMix64};
+pub use courier::{
+    COURIER_ADMIN, COURIER_ADMIN_PASSWORD, COURIER_DEFAULT_PASSWORD, COURIER_DEFAULT_USER, Courier,
+    CourierBuilder,
+};
+pub use cyrus::{
+    CYRUS_ADMIN, CYRUS_ADMIN_PASSWORD, CYRUS_DEFAULT_PASSWORD, CYRUS_DEFAULT_USER, Cyrus,
+    CyrusBuilder, CyrusNamespace,
+};
 pub use dovecot::{
     DEFAULT_PASSWORD, DEFAULT_USER, Dovecot, DovecotBuilder, Fsync, Layout, MASTER_PASSWORD,
     MASTER_USER, TlsMode,
@@ -46,5 +58,6 @@ pub use mailbox_verifier::{
     verify_users,
 };
 pub use maildir_seed::{SeedFolder, SeedMessage, SeedReport};
+pub use many_users::{MANY_USERS_CONFIG, ManySeedReport};
 pub use message_flag::Flag;
 pub use process_table::ProcessId;

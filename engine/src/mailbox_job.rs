@@ -334,6 +334,27 @@ impl MailboxJob {
         )
         .await?;
 
+        // Every folder the plan copies gets its id now, in one write: a first pass would
+        // otherwise make one store write per folder, and each costs the disk a few page
+        // writebacks however small it is (measured: 1,000 mailboxes × 21 folders wrote
+        // 4 GB). Renamed folders kept their ids above; existing ones are only looked up.
+        let names: Vec<String> = folder_plan
+            .copies
+            .iter()
+            .filter(|c| src_names.contains_key(&c.source))
+            .map(|c| c.source.clone())
+            .collect();
+        if !names.is_empty() {
+            store
+                .run(move |db| db.register_folders(mailbox_id, &names).map(drop))
+                .await
+                .map_err(|e| Error::Store {
+                    mailbox: mailbox.to_owned(),
+                    action: "registering the folders of the plan".into(),
+                    source: Box::new(e),
+                })?;
+        }
+
         // Create missing target folders, parents first, and mirror subscriptions. A
         // special folder the target lacks is created with its use where the target
         // takes one (RFC 6154 CREATE-SPECIAL-USE), so that its clients recognise it.

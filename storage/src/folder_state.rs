@@ -146,6 +146,56 @@ impl Database {
         Ok(folder)
     }
 
+    /// [`Database::folder`] for every name of a mailbox's folder plan at once: the
+    /// names without an id get one in a single atomic write. A mailbox's first pass
+    /// registers all its folders with one write instead of one per folder; each sled
+    /// batch costs a few page writebacks of the log whatever its size, so this is what
+    /// keeps the first pass over many small mailboxes from writing gigabytes.
+    pub fn register_folders(
+        &self,
+        mailbox: MailboxId,
+        source_names: &[String],
+    ) -> Result<Vec<FolderId>> {
+        let mut ids = Vec::with_capacity(source_names.len());
+        let mut batch = sled::Batch::default();
+        // Names given an id by this call (a name given twice gets one id).
+        let mut new: std::collections::HashMap<&str, FolderId> = Default::default();
+        let mut checked_mailbox = false;
+        for name in source_names {
+            if let Some(&id) = new.get(name.as_str()) {
+                ids.push(id);
+                continue;
+            }
+            if let Some(id) = self.find_folder(mailbox, name)? {
+                ids.push(id);
+                continue;
+            }
+            if !checked_mailbox {
+                // A folder of a removed mailbox would never be cleaned up.
+                self.mailbox(mailbox)?;
+                checked_mailbox = true;
+            }
+            let folder = FolderId(self.new_id()?);
+            let state = FolderState {
+                mailbox,
+                source_name: name.clone(),
+                marks: FolderMarks::default(),
+                counters: FolderCounters::default(),
+            };
+            batch.insert(folder_name_key(mailbox.id, name), encode_folder_id(folder));
+            self.stage_folder_state(&mut batch, folder, &state);
+            ids.push(folder);
+            new.insert(name, folder);
+        }
+        if !new.is_empty() {
+            self.inner
+                .folder_sync
+                .apply_batch(batch)
+                .map_err(self.db_err("register folders"))?;
+        }
+        Ok(ids)
+    }
+
     /// The id of a source folder, if it has one.
     pub fn find_folder(&self, mailbox: MailboxId, source_name: &str) -> Result<Option<FolderId>> {
         let found = self
@@ -382,6 +432,9 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        BatchSettings, EndpointSettings, MigrationRow, NewMailbox, Secret, Security, StoreOptions,
+    };
 
     #[test]
     fn folder_state_round_trips() {
@@ -408,5 +461,54 @@ mod tests {
         let bytes = encode_folder_state(&s);
         assert_eq!(decode_folder_state(&bytes), Ok(s));
         assert!(decode_folder_state(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_plan_registers_its_new_folders_at_once_and_keeps_known_ids() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        for (name, port) in [("src", 143), ("dst", 144)] {
+            db.add_endpoint(
+                &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
+                None,
+            )
+            .expect("endpoint");
+        }
+        let settings = BatchSettings {
+            name: "b".into(),
+            source_endpoint: "src".into(),
+            target_endpoint: "dst".into(),
+            excluded_folders: vec![],
+            max_message_size: None,
+            bad_item_limit: None,
+            sync_interval_secs: 86_400,
+        };
+        let row = NewMailbox {
+            row: MigrationRow {
+                email_address: "a@example.test".into(),
+                user_name: "a".into(),
+                user_root: None,
+                target_user_name: None,
+            },
+            password: Secret::new("pw"),
+            target_password: None,
+        };
+        let batch = db.create_batch(&settings, &[row]).expect("batch");
+        let m = db.mailboxes(batch.id).expect("mailboxes")[0].id;
+        let inbox = db.folder(m, "INBOX").expect("INBOX");
+        let names: Vec<String> = ["INBOX", "Sent", "Archive/2024", "Sent"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let ids = db.register_folders(m, &names).expect("register");
+        assert_eq!(ids[0], inbox, "a known folder keeps its id");
+        assert_eq!(ids[1], ids[3], "a name given twice gets one id");
+        assert_ne!(ids[1], ids[2]);
+        for (id, name) in ids.iter().zip(&names) {
+            assert_eq!(db.find_folder(m, name).expect("find"), Some(*id));
+            assert_eq!(&db.folder_state(*id).expect("state").source_name, name);
+        }
+        assert_eq!(db.folders(m).expect("folders").len(), 3);
+        assert_eq!(db.register_folders(m, &names).expect("again"), ids);
     }
 }

@@ -76,6 +76,6 @@ pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;
 pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};
-pub use store::{GROUP_COMMIT_WINDOW, JOBS_PER_FLUSH, Store};
+pub use store::{JOBS_PER_FLUSH, Store};
 pub use timestamp::Timestamp;
 pub use uid_map::{Fingerprint, MessageFlags, RUN_CAPACITY, SystemFlag, UidMapEntry, UidMapIter};

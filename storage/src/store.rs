@@ -42,11 +42,6 @@ use crate::timestamp::Timestamp;
 /// bounds how long a stream of other work can hold a journal entry back.
 pub const JOBS_PER_FLUSH: usize = 1024;
 
-/// How long a flush for waiting journal entries holds the door open for more, when the
-/// flush before it served more than one (many folders in flight): entries of other
-/// folders that arrive meanwhile share the fsync. A lone folder never waits for it.
-pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(2);
-
 /// An open state directory. Cheap to clone; every clone reaches the same storage thread.
 /// Dropping the last clone flushes, closes the database and releases the lock before it
 /// returns.
@@ -295,9 +290,6 @@ fn serve(db: Database, jobs: Receiver<Job>, flush_every: Option<Duration>) {
     let mut waiting: Vec<Completion> = Vec::new();
     // When the oldest job not yet covered by a flush ran.
     let mut unflushed_since: Option<Instant> = None;
-    // How many durable jobs the last flush answered: more than one means many folders
-    // are in flight, and the next flush may wait a moment for company.
-    let mut last_flush_served = 0usize;
     let mut open = true;
     while open {
         let due = unflushed_since.and_then(|t| flush_every.map(|every| t + every));
@@ -309,23 +301,14 @@ fn serve(db: Database, jobs: Receiver<Job>, flush_every: Option<Duration>) {
             Ok(job) => {
                 run_job(&db, job, &mut waiting);
                 unflushed_since.get_or_insert_with(Instant::now);
-                open = drain(&db, &jobs, &mut waiting, None);
+                open = drain(&db, &jobs, &mut waiting);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        if open && !waiting.is_empty() && last_flush_served > 1 {
-            open = drain(
-                &db,
-                &jobs,
-                &mut waiting,
-                Some(Instant::now() + GROUP_COMMIT_WINDOW),
-            );
-        }
         let periodic_due = due.is_some_and(|d| Instant::now() >= d);
         if !waiting.is_empty() || periodic_due || (!open && unflushed_since.is_some()) {
             let flushed = db.flush_log("flush to disk").err();
-            last_flush_served = waiting.len();
             for done in waiting.drain(..) {
                 done(flushed.as_ref());
             }
@@ -341,26 +324,14 @@ fn serve(db: Database, jobs: Receiver<Job>, flush_every: Option<Duration>) {
     // `db` drops here, on its own thread: sled closes, then the directory's lock goes.
 }
 
-/// Runs queued jobs: those already queued (`until` = `None`), or those arriving before
-/// `until`; at most [`JOBS_PER_FLUSH`]. False when the last handle is gone.
-fn drain(
-    db: &Database,
-    jobs: &Receiver<Job>,
-    waiting: &mut Vec<Completion>,
-    until: Option<Instant>,
-) -> bool {
+/// Runs the jobs already queued, at most [`JOBS_PER_FLUSH`]. False when the last handle
+/// is gone.
+fn drain(db: &Database, jobs: &Receiver<Job>, waiting: &mut Vec<Completion>) -> bool {
     for _ in 1..JOBS_PER_FLUSH {
-        let next = match until {
-            None => jobs.try_recv().map_err(|e| match e {
-                TryRecvError::Empty => RecvTimeoutError::Timeout,
-                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            }),
-            Some(t) => jobs.recv_timeout(t.saturating_duration_since(Instant::now())),
-        };
-        match next {
+        match jobs.try_recv() {
             Ok(job) => run_job(db, job, waiting),
-            Err(RecvTimeoutError::Timeout) => return true,
-            Err(RecvTimeoutError::Disconnected) => return false,
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => return false,
         }
     }
     true

@@ -236,11 +236,16 @@ impl Database {
         change: impl FnOnce(&mut FolderMarks),
     ) -> Result<FolderState> {
         let mut state = self.load_folder_state(folder)?;
+        let before = state.marks.clone();
         change(&mut state.marks);
-        self.inner
-            .folder_sync
-            .insert(folder_state_key(folder), encode_folder_state(&state))
-            .map_err(self.db_err("update a folder"))?;
+        // A pass that finds a folder as it left it writes nothing: every write, however
+        // small, grows sled's log until its segments are cleaned.
+        if state.marks != before {
+            self.inner
+                .folder_sync
+                .insert(folder_state_key(folder), encode_folder_state(&state))
+                .map_err(self.db_err("update a folder"))?;
+        }
         Ok(state)
     }
 

@@ -214,6 +214,10 @@ impl Database {
                 e.truncate(end);
             }
             let new = encode_json(&record, "mailbox")?;
+            if old == new {
+                // Unchanged (a status set to what it was): nothing to write.
+                return Ok(record);
+            }
             let swapped = self
                 .inner
                 .mailboxes

@@ -11,8 +11,9 @@
 //! `BENCH_MAILBOXES` (100) and `BENCH_MESSAGES` (100) for phase A, `BENCH_TIMEOUT` (300,
 //! seconds per phase-A run; phase B gets 300 + 0.5 per mailbox), `BENCH_STALL` (60: seconds
 //! without any CPU time or I/O of the imapmirror process that also make a hang; 0: only the
-//! timeout), `BENCH_DSYNC_RUNS` (3), `BENCH_NO_CHANGE` (10), `BENCH_OUT` (where logs and
-//! hang dumps go; default `target/bench-many-mailboxes/<unix time>`).
+//! timeout), `BENCH_DSYNC_RUNS` (3), `BENCH_PLAIN_RUNS` (3), `BENCH_NO_CHANGE` (10),
+//! `BENCH_OUT` (where logs and hang dumps go; default
+//! `target/bench-many-mailboxes/<unix time>`).
 //!
 //! Servers: a Maildir++ source (separator `.`) and a LAYOUT=fs target (separator `/`, a
 //! master user), both Dovecot 2.3 at the default `mail_fsync = optimized`, TLS from a
@@ -21,12 +22,14 @@
 //! realistic corpus (its own seed per mailbox) by writing Maildir files directly.
 //!
 //! Phase A ("100 × 100"): RUNS runs of `batch start NAME --wait`, each on a fresh state
-//! directory and a fresh target, over TLS (`--security ssl --ca-file`); one more run over
-//! plain IMAP (what TLS costs) and one under `strace -f -c` (fsyncs; its wall time is not
-//! counted). The first BENCH_DSYNC_RUNS runs are each followed by dsync into a fresh
-//! target. Phase B ("1,000 × 5"): SMALL_USERS mailboxes × 5 messages, one initial pass,
-//! BENCH_NO_CHANGE `batch sync NAME --wait` passes with nothing new (the state directory is
-//! measured after each), then dsync's initial copy.
+//! directory and a fresh target, over TLS (`--security ssl --ca-file`); the first
+//! BENCH_DSYNC_RUNS of them are each followed by dsync into a fresh target, and the first
+//! BENCH_PLAIN_RUNS by the same run over plain IMAP (what TLS costs; ratios are taken
+//! against these paired TLS runs, since a shared machine drifts over a long bench); then
+//! one run under `strace -f -c` (fsyncs; its wall time is not counted). Phase B
+//! ("1,000 × 5"): SMALL_USERS mailboxes × 5 messages, one initial pass, BENCH_NO_CHANGE
+//! `batch sync NAME --wait` passes with nothing new (the state directory is measured after
+//! each), then dsync's initial copy.
 //!
 //! Measured per run: wall seconds around the command; peak RSS and bytes written to
 //! storage from GNU time (`%M`, and `%O` × 512: the kernel's `write_bytes` of the process,
@@ -37,8 +40,9 @@
 //! seconds, is a HANG: its `/proc/PID/status`, each thread's state, wchan, syscall and
 //! kernel stack, its sockets (`ss`), a `gdb` backtrace of every thread (when gdb is
 //! installed), `batch status --json` through its control socket and its log tail are
-//! written to `hang-*.txt`; then it is killed with SIGKILL and the next run starts. The exit status is 1 if any imapmirror run hung or failed or any mailbox
-//! it copied is not exact.
+//! written to `hang-*.txt`; then it is killed with SIGKILL and the next run starts. The
+//! exit status is 1 if any imapmirror run hung or failed or any mailbox it copied is not
+//! exact.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -86,6 +90,7 @@ struct Config {
     timeout: Duration,
     stall: Option<Duration>,
     dsync_runs: usize,
+    plain_runs: usize,
     no_change: usize,
     out: PathBuf,
     bin: PathBuf,
@@ -147,6 +152,7 @@ fn config() -> Result<Config, KitError> {
             n => Some(Duration::from_secs(n as u64)),
         },
         dsync_runs: env_number("BENCH_DSYNC_RUNS", 3, true)?,
+        plain_runs: env_number("BENCH_PLAIN_RUNS", 3, true)?,
         no_change: env_number("BENCH_NO_CHANGE", 10, true)?,
         out,
         exe: resolve_program(&bin),
@@ -181,13 +187,14 @@ fn server(label: &str, layout: Layout, users: &[String]) -> Result<Dovecot, KitE
 fn run() -> Result<bool, KitError> {
     let cfg = config()?;
     println!(
-        "bench-many-mailboxes: phase A {} mailboxes × {} realistic messages, {} run(s) over TLS + 1 plain + 1 under strace, \
-         dsync after the first {}; phase B {} mailboxes × {SMALL_MESSAGES}, {} no-change pass(es); \
+        "bench-many-mailboxes: phase A {} mailboxes × {} realistic messages, {} run(s) over TLS + 1 under strace, \
+         dsync after each of the first {}, the same over plain IMAP after each of the first {}; phase B {} mailboxes × {SMALL_MESSAGES}, {} no-change pass(es); \
          Dovecot Maildir++ -> LAYOUT=fs, mail_fsync=optimized, imapmirror at default settings. Logs: {}",
         cfg.mailboxes,
         cfg.messages,
         cfg.runs,
         cfg.dsync_runs.min(cfg.runs),
+        cfg.plain_runs.min(cfg.runs),
         cfg.small_users,
         cfg.no_change,
         cfg.out.display()
@@ -1232,7 +1239,8 @@ struct PhaseA {
     messages: usize,
     bytes: u64,
     runs: Vec<ImapmirrorRun>,
-    plain: Option<ImapmirrorRun>,
+    /// Over plain IMAP, each right after the TLS run of the same number.
+    plain: Vec<ImapmirrorRun>,
     straced: Option<ImapmirrorRun>,
     dsync: Vec<DsyncRun>,
 }
@@ -1308,7 +1316,7 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
         messages,
         bytes,
         runs: Vec::new(),
-        plain: None,
+        plain: Vec::new(),
         straced: None,
         dsync: Vec::new(),
     };
@@ -1324,11 +1332,13 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
                 cfg.timeout * 3,
             )?);
         }
+        if r <= cfg.plain_runs {
+            a.plain.push(imapmirror_run(
+                cfg,
+                &spec(format!("A-plain-{r:02}"), Transport::Plain, false),
+            )?);
+        }
     }
-    a.plain = Some(imapmirror_run(
-        cfg,
-        &spec("A-plain".to_owned(), Transport::Plain, false),
-    )?);
     a.straced = Some(imapmirror_run(
         cfg,
         &spec("A-strace".to_owned(), Transport::Tls, true),
@@ -1537,11 +1547,22 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
         a.runs.iter().filter(|r| !r.ok()).count(),
         a.dsync.len()
     );
+    let paired = stats(
+        a.runs
+            .iter()
+            .take(a.dsync.len())
+            .filter(|r| r.initial.watched.ok())
+            .map(|r| r.initial.watched.wall)
+            .collect(),
+    );
     let _ = writeln!(
         o,
-        "| wall, s | {} | {} | {} |",
+        "| wall, s | {} | {} | {} (TLS runs 1–{}, each just before a dsync run: {}; all runs: {}) |",
         cell(im_wall, 2),
         cell(ds_wall, 2),
+        ratio(paired, ds_wall),
+        a.dsync.len(),
+        cell(paired, 2),
         ratio(im_wall, ds_wall)
     );
     let _ = writeln!(
@@ -1576,17 +1597,37 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
         "| state directory after the run, MB | {} | | |",
         cell(state, 2)
     );
-    if let Some(p) = &a.plain {
-        let plain = p.initial.watched.wall;
-        let tls = im_wall.map(|s| s.median).filter(|_| p.initial.watched.ok());
+    if !a.plain.is_empty() {
+        // Paired with the TLS runs of the same numbers, which ran just before them: a
+        // shared machine drifts over a long bench, and the ratio should not.
+        let n = a.plain.len();
+        let plain = stats(
+            a.plain
+                .iter()
+                .filter(|r| r.initial.watched.ok())
+                .map(|r| r.initial.watched.wall)
+                .collect(),
+        );
+        let tls = stats(
+            a.runs
+                .iter()
+                .take(n)
+                .filter(|r| r.initial.watched.ok())
+                .map(|r| r.initial.watched.wall)
+                .collect(),
+        );
+        let cost = match (tls, plain) {
+            (Some(t), Some(p)) if p.median > 0.0 => {
+                format!("TLS costs {:+.0} %", (t.median / p.median - 1.0) * 100.0)
+            }
+            _ => "–".to_owned(),
+        };
         let _ = writeln!(
             o,
-            "| plain IMAP, one run, s | {plain:.2} ({}) | | TLS costs {} |",
-            p.initial.watched.verdict(),
-            tls.map_or("–".to_owned(), |t| format!(
-                "{:+.0} %",
-                (t / plain - 1.0) * 100.0
-            ))
+            "| plain IMAP, after TLS runs 1–{n}, wall s | {} ({} of {n} ok; those TLS runs: {}) | | {cost} |",
+            cell(plain, 2),
+            a.plain.iter().filter(|r| r.initial.watched.ok()).count(),
+            cell(tls, 2)
         );
     }
     if let Some(s) = &a.straced {

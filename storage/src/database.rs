@@ -40,6 +40,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
+/// How long an open waits for sled's file lock to be let go by a database of this
+/// process that was just closed.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Tuning of an open store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -118,13 +122,27 @@ impl Database {
                 detail: e.to_string(),
             }
         };
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(state_dir.db_path())
             .cache_capacity(options.cache_capacity_bytes)
             // The storage thread flushes on its own schedule (see StoreOptions).
-            .flush_every_ms(None)
-            .open()
-            .map_err(db_err("open the database"))?;
+            .flush_every_ms(None);
+        // The state directory's own lock (taken above) keeps other processes out, so a
+        // busy sled file lock can only belong to a database of this process that was just
+        // closed: sled's I/O threads let go of the file a moment after the drop.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < SLED_LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(db_err("open the database")(e)),
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(db_err("open a tree"));
         let inner = Inner {
             meta: tree("meta")?,

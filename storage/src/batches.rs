@@ -2,7 +2,7 @@
 //! settings and status.
 //!
 //! `batches` tree: `N name -> id` and `B id:8 -> record`. Creating a batch writes its
-//! mailboxes first and the two batch keys last, in one atomic batch: until then the batch
+//! mailboxes first and the two batch keys last, in one atomic write set: until then the batch
 //! does not exist, and a crash leaves mailboxes of an unknown batch id that the next open
 //! erases. Removal shreds the batch key first, erases the mailboxes, and drops the batch
 //! keys last, so an interrupted removal can simply be repeated.
@@ -15,6 +15,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::endpoints::validate_name;
 use crate::error::{Result, StoreError};
@@ -166,13 +167,10 @@ impl Database {
             last_sync_finished: None,
         };
         let written = self.write_new_mailboxes(id, mailboxes, now).and_then(|()| {
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteSet::default();
             batch.insert(name_key(&settings.name), encode_id(id));
             batch.insert(record_key(id), encode_json(&record, "batch")?);
-            self.inner
-                .batches
-                .apply_batch(batch)
-                .map_err(self.db_err("create a batch"))
+            self.write_atomically(&self.inner.batches, batch, "create a batch")
         });
         if let Err(e) = written {
             // Best effort: whatever remains is erased at the next open.
@@ -273,13 +271,10 @@ impl Database {
             .remove(notify_key(id))
             .map_err(self.db_err("remove a notification URL"))?;
         self.erase_batch_mailboxes(id)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         batch.remove(name_key(name));
         batch.remove(record_key(id));
-        self.inner
-            .batches
-            .apply_batch(batch)
-            .map_err(self.db_err("remove a batch"))
+        self.write_atomically(&self.inner.batches, batch, "remove a batch")
     }
 
     /// Sets (or with `None` clears) the webhook a batch's pass results are posted to.

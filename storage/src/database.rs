@@ -15,7 +15,7 @@
 //!   the storage thread answers once a flush after it has finished, one flush for every
 //!   entry staged before it (group commit). [`Database::begin`] stages and flushes at
 //!   once, for code that is already on the storage thread (tests, tools).
-//! - [`Database::commit`] is one atomic sled batch and is *not* flushed: the storage
+//! - [`Database::commit`] is one atomic write set ([`crate::atomic_write`]) and is *not* flushed: the storage
 //!   thread flushes within `flush_every_ms` (500 ms by default). A crash in that window
 //!   loses the commit as a whole — never part of it — so the journal entry is still
 //!   pending on restart and is reconciled against the target by fingerprint. Because
@@ -28,6 +28,7 @@
 use std::cell::Cell;
 use std::path::Path;
 
+use crate::atomic_write::WriteSet;
 use crate::error::{Result, StoreError};
 use crate::record_codec::{DecodeError, Reader, Writer};
 use crate::secret_vault::{KeyOwner, SecretVault};
@@ -163,6 +164,7 @@ impl Database {
             flushes: Cell::new(FlushCounters::default()),
         };
         database.check_schema()?;
+        database.finish_interrupted_write()?;
         database.finish_interrupted_work()?;
         database.inner.dir.tighten_permissions()?;
         Ok(database)
@@ -297,13 +299,13 @@ impl Database {
         Ok(())
     }
 
-    /// Deletes keys of `tree` that start with `prefix`, in atomic batches of bounded size
+    /// Deletes keys of `tree` that start with `prefix`, in atomic write sets of bounded size
     /// so memory does not grow with a large uid map. Returns how many were deleted.
     pub(crate) fn delete_prefix(&self, tree: &sled::Tree, prefix: &[u8]) -> Result<usize> {
         const CHUNK: usize = 1024;
         let mut total = 0;
         loop {
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteSet::default();
             let mut n = 0;
             for item in tree.scan_prefix(prefix).keys().take(CHUNK) {
                 batch.remove(item.map_err(self.db_err("scan records to delete"))?);
@@ -312,8 +314,7 @@ impl Database {
             if n == 0 {
                 return Ok(total);
             }
-            tree.apply_batch(batch)
-                .map_err(self.db_err("delete records"))?;
+            self.write_atomically(tree, batch, "delete records")?;
             total += n;
         }
     }

@@ -1,6 +1,7 @@
 //! Folder state: what the store knows about one source folder of a mailbox, and the
 //! stable numeric id each (mailbox, source folder name) gets.
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{
@@ -26,7 +27,7 @@ pub struct FolderMarks {
     pub target_uidnext_seen: Option<u32>,
 }
 
-/// Counters kept by the store in the same atomic batch as the map, so they always agree
+/// Counters kept by the store in the same atomic write set as the map, so they always agree
 /// with it. The engine reads them; it cannot set them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FolderCounters {
@@ -133,16 +134,13 @@ impl Database {
             marks: FolderMarks::default(),
             counters: FolderCounters::default(),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         batch.insert(
             folder_name_key(mailbox.id, source_name),
             encode_folder_id(folder),
         );
         self.stage_folder_state(&mut batch, folder, &state);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("register a folder"))?;
+        self.write_atomically(&self.inner.folder_sync, batch, "register a folder")?;
         Ok(folder)
     }
 
@@ -157,7 +155,7 @@ impl Database {
         source_names: &[String],
     ) -> Result<Vec<FolderId>> {
         let mut ids = Vec::with_capacity(source_names.len());
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         // Names given an id by this call (a name given twice gets one id).
         let mut new: std::collections::HashMap<&str, FolderId> = Default::default();
         let mut checked_mailbox = false;
@@ -188,10 +186,7 @@ impl Database {
             new.insert(name, folder);
         }
         if !new.is_empty() {
-            self.inner
-                .folder_sync
-                .apply_batch(batch)
-                .map_err(self.db_err("register folders"))?;
+            self.write_atomically(&self.inner.folder_sync, batch, "register folders")?;
         }
         Ok(ids)
     }
@@ -264,17 +259,14 @@ impl Database {
                 marks,
                 counters: FolderCounters::default(),
             };
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteSet::default();
             batch.insert(
                 folder_name_key(old.mailbox.id, &old.source_name),
                 encode_folder_id(new),
             );
             self.stage_folder_state(&mut batch, new, &state);
             self.stage_folder_drop(&mut batch, folder, old.mailbox.id);
-            self.inner
-                .folder_sync
-                .apply_batch(batch)
-                .map_err(self.db_err("reset a folder"))?;
+            self.write_atomically(&self.inner.folder_sync, batch, "reset a folder")?;
             (new, old.mailbox.id)
         };
         self.erase_dropped_folder(folder, new.1)?;
@@ -301,7 +293,7 @@ impl Database {
                 dir: self.path().to_path_buf(),
             });
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         batch.remove(folder_name_key(state.mailbox.id, &state.source_name));
         batch.insert(
             folder_name_key(state.mailbox.id, new_source_name),
@@ -310,10 +302,7 @@ impl Database {
         state.source_name = new_source_name.to_string();
         state.marks.target_name = Some(target_name.to_string());
         self.stage_folder_state(&mut batch, folder, &state);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("rename a folder"))
+        self.write_atomically(&self.inner.folder_sync, batch, "rename a folder")
     }
 
     /// Forgets a folder (it was deleted on the source): its name, map, counters and
@@ -322,13 +311,10 @@ impl Database {
         let mailbox = {
             let old = self.load_folder_state(folder)?;
             self.refuse_if_pending(folder, &old)?;
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteSet::default();
             batch.remove(folder_name_key(old.mailbox.id, &old.source_name));
             self.stage_folder_drop(&mut batch, folder, old.mailbox.id);
-            self.inner
-                .folder_sync
-                .apply_batch(batch)
-                .map_err(self.db_err("remove a folder"))?;
+            self.write_atomically(&self.inner.folder_sync, batch, "remove a folder")?;
             old.mailbox.id
         };
         self.erase_dropped_folder(folder, mailbox)
@@ -347,7 +333,7 @@ impl Database {
 
     /// Marks a folder as dropped: its state disappears at once (so no commit can touch
     /// it), its runs and skipped items are erased afterwards in bounded batches.
-    fn stage_folder_drop(&self, batch: &mut sled::Batch, folder: FolderId, mailbox: u64) {
+    fn stage_folder_drop(&self, batch: &mut WriteSet, folder: FolderId, mailbox: u64) {
         batch.remove(folder_state_key(folder));
         // The mailbox is kept because the folder's skipped items are keyed under it.
         let mut w = Writer::versioned(8);
@@ -393,14 +379,11 @@ impl Database {
     /// Erases every folder of a mailbox (its removal), with their journal entries.
     pub(crate) fn erase_mailbox_folders(&self, mailbox: MailboxId) -> Result<()> {
         for (folder, _) in self.folders(mailbox)? {
-            let mut batch = sled::Batch::default();
+            let mut batch = WriteSet::default();
             let state = self.load_folder_state(folder)?;
             batch.remove(folder_name_key(mailbox.id, &state.source_name));
             self.stage_folder_drop(&mut batch, folder, mailbox.id);
-            self.inner
-                .folder_sync
-                .apply_batch(batch)
-                .map_err(self.db_err("remove a folder"))?;
+            self.write_atomically(&self.inner.folder_sync, batch, "remove a folder")?;
         }
         self.erase_dropped_folders()?;
         let sync = &self.inner.folder_sync;
@@ -426,7 +409,7 @@ impl Database {
 
     pub(crate) fn stage_folder_state(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut WriteSet,
         folder: FolderId,
         state: &FolderState,
     ) {

@@ -1,12 +1,12 @@
 //! The exactly-once journal: a group of APPENDs is written down and fsynced before it
-//! goes out, and resolved afterwards in one atomic batch.
+//! goes out, and resolved afterwards in one atomic write set ([`crate::atomic_write`]).
 //!
 //! ```text
 //! begin(folder, group)  -> JournalId        fsync: the group is on disk
 //!   ... APPEND / MULTIAPPEND, APPENDUIDs come back ...
-//! commit(id, outcome)                       one sled batch: uid-map runs + skipped items
-//!                                           + folder watermark and counters
-//!                                           + removal of the journal entry
+//! commit(id, outcome)                       one atomic write set: uid-map runs + skipped items
+//!                                               + folder watermark and counters
+//!                                               + removal of the journal entry
 //! abort(id)                                 nothing was appended: remove the entry
 //! ```
 //!
@@ -15,6 +15,7 @@
 //! of such a group is either not on the target or on it at or above the recorded
 //! UIDNEXT, recognisable by fingerprint; the engine finds which, then commits or aborts.
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{self, FolderId, JournalId, MailboxId, journal_id_from_key, journal_key};
@@ -184,7 +185,7 @@ impl Database {
         Ok(id)
     }
 
-    /// Resolves a pending group in one atomic batch: its copied messages enter the uid
+    /// Resolves a pending group in one atomic write set: its copied messages enter the uid
     /// map, its skipped items are recorded, the folder's watermark and counters move, and
     /// the journal entry disappears — all or nothing. Not fsynced (see the flush policy
     /// in the crate docs): a crash may undo the whole commit, leaving the entry pending.
@@ -230,7 +231,7 @@ impl Database {
                 });
             }
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         let copied_uids: Vec<u32> = entries.iter().map(|(u, _)| *u).collect();
         let delta = self.stage_map_inserts(id.folder, &state.source_name, entries, &mut batch)?;
         self.stage_unskip(&mut batch, id.folder, &mut state, copied_uids.into_iter())?;
@@ -245,10 +246,7 @@ impl Database {
         }
         self.stage_folder_state(&mut batch, id.folder, &state);
         batch.remove(key);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("commit a copy group"))
+        self.write_atomically(&self.inner.folder_sync, batch, "commit a copy group")
     }
 
     /// Drops a pending group none of whose messages reached the target.

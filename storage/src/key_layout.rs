@@ -4,7 +4,7 @@
 //! folder's uid map, a mailbox's journal or a batch's mailboxes are one range scan.
 //!
 //! The `folder_sync` tree holds everything a copy group touches, under one-byte prefixes,
-//! because a sled batch is atomic only within one tree:
+//! because a write set ([`crate::atomic_write`]) is atomic within one tree:
 //!
 //! ```text
 //! N mailbox:8 source-name  -> folder id          (folder registry)

@@ -16,7 +16,7 @@
 //! 1. [`Store::begin`] records the group ([`CopyGroup`]) and answers once it is on disk;
 //! 2. the APPENDs go out, APPENDUIDs come back;
 //! 3. [`Database::commit`] (in a job) writes the uid-map entries, skipped items, the
-//!    folder's watermark and counters, and removes the journal entry, in one atomic batch;
+//!    folder's watermark and counters, and removes the journal entry, in one atomic write set;
 //! 4. after a crash, [`Database::pending`] lists the groups to reconcile by fingerprint,
 //!    then [`Database::commit`] or [`Database::abort`] each.
 //!
@@ -24,7 +24,7 @@
 //!
 //! - [`Store::begin`] answers after a flush that covers the entry; every entry staged
 //!   before that flush shares it (group commit: one fsync for all folders in flight).
-//! - [`Database::commit`] is one atomic sled batch, not flushed by itself; the storage
+//! - [`Database::commit`] is one atomic write set, not flushed by itself; the storage
 //!   thread flushes within [`StoreOptions::flush_every_ms`] (500 ms). A crash in that
 //!   window undoes the whole commit, never part of it, leaving the entry pending for
 //!   reconciliation; and since sled recovers its log as a prefix, the next `begin`'s
@@ -37,6 +37,7 @@
 //! credentials are kept and shredded.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod atomic_write;
 mod batches;
 mod database;
 mod endpoints;

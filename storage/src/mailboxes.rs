@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::WriteSet;
 use crate::batches::BatchStatus;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
@@ -332,9 +333,9 @@ impl Database {
     ) -> Result<()> {
         let owner = KeyOwner::Batch(batch.0);
         for chunk in rows.chunks(WRITE_CHUNK) {
-            let mut records = sled::Batch::default();
-            let mut logins = sled::Batch::default();
-            let mut secrets = sled::Batch::default();
+            let mut records = WriteSet::default();
+            let mut logins = WriteSet::default();
+            let mut secrets = WriteSet::default();
             for new in chunk {
                 let id = MailboxId {
                     batch,
@@ -367,18 +368,9 @@ impl Database {
                 }
             }
             // Secrets and logins before records: a record never exists without them.
-            self.inner
-                .secrets
-                .apply_batch(secrets)
-                .map_err(self.db_err("store mailbox credentials"))?;
-            self.inner
-                .logins
-                .apply_batch(logins)
-                .map_err(self.db_err("index mailbox logins"))?;
-            self.inner
-                .mailboxes
-                .apply_batch(records)
-                .map_err(self.db_err("store mailboxes"))?;
+            self.write_atomically(&self.inner.secrets, secrets, "store mailbox credentials")?;
+            self.write_atomically(&self.inner.logins, logins, "index mailbox logins")?;
+            self.write_atomically(&self.inner.mailboxes, records, "store mailboxes")?;
         }
         Ok(())
     }

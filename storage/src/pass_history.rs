@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::MailboxId;
@@ -192,7 +193,7 @@ impl Database {
         if count <= PASS_HISTORY_LIMIT {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         for k in tree
             .scan_prefix(prefix)
             .keys()
@@ -200,8 +201,7 @@ impl Database {
         {
             batch.remove(k.map_err(self.db_err("trim pass history"))?);
         }
-        tree.apply_batch(batch)
-            .map_err(self.db_err("trim pass history"))
+        self.write_atomically(tree, batch, "trim pass history")
     }
 }
 

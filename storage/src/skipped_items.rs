@@ -1,5 +1,6 @@
 //! Skipped items: messages that were not copied, with why, for the batch report.
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::Result;
 use crate::folder_state::FolderState;
@@ -125,13 +126,10 @@ impl Database {
     /// same source UID again replaces its record without counting it twice.
     pub fn record_skipped(&self, folder: FolderId, items: &[SkippedItem]) -> Result<()> {
         let mut state = self.load_folder_state(folder)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         self.stage_skipped(&mut batch, folder, &mut state, items)?;
         self.stage_folder_state(&mut batch, folder, &state);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("record skipped items"))
+        self.write_atomically(&self.inner.folder_sync, batch, "record skipped items")
     }
 
     /// Every skipped item of a mailbox, by folder and UID.
@@ -175,7 +173,7 @@ impl Database {
     /// Stages skipped items and counts the new ones; caller holds the folder lock.
     pub(crate) fn stage_skipped(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut WriteSet,
         folder: FolderId,
         state: &mut FolderState,
         items: &[SkippedItem],
@@ -203,7 +201,7 @@ impl Database {
     /// Stages removal of the skipped records of messages that have now been copied.
     pub(crate) fn stage_unskip(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut WriteSet,
         folder: FolderId,
         state: &mut FolderState,
         uids: impl Iterator<Item = u32>,

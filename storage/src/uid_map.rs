@@ -13,7 +13,7 @@
 //!
 //! Invariants: a run's key is the UID of its first entry; runs of a folder never overlap
 //! (`[first, last]` ranges are disjoint); entries in a run are in strictly increasing UID
-//! order. Mutations run under the folder's lock and go out in one sled batch together
+//! order. Mutations go out in one atomic write set together
 //! with the folder's counters, so counters always equal the map.
 //!
 //! Memory: at most one run per lookup and per open iterator is decoded at a time; no
@@ -22,6 +22,7 @@
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
+use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{FolderId, uid_run_first, uid_run_key, uid_run_prefix};
@@ -365,15 +366,12 @@ impl Database {
     /// any source UID is already mapped.
     pub fn uid_map_record(&self, folder: FolderId, entries: Vec<(u32, UidMapEntry)>) -> Result<()> {
         let mut state = self.load_folder_state(folder)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         let delta = self.stage_map_inserts(folder, &state.source_name, entries, &mut batch)?;
         state.counters.messages += delta.messages;
         state.counters.bytes += delta.bytes;
         self.stage_folder_state(&mut batch, folder, &state);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("record uid-map entries"))
+        self.write_atomically(&self.inner.folder_sync, batch, "record uid-map entries")
     }
 
     /// Replaces the flags of mapped messages (flag sync). UIDs not in the map are
@@ -387,7 +385,7 @@ impl Database {
         updates.sort_by_key(|(u, _)| *u);
         // Checks the folder still exists, so a stale id cannot write into nowhere.
         self.load_folder_state(folder)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         let mut changed = 0;
         let mut i = 0;
         while i < updates.len() {
@@ -413,10 +411,11 @@ impl Database {
             }
             i = end.max(i + 1);
         }
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("update flags in the uid map"))?;
+        self.write_atomically(
+            &self.inner.folder_sync,
+            batch,
+            "update flags in the uid map",
+        )?;
         Ok(changed)
     }
 
@@ -430,7 +429,7 @@ impl Database {
         uids.sort_unstable();
         uids.dedup();
         let mut state = self.load_folder_state(folder)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = WriteSet::default();
         let mut removed = Vec::new();
         let mut i = 0;
         while i < uids.len() {
@@ -458,10 +457,7 @@ impl Database {
         state.counters.messages = state.counters.messages.saturating_sub(removed.len() as u64);
         state.counters.bytes = state.counters.bytes.saturating_sub(bytes);
         self.stage_folder_state(&mut batch, folder, &state);
-        self.inner
-            .folder_sync
-            .apply_batch(batch)
-            .map_err(self.db_err("remove uid-map entries"))?;
+        self.write_atomically(&self.inner.folder_sync, batch, "remove uid-map entries")?;
         Ok(removed)
     }
 
@@ -472,7 +468,7 @@ impl Database {
         folder: FolderId,
         folder_label: &str,
         mut entries: Entries,
-        batch: &mut sled::Batch,
+        batch: &mut WriteSet,
     ) -> Result<MapDelta> {
         entries.sort_by_key(|(u, _)| *u);
         for w in entries.windows(2) {
@@ -596,7 +592,7 @@ impl Database {
 
 /// Writes `entries` (sorted, non-empty) as runs of at most [`RUN_CAPACITY`], each keyed
 /// by its first UID.
-fn stage_runs(batch: &mut sled::Batch, folder: FolderId, entries: Entries) {
+fn stage_runs(batch: &mut WriteSet, folder: FolderId, entries: Entries) {
     for piece in entries.chunks(RUN_CAPACITY) {
         if let Some((first, _)) = piece.first() {
             batch.insert(&uid_run_key(folder, *first), encode_run(piece));

@@ -87,6 +87,9 @@ pub struct JobOptions {
 /// well inside common per-account limits (Dovecot 10 per user and IP, Gmail 15).
 pub const DEFAULT_CONNECTIONS_PER_MAILBOX: usize = 4;
 
+/// How long a pass runs before its mailbox shows `Syncing` (see `MailboxJob::run_pass`).
+pub const SHOW_SYNCING_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
@@ -158,24 +161,34 @@ impl MailboxJob {
                 }
             };
             let mailbox = self.mailbox;
-            store
-                .run(move |db| db.set_mailbox_status(mailbox, MailboxStatus::Syncing, None))
-                .await
-                .map_err(store_err("marking the mailbox as syncing"))?;
             let started = Timestamp::now();
             let totals = PassTotals::default();
             let src_counters = Arc::new(CommandCounters::default());
             let tgt_counters = Arc::new(CommandCounters::default());
-            let result = self
-                .run_inner(
-                    store,
-                    cancel,
-                    progress,
-                    &totals,
-                    &src_counters,
-                    &tgt_counters,
-                )
-                .await;
+            let inner = self.run_inner(
+                store,
+                cancel,
+                progress,
+                &totals,
+                &src_counters,
+                &tgt_counters,
+            );
+            tokio::pin!(inner);
+            // A pass that ends within SHOW_SYNCING_AFTER (a daily pass over a mailbox
+            // nobody wrote to) never writes `Syncing`: the mailbox stays `Queued` until
+            // its outcome is written, in one write of its record. One that runs longer
+            // shows `Syncing` from then on. Either way a crash leaves it queued, and the
+            // next run resumes it.
+            let result = tokio::select! {
+                result = &mut inner => result,
+                () = tokio::time::sleep(SHOW_SYNCING_AFTER) => {
+                    store
+                        .run(move |db| db.set_mailbox_status(mailbox, MailboxStatus::Syncing, None))
+                        .await
+                        .map_err(store_err("marking the mailbox as syncing"))?;
+                    inner.await
+                }
+            };
             let summary = PassSummary {
                 folders: result.as_ref().map(|n| *n).unwrap_or(0),
                 folders_unchanged: PassTotals::get(&totals.unchanged) as usize,
@@ -232,18 +245,10 @@ impl MailboxJob {
                     .collect(),
                 unchanged_repeats: 0,
             };
-            let (record_err, status_err) = (
-                store_err("recording the pass"),
-                store_err("recording the mailbox status"),
-            );
             store
-                .run_value(move |db| {
-                    db.record_pass(mailbox, &record).map_err(record_err)?;
-                    db.set_mailbox_status(mailbox, status, error.as_deref())
-                        .map_err(status_err)
-                })
+                .run(move |db| db.finish_pass(mailbox, &record, Some((status, error.as_deref()))))
                 .await
-                .map_err(store_err("recording the pass"))??;
+                .map_err(store_err("recording the pass"))?;
             result.map(|_| summary)
         }
         .instrument(span)

@@ -81,6 +81,18 @@ pub struct MailboxRecord {
     pub last_pass_finished: Option<Timestamp>,
 }
 
+impl MailboxRecord {
+    /// Sets the status (and when it changed, if it did) and the last error (`None`
+    /// clears it).
+    pub(crate) fn set_status(&mut self, status: MailboxStatus, error: Option<&str>) {
+        if self.status != status {
+            self.status = status;
+            self.status_changed = Timestamp::now();
+        }
+        self.last_error = error.map(str::to_string);
+    }
+}
+
 /// A mailbox's credentials, decrypted.
 #[derive(Debug, Clone)]
 pub struct MailboxCredentials {
@@ -237,13 +249,7 @@ impl Database {
         status: MailboxStatus,
         error: Option<&str>,
     ) -> Result<MailboxRecord> {
-        self.update_mailbox(id, |m| {
-            if m.status != status {
-                m.status = status;
-                m.status_changed = Timestamp::now();
-            }
-            m.last_error = error.map(str::to_string);
-        })
+        self.update_mailbox(id, |m| m.set_status(status, error))
     }
 
     /// A mailbox's credentials, decrypted with its batch's key.

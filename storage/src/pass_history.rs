@@ -14,6 +14,7 @@ use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::MailboxId;
+use crate::mailboxes::MailboxStatus;
 use crate::record_codec::{decode_json, encode_json};
 use crate::timestamp::Timestamp;
 
@@ -96,6 +97,18 @@ impl Database {
     /// changed nothing replaces a last record that changed nothing either (see the
     /// module docs).
     pub fn record_pass(&self, mailbox: MailboxId, pass: &PassRecord) -> Result<()> {
+        self.finish_pass(mailbox, pass, None)
+    }
+
+    /// [`Database::record_pass`], and the mailbox's status and last error set in the same
+    /// write of its record: the end of a pass writes the mailbox record once, not twice
+    /// (each write of a record grows sled's log until its segments are cleaned).
+    pub fn finish_pass(
+        &self,
+        mailbox: MailboxId,
+        pass: &PassRecord,
+        status: Option<(MailboxStatus, Option<&str>)>,
+    ) -> Result<()> {
         self.mailbox(mailbox)?;
         let last = self.last_pass_entry(mailbox)?;
         let (key, record) = match last {
@@ -124,6 +137,9 @@ impl Database {
         self.update_mailbox(mailbox, |m| {
             m.last_pass_started = Some(pass.started);
             m.last_pass_finished = Some(pass.finished);
+            if let Some((status, error)) = status {
+                m.set_status(status, error);
+            }
         })?;
         Ok(())
     }
@@ -288,5 +304,34 @@ mod tests {
         assert_eq!(history.len(), 4);
         assert_eq!(history[3].unchanged_repeats, 0);
         assert!(db.has_succeeded_pass(m).expect("succeeded"));
+    }
+
+    #[test]
+    fn finishing_a_pass_sets_times_status_and_error_together() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        let mut failed = pass(5_000, 0);
+        failed.outcome = PassOutcome::Failed;
+        db.finish_pass(
+            m,
+            &failed,
+            Some((MailboxStatus::Failed, Some("the source refused LOGIN"))),
+        )
+        .expect("failed pass");
+        let record = db.mailbox(m).expect("mailbox");
+        assert_eq!(record.status, MailboxStatus::Failed);
+        assert_eq!(
+            record.last_error.as_deref(),
+            Some("the source refused LOGIN")
+        );
+        assert_eq!(record.last_pass_started, Some(failed.started));
+        assert_eq!(record.last_pass_finished, Some(failed.finished));
+        db.finish_pass(m, &pass(9_000, 4), Some((MailboxStatus::Synced, None)))
+            .expect("good pass");
+        let record = db.mailbox(m).expect("mailbox");
+        assert_eq!(record.status, MailboxStatus::Synced);
+        assert_eq!(record.last_error, None, "a good pass clears the error");
+        assert_eq!(db.pass_history(m).expect("history").len(), 2);
     }
 }

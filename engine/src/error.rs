@@ -331,6 +331,15 @@ pub enum Error {
         folder: String,
         problem: &'static str,
     },
+
+    // ---- A row's UserRoot (user input) ----
+    #[error("The UserRoot `{}` matches no folder on the source server {server} ({listed_with} listed nothing there): correct the row's UserRoot in the migration file, or give the source login access to that user's folders.", user_root.escape_debug())]
+    UserRootMatchesNothing {
+        server: String,
+        user_root: String,
+        /// The LIST commands tried, e.g. `LIST "" "#shared.alberta"`.
+        listed_with: String,
+    },
 }
 
 impl Error {

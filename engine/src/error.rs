@@ -161,6 +161,12 @@ pub enum Error {
         problem: &'static str,
     },
 
+    #[error("The folder inclusion `{}` is not usable because {problem}: fix the --include value (the full name of a shared or another user's folder, as the source lists it).", pattern.escape_debug())]
+    InvalidInclusion {
+        pattern: String,
+        problem: &'static str,
+    },
+
     // ---- Credentials (user input) ----
     #[error(
         "The {format} admin format needs a non-empty {role}: set it on the endpoint or in the migration file."

@@ -214,6 +214,11 @@ pub struct BatchAddArgs {
     /// A source folder not to migrate: a name, a glob (`Archive*`) or a special use (`\Junk`).
     #[arg(long, value_name = "FOLDER")]
     pub exclude: Vec<String>,
+    /// A shared or another user's folder to migrate into every mailbox of the batch, by its
+    /// full source name (`Other Users/bob/Projects`, `shared.News`, a glob): such folders
+    /// are skipped and reported otherwise.
+    #[arg(long, value_name = "FOLDER")]
+    pub include: Vec<String>,
     /// Start the batch once added.
     #[arg(long)]
     pub start: bool,

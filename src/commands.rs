@@ -382,6 +382,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             source_endpoint: args.source.clone(),
             target_endpoint: args.target.clone(),
             excluded_folders: args.exclude.clone(),
+            included_folders: args.include.clone(),
             max_message_size: args.max_message_size,
             bad_item_limit: args.bad_item_limit,
             sync_interval_secs: args.sync_interval.as_secs(),

@@ -187,6 +187,9 @@ pub fn batch_detail(b: &BatchSummary) -> String {
     if !b.excluded_folders.is_empty() {
         let _ = writeln!(out, "  excluded folders: {}", b.excluded_folders.join(", "));
     }
+    if !b.included_folders.is_empty() {
+        let _ = writeln!(out, "  included folders: {}", b.included_folders.join(", "));
+    }
     let _ = writeln!(
         out,
         "  mailboxes: {} total, {} synced, {} failed, {} queued, {} syncing, {} stopped, {} completed",

@@ -247,3 +247,53 @@ fn shards_split_a_file_without_overlap() {
     );
     assert!(bad.contains("INDEX/COUNT"), "{bad}");
 }
+
+/// `--include` names a shared or another user's folder to copy: a special use is refused
+/// (exit 2, one sentence naming the value), a name or glob is stored and shown.
+#[test]
+fn include_takes_folder_names_and_refuses_special_uses() {
+    let cli = cli_with_endpoints();
+    let path = cli.file(
+        "good.csv",
+        b"EmailAddress,UserName,Password,TargetPassword\r\na@example.test,a,pw-a,t-a\r\n",
+    );
+    let add = |name: &str, include: &str| {
+        vec![
+            "batch".to_owned(),
+            "add".to_owned(),
+            name.to_owned(),
+            "--csv".to_owned(),
+            path.clone(),
+            "--source".to_owned(),
+            "src".to_owned(),
+            "--target".to_owned(),
+            "tgt".to_owned(),
+            "--include".to_owned(),
+            include.to_owned(),
+        ]
+    };
+    let args = add("w1", "\\Sent");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stderr = cli.fails(&args, 2);
+    // The value as written, escaped like every name in an error sentence.
+    assert!(stderr.contains("`\\\\Sent`"), "{stderr}");
+    assert!(stderr.contains("--include"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+    let out = cli.ok(&["batch", "status"]);
+    assert!(out.contains("No batches yet"), "{out}");
+
+    let args = add("w2", "Shared Folders/News*");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli.ok(&args);
+    let status = cli.status("w2");
+    assert_eq!(
+        status["included_folders"],
+        serde_json::json!(["Shared Folders/News*"]),
+        "{status:#}"
+    );
+    let text = cli.ok(&["batch", "status", "w2"]);
+    assert!(
+        text.contains("included folders: Shared Folders/News*"),
+        "{text}"
+    );
+}

@@ -584,6 +584,11 @@ impl BatchRuntime {
             .iter()
             .map(|p| p.parse::<Exclusion>())
             .collect::<Result<Vec<_>, _>>()?;
+        let inclusions = s
+            .included_folders
+            .iter()
+            .map(|p| Exclusion::parse_inclusion(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(RoundContext {
             store: self.store.clone(),
             batch: s.name.clone(),
@@ -601,6 +606,7 @@ impl BatchRuntime {
                     .connections_of(&source.settings)
                     .min(self.connections_of(&target.settings)),
                 exclusions,
+                inclusions,
                 max_message_size: s.max_message_size,
                 bad_item_limit: s.bad_item_limit.unwrap_or(self.options.job.bad_item_limit),
                 ..self.options.job.clone()
@@ -1024,6 +1030,7 @@ mod tests {
                 source_endpoint: "src".into(),
                 target_endpoint: "tgt".into(),
                 excluded_folders: vec![],
+                included_folders: vec![],
                 max_message_size: None,
                 bad_item_limit: None,
                 sync_interval_secs: 60,

@@ -664,6 +664,9 @@ impl Control {
         for pattern in &settings.excluded_folders {
             pattern.parse::<Exclusion>()?;
         }
+        for pattern in &settings.included_folders {
+            Exclusion::parse_inclusion(pattern)?;
+        }
         if let Some(url) = &notify_url {
             check_url(url)?;
         }

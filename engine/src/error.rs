@@ -161,6 +161,12 @@ pub enum Error {
         problem: &'static str,
     },
 
+    #[error("The folder inclusion `{}` is not usable because {problem}: fix the --include value (the full name of a shared or another user's folder, as the source lists it).", pattern.escape_debug())]
+    InvalidInclusion {
+        pattern: String,
+        problem: &'static str,
+    },
+
     // ---- Credentials (user input) ----
     #[error(
         "The {format} admin format needs a non-empty {role}: set it on the endpoint or in the migration file."
@@ -330,6 +336,15 @@ pub enum Error {
         server: String,
         folder: String,
         problem: &'static str,
+    },
+
+    // ---- A row's UserRoot (user input) ----
+    #[error("The UserRoot `{}` matches no folder on the source server {server} ({listed_with} listed nothing there): correct the row's UserRoot in the migration file, or give the source login access to that user's folders.", user_root.escape_debug())]
+    UserRootMatchesNothing {
+        server: String,
+        user_root: String,
+        /// The LIST commands tried, e.g. `LIST "" "#shared.alberta"`.
+        listed_with: String,
     },
 }
 

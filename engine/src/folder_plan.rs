@@ -34,7 +34,8 @@
 //! `INBOX.INBOX` on a Maildir++ source, `Work` and `work` on a case-insensitive target
 //! (the default assumption, see [`PlanOptions::target_case_insensitive`]). Folders claim
 //! names in a fixed order — pinned (from an earlier pass), special folders and their
-//! subfolders, INBOX, folders whose name needed no change, then the rest; by source path
+//! subfolders, INBOX, folders whose name needed no change, then the rest, then included
+//! folders of other namespaces; by source path
 //! within each — and a later claimant gets ` (2)`, ` (3)`, ... on its last component,
 //! skipping every name another folder claims or would naturally take. The order depends
 //! only on the listings, so the same input always gives the same plan.
@@ -51,6 +52,24 @@
 //! hierarchy-only when a copied folder lies under them and excluded otherwise; a missing
 //! parent is created only when [`PlanOptions::target_needs_explicit_parents`] says the
 //! target does not create parents by itself (RFC 3501 lets a server do either).
+//!
+//! # Other namespaces
+//! A folder under an other-users or shared namespace prefix (RFC 2342 NAMESPACE; the longer
+//! prefix wins against the personal one, so `""` personal with `Shared/` shared works) or,
+//! when the personal prefix is not empty, outside it, is someone else's: Cyrus's shared
+//! folders and other users' trees, Dovecot's `shared/`, Courier's `#shared.`, Exchange's
+//! public folders. Copying one would put the same folder into every mailbox of the batch,
+//! so it is excluded ([`ExclusionReason::OutsidePersonalNamespace`]) unless
+//! [`PlanOptions::inclusions`] names it; an included folder keeps its full source name
+//! as its path (`Other Users/bob/Projects`), so it never lands on a personal folder.
+//! It is never taken for a special folder. A server without NAMESPACE has only personal
+//! folders.
+//!
+//! # UserRoot
+//! With [`PlanOptions::user_root`] only the root and the folders under it are the user's
+//! (the root is INBOX); a listing with neither fails the plan with
+//! [`Error::UserRootMatchesNothing`]: a wrong root would otherwise pass as an empty
+//! mailbox.
 //!
 //! Subscriptions are mirrored one way: a subscribed source folder is subscribed on the
 //! target; nothing on the target is ever unsubscribed.
@@ -130,6 +149,11 @@ pub struct FolderListing {
     pub prefix: String,
     /// The hierarchy separator; `None` for a flat server (NIL delimiter).
     pub separator: Option<char>,
+    /// The other users' and shared namespace prefixes (NAMESPACE), e.g. `user.`,
+    /// `Other Users/`, `#shared.`; empty without NAMESPACE.
+    pub foreign_prefixes: Vec<String>,
+    /// The LIST commands the folders came from, for messages (`LIST "" "*"`).
+    pub listed_with: String,
     pub folders: Vec<ListedFolder>,
 }
 
@@ -137,6 +161,10 @@ pub struct FolderListing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanOptions {
     pub exclusions: Vec<Exclusion>,
+    /// Folders outside the personal namespace to copy anyway, by full source name
+    /// (`Other Users/bob/Projects`, `shared.Announcements`; globs allowed): each brings
+    /// its subfolders, as an exclusion does. Special uses match nothing here.
+    pub inclusions: Vec<Exclusion>,
     /// The source folder under which this user's folders live (Courier/Oracle virtual
     /// shared folders): only folders under it are migrated, the prefix stripped, and the
     /// folder itself, if selectable, is the user's INBOX.
@@ -157,6 +185,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         Self {
             exclusions: Vec::new(),
+            inclusions: Vec::new(),
             user_root: None,
             target_needs_explicit_parents: false,
             target_case_insensitive: true,
@@ -272,8 +301,11 @@ struct SourceFolder {
     name: String,
     attributes: FolderAttributes,
     subscribed: bool,
-    /// Components relative to the namespace or user root; INBOX spelled `INBOX`.
+    /// Components relative to the namespace or user root; INBOX spelled `INBOX`. For an
+    /// included folder outside the personal namespace, its full name's components.
     path: Vec<String>,
+    /// In the personal namespace (or under the user root): may be a special folder.
+    personal: bool,
 }
 
 /// Builds the plan; pure and deterministic. Fails only when a listing is unusable.
@@ -289,9 +321,26 @@ pub fn plan(
     // Place every source folder in the user's hierarchy, or exclude it.
     let mut included: Vec<SourceFolder> = Vec::new();
     for folder in source_folders {
-        match source_path(&folder.name, source, options.user_root.as_deref()) {
-            Ok(path) => included.push(SourceFolder {
+        let placed = match source_path(&folder.name, source, options.user_root.as_deref()) {
+            Ok(path) => Ok((path, true)),
+            Err(ExclusionReason::OutsidePersonalNamespace) => {
+                let path = split_name(&folder.name, source.separator);
+                let wanted = options
+                    .inclusions
+                    .iter()
+                    .any(|i| i.matches_path(&path, source.separator));
+                if wanted {
+                    Ok((path, false))
+                } else {
+                    Err(ExclusionReason::OutsidePersonalNamespace)
+                }
+            }
+            Err(reason) => Err(reason),
+        };
+        match placed {
+            Ok((path, personal)) => included.push(SourceFolder {
                 path,
+                personal,
                 name: folder.name,
                 attributes: folder.attributes,
                 subscribed: folder.subscribed,
@@ -301,12 +350,27 @@ pub fn plan(
             }
         }
     }
+    if let Some(root) = &options.user_root
+        && !included.iter().any(|f| f.personal)
+    {
+        return Err(Error::UserRootMatchesNothing {
+            server: source.server.clone(),
+            user_root: root.clone(),
+            listed_with: source.listed_with.clone(),
+        });
+    }
 
     // Special uses as detected on the source, before exclusions, so that `\Junk` removes
     // every junk folder and not only the chosen one.
     let detected: Vec<Vec<SpecialUse>> = included
         .iter()
-        .map(|f| detected_uses(&f.path, &f.attributes))
+        .map(|f| {
+            if f.personal {
+                detected_uses(&f.path, &f.attributes)
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
     let excluded_use_roots: Vec<(Vec<String>, SpecialUse)> = included
         .iter()
@@ -325,7 +389,7 @@ pub fn plan(
             .find(|e| e.matches_path(&folder.path, source.separator));
         let by_use = excluded_use_roots
             .iter()
-            .find(|(root, _)| folder.path.starts_with(root));
+            .find(|(root, _)| folder.personal && folder.path.starts_with(root));
         match (by_pattern, by_use) {
             (Some(e), _) => {
                 excluded.insert(folder.name, ExclusionReason::Excluded(e.clone()));
@@ -339,7 +403,11 @@ pub fn plan(
     kept.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.name.cmp(&b.name)));
 
     // Special folders on both sides.
-    let source_special = choose_special(kept.iter().map(|f| (&f.path, &f.attributes)));
+    let source_special = choose_special(
+        kept.iter()
+            .filter(|f| f.personal)
+            .map(|f| (&f.path, &f.attributes)),
+    );
     let target_placed: Vec<(Vec<String>, &ListedFolder)> = target_folders
         .iter()
         .filter_map(|f| source_path(&f.name, target, None).ok().map(|p| (p, f)))
@@ -374,15 +442,27 @@ pub fn plan(
     // Pinned folders, INBOX and special folders themselves are anchored: their target does
     // not follow their parent's.
     let mut anchored: Vec<bool> = Vec::with_capacity(kept.len());
+    // Special folders are the user's own: another namespace's paths never follow them.
+    let no_redirects = BTreeMap::new();
+    let redirects_of = |f: &SourceFolder| {
+        if f.personal {
+            &redirects
+        } else {
+            &no_redirects
+        }
+    };
     for folder in &kept {
         let (path, altered, redirected) =
-            namer.natural_path(&folder.path, &redirects, &no_inferiors);
+            namer.natural_path(&folder.path, redirects_of(folder), &no_inferiors);
         let pinned = options
             .pinned
             .get(&folder.name)
             .filter(|p| folder.path != ["INBOX"] && namer.valid_pin(p));
         let rank = if pinned.is_some() {
             0
+        } else if !folder.personal {
+            // The user's own folders first: an included shared folder yields to them.
+            5
         } else if redirected {
             1
         } else if folder.path == ["INBOX"] {
@@ -417,7 +497,9 @@ pub fn plan(
             .then_with(|| kept[a].name.cmp(&kept[b].name))
     });
     let mut claimed: HashMap<String, usize> = HashMap::new();
-    let mut assigned: HashMap<Vec<String>, Vec<String>> = HashMap::new();
+    // Source path → target path, apart for the personal and the included foreign folders
+    // (`INBOX.a` and a shared `a` can share a path; neither is the other's parent).
+    let mut assigned: [HashMap<Vec<String>, Vec<String>>; 2] = Default::default();
     let mut finals: Vec<Option<(Vec<String>, bool)>> = vec![None; kept.len()];
     for &i in &order {
         let folder = &kept[i];
@@ -425,7 +507,12 @@ pub fn plan(
         let wanted = if anchored[i] {
             natural_path.clone()
         } else {
-            namer.final_path(&folder.path, &assigned, &redirects, &no_inferiors)
+            namer.final_path(
+                &folder.path,
+                &assigned[usize::from(folder.personal)],
+                redirects_of(folder),
+                &no_inferiors,
+            )
         };
         let mut path = wanted.clone();
         let mut renamed = false;
@@ -446,7 +533,7 @@ pub fn plan(
             }
         }
         claimed.insert(namer.key(&path), i);
-        assigned.insert(folder.path.clone(), path.clone());
+        assigned[usize::from(folder.personal)].insert(folder.path.clone(), path.clone());
         finals[i] = Some((path, renamed));
     }
 
@@ -619,17 +706,28 @@ fn source_path(
         return Ok(vec!["INBOX".to_owned()]);
     }
     let prefix = listing.prefix.as_str();
-    if prefix.is_empty() {
-        return Ok(split(name));
-    }
     // The prefix's INBOX part is case-insensitive like INBOX itself (`INBOX.` / `inbox.`).
     let inbox_prefix = prefix.len() >= 5 && prefix[..5].eq_ignore_ascii_case("INBOX");
-    let head = name.get(..prefix.len());
-    let under = match head {
+    let under = match name.get(..prefix.len()) {
         Some(head) if inbox_prefix => head.eq_ignore_ascii_case(prefix),
         Some(head) => head == prefix,
         None => false,
     };
+    let is_prefix_itself = listing
+        .separator
+        .is_some_and(|sep| prefix.strip_suffix(sep) == Some(name));
+    // Someone else's if a foreign prefix holds it more closely than the personal one.
+    let foreign = listing
+        .foreign_prefixes
+        .iter()
+        .filter(|p| under_prefix(name, p, listing.separator))
+        .map(String::len)
+        .max();
+    if let Some(len) = foreign
+        && (!(under || is_prefix_itself) || len > prefix.len())
+    {
+        return Err(ExclusionReason::OutsidePersonalNamespace);
+    }
     if under {
         let rest = &name[prefix.len()..];
         return if rest.is_empty() {
@@ -638,13 +736,27 @@ fn source_path(
             Ok(split(rest))
         };
     }
-    let is_prefix_itself = listing
-        .separator
-        .is_some_and(|sep| prefix.strip_suffix(sep) == Some(name));
     if is_prefix_itself {
         Err(ExclusionReason::NamespaceRoot)
     } else {
         Err(ExclusionReason::OutsidePersonalNamespace)
+    }
+}
+
+/// Whether `name` is a namespace `prefix`'s root (the prefix without its trailing
+/// separator: `#shared` of `#shared.`) or lies under it. An empty prefix holds everything.
+fn under_prefix(name: &str, prefix: &str, separator: Option<char>) -> bool {
+    name.starts_with(prefix)
+        || separator
+            .and_then(|sep| prefix.strip_suffix(sep))
+            .is_some_and(|root| !root.is_empty() && name == root)
+}
+
+/// A full name's components, as the listing spells them.
+fn split_name(name: &str, separator: Option<char>) -> Vec<String> {
+    match separator {
+        Some(sep) => name.split(sep).map(str::to_owned).collect(),
+        None => vec![name.to_owned()],
     }
 }
 

@@ -36,14 +36,15 @@ use crate::endpoint_pool::{CommandCounters, Connection, EndpointPool, is_transie
 use crate::error::Error;
 use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::folder_plan::{
-    Exclusion, FolderAttributes, FolderListing, ListedFolder, PlanOptions, SpecialUse, plan,
+    Exclusion, ExclusionReason, FolderAttributes, FolderListing, ListedFolder, PlanOptions,
+    SpecialUse, plan,
 };
 use crate::folder_rename::{ListedSource, follow_source_renames};
 use crate::folder_sync::{
     FolderResult, FolderTask, SyncContext, SyncSettings, skip_vanished_folder,
     source_folder_vanished, sync_folder,
 };
-use crate::pass_report::{PassSummary, PassTotals, Progress};
+use crate::pass_report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 use crate::reconnect_policy::{Jitter, ReconnectPolicy};
 
 /// Which pass this is; they differ in what the mailbox's status becomes afterwards.
@@ -62,6 +63,8 @@ pub enum PassKind {
 pub struct JobOptions {
     /// Source folders not to migrate.
     pub exclusions: Vec<Exclusion>,
+    /// Source folders outside the personal namespace to migrate anyway (by full name).
+    pub inclusions: Vec<Exclusion>,
     /// The row's `UserRoot`.
     pub user_root: Option<String>,
     /// Messages larger than this are skipped as too large.
@@ -94,6 +97,7 @@ impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
             exclusions: Vec::new(),
+            inclusions: Vec::new(),
             user_root: None,
             max_message_size: None,
             bad_item_limit: 0,
@@ -289,6 +293,7 @@ impl MailboxJob {
         }
         let options = PlanOptions {
             exclusions: self.options.exclusions.clone(),
+            inclusions: self.options.inclusions.clone(),
             user_root: self.options.user_root.clone(),
             target_needs_explicit_parents: false,
             target_case_insensitive: true,
@@ -296,6 +301,21 @@ impl MailboxJob {
             pinned,
         };
         let folder_plan = plan(&src_listing, &tgt_listing, &options)?;
+        // Folders of other namespaces hold mail (unlike their `\Noselect` hierarchy), so
+        // leaving them out is reported, with how to bring them in.
+        for excluded in &folder_plan.excluded {
+            let selectable = src_listing
+                .folders
+                .iter()
+                .any(|f| f.name == excluded.source && !f.attributes.no_select);
+            if excluded.reason == ExclusionReason::OutsidePersonalNamespace && selectable {
+                tracing::info!(folder = %excluded.source, "not copied: outside the personal namespace");
+                totals.skip_folder(SkippedFolder {
+                    folder: excluded.source.clone(),
+                    reason: FolderSkipReason::OutsidePersonalNamespace,
+                });
+            }
+        }
         progress(Progress::Planned {
             folders: folder_plan.copies.len(),
         });
@@ -693,6 +713,13 @@ impl MailboxJob {
     }
 
     /// LIST (with LIST-STATUS where offered) and NAMESPACE of one side.
+    ///
+    /// With a `UserRoot` the source lists the root and what lies under it, by name: a
+    /// server's `LIST "" "*"` may leave those trees out (Courier shows its virtual shared
+    /// folders only to a pattern under `#shared.`), and where it does not, an admin's
+    /// `*` would list every user's folders. The root's separator must be known first, so
+    /// that takes a round trip more: NAMESPACE and `LIST "" ""` (RFC 3501: the
+    /// delimiter), then `LIST "" root` and `LIST "" root<sep>*` together.
     async fn listing(
         &self,
         conn: &mut Connection,
@@ -700,6 +727,7 @@ impl MailboxJob {
     ) -> Result<(FolderListing, HashMap<String, Listed>), Error> {
         let mailbox = self.email.as_str();
         let side = if source { "source" } else { "target" };
+        let user_root = self.options.user_root.as_deref().filter(|_| source);
         let err = |action: &str| {
             let action = action.to_owned();
             move |e| Error::Imap {
@@ -727,16 +755,25 @@ impl MailboxJob {
         {
             attrs.push(StatusAttr::AppendLimit);
         }
-        let command = ListCommand {
-            reference: MailboxName::Unicode(""),
-            pattern: MailboxName::Unicode("*"),
-            select_special_use: false,
-            return_special_use: extended && conn.has("SPECIAL-USE"),
-            return_subscribed: extended,
-            return_status: if list_status { &attrs } else { &[] },
-        };
-        // NAMESPACE and LIST do not depend on each other: both go out before either
-        // answer is read, which saves a round trip on every pass.
+        let return_special_use = extended && conn.has("SPECIAL-USE");
+        let return_status: &[StatusAttr<'_>] = if list_status { &attrs } else { &[] };
+        fn list_of<'a>(
+            pattern: &'a str,
+            return_special_use: bool,
+            return_subscribed: bool,
+            return_status: &'a [StatusAttr<'a>],
+        ) -> ListCommand<'a> {
+            ListCommand {
+                reference: MailboxName::Unicode(""),
+                pattern: MailboxName::Unicode(pattern),
+                select_special_use: false,
+                return_special_use,
+                return_subscribed,
+                return_status,
+            }
+        }
+        // NAMESPACE and the first LIST do not depend on each other: both go out before
+        // either answer is read, which saves a round trip on every pass.
         let namespace_tag = if conn.has("NAMESPACE") {
             CommandCounters::bump(&conn.counters.other);
             let tag = conn
@@ -752,19 +789,21 @@ impl MailboxJob {
         } else {
             None
         };
+        let first_list = match user_root {
+            // Only the delimiter: no status, no attributes wanted.
+            Some(_) => list_of("", false, false, &[]),
+            None => list_of("*", return_special_use, extended, return_status),
+        };
         CommandCounters::bump(&conn.counters.lists);
         let list_tag = conn
             .session
-            .send(
-                CommandKind::List,
-                "LIST \"*\"".into(),
-                &Command::List(command),
-            )
+            .send(CommandKind::List, "LIST".into(), &Command::List(first_list))
             .await
             .map_err(err(&format!("listing the {side} folders")))?;
         let server = conn.server().to_owned();
         let backoff = conn.session.config().default_backoff;
         let (mut prefix, mut separator) = (String::new(), None);
+        let mut foreign: Vec<(String, Option<char>)> = Vec::new();
         if let Some(tag) = namespace_tag {
             let completion = conn
                 .session
@@ -774,15 +813,24 @@ impl MailboxJob {
                 .map_err(err(&format!("reading the {side} namespaces")))?;
             // A server that completes NAMESPACE without its answer has no usable personal
             // namespace: the LIST delimiter stands in, as without NAMESPACE.
-            if let CommandData::Namespace(Some(ns)) = completion.data
-                && let Some(personal) = ns.personal.first()
-            {
-                prefix = imapmirror_protocol::mutf7::decode(&personal.prefix)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&personal.prefix).into_owned());
-                separator = personal.delimiter.map(char::from);
+            if let CommandData::Namespace(Some(ns)) = completion.data {
+                let decode = |prefix: &[u8]| {
+                    imapmirror_protocol::mutf7::decode(prefix)
+                        .unwrap_or_else(|_| String::from_utf8_lossy(prefix).into_owned())
+                };
+                if let Some(personal) = ns.personal.first() {
+                    prefix = decode(&personal.prefix);
+                    separator = personal.delimiter.map(char::from);
+                }
+                foreign = ns
+                    .other_users
+                    .iter()
+                    .chain(&ns.shared)
+                    .map(|n| (decode(&n.prefix), n.delimiter.map(char::from)))
+                    .collect();
             }
         }
-        let entries = match conn
+        let first_entries = match conn
             .session
             .wait(list_tag)
             .await
@@ -793,31 +841,97 @@ impl MailboxJob {
             CommandData::List(v) => v,
             _ => Vec::new(),
         };
+        let (entries, patterns) = match user_root {
+            None => (first_entries, vec!["*".to_owned()]),
+            Some(root) => {
+                // The root's delimiter: the namespace it lies in, else the server's.
+                let in_namespace = foreign
+                    .iter()
+                    .chain([&(prefix.clone(), separator)])
+                    .filter(|(p, d)| d.is_some() && root.starts_with(p.as_str()))
+                    .max_by_key(|(p, _)| p.len())
+                    .and_then(|(_, d)| *d);
+                let root_separator = in_namespace
+                    .or_else(|| {
+                        first_entries
+                            .iter()
+                            .find_map(|e| e.delimiter.map(char::from))
+                    })
+                    .or(separator);
+                separator = root_separator;
+                let root = match root_separator {
+                    Some(sep) => root.strip_suffix(sep).unwrap_or(root),
+                    None => root,
+                };
+                let mut patterns = vec![root.to_owned()];
+                if let Some(sep) = root_separator {
+                    patterns.push(format!("{root}{sep}*"));
+                }
+                let mut tags = Vec::with_capacity(patterns.len());
+                for pattern in &patterns {
+                    CommandCounters::bump(&conn.counters.lists);
+                    let tag = conn
+                        .session
+                        .send(
+                            CommandKind::List,
+                            format!("LIST {pattern:?}"),
+                            &Command::List(list_of(
+                                pattern,
+                                return_special_use,
+                                extended,
+                                return_status,
+                            )),
+                        )
+                        .await
+                        .map_err(err(&format!("listing the {side} folders under {root:?}")))?;
+                    tags.push(tag);
+                }
+                let mut entries = Vec::new();
+                for tag in tags {
+                    let completion = conn
+                        .session
+                        .wait(tag)
+                        .await
+                        .and_then(|c| c.into_result(&server, backoff))
+                        .map_err(err(&format!("listing the {side} folders under {root:?}")))?;
+                    if let CommandData::List(v) = completion.data {
+                        entries.extend(v);
+                    }
+                }
+                (entries, patterns)
+            }
+        };
         let subscribed_by_lsub: Option<Vec<Vec<u8>>> = if extended {
             None
         } else {
-            CommandCounters::bump(&conn.counters.lists);
-            let lsub_err = err(&format!("listing the {side} subscriptions"));
-            let command = Command::Lsub {
-                reference: MailboxName::Unicode(""),
-                pattern: MailboxName::Unicode("*"),
-            };
-            let completion = match conn
-                .session
-                .send(CommandKind::List, "LSUB".into(), &command)
-                .await
-            {
-                Ok(tag) => conn.session.wait(tag).await,
-                Err(e) => Err(e),
-            };
-            let lsub = match completion.and_then(|c| c.into_result(&server, backoff)) {
-                Ok(c) => match c.data {
-                    CommandData::List(v) => v,
-                    _ => Vec::new(),
-                },
-                Err(e) => return Err(lsub_err(e)),
-            };
-            Some(lsub.into_iter().map(|e| e.wire_name).collect())
+            let lsub_err = |e| err(&format!("listing the {side} subscriptions"))(e);
+            let mut tags = Vec::with_capacity(patterns.len());
+            for pattern in &patterns {
+                CommandCounters::bump(&conn.counters.lists);
+                let command = Command::Lsub {
+                    reference: MailboxName::Unicode(""),
+                    pattern: MailboxName::Unicode(pattern),
+                };
+                let tag = conn
+                    .session
+                    .send(CommandKind::List, "LSUB".into(), &command)
+                    .await
+                    .map_err(lsub_err)?;
+                tags.push(tag);
+            }
+            let mut subscribed = Vec::new();
+            for tag in tags {
+                let completion = conn
+                    .session
+                    .wait(tag)
+                    .await
+                    .and_then(|c| c.into_result(&server, backoff))
+                    .map_err(lsub_err)?;
+                if let CommandData::List(v) = completion.data {
+                    subscribed.extend(v.into_iter().map(|e| e.wire_name));
+                }
+            }
+            Some(subscribed)
         };
         let mut folders = Vec::with_capacity(entries.len());
         let mut names = HashMap::with_capacity(entries.len());
@@ -852,6 +966,12 @@ impl MailboxJob {
             server: conn.server().to_owned(),
             prefix,
             separator,
+            foreign_prefixes: foreign.into_iter().map(|(p, _)| p).collect(),
+            listed_with: patterns
+                .iter()
+                .map(|p| format!("LIST \"\" {p:?}"))
+                .collect::<Vec<_>>()
+                .join(" and "),
             folders,
         };
         Ok((listing, names))

@@ -87,6 +87,10 @@ pub enum FolderSkipReason {
     /// or renamed meanwhile. What was copied before stays on the target and in the
     /// store, so the folder resumes where it was if it comes back.
     VanishedFromSource,
+    /// Another user's or a shared folder (outside the personal namespace): copying it
+    /// would put it into every mailbox of the batch, so it is copied only when the batch
+    /// includes it by name.
+    OutsidePersonalNamespace,
 }
 
 impl FolderSkipReason {
@@ -94,6 +98,9 @@ impl FolderSkipReason {
     pub fn phrase(self) -> &'static str {
         match self {
             FolderSkipReason::VanishedFromSource => "vanished from the source during the pass",
+            FolderSkipReason::OutsidePersonalNamespace => {
+                "a shared or another user's folder, copied only when included by name (--include)"
+            }
         }
     }
 }

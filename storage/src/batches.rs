@@ -62,6 +62,10 @@ pub struct BatchSettings {
     pub target_endpoint: String,
     /// Source folders not to migrate.
     pub excluded_folders: Vec<String>,
+    /// Source folders outside the personal namespace (shared, other users') to migrate
+    /// anyway, by full name (absent in records written before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_folders: Vec<String>,
     /// Messages larger than this are skipped as too large.
     pub max_message_size: Option<u64>,
     /// A mailbox fails once more items than this are skipped.

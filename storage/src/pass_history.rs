@@ -6,7 +6,8 @@
 //! A pass that changed nothing after a pass that changed nothing does not add a record:
 //! it replaces the last one and counts itself in [`PassRecord::unchanged_repeats`]. Daily
 //! passes over a mailbox nobody writes to then keep its state the same size, instead of
-//! adding a record a day to every mailbox of a batch.
+//! adding a record a day to every mailbox of a batch. Folders skipped the same way as in
+//! the pass before (a shared folder left out on every pass) are no change.
 
 use serde::{Deserialize, Serialize};
 
@@ -61,8 +62,9 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl PassRecord {
-    /// A pass that succeeded and changed, skipped and followed nothing.
-    pub fn changed_nothing(&self) -> bool {
+    /// A pass that succeeded and changed, skipped and followed nothing, apart from the
+    /// folders it skipped.
+    fn changed_nothing_but_skips(&self) -> bool {
         self.outcome == PassOutcome::Succeeded
             && self.error.is_none()
             && self.items_copied == 0
@@ -70,8 +72,20 @@ impl PassRecord {
             && self.items_skipped == 0
             && self.flags_updated == 0
             && self.items_deleted == 0
-            && self.folders_skipped.is_empty()
             && self.folders_renamed.is_empty()
+    }
+
+    /// A pass that succeeded and changed, skipped and followed nothing.
+    pub fn changed_nothing(&self) -> bool {
+        self.changed_nothing_but_skips() && self.folders_skipped.is_empty()
+    }
+
+    /// Whether this pass only repeats `earlier`, itself a pass that changed nothing: it
+    /// changed nothing either and skipped the same folders for the same reasons.
+    pub fn repeats(&self, earlier: &PassRecord) -> bool {
+        self.changed_nothing_but_skips()
+            && earlier.changed_nothing_but_skips()
+            && self.folders_skipped == earlier.folders_skipped
     }
 }
 
@@ -112,7 +126,7 @@ impl Database {
         self.mailbox(mailbox)?;
         let last = self.last_pass_entry(mailbox)?;
         let (key, record) = match last {
-            Some((key, prev)) if pass.changed_nothing() && prev.changed_nothing() => {
+            Some((key, prev)) if pass.repeats(&prev) => {
                 let mut record = pass.clone();
                 record.unchanged_repeats = prev.unchanged_repeats + 1;
                 (key, record)
@@ -241,6 +255,7 @@ mod tests {
             source_endpoint: "src".into(),
             target_endpoint: "dst".into(),
             excluded_folders: vec![],
+            included_folders: vec![],
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,
@@ -333,5 +348,37 @@ mod tests {
         assert_eq!(record.status, MailboxStatus::Synced);
         assert_eq!(record.last_error, None, "a good pass clears the error");
         assert_eq!(db.pass_history(m).expect("history").len(), 2);
+    }
+
+    #[test]
+    fn the_same_folders_skipped_again_is_no_change() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        let skipping = |at: u64, folders: &[&str]| PassRecord {
+            folders_skipped: folders
+                .iter()
+                .map(|f| FolderSkip {
+                    folder: (*f).to_owned(),
+                    reason: "a shared folder".to_owned(),
+                })
+                .collect(),
+            ..pass(at, 0)
+        };
+        db.record_pass(m, &skipping(1_000, &["Shared/News"]))
+            .expect("first");
+        for day in 1..=5 {
+            db.record_pass(m, &skipping(1_000 + day * 86_400_000, &["Shared/News"]))
+                .expect("the same skip");
+        }
+        let history = db.pass_history(m).expect("history");
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(history[0].unchanged_repeats, 5);
+        // Another folder skipped is news, and so is none skipped.
+        db.record_pass(m, &skipping(900_000_000, &["Shared/News", "Shared/Jobs"]))
+            .expect("one more skip");
+        db.record_pass(m, &skipping(950_000_000, &[]))
+            .expect("none");
+        assert_eq!(db.pass_history(m).expect("history").len(), 3);
     }
 }

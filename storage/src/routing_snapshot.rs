@@ -183,6 +183,7 @@ mod tests {
             source_endpoint: "src".to_owned(),
             target_endpoint: "dst".to_owned(),
             excluded_folders: vec![],
+            included_folders: vec![],
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,

@@ -63,6 +63,7 @@ fn add_batch(store: &Database) -> Result<()> {
         source_endpoint: "src".into(),
         target_endpoint: "dst".into(),
         excluded_folders: vec![],
+        included_folders: vec![],
         max_message_size: None,
         bad_item_limit: None,
         sync_interval_secs: 86_400,

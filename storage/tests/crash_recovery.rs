@@ -138,6 +138,7 @@ fn setup(store: &Database) -> Result<MailboxId, StoreError> {
             source_endpoint: "src".into(),
             target_endpoint: "dst".into(),
             excluded_folders: vec![],
+            included_folders: vec![],
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 60,

@@ -32,6 +32,7 @@ fn settings(name: &str) -> BatchSettings {
         source_endpoint: "src".into(),
         target_endpoint: "dst".into(),
         excluded_folders: vec!["Junk".into()],
+        included_folders: vec![],
         max_message_size: Some(35 << 20),
         bad_item_limit: Some(10),
         sync_interval_secs: 86_400,

@@ -81,6 +81,26 @@ impl FromStr for Exclusion {
     }
 }
 
+impl Exclusion {
+    /// One `--include` value: a name or glob as for `--exclude`, written as the full
+    /// source name (`Other Users/bob/Projects`); a special use is refused, since special
+    /// folders are the user's own.
+    pub fn parse_inclusion(pattern: &str) -> Result<Self, Error> {
+        let invalid = |problem| Error::InvalidInclusion {
+            pattern: pattern.to_owned(),
+            problem,
+        };
+        match pattern.parse::<Exclusion>() {
+            Ok(Exclusion::SpecialUse(_)) => Err(invalid(
+                "it names a special use, and special folders are the user's own",
+            )),
+            Ok(inclusion) => Ok(inclusion),
+            Err(Error::InvalidExclusion { problem, .. }) => Err(invalid(problem)),
+            Err(other) => Err(other),
+        }
+    }
+}
+
 impl fmt::Display for Exclusion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -234,6 +254,22 @@ mod tests {
         for bad in ["", "\\Spam", "a\\b", "trailing\\"] {
             let e = bad.parse::<Exclusion>().expect_err(bad);
             assert!(e.to_string().contains("--exclude"), "{e}");
+        }
+    }
+
+    #[test]
+    fn inclusions_take_names_and_globs_only() {
+        assert_eq!(
+            Exclusion::parse_inclusion("Other Users/bob").expect("a name"),
+            Exclusion::Name("Other Users/bob".into())
+        );
+        assert_eq!(
+            Exclusion::parse_inclusion("shared.*").expect("a glob"),
+            Exclusion::Glob("shared.*".into())
+        );
+        for bad in ["", "\\Sent", "a\\b"] {
+            let e = Exclusion::parse_inclusion(bad).expect_err(bad);
+            assert!(e.to_string().contains("--include"), "{e}");
         }
     }
 

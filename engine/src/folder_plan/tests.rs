@@ -28,7 +28,19 @@ fn listing(
         prefix: prefix.to_owned(),
         separator: sep,
         folders,
+        ..FolderListing::default()
     }
+}
+
+/// `listing` with other users' and shared namespace prefixes.
+fn with_foreign(mut listing: FolderListing, prefixes: &[&str]) -> FolderListing {
+    listing.foreign_prefixes = prefixes.iter().map(|p| (*p).to_owned()).collect();
+    listing
+}
+
+fn pattern(s: &str) -> Exclusion {
+    s.parse()
+        .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
 }
 
 fn names(names: &[&str]) -> Vec<ListedFolder> {
@@ -597,6 +609,215 @@ fn folders_outside_the_personal_namespace_are_excluded() {
 }
 
 #[test]
+fn foreign_namespaces_are_skipped_unless_included() {
+    // Cyrus with altnamespace: personal "" beside shared and other users' prefixes.
+    let source = with_foreign(
+        listing(
+            "cyrus",
+            "",
+            Some('/'),
+            vec![
+                folder("INBOX", &[]),
+                folder("Work", &[]),
+                folder("Other Users", &["\\Noselect"]),
+                folder("Other Users/bob", &["\\Noselect"]),
+                folder("Other Users/bob/Projects", &[]),
+                folder("Other Users/bob/Projects/2024", &[]),
+                folder("Shared Folders", &["\\Noselect"]),
+                folder("Shared Folders/Announcements", &[]),
+                folder("Shared Folders/Sent", &[]),
+            ],
+        ),
+        &["Other Users/", "Shared Folders/"],
+    );
+    let target = listing(
+        "dst",
+        "",
+        Some('.'),
+        vec![folder("INBOX", &[]), folder("Sent", &["\\Sent"])],
+    );
+    let p = run(&source, &target, &PlanOptions::default());
+    assert_eq!(
+        mapping(&p),
+        BTreeMap::from([
+            ("INBOX".to_owned(), "INBOX".to_owned()),
+            ("Work".to_owned(), "Work".to_owned()),
+        ])
+    );
+    for name in [
+        "Other Users",
+        "Other Users/bob/Projects",
+        "Other Users/bob/Projects/2024",
+        "Shared Folders/Announcements",
+        "Shared Folders/Sent",
+    ] {
+        assert_eq!(
+            reason_of(&p, name),
+            &ExclusionReason::OutsidePersonalNamespace,
+            "{name}"
+        );
+    }
+
+    // Included by name: the folder and its subfolders, under their full names; a shared
+    // folder called Sent is not taken for the user's Sent.
+    let options = PlanOptions {
+        inclusions: vec![
+            pattern("Other Users/bob/Projects"),
+            pattern("Shared Folders/*"),
+        ],
+        ..PlanOptions::default()
+    };
+    let p = run(&source, &target, &options);
+    assert_eq!(
+        target_of(&p, "Other Users/bob/Projects").target.name,
+        "Other Users.bob.Projects"
+    );
+    assert_eq!(
+        target_of(&p, "Other Users/bob/Projects/2024").target.name,
+        "Other Users.bob.Projects.2024"
+    );
+    assert_eq!(
+        target_of(&p, "Shared Folders/Announcements").target.name,
+        "Shared Folders.Announcements"
+    );
+    let sent = target_of(&p, "Shared Folders/Sent");
+    assert_eq!(sent.target.name, "Shared Folders.Sent");
+    assert_eq!(sent.special_use, None);
+    assert_eq!(
+        reason_of(&p, "Other Users"),
+        &ExclusionReason::OutsidePersonalNamespace
+    );
+}
+
+#[test]
+fn the_closest_namespace_prefix_decides() {
+    // Cyrus's default namespace: personal `INBOX.`, other users `user.`, shared `""`.
+    let source = with_foreign(
+        listing(
+            "cyrus",
+            "INBOX.",
+            Some('.'),
+            names(&[
+                "INBOX",
+                "INBOX.Sent",
+                "user.bob",
+                "user.bob.Work",
+                "Announcements",
+            ]),
+        ),
+        &["user.", ""],
+    );
+    let target = listing("dst", "", Some('/'), names(&["INBOX"]));
+    let p = run(&source, &target, &PlanOptions::default());
+    assert_eq!(target_of(&p, "INBOX.Sent").target.name, "Sent");
+    for name in ["user.bob", "user.bob.Work", "Announcements"] {
+        assert_eq!(
+            reason_of(&p, name),
+            &ExclusionReason::OutsidePersonalNamespace,
+            "{name}"
+        );
+    }
+    // Included, a shared folder that shares a personal folder's name gets its own target.
+    let source = with_foreign(
+        listing(
+            "cyrus",
+            "INBOX.",
+            Some('.'),
+            names(&["INBOX", "INBOX.Announcements", "Announcements"]),
+        ),
+        &["user.", ""],
+    );
+    let options = PlanOptions {
+        inclusions: vec![pattern("Announcements")],
+        ..PlanOptions::default()
+    };
+    let p = run(&source, &target, &options);
+    assert_eq!(
+        target_of(&p, "INBOX.Announcements").target.name,
+        "Announcements"
+    );
+    assert_eq!(
+        target_of(&p, "Announcements").target.name,
+        "Announcements (2)"
+    );
+
+    // Dovecot: personal `""`, shared `shared/`, and `#shared` as a namespace root itself.
+    let source = with_foreign(
+        listing(
+            "dovecot",
+            "",
+            Some('/'),
+            names(&["INBOX", "Work", "shared", "shared/bob/INBOX", "sharedstuff"]),
+        ),
+        &["shared/"],
+    );
+    let p = run(&source, &target, &PlanOptions::default());
+    assert_eq!(target_of(&p, "sharedstuff").target.name, "sharedstuff");
+    assert_eq!(
+        reason_of(&p, "shared"),
+        &ExclusionReason::OutsidePersonalNamespace
+    );
+    assert_eq!(
+        reason_of(&p, "shared/bob/INBOX"),
+        &ExclusionReason::OutsidePersonalNamespace
+    );
+}
+
+#[test]
+fn without_namespace_everything_listed_is_personal() {
+    let source = listing(
+        "old",
+        "",
+        Some('.'),
+        names(&["INBOX", "Public", "#shared.team"]),
+    );
+    let target = listing("dst", "", Some('/'), names(&["INBOX"]));
+    let p = run(&source, &target, &PlanOptions::default());
+    assert_eq!(target_of(&p, "Public").target.name, "Public");
+    assert_eq!(target_of(&p, "#shared.team").target.name, "#shared/team");
+}
+
+#[test]
+fn a_user_root_that_matches_nothing_fails_naming_the_root_and_the_listing() {
+    let mut source = listing(
+        "courier.example:143",
+        "INBOX.",
+        Some('.'),
+        names(&["#shared.bob@example test", "#shared.bob@example test.Work"]),
+    );
+    source.listed_with = "LIST \"\" \"#shared.alice@example test\"".to_owned();
+    let target = listing("dst", "", Some('/'), names(&["INBOX"]));
+    let options = PlanOptions {
+        user_root: Some("#shared.alice@example test".into()),
+        ..PlanOptions::default()
+    };
+    let e = plan(&source, &target, &options).expect_err("no folder under the root");
+    let text = e.to_string();
+    assert!(matches!(e, Error::UserRootMatchesNothing { .. }), "{e:?}");
+    for part in [
+        "`#shared.alice@example test`",
+        "courier.example:143",
+        "LIST \"\" \"#shared.alice@example test\"",
+        "UserRoot",
+    ] {
+        assert!(text.contains(part), "{part} not in: {text}");
+    }
+    assert_eq!(text.matches(". ").count(), 0, "one sentence: {text}");
+    // A root with only a child (its INBOX not listed) is still this user's mailbox.
+    let source = listing(
+        "courier",
+        "INBOX.",
+        Some('.'),
+        names(&["#shared.alice@example test.Work"]),
+    );
+    let p = run(&source, &target, &options);
+    assert_eq!(
+        target_of(&p, "#shared.alice@example test.Work").target.name,
+        "Work"
+    );
+}
+
+#[test]
 fn flat_target_keeps_the_whole_path_in_one_name() {
     let source = listing("src", "", Some('/'), names(&["INBOX", "a", "a/b"]));
     let target = listing("dst", "", None, names(&["INBOX"]));
@@ -755,19 +976,26 @@ fn arb_listing(server: &'static str) -> impl Strategy<Value = FolderListing> {
     (
         prop::sample::select(vec![Some('.'), Some('/'), None]),
         prop::sample::select(vec!["", "INBOX."]),
+        any::<bool>(),
     )
-        .prop_flat_map(move |(sep, prefix)| {
+        .prop_flat_map(move |(sep, prefix, foreign)| {
             let prefix = match sep {
                 Some('.') => prefix.to_owned(),
                 _ => String::new(),
             };
+            // Another namespace under a component the generator also uses for folders.
+            let foreign: Vec<String> = match sep {
+                Some(sep) if foreign => vec![format!("a{sep}")],
+                _ => Vec::new(),
+            };
             (
                 Just(sep),
                 Just(prefix),
+                Just(foreign),
                 prop::collection::vec(arb_folder(sep.unwrap_or('/')), 0..14),
             )
         })
-        .prop_map(move |(sep, prefix, folders)| {
+        .prop_map(move |(sep, prefix, foreign, folders)| {
             let folders = folders
                 .into_iter()
                 .map(|mut f| {
@@ -778,18 +1006,23 @@ fn arb_listing(server: &'static str) -> impl Strategy<Value = FolderListing> {
                 })
                 .chain([ListedFolder::new("INBOX")])
                 .collect();
-            listing(server, &prefix, sep, folders)
+            FolderListing {
+                foreign_prefixes: foreign,
+                ..listing(server, &prefix, sep, folders)
+            }
         })
 }
 
 fn arb_options() -> impl Strategy<Value = PlanOptions> {
     (
         prop::sample::subsequence(vec!["\\Junk", "Arch*", "a", "[Gmail]", "*/a"], 0..3),
+        prop::sample::subsequence(vec!["a", "*", "INBOX"], 0..2),
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(ex, explicit, insensitive)| PlanOptions {
+        .prop_map(|(ex, inc, explicit, insensitive)| PlanOptions {
             exclusions: ex.iter().filter_map(|s| s.parse().ok()).collect(),
+            inclusions: inc.iter().filter_map(|s| s.parse().ok()).collect(),
             target_needs_explicit_parents: explicit,
             target_case_insensitive: insensitive,
             ..PlanOptions::default()

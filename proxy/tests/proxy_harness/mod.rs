@@ -159,6 +159,7 @@ impl Harness {
                         source_endpoint: "source".into(),
                         target_endpoint: "target".into(),
                         excluded_folders: vec![],
+                        included_folders: vec![],
                         max_message_size: None,
                         bad_item_limit: None,
                         sync_interval_secs: 86_400,

@@ -192,6 +192,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A certificate to pin (a PEM file or `sha256:HEX`) cannot be used.
+    #[error("cannot pin the certificate {given}: {reason}; give the server's own certificate as a PEM file, or sha256: and the 64 hex digits of its SHA-256")]
+    CertificatePin {
+        /// What the user gave (a path or the digest text).
+        given: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -209,7 +217,10 @@ impl Error {
 
     /// True when the caller supplied a value that cannot be encoded (usually user input).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Error::InvalidInput { .. } | Error::CaFile { .. })
+        matches!(
+            self,
+            Error::InvalidInput { .. } | Error::CaFile { .. } | Error::CertificatePin { .. }
+        )
     }
 
     pub(crate) fn malformed(what: &'static str, frame: &[u8], at: &[u8]) -> Self {

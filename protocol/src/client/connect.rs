@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 use crate::error::{Error, Result};
 
 use super::session::{Session, SessionConfig};
-use super::tls::{TlsSettings, server_name};
+use super::tls::{TlsSettings, handshake_failure_reason, server_name};
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                Some(tls_error) => tls_error.to_string(),
+                Some(tls_error) => handshake_failure_reason(tls_error),
                 None => e.to_string(),
             };
             Err(Error::Tls {

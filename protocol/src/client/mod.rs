@@ -32,6 +32,7 @@ pub use uid_ranges::UidRanges;
 
 mod append_upload;
 mod authentication;
+mod certificate_pin;
 mod connect;
 mod fetch_stream;
 mod session;
@@ -42,4 +43,5 @@ pub use authentication::{Credentials, Secret};
 pub use connect::{ConnectOptions, ImapStream, Security, connect};
 pub use fetch_stream::FetchStream;
 pub use session::{Session, SessionConfig, StoreOutcome};
-pub use tls::{TlsOptions, TlsSettings};
+pub use certificate_pin::CertificatePin;
+pub use tls::{CertificateCheck, TlsOptions, TlsSettings};

@@ -43,5 +43,5 @@ pub use authentication::{Credentials, Secret};
 pub use connect::{ConnectOptions, ImapStream, Security, connect};
 pub use fetch_stream::FetchStream;
 pub use session::{Session, SessionConfig, StoreOutcome};
-pub use certificate_pin::CertificatePin;
+pub use certificate_pin::{CertificatePin, SHA256_PREFIX};
 pub use tls::{CertificateCheck, TlsOptions, TlsSettings};

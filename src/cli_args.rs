@@ -70,7 +70,9 @@ pub enum AuthArg {
 pub enum EndpointCommand {
     /// Add an endpoint; tests the connection first unless --no-test.
     Add(EndpointAddArgs),
-    /// Connect, negotiate TLS, read CAPABILITY; with admin credentials also log in.
+    /// Connect, negotiate TLS, read CAPABILITY and ID; with admin credentials also log in.
+    /// Names the server family, says how the certificate was checked, judges login methods
+    /// by the capabilities before login (after STARTTLS) and lists those after login apart.
     Test {
         name: String,
         /// The mailbox to log in as through the admin credentials

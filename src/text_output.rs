@@ -156,7 +156,11 @@ pub fn probe(p: &ProbeReport) -> String {
         ),
         CertificateStatus::NotVerified => ", TLS negotiated but the certificate NOT verified (--insecure-skip-verify: anyone in the path can read the passwords)".to_owned(),
     };
-    let _ = writeln!(out, "Connected to {} ({}){protection}.", p.server, p.security);
+    let _ = writeln!(
+        out,
+        "Connected to {} ({}){protection}.",
+        p.server, p.security
+    );
     let id: Vec<String> = p
         .server_id
         .iter()

@@ -185,4 +185,20 @@ mod tests {
         let err = tls_settings(&s).expect_err("missing CA file");
         assert!(err.to_string().contains("endpoint src"), "{err}");
     }
+
+    #[test]
+    fn a_stored_pin_is_the_only_trust() {
+        let mut s = settings();
+        let pin = CertificatePin::of_der(b"the server's certificate");
+        s.pinned_certificate = Some(pin.to_string());
+        let built = tls_settings(&s).expect("pinned settings");
+        assert_eq!(
+            built.certificate_check(),
+            imapmirror_protocol::client::CertificateCheck::Pinned(pin)
+        );
+        // A record edited by hand into nonsense names the endpoint.
+        s.pinned_certificate = Some("sha256:nope".to_owned());
+        let err = tls_settings(&s).expect_err("bad stored pin");
+        assert!(err.to_string().contains("endpoint src"), "{err}");
+    }
 }

@@ -325,8 +325,7 @@ pub fn login_notes(
             "no AUTH=XOAUTH2 — this endpoint is set to --auth xoauth2 but the server does not offer it{after_starttls}"
         ));
     }
-    if settings.admin_format == Some(imapmirror_storage::AdminFormat::Sasl) && !has("AUTH=PLAIN")
-    {
+    if settings.admin_format == Some(imapmirror_storage::AdminFormat::Sasl) && !has("AUTH=PLAIN") {
         notes.push(if after_starttls.is_empty() {
             "no AUTH=PLAIN — the sasl admin format needs it: use another --admin-format".to_owned()
         } else {
@@ -431,14 +430,22 @@ mod tests {
         let before = capability_notes(&caps("IMAP4rev1"), false).join("\n");
         assert!(before.contains("before login"), "{before}");
         let login = login_notes(&caps("IMAP4rev1"), None, &record(Security::Ssl)).join("\n");
-        assert!(login.contains("no AUTH=PLAIN — the sasl admin format needs it"), "{login}");
-        assert!(login.contains("login methods offered before login: LOGIN"), "{login}");
+        assert!(
+            login.contains("no AUTH=PLAIN — the sasl admin format needs it"),
+            "{login}"
+        );
+        assert!(
+            login.contains("login methods offered before login: LOGIN"),
+            "{login}"
+        );
     }
 
     #[test]
     fn a_rich_server_gets_the_fast_path_notes() {
         let notes = capability_notes(
-            &caps("IMAP4rev1 UIDPLUS MULTIAPPEND CONDSTORE APPENDLIMIT=35651584 LITERAL+ AUTH=PLAIN LIST-STATUS SPECIAL-USE"),
+            &caps(
+                "IMAP4rev1 UIDPLUS MULTIAPPEND CONDSTORE APPENDLIMIT=35651584 LITERAL+ AUTH=PLAIN LIST-STATUS SPECIAL-USE",
+            ),
             true,
         );
         let text = notes.join("\n");
@@ -464,7 +471,8 @@ mod tests {
         assert!(!login.contains("LOGINDISABLED"), "{login}");
         assert!(!login.contains("no AUTH=PLAIN"), "{login}");
         assert!(
-            login.contains("LOGIN, AUTHENTICATE SCRAM-SHA-256") && login.contains("AUTHENTICATE PLAIN"),
+            login.contains("LOGIN, AUTHENTICATE SCRAM-SHA-256")
+                && login.contains("AUTHENTICATE PLAIN"),
             "{login}"
         );
         let session = capability_notes(&post, true).join("\n");
@@ -508,9 +516,16 @@ mod tests {
             text.contains("login methods offered before login: AUTHENTICATE XOAUTH2"),
             "{text}"
         );
-        let plain = login_notes(&caps("IMAP4rev1 LOGINDISABLED STARTTLS"), None, &record(Security::None))
-            .join("\n");
-        assert!(plain.contains("before STARTTLS: use --security starttls"), "{plain}");
+        let plain = login_notes(
+            &caps("IMAP4rev1 LOGINDISABLED STARTTLS"),
+            None,
+            &record(Security::None),
+        )
+        .join("\n");
+        assert!(
+            plain.contains("before STARTTLS: use --security starttls"),
+            "{plain}"
+        );
     }
 
     #[test]

@@ -89,8 +89,7 @@ mod tests {
     use super::*;
 
     // Debian's Cyrus 3.6 in the kit, on its plain port.
-    const CYRUS_GREETING: &str =
-        "localhost Cyrus IMAP 3.6.1-Debian-3.6.1-4+deb12u5 server ready";
+    const CYRUS_GREETING: &str = "localhost Cyrus IMAP 3.6.1-Debian-3.6.1-4+deb12u5 server ready";
     const CYRUS_PRE_LOGIN: &str = "IMAP4rev1 LITERAL+ ID ENABLE STARTTLS AUTH=SCRAM-SHA-512 AUTH=SCRAM-SHA-384 AUTH=SCRAM-SHA-256 AUTH=SCRAM-SHA-224 AUTH=SCRAM-SHA-1 AUTH=DIGEST-MD5 AUTH=CRAM-MD5 AUTH=NTLM AUTH=PLAIN AUTH=LOGIN SASL-IR";
     const CYRUS_POST_LOGIN: &str = "IMAP4rev1 LITERAL+ ID ENABLE ACL BINARY CATENATE CHILDREN CONDSTORE LIST-STATUS MOVE MULTIAPPEND NAMESPACE QRESYNC SPECIAL-USE UIDPLUS X-REPLICATION X-SIEVE-MAILBOX XLIST LOGINDISABLED COMPRESS=DEFLATE IDLE APPENDLIMIT=4294967295";
     // Debian's Courier-IMAP 5.0 in the kit, on its plain port.
@@ -134,10 +133,7 @@ mod tests {
             ("version", "3.6.1-Debian-3.6.1-4+deb12u5"),
             ("vendor", "Project Cyrus"),
         ]);
-        assert_eq!(
-            detect("server ready", &cyrus_id, &pre),
-            ServerFamily::Cyrus
-        );
+        assert_eq!(detect("server ready", &cyrus_id, &pre), ServerFamily::Cyrus);
         // A rewritten greeting and no ID: its extensions after login still tell.
         assert_eq!(
             detect("IMAP ready", &[], &caps(CYRUS_POST_LOGIN)),

@@ -253,7 +253,8 @@ mod tests {
         std::fs::write(&none, "nothing here\n").expect("write");
         let err = CertificatePin::from_pem_file(&none).expect_err("none");
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
-        let err = CertificatePin::from_pem_file(&dir.path().join("missing.pem")).expect_err("missing");
+        let err =
+            CertificatePin::from_pem_file(&dir.path().join("missing.pem")).expect_err("missing");
         assert!(err.to_string().contains("missing.pem"), "{err}");
     }
 }

@@ -40,8 +40,8 @@ mod tls;
 
 pub use append_upload::AppendUpload;
 pub use authentication::{Credentials, Secret};
+pub use certificate_pin::{CertificatePin, SHA256_PREFIX};
 pub use connect::{ConnectOptions, ImapStream, Security, connect};
 pub use fetch_stream::FetchStream;
 pub use session::{Session, SessionConfig, StoreOutcome};
-pub use certificate_pin::{CertificatePin, SHA256_PREFIX};
 pub use tls::{CertificateCheck, TlsOptions, TlsSettings};

@@ -187,20 +187,27 @@ pub(crate) fn server_name(host: &str, server: &str) -> Result<ServerName<'static
     })
 }
 
-/// Why a handshake failed, in words an administrator can act on. Two rustls errors get
-/// their own: a pin mismatch (both digests named), and a self-signed `CA:TRUE`
+/// The error for a failed handshake, in words an administrator can act on. Two rustls
+/// errors get their own: a pin mismatch (both digests named), and a self-signed `CA:TRUE`
 /// certificate offered as the server's own, which a CA file can never make acceptable.
-pub(crate) fn handshake_failure_reason(error: &rustls::Error) -> String {
+pub(crate) fn handshake_failure(server: &str, error: &rustls::Error) -> Error {
+    let refused = |reason: String| Error::CertificateRefused {
+        server: server.to_owned(),
+        reason,
+    };
     if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = error {
         if let Some(mismatch) = other.0.downcast_ref::<PinMismatch>() {
-            return mismatch.to_string();
+            return refused(mismatch.to_string());
         }
         // webpki's `CaUsedAsEndEntity` reaches us only as rustls's opaque "other" error.
         if other.0.to_string().contains("CaUsedAsEndEntity") {
-            return "the server presents a CA certificate (CA:TRUE, as `openssl req -x509` makes) as its own, which no CA file can make trusted; pin that certificate instead (--pin-cert FILE, or sha256:HEX), which keeps verification on".to_owned();
+            return refused("the server presents a CA certificate (CA:TRUE, as `openssl req -x509` makes) as its own, which no CA file can make trusted; pin that certificate instead with --pin-cert FILE (or sha256:HEX), which keeps verification on".to_owned());
         }
     }
-    error.to_string()
+    Error::Tls {
+        server: server.to_owned(),
+        reason: error.to_string(),
+    }
 }
 
 /// Accepts any certificate but still checks the handshake signatures, so the session is
@@ -348,7 +355,7 @@ mod tests {
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                Some(tls) => handshake_failure_reason(tls),
+                Some(tls) => handshake_failure("old.example:993", tls).to_string(),
                 None => e.to_string(),
             }
         })
@@ -364,7 +371,9 @@ mod tests {
         })
         .expect("settings");
         assert_eq!(pinned.certificate_check(), CertificateCheck::Pinned(pin));
-        handshake(&pinned, &cert, &key).await.expect("the pinned certificate is accepted");
+        handshake(&pinned, &cert, &key)
+            .await
+            .expect("the pinned certificate is accepted");
 
         // Another certificate for the same name is refused, both digests named.
         let (other, other_key) = self_signed_ca_cert("old.example");
@@ -403,7 +412,10 @@ mod tests {
         let err = handshake(&via_ca, &cert, &key)
             .await
             .expect_err("webpki refuses a CA certificate as the server's own");
-        assert!(err.contains("CA:TRUE") && err.contains("--pin-cert"), "{err}");
+        assert!(
+            err.contains("CA:TRUE") && err.contains("--pin-cert"),
+            "{err}"
+        );
     }
 
     #[test]

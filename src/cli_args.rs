@@ -70,7 +70,9 @@ pub enum AuthArg {
 pub enum EndpointCommand {
     /// Add an endpoint; tests the connection first unless --no-test.
     Add(EndpointAddArgs),
-    /// Connect, negotiate TLS, read CAPABILITY; with admin credentials also log in.
+    /// Connect, negotiate TLS, read CAPABILITY and ID; with admin credentials also log in.
+    /// Names the server family, says how the certificate was checked, judges login methods
+    /// by the capabilities before login (after STARTTLS) and lists those after login apart.
     Test {
         name: String,
         /// The mailbox to log in as through the admin credentials
@@ -135,8 +137,15 @@ pub struct EndpointAddArgs {
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Do not verify the server's certificate (anyone in the path can read passwords).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ca_file", "pin_cert"])]
     pub insecure_skip_verify: bool,
+    /// Trust exactly this server certificate, and no CA: a PEM file holding it (e.g. an
+    /// old server's self-signed one, which --ca-file refuses as CA:TRUE), or sha256:HEX
+    /// of its DER as `openssl x509 -noout -fingerprint -sha256` prints it. Verification
+    /// stays on: the server must present that certificate and hold its key; its name,
+    /// issuer and dates are not checked. The digest is stored with the endpoint.
+    #[arg(long, value_name = "PEM|sha256:HEX", conflicts_with = "ca_file")]
+    pub pin_cert: Option<String>,
     /// Add without testing the connection.
     #[arg(long, conflicts_with = "test_user")]
     pub no_test: bool,

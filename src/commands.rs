@@ -19,6 +19,7 @@ use imapmirror_engine::notification::Notifier;
 use imapmirror_engine::reconnect_policy::ReconnectPolicy;
 use imapmirror_engine::scheduler::Scheduler;
 use imapmirror_protocol::admin_login::{AdminFormat, DOVECOT_DEFAULT_SEPARATOR};
+use imapmirror_protocol::client::{CertificatePin, SHA256_PREFIX};
 use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
@@ -167,6 +168,12 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
         })?),
         None => None,
     };
+    let pinned_certificate = args
+        .pin_cert
+        .as_deref()
+        .map(certificate_pin)
+        .transpose()?
+        .map(|pin| pin.to_string());
     Ok(Request::EndpointAdd {
         settings: EndpointSettings {
             name: args.name.clone(),
@@ -192,6 +199,7 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
             max_concurrent_syncs: args.max_concurrent_syncs,
             ca_file,
             insecure_skip_verify: args.insecure_skip_verify,
+            pinned_certificate,
             admin_separator: match args.admin_format {
                 Some(AdminFormat::Dovecot { separator })
                     if separator != DOVECOT_DEFAULT_SEPARATOR =>
@@ -207,6 +215,19 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
         test: !args.no_test,
         test_user: args.test_user.clone(),
     })
+}
+
+/// `--pin-cert`: `sha256:HEX`, else the path of a PEM file holding the one certificate.
+fn certificate_pin(given: &str) -> anyhow::Result<CertificatePin> {
+    let pin = if given
+        .get(..SHA256_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(SHA256_PREFIX))
+    {
+        CertificatePin::parse_sha256(given)
+    } else {
+        CertificatePin::from_pem_file(Path::new(given))
+    };
+    pin.map_err(|e| BadRequest(format!("--pin-cert: {e}.")).into())
 }
 
 // ---------------------------------------------------------------- batches

@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use imapmirror_engine::batch_report::{BatchSummary, MailboxSummary};
 use imapmirror_engine::control_request::EndpointView;
-use imapmirror_engine::endpoint_probe::{LoginCheck, ProbeReport};
+use imapmirror_engine::endpoint_probe::{CertificateStatus, LoginCheck, ProbeReport};
 use imapmirror_storage::Security;
 
 /// Writes to stdout. A reader that went away (`imapmirror batch users X | head`) ends
@@ -146,18 +146,49 @@ pub fn endpoints(list: &[EndpointView]) -> String {
 
 pub fn probe(p: &ProbeReport) -> String {
     let mut out = String::new();
+    let protection = match &p.certificate {
+        CertificateStatus::NoTls => ", without TLS".to_owned(),
+        CertificateStatus::Verified => {
+            ", TLS negotiated and the certificate verified against the trusted roots".to_owned()
+        }
+        CertificateStatus::Pinned { pin } => format!(
+            ", TLS negotiated and the certificate is the pinned one ({pin}), its key proven"
+        ),
+        CertificateStatus::NotVerified => ", TLS negotiated but the certificate NOT verified (--insecure-skip-verify: anyone in the path can read the passwords)".to_owned(),
+    };
     let _ = writeln!(
         out,
-        "Connected to {} ({}){}.",
-        p.server,
-        p.security,
-        if p.tls {
-            ", TLS negotiated and the certificate verified"
+        "Connected to {} ({}){protection}.",
+        p.server, p.security
+    );
+    let id: Vec<String> = p
+        .server_id
+        .iter()
+        .filter(|(k, _)| ["name", "version", "vendor"].contains(&k.to_ascii_lowercase().as_str()))
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v:?}")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Server: {} (greeting {:?}{}).",
+        p.server_family,
+        p.greeting,
+        if id.is_empty() {
+            String::new()
         } else {
-            ", without TLS"
+            format!("; ID {}", id.join(", "))
         }
     );
-    let _ = writeln!(out, "Capabilities: {}", p.capabilities.join(" "));
+    if let Some(before) = &p.capabilities_before_starttls {
+        let _ = writeln!(out, "Capabilities before STARTTLS: {}", before.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "Capabilities before login: {}",
+        p.capabilities.join(" ")
+    );
+    if let Some(after) = &p.capabilities_after_login {
+        let _ = writeln!(out, "Capabilities after login: {}", after.join(" "));
+    }
     let _ = match &p.login {
         LoginCheck::Succeeded { user } => writeln!(
             out,

@@ -1,7 +1,9 @@
 //! `endpoint add/test/list/remove` against a real Dovecot: TLS (STARTTLS and implicit,
-//! verified against the server's CA), the capability notes, both admin formats Dovecot
-//! speaks, and the exit codes of a refused login (1 for `test`, 2 for `add`) and of an
-//! unreachable or untrusted server (1).
+//! verified against the server's CA, or one pinned self-signed certificate), the
+//! capability notes, both admin formats Dovecot speaks, and the exit codes of a refused
+//! login (1 for `test`, 2 for `add`) and of an unreachable or untrusted server (1). Against
+//! real Cyrus and Courier: login methods judged before login, the list after login apart,
+//! the server family named.
 
 #![forbid(unsafe_code)]
 
@@ -9,8 +11,10 @@ mod cli_harness;
 mod support;
 
 use cli_harness::Cli;
+use support::tls_material::{openssl_self_signed, openssl_x509};
 use support::{
-    Corpus, CorpusSpec, DEFAULT_USER, Dovecot, Layout, MASTER_PASSWORD, MASTER_USER, Verifier,
+    CYRUS_ADMIN, CYRUS_ADMIN_PASSWORD, CYRUS_DEFAULT_USER, Corpus, CorpusSpec, Courier, Cyrus,
+    DEFAULT_PASSWORD, DEFAULT_USER, Dovecot, Layout, MASTER_PASSWORD, MASTER_USER, Verifier,
     separator_mapping, verify_users,
 };
 
@@ -366,4 +370,360 @@ fn xoauth2_logins_take_their_token_from_the_command() {
     )
     .expect("verifier reads both sides")
     .assert_equal();
+}
+
+/// An old server's certificate, self-signed with `openssl req -x509` (so `CA:TRUE`) for a
+/// name that is not the one connected to: `--ca-file` with it fails and says to pin it;
+/// `--pin-cert` (the file or its SHA-256) connects with verification on, and a batch uses
+/// the stored pin; another certificate is refused; `--insecure-skip-verify` is reported as
+/// not verified.
+#[test]
+fn a_self_signed_certificate_is_pinned_with_verification_on() {
+    let cli = Cli::new();
+    let dir = cli.files.path();
+    let (cert, key) = openssl_self_signed(dir, "old", "oldmail.example.test").expect("openssl");
+    let text = openssl_x509(&cert, &["-text"]).expect("openssl x509");
+    assert!(
+        text.contains("CA:TRUE"),
+        "openssl req -x509 marks it CA:TRUE:\n{text}"
+    );
+    let (other, _) = openssl_self_signed(dir, "other", "oldmail.example.test").expect("openssl");
+    let server = Dovecot::builder()
+        .label("pinned")
+        .extra_config(&format!(
+            "ssl_cert = <{}\nssl_key = <{}",
+            cert.display(),
+            key.display()
+        ))
+        .start()
+        .expect("Dovecot starts with the self-signed certificate");
+    let imaps = server.tls_addr().port().to_string();
+    let starttls = server.plain_addr().port().to_string();
+    let good = cli.file("good.pw", format!("{MASTER_PASSWORD}\n").as_bytes());
+    let cert = cert.display().to_string();
+    let other = other.display().to_string();
+    let add = |name: &str, port: &str, security: &str, trust: &[&str]| {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--security",
+            security,
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            &good,
+            "--admin-format",
+            "dovecot",
+            "--test-user",
+            DEFAULT_USER,
+        ];
+        args.extend_from_slice(trust);
+        cli.run(&args)
+    };
+
+    // The CA file way fails (webpki: CaUsedAsEndEntity) and points at pinning.
+    let via_ca = add("viaca", &imaps, "ssl", &["--ca-file", &cert]);
+    assert_eq!(via_ca.code, 1, "{}\n{}", via_ca.stdout, via_ca.stderr);
+    assert!(
+        via_ca.stderr.contains("CA:TRUE") && via_ca.stderr.contains("--pin-cert"),
+        "{}",
+        via_ca.stderr
+    );
+    assert!(
+        !via_ca.stderr.contains("give its CA with --ca-file"),
+        "no advice to do what just failed: {}",
+        via_ca.stderr
+    );
+
+    // Pinned by file, over implicit TLS and over STARTTLS: connected, logged in.
+    let pinned = add("pinned", &imaps, "ssl", &["--pin-cert", &cert]);
+    assert_eq!(pinned.code, 0, "{}\n{}", pinned.stdout, pinned.stderr);
+    let fingerprint = openssl_x509(std::path::Path::new(&cert), &["-fingerprint", "-sha256"])
+        .expect("fingerprint");
+    // `sha256 Fingerprint=AB:CD:...` (OpenSSL 3) or `SHA256 Fingerprint=...`.
+    let hex = fingerprint
+        .trim()
+        .rsplit_once('=')
+        .map(|(_, h)| h.to_owned())
+        .expect("a fingerprint line");
+    let pin = format!("sha256:{}", hex.replace(':', "").to_ascii_lowercase());
+    assert!(
+        pinned
+            .stdout
+            .contains(&format!("the certificate is the pinned one ({pin})")),
+        "{}",
+        pinned.stdout
+    );
+    assert!(pinned.stdout.contains("succeeded"), "{}", pinned.stdout);
+    assert!(
+        !pinned.stdout.contains("verified against"),
+        "{}",
+        pinned.stdout
+    );
+    let by_digest = add(
+        "bydigest",
+        &starttls,
+        "starttls",
+        &["--pin-cert", &format!("sha256:{hex}")],
+    );
+    assert_eq!(
+        by_digest.code, 0,
+        "{}\n{}",
+        by_digest.stdout, by_digest.stderr
+    );
+    let json = cli.json(&[
+        "endpoint",
+        "test",
+        "bydigest",
+        "--user",
+        DEFAULT_USER,
+        "--json",
+    ]);
+    assert_eq!(json["certificate"]["check"], "pinned", "{json:#}");
+    assert_eq!(json["certificate"]["pin"], pin.as_str(), "{json:#}");
+    assert_eq!(json["server_family"], "Dovecot", "{json:#}");
+    let list = cli.json(&["endpoint", "list", "--json"]);
+    let stored = list
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "pinned"))
+        .unwrap_or_else(|| panic!("pinned is listed: {list:#}"));
+    assert_eq!(stored["pinned_certificate"], pin.as_str(), "{stored:#}");
+
+    // Another certificate pinned: refused, both digests named, exit 1.
+    let wrong = add("wrong", &imaps, "ssl", &["--pin-cert", &other]);
+    assert_eq!(wrong.code, 1, "{}\n{}", wrong.stdout, wrong.stderr);
+    assert!(
+        wrong.stderr.contains("is not the pinned one") && wrong.stderr.contains(&pin),
+        "{}",
+        wrong.stderr
+    );
+    // A pin does not go with the CA file or with insecure mode; a bad digest is exit 2.
+    cli.fails(
+        &[
+            "endpoint",
+            "add",
+            "x",
+            "--host",
+            "h",
+            "--pin-cert",
+            &cert,
+            "--ca-file",
+            &cert,
+        ],
+        2,
+    );
+    cli.fails(
+        &[
+            "endpoint",
+            "add",
+            "x",
+            "--host",
+            "h",
+            "--pin-cert",
+            &cert,
+            "--insecure-skip-verify",
+        ],
+        2,
+    );
+    let bad = cli.fails(
+        &[
+            "endpoint",
+            "add",
+            "x",
+            "--host",
+            "h",
+            "--pin-cert",
+            "sha256:12ab",
+        ],
+        2,
+    );
+    assert!(bad.contains("64 hex digits"), "{bad}");
+
+    // Verification off is never reported as verified.
+    let insecure = add("insecure", &imaps, "ssl", &["--insecure-skip-verify"]);
+    assert_eq!(insecure.code, 0, "{}\n{}", insecure.stdout, insecure.stderr);
+    assert!(
+        insecure.stdout.contains("NOT verified"),
+        "{}",
+        insecure.stdout
+    );
+    assert!(
+        !insecure.stdout.contains("certificate verified"),
+        "{}",
+        insecure.stdout
+    );
+    let json = cli.json(&["endpoint", "test", "insecure", "--json"]);
+    assert_eq!(json["certificate"]["check"], "not_verified", "{json:#}");
+
+    // A batch reads through the stored pin.
+    let corpus = Corpus::generate(CorpusSpec::small(61).with_messages(30));
+    server
+        .seed(DEFAULT_USER, corpus.folders(), corpus.messages())
+        .expect("seed");
+    let target = Dovecot::builder()
+        .label("pinned-target")
+        .layout(Layout::Fs)
+        .extra_config("mail_max_keyword_length = 200")
+        .start()
+        .expect("target starts");
+    cli.add_dovecot_endpoint("tgt", &target, "dovecot", &[]);
+    let csv = cli.file(
+        "users.csv",
+        format!(
+            "EmailAddress,UserName,Password\n{DEFAULT_USER},{DEFAULT_USER},{DEFAULT_PASSWORD}\n"
+        )
+        .as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "pinned", "--target", "tgt",
+    ]);
+    cli.ok(&["batch", "start", "b", "--wait"]);
+    verify_users(
+        &server,
+        DEFAULT_USER,
+        &target,
+        DEFAULT_USER,
+        &Verifier::new().with_folder_map(separator_mapping),
+    )
+    .expect("verifier reads both sides")
+    .assert_equal();
+}
+
+/// Cyrus 3.6 offers LOGIN and AUTH=PLAIN before login and adds LOGINDISABLED after a
+/// login: the test judges the first list and reports the second apart.
+#[test]
+fn cyrus_logins_are_judged_before_login() {
+    let server = Cyrus::builder()
+        .label("probe")
+        .start()
+        .expect("Cyrus starts");
+    let cli = Cli::new();
+    let pw = cli.file("admin.pw", format!("{CYRUS_ADMIN_PASSWORD}\n").as_bytes());
+    let port = server.plain_addr().port().to_string();
+    let ca = server.ca_file().display().to_string();
+    cli.ok(&[
+        "endpoint",
+        "add",
+        "cyrus",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "starttls",
+        "--ca-file",
+        &ca,
+        "--admin-user",
+        CYRUS_ADMIN,
+        "--admin-password-file",
+        &pw,
+        "--admin-format",
+        "sasl",
+        "--no-test",
+    ]);
+    let out = cli.ok(&["endpoint", "test", "cyrus", "--user", CYRUS_DEFAULT_USER]);
+    assert!(out.contains("Server: Cyrus"), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
+    assert!(
+        out.contains("certificate verified against the trusted roots"),
+        "{out}"
+    );
+    assert!(!out.contains("LOGINDISABLED —"), "{out}");
+    assert!(!out.contains("no AUTH=PLAIN"), "{out}");
+    assert!(
+        out.contains("login methods offered before login (after STARTTLS): LOGIN,"),
+        "{out}"
+    );
+    let json = cli.json(&[
+        "endpoint",
+        "test",
+        "cyrus",
+        "--user",
+        CYRUS_DEFAULT_USER,
+        "--json",
+    ]);
+    assert_eq!(json["server_family"], "Cyrus", "{json:#}");
+    let list = |key: &str| -> Vec<String> {
+        json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is a list: {json:#}"))
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    let pre = list("capabilities");
+    let post = list("capabilities_after_login");
+    assert!(pre.iter().any(|c| c == "AUTH=PLAIN"), "{pre:?}");
+    assert!(!pre.iter().any(|c| c == "LOGINDISABLED"), "{pre:?}");
+    assert!(post.iter().any(|c| c == "LOGINDISABLED"), "{post:?}");
+    assert!(post.iter().any(|c| c == "UIDPLUS"), "{post:?}");
+    // Cyrus answers ID with its name and version.
+    let id = serde_json::to_string(&json["server_id"]).expect("json");
+    assert!(id.contains("Cyrus IMAPD"), "{id}");
+    // The session notes come from the list after login.
+    let notes = serde_json::to_string(&json["notes"]).expect("json");
+    assert!(notes.contains("MULTIAPPEND — many messages"), "{notes}");
+}
+
+/// Courier 5.0 offers no AUTH=PLAIN before STARTTLS and offers it after: over STARTTLS
+/// the sasl admin format is fine; over plaintext the test says to use STARTTLS.
+#[test]
+fn courier_offers_auth_plain_only_after_starttls() {
+    let server = Courier::builder()
+        .label("probe")
+        .start()
+        .expect("Courier starts");
+    let cli = Cli::new();
+    let pw = cli.file("admin.pw", b"whatever\n");
+    let port = server.plain_addr().port().to_string();
+    let ca = server.ca_file().display().to_string();
+    let add = |name: &str, trust: &[&str]| {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--admin-user",
+            "mailadmin",
+            "--admin-password-file",
+            &pw,
+            "--admin-format",
+            "sasl",
+        ];
+        args.extend_from_slice(trust);
+        cli.ok(&args)
+    };
+    let out = add("tls", &["--security", "starttls", "--ca-file", &ca]);
+    assert!(out.contains("Server: Courier"), "{out}");
+    assert!(out.contains("Capabilities before STARTTLS:"), "{out}");
+    assert!(!out.contains("no AUTH=PLAIN"), "{out}");
+    let json = cli.json(&["endpoint", "test", "tls", "--json"]);
+    assert_eq!(json["server_family"], "Courier", "{json:#}");
+    let has = |key: &str, cap: &str| {
+        json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} is a list: {json:#}"))
+            .iter()
+            .any(|c| c == cap)
+    };
+    assert!(
+        !has("capabilities_before_starttls", "AUTH=PLAIN"),
+        "{json:#}"
+    );
+    assert!(has("capabilities", "AUTH=PLAIN"), "{json:#}");
+
+    let out = add("plain", &["--security", "none"]);
+    assert!(
+        out.contains("no AUTH=PLAIN — the sasl admin format needs it before STARTTLS: use --security starttls"),
+        "{out}"
+    );
+    assert!(out.contains("without TLS"), "{out}");
 }

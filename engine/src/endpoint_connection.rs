@@ -5,7 +5,9 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use imapmirror_protocol::client::{Security, SessionConfig, TlsOptions, TlsSettings};
+use imapmirror_protocol::client::{
+    CertificatePin, Security, SessionConfig, TlsOptions, TlsSettings,
+};
 use imapmirror_storage::{self as storage, Database, EndpointRecord};
 
 use crate::credentials::{
@@ -27,28 +29,38 @@ pub fn security(settings: &storage::EndpointSettings) -> Security {
     }
 }
 
-/// Builds the TLS trust of an endpoint (system and webpki roots, plus `--ca-file`).
+/// Builds the TLS trust of an endpoint (system and webpki roots, plus `--ca-file`; or
+/// only the pinned certificate).
 pub fn tls_settings(settings: &storage::EndpointSettings) -> Result<TlsSettings, Error> {
+    let load_err = |source| Error::Endpoint {
+        endpoint: settings.name.clone(),
+        action: "loading the TLS trust settings".to_owned(),
+        source: Box::new(source),
+    };
+    let pinned_certificate = settings
+        .pinned_certificate
+        .as_deref()
+        .map(str::parse::<CertificatePin>)
+        .transpose()
+        .map_err(load_err)?;
     let options = TlsOptions {
         webpki_roots: true,
         // Loading the system store reads and parses every file in /etc/ssl/certs, about
-        // 10 ms, a tenth of an unchanged pass: a private CA file replaces it, and a
-        // plain-text endpoint never uses it (its settings are built but not used).
+        // 10 ms, a tenth of an unchanged pass: a private CA file or a pin replaces it,
+        // and a plain-text endpoint never uses it (its settings are built but not used).
         system_roots: settings.ca_file.is_none()
+            && pinned_certificate.is_none()
             && !matches!(settings.security, storage::Security::None),
         ca_file: settings.ca_file.clone(),
         insecure_skip_verify: settings.insecure_skip_verify,
+        pinned_certificate,
     };
     let built = if options == TlsOptions::default() {
         system_trust()
     } else {
         TlsSettings::new(&options)
     };
-    built.map_err(|source| Error::Endpoint {
-        endpoint: settings.name.clone(),
-        action: "loading the TLS trust settings".to_owned(),
-        source: Box::new(source),
-    })
+    built.map_err(load_err)
 }
 
 /// The default trust (webpki and system roots), loaded once per process and shared by
@@ -171,6 +183,22 @@ mod tests {
         let mut s = settings();
         s.ca_file = Some("/nonexistent/ca.pem".into());
         let err = tls_settings(&s).expect_err("missing CA file");
+        assert!(err.to_string().contains("endpoint src"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_pin_is_the_only_trust() {
+        let mut s = settings();
+        let pin = CertificatePin::of_der(b"the server's certificate");
+        s.pinned_certificate = Some(pin.to_string());
+        let built = tls_settings(&s).expect("pinned settings");
+        assert_eq!(
+            built.certificate_check(),
+            imapmirror_protocol::client::CertificateCheck::Pinned(pin)
+        );
+        // A record edited by hand into nonsense names the endpoint.
+        s.pinned_certificate = Some("sha256:nope".to_owned());
+        let err = tls_settings(&s).expect_err("bad stored pin");
         assert!(err.to_string().contains("endpoint src"), "{err}");
     }
 }

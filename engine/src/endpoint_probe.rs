@@ -1,14 +1,21 @@
 //! `endpoint test` (Exchange's Test-MigrationServerAvailability): connect, negotiate TLS,
-//! read CAPABILITY, optionally log in, and say what the capabilities mean for a migration.
+//! read CAPABILITY, ask ID, optionally log in, and say what the capabilities mean for a
+//! migration.
+//!
+//! Login methods are judged by the capabilities announced before login (over TLS when
+//! TLS is used): those are what a login meets. The list after login is reported apart and
+//! judged only for what a session can do — Cyrus adds LOGINDISABLED to it, which says
+//! nothing about logging in.
 
 use imapmirror_protocol::Error as ImapError;
-use imapmirror_protocol::client::{self, ConnectOptions, SessionConfig};
+use imapmirror_protocol::client::{self, CertificateCheck, ConnectOptions, SessionConfig};
 use imapmirror_storage::{self as storage, EndpointRecord, Security};
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::{LoginMethod, Secret, admin_login};
 use crate::endpoint_connection::{CONNECT_TIMEOUT, admin_format, security, tls_settings};
 use crate::error::Error;
+use crate::server_family::{self, ServerFamily};
 
 /// What a test of an endpoint found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,11 +27,43 @@ pub struct ProbeReport {
     pub security: String,
     /// Whether the session ended up encrypted.
     pub tls: bool,
-    /// The capabilities announced (after TLS, before login).
+    /// How the server's certificate was checked.
+    pub certificate: CertificateStatus,
+    /// The server software, as its ID, greeting and capabilities tell.
+    pub server_family: ServerFamily,
+    /// The greeting's text.
+    pub greeting: String,
+    /// The server's ID response (RFC 2971), when it offers ID: field, value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_id: Vec<(String, Option<String>)>,
+    /// With STARTTLS: the capabilities announced in plaintext, before the upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities_before_starttls: Option<Vec<String>>,
+    /// The capabilities announced before login (after TLS): login methods are judged
+    /// by these.
     pub capabilities: Vec<String>,
+    /// The capabilities announced after a successful login (many servers add UIDPLUS,
+    /// MULTIAPPEND, CONDSTORE then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities_after_login: Option<Vec<String>>,
     pub login: LoginCheck,
     /// What the capabilities mean for a migration, one sentence each.
     pub notes: Vec<String>,
+}
+
+/// How the server's certificate was checked; a report never claims a verification that
+/// was turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum CertificateStatus {
+    /// No TLS, so no certificate.
+    NoTls,
+    /// Verified against the trusted roots (chain, host name, dates).
+    Verified,
+    /// The pinned certificate, its key proven by the handshake signature.
+    Pinned { pin: String },
+    /// Not checked (`--insecure-skip-verify`).
+    NotVerified,
 }
 
 /// Whether a login was tried and how it went.
@@ -81,7 +120,32 @@ pub async fn probe(
         .await
         .map_err(endpoint_err(format!("connecting to {server} for a test")))?;
     let tls = is_tls(s.security);
-    let capabilities: Vec<String> = session.capabilities().iter().map(str::to_owned).collect();
+    let certificate = match (tls, options.tls.certificate_check()) {
+        (false, _) => CertificateStatus::NoTls,
+        (true, CertificateCheck::Roots) => CertificateStatus::Verified,
+        (true, CertificateCheck::Pinned(pin)) => CertificateStatus::Pinned {
+            pin: pin.to_string(),
+        },
+        (true, CertificateCheck::Off) => CertificateStatus::NotVerified,
+    };
+    let names = |set: &client::CapabilitySet| set.iter().map(str::to_owned).collect::<Vec<_>>();
+    let greeting = session.state().greeting_text().to_owned();
+    let capabilities_before_starttls = session.state().capabilities_before_starttls().map(names);
+    let capabilities = names(session.capabilities());
+    let server_id = if session.capabilities().contains("ID") {
+        let ours = [
+            ("name", Some("imapmirror")),
+            ("version", Some(env!("CARGO_PKG_VERSION"))),
+        ];
+        match session.id(Some(&ours)).await {
+            Ok(fields) => fields.unwrap_or_default(),
+            // An ID the server refuses only costs the report its software version.
+            Err(ImapError::Refused { .. }) => Vec::new(),
+            Err(e) => return Err(endpoint_err(format!("asking {server} for its ID"))(e)),
+        }
+    } else {
+        Vec::new()
+    };
 
     // The login to try, if the endpoint and the request give enough for one.
     let attempt = match (&s.admin_user, s.admin_format, admin_password, as_user) {
@@ -138,16 +202,11 @@ pub async fn probe(
         },
     };
     let logged_in = matches!(login, LoginCheck::Succeeded { .. });
-    // After a login the server may announce more (Dovecot does); report those.
-    let capabilities = if logged_in {
-        let after: Vec<String> = session.capabilities().iter().map(str::to_owned).collect();
-        if after.is_empty() {
-            capabilities
-        } else {
-            after
-        }
+    // After a login the server may announce more (Dovecot, Cyrus do); reported apart.
+    let capabilities_after_login = if logged_in {
+        Some(names(session.capabilities())).filter(|after| !after.is_empty())
     } else {
-        capabilities
+        None
     };
     if tokio::time::timeout(std::time::Duration::from_secs(5), session.logout())
         .await
@@ -155,7 +214,20 @@ pub async fn probe(
     {
         tracing::debug!(%server, "LOGOUT after the endpoint test timed out");
     }
-    let notes = capability_notes(&capabilities, record, logged_in);
+    let mut notes = login_notes(
+        &capabilities,
+        capabilities_before_starttls.as_deref(),
+        record,
+    );
+    notes.extend(capability_notes(
+        capabilities_after_login.as_deref().unwrap_or(&capabilities),
+        capabilities_after_login.is_some(),
+    ));
+    let server_family = server_family::detect(
+        &greeting,
+        &server_id,
+        capabilities_after_login.as_deref().unwrap_or(&capabilities),
+    );
     Ok(ProbeReport {
         endpoint: s.name.clone(),
         server,
@@ -166,7 +238,13 @@ pub async fn probe(
         }
         .to_owned(),
         tls,
+        certificate,
+        server_family,
+        greeting,
+        server_id,
+        capabilities_before_starttls,
         capabilities,
+        capabilities_after_login,
         login,
         notes,
     })
@@ -178,14 +256,89 @@ fn is_tls(security: Security) -> bool {
     !matches!(security, Security::None)
 }
 
+/// Whether mailboxes can log in, judged by the capabilities before login (`pre_login`,
+/// after STARTTLS when it is used) and, with STARTTLS, the plaintext ones
+/// (`before_starttls`).
+pub fn login_notes(
+    pre_login: &[String],
+    before_starttls: Option<&[String]>,
+    record: &EndpointRecord,
+) -> Vec<String> {
+    let has = |name: &str| pre_login.iter().any(|c| c.eq_ignore_ascii_case(name));
+    let settings = &record.settings;
+    let plaintext = settings.security == Security::None;
+    // Over plaintext, a server that offers STARTTLS may hold its password methods back
+    // until TLS (Courier offers no AUTH=PLAIN before it; many set LOGINDISABLED).
+    let after_starttls = if plaintext && has("STARTTLS") {
+        " before STARTTLS: use --security starttls (the server offers it)"
+    } else {
+        ""
+    };
+    let mut notes = Vec::new();
+    let mut methods: Vec<String> = Vec::new();
+    if !has("LOGINDISABLED") {
+        methods.push("LOGIN".to_owned());
+    }
+    methods.extend(pre_login.iter().filter_map(|c| {
+        let (name, mechanism) = c.split_once('=')?;
+        name.eq_ignore_ascii_case("AUTH")
+            .then(|| format!("AUTHENTICATE {mechanism}"))
+    }));
+    notes.push(if methods.is_empty() {
+        "login methods offered before login: none".to_owned()
+    } else {
+        format!(
+            "login methods offered before login{}: {}",
+            if before_starttls.is_some() {
+                " (after STARTTLS)"
+            } else {
+                ""
+            },
+            methods.join(", ")
+        )
+    });
+    if let Some(plain) = before_starttls {
+        let plain_has = |name: &str| plain.iter().any(|c| c.eq_ignore_ascii_case(name));
+        if has("AUTH=PLAIN") && !plain_has("AUTH=PLAIN") {
+            notes.push(
+                "AUTH=PLAIN is offered only after STARTTLS — as it should be, passwords travel encrypted"
+                    .to_owned(),
+            );
+        }
+    }
+    if has("LOGINDISABLED") {
+        notes.push(if plaintext {
+            format!(
+                "LOGINDISABLED — the server refuses passwords on this connection{}",
+                if after_starttls.is_empty() {
+                    ": use --security ssl or starttls"
+                } else {
+                    after_starttls
+                }
+            )
+        } else {
+            "LOGINDISABLED even over TLS — the server refuses the LOGIN command: only AUTHENTICATE works (--admin-format sasl needs AUTH=PLAIN, --auth xoauth2 needs AUTH=XOAUTH2)".to_owned()
+        });
+    }
+    if settings.auth == imapmirror_storage::AuthMechanism::Xoauth2 && !has("AUTH=XOAUTH2") {
+        notes.push(format!(
+            "no AUTH=XOAUTH2 — this endpoint is set to --auth xoauth2 but the server does not offer it{after_starttls}"
+        ));
+    }
+    if settings.admin_format == Some(imapmirror_storage::AdminFormat::Sasl) && !has("AUTH=PLAIN") {
+        notes.push(if after_starttls.is_empty() {
+            "no AUTH=PLAIN — the sasl admin format needs it: use another --admin-format".to_owned()
+        } else {
+            format!("no AUTH=PLAIN — the sasl admin format needs it{after_starttls}")
+        });
+    }
+    notes
+}
+
 /// What a server's capabilities mean for a migration, as an administrator reads it.
 /// `after_login`: whether the list is the one announced after logging in (servers such
 /// as Dovecot announce UIDPLUS, MULTIAPPEND or CONDSTORE only then).
-pub fn capability_notes(
-    capabilities: &[String],
-    record: &EndpointRecord,
-    after_login: bool,
-) -> Vec<String> {
+pub fn capability_notes(capabilities: &[String], after_login: bool) -> Vec<String> {
     let has = |name: &str| capabilities.iter().any(|c| c.eq_ignore_ascii_case(name));
     let mut notes = Vec::new();
     let rich = has("UIDPLUS") && has("CONDSTORE");
@@ -241,73 +394,58 @@ pub fn capability_notes(
     } else {
         "no SPECIAL-USE — Sent, Drafts, Trash and Junk are matched by well-known names".to_owned()
     });
-    if has("LOGINDISABLED") {
-        notes.push("LOGINDISABLED — the server refuses passwords on this connection: use --security ssl or starttls".to_owned());
-    }
-    if record.settings.auth == imapmirror_storage::AuthMechanism::Xoauth2 && !has("AUTH=XOAUTH2") {
-        notes.push("no AUTH=XOAUTH2 — this endpoint is set to --auth xoauth2 but the server does not offer it".to_owned());
-    }
-    if record.settings.admin_format == Some(imapmirror_storage::AdminFormat::Sasl)
-        && !has("AUTH=PLAIN")
-    {
-        notes.push(
-            "no AUTH=PLAIN — the sasl admin format needs it: use another --admin-format".to_owned(),
-        );
-    }
     notes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imapmirror_storage::{EndpointSettings, Timestamp};
+    use imapmirror_storage::{AdminFormat, EndpointSettings, Timestamp};
 
-    fn record() -> EndpointRecord {
+    fn record(security: Security) -> EndpointRecord {
         EndpointRecord {
             settings: EndpointSettings {
-                admin_format: Some(imapmirror_storage::AdminFormat::Sasl),
-                ..EndpointSettings::new("src", "127.0.0.1", 143, Security::None)
+                admin_format: Some(AdminFormat::Sasl),
+                ..EndpointSettings::new("src", "127.0.0.1", 143, security)
             },
             has_admin_password: false,
             created: Timestamp::from_unix_millis(0),
         }
     }
 
-    fn caps(list: &[&str]) -> Vec<String> {
-        list.iter().map(|c| (*c).to_owned()).collect()
+    fn caps(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
     }
 
     #[test]
     fn a_bare_server_gets_the_slow_path_notes() {
-        let notes = capability_notes(&caps(&["IMAP4rev1"]), &record(), true);
-        let text = notes.join("\n");
+        let text = capability_notes(&caps("IMAP4rev1"), true).join("\n");
         assert!(
             text.contains("no UIDPLUS — duplicates prevented by fingerprints, slower"),
             "{text}"
         );
         assert!(text.contains("no MULTIAPPEND"), "{text}");
         assert!(text.contains("no CONDSTORE"), "{text}");
-        assert!(text.contains("no AUTH=PLAIN"), "{text}");
         assert!(!text.contains("before login"), "{text}");
-        let before = capability_notes(&caps(&["IMAP4rev1"]), &record(), false).join("\n");
+        let before = capability_notes(&caps("IMAP4rev1"), false).join("\n");
         assert!(before.contains("before login"), "{before}");
+        let login = login_notes(&caps("IMAP4rev1"), None, &record(Security::Ssl)).join("\n");
+        assert!(
+            login.contains("no AUTH=PLAIN — the sasl admin format needs it"),
+            "{login}"
+        );
+        assert!(
+            login.contains("login methods offered before login: LOGIN"),
+            "{login}"
+        );
     }
 
     #[test]
     fn a_rich_server_gets_the_fast_path_notes() {
         let notes = capability_notes(
-            &caps(&[
-                "IMAP4rev1",
-                "UIDPLUS",
-                "MULTIAPPEND",
-                "CONDSTORE",
-                "APPENDLIMIT=35651584",
-                "LITERAL+",
-                "AUTH=PLAIN",
-                "LIST-STATUS",
-                "SPECIAL-USE",
-            ]),
-            &record(),
+            &caps(
+                "IMAP4rev1 UIDPLUS MULTIAPPEND CONDSTORE APPENDLIMIT=35651584 LITERAL+ AUTH=PLAIN LIST-STATUS SPECIAL-USE",
+            ),
             true,
         );
         let text = notes.join("\n");
@@ -319,6 +457,77 @@ mod tests {
         assert!(!text.contains("no "), "{text}");
     }
 
+    /// Cyrus 3.6 announces LOGINDISABLED after a login (the kit's transcript): the login
+    /// methods are judged before it, where Cyrus offers LOGIN and AUTH=PLAIN.
+    #[test]
+    fn cyrus_logindisabled_after_login_is_no_login_problem() {
+        let pre = caps(
+            "IMAP4rev1 LITERAL+ ID ENABLE STARTTLS AUTH=SCRAM-SHA-256 AUTH=DIGEST-MD5 AUTH=CRAM-MD5 AUTH=NTLM AUTH=PLAIN AUTH=LOGIN SASL-IR",
+        );
+        let post = caps(
+            "IMAP4rev1 LITERAL+ ID ENABLE ACL CONDSTORE LIST-STATUS MULTIAPPEND SPECIAL-USE UIDPLUS XLIST LOGINDISABLED IDLE APPENDLIMIT=4294967295",
+        );
+        let login = login_notes(&pre, None, &record(Security::None)).join("\n");
+        assert!(!login.contains("LOGINDISABLED"), "{login}");
+        assert!(!login.contains("no AUTH=PLAIN"), "{login}");
+        assert!(
+            login.contains("LOGIN, AUTHENTICATE SCRAM-SHA-256")
+                && login.contains("AUTHENTICATE PLAIN"),
+            "{login}"
+        );
+        let session = capability_notes(&post, true).join("\n");
+        assert!(!session.contains("LOGINDISABLED"), "{session}");
+        assert!(session.contains("MULTIAPPEND — many messages"), "{session}");
+    }
+
+    /// Courier 5.0 offers no AUTH=PLAIN before STARTTLS and offers it after.
+    #[test]
+    fn courier_offers_auth_plain_only_after_starttls() {
+        let plaintext = caps(
+            "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION STARTTLS ENABLE UTF8=ACCEPT",
+        );
+        let over_tls = caps(
+            "IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION ENABLE UTF8=ACCEPT AUTH=PLAIN",
+        );
+        let none = login_notes(&plaintext, None, &record(Security::None)).join("\n");
+        assert!(
+            none.contains("no AUTH=PLAIN — the sasl admin format needs it before STARTTLS: use --security starttls"),
+            "{none}"
+        );
+        let starttls =
+            login_notes(&over_tls, Some(&plaintext), &record(Security::Starttls)).join("\n");
+        assert!(!starttls.contains("no AUTH=PLAIN"), "{starttls}");
+        assert!(starttls.contains("only after STARTTLS"), "{starttls}");
+        assert!(
+            starttls.contains("before login (after STARTTLS): LOGIN, AUTHENTICATE PLAIN"),
+            "{starttls}"
+        );
+    }
+
+    /// Microsoft 365 announces LOGINDISABLED over implicit TLS (imapflow's transcript).
+    #[test]
+    fn logindisabled_over_tls_means_authenticate_only() {
+        let pre = caps(
+            "IMAP4 IMAP4rev1 AUTH=XOAUTH2 LOGINDISABLED SASL-IR UIDPLUS ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+",
+        );
+        let text = login_notes(&pre, None, &record(Security::Ssl)).join("\n");
+        assert!(text.contains("LOGINDISABLED even over TLS"), "{text}");
+        assert!(
+            text.contains("login methods offered before login: AUTHENTICATE XOAUTH2"),
+            "{text}"
+        );
+        let plain = login_notes(
+            &caps("IMAP4rev1 LOGINDISABLED STARTTLS"),
+            None,
+            &record(Security::None),
+        )
+        .join("\n");
+        assert!(
+            plain.contains("before STARTTLS: use --security starttls"),
+            "{plain}"
+        );
+    }
+
     #[test]
     fn a_refused_login_fails_the_test() {
         let mut report = ProbeReport {
@@ -326,7 +535,13 @@ mod tests {
             server: "127.0.0.1:143".into(),
             security: "none".into(),
             tls: false,
+            certificate: CertificateStatus::NoTls,
+            server_family: ServerFamily::Unknown,
+            greeting: "ready".into(),
+            server_id: vec![],
+            capabilities_before_starttls: None,
             capabilities: vec![],
+            capabilities_after_login: None,
             login: LoginCheck::Refused {
                 user: "a@b".into(),
                 text: "Authentication failed.".into(),

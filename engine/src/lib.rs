@@ -54,6 +54,7 @@ pub mod pass_report;
 pub mod reconcile;
 pub mod reconnect_policy;
 pub mod scheduler;
+pub mod server_family;
 
 pub use credentials::{AdminCredentials, AdminFormat, EndpointAccess, LoginMethod, Secret};
 pub use endpoint_pool::{CommandCounts, EndpointConfig, EndpointPool, Role};

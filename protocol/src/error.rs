@@ -151,12 +151,22 @@ pub enum Error {
     /// The TLS handshake failed or TLS could not be set up.
     #[error(
         "TLS with the IMAP server {server} failed: {reason}; check the server's certificate \
-         and name, or give its CA with --ca-file"
+         and name, give its CA with --ca-file, or pin the server's own certificate with --pin-cert"
     )]
     Tls {
         /// `host:port` of the server.
         server: String,
         /// Why, from rustls.
+        reason: String,
+    },
+    /// The server's certificate is one our trust settings can never accept as they are:
+    /// not the pinned one, or a CA certificate offered as the server's own. The reason
+    /// says what to do.
+    #[error("TLS with the IMAP server {server} failed: {reason}")]
+    CertificateRefused {
+        /// `host:port` of the server.
+        server: String,
+        /// What is wrong and what to do.
         reason: String,
     },
     /// The server lacks a capability the requested operation needs.
@@ -192,6 +202,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A certificate to pin (a PEM file or `sha256:HEX`) cannot be used.
+    #[error(
+        "cannot pin the certificate {given}: {reason}; give the server's own certificate as a PEM file, or sha256: and the 64 hex digits of its SHA-256"
+    )]
+    CertificatePin {
+        /// What the user gave (a path or the digest text).
+        given: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -209,7 +229,10 @@ impl Error {
 
     /// True when the caller supplied a value that cannot be encoded (usually user input).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Error::InvalidInput { .. } | Error::CaFile { .. })
+        matches!(
+            self,
+            Error::InvalidInput { .. } | Error::CaFile { .. } | Error::CertificatePin { .. }
+        )
     }
 
     pub(crate) fn malformed(what: &'static str, frame: &[u8], at: &[u8]) -> Self {

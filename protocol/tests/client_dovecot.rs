@@ -29,6 +29,7 @@ fn tls_with_ca(dovecot: &Dovecot) -> TlsSettings {
         system_roots: false,
         ca_file: Some(dovecot.ca_file().to_path_buf()),
         insecure_skip_verify: false,
+        pinned_certificate: None,
     };
     TlsSettings::new(&options).expect("the kit's CA file loads")
 }

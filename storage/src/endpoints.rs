@@ -73,6 +73,10 @@ pub struct EndpointSettings {
     /// A PEM file of CA certificates to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// The one server certificate to trust instead of any CA (`--pin-cert`), as
+    /// `sha256:` and the 64 hex digits of its DER's SHA-256; absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_certificate: Option<String>,
 }
 
 /// Mailboxes in their initial pass at once per endpoint, by default (Exchange's value).
@@ -106,6 +110,7 @@ impl EndpointSettings {
             max_concurrent_syncs: DEFAULT_MAX_CONCURRENT_SYNCS,
             ca_file: None,
             insecure_skip_verify: false,
+            pinned_certificate: None,
         }
     }
 }

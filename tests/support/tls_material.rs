@@ -83,3 +83,66 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), KitError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| KitError::file("set permissions of", path, e))
 }
+
+/// A self-signed certificate made the way old servers' administrators made theirs:
+/// `openssl req -x509`, which marks it `CA:TRUE` (OpenSSL's `v3_ca` section). Returns the
+/// certificate and key files written into `dir` as `NAME.pem` and `NAME.key`.
+pub fn openssl_self_signed(
+    dir: &Path,
+    name: &str,
+    common_name: &str,
+) -> Result<(PathBuf, PathBuf), KitError> {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    let args = [
+        "req".to_owned(),
+        "-x509".to_owned(),
+        "-newkey".to_owned(),
+        "rsa:2048".to_owned(),
+        "-nodes".to_owned(),
+        "-days".to_owned(),
+        "3650".to_owned(),
+        "-subj".to_owned(),
+        format!("/CN={common_name}"),
+        "-keyout".to_owned(),
+        key.display().to_string(),
+        "-out".to_owned(),
+        cert.display().to_string(),
+    ];
+    let output = std::process::Command::new("openssl")
+        .args(&args)
+        .output()
+        .map_err(|e| KitError::Command {
+            command: format!("openssl {}", args.join(" ")),
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(KitError::Command {
+            command: format!("openssl {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok((cert, key))
+}
+
+/// What `openssl x509 -noout ARGS -in FILE` prints (`-text`, `-fingerprint -sha256`).
+pub fn openssl_x509(cert: &Path, args: &[&str]) -> Result<String, KitError> {
+    let output = std::process::Command::new("openssl")
+        .arg("x509")
+        .arg("-noout")
+        .args(args)
+        .arg("-in")
+        .arg(cert)
+        .output()
+        .map_err(|e| KitError::Command {
+            command: format!("openssl x509 {}", args.join(" ")),
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(KitError::Command {
+            command: format!("openssl x509 {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -135,6 +135,11 @@ pub struct ClientState {
     streaming: Option<StreamingMessage>,
     throttle_hint: Option<Duration>,
     closed_by_server: bool,
+    /// The greeting's human-readable text: it often names the server software.
+    greeting_text: String,
+    /// What the server announced in plaintext before STARTTLS (RFC 3501 6.2.1 makes the
+    /// client forget it; a report of what changed with TLS still wants it).
+    plaintext_capabilities: Option<CapabilitySet>,
 }
 
 /// A BYE that asks the client to come back later (too many connections, UNAVAILABLE)
@@ -185,6 +190,8 @@ impl ClientState {
             streaming: None,
             throttle_hint: None,
             closed_by_server: false,
+            greeting_text: String::new(),
+            plaintext_capabilities: None,
         }
     }
 
@@ -196,6 +203,17 @@ impl ClientState {
     /// The capabilities last announced.
     pub fn capabilities(&self) -> &CapabilitySet {
         &self.capabilities
+    }
+
+    /// The greeting's text (`Dovecot ready.`), without its response code.
+    pub fn greeting_text(&self) -> &str {
+        &self.greeting_text
+    }
+
+    /// The capabilities announced before STARTTLS, if the session was upgraded with it
+    /// and they were known then.
+    pub fn capabilities_before_starttls(&self) -> Option<&CapabilitySet> {
+        self.plaintext_capabilities.as_ref()
     }
 
     /// True when the capabilities must be asked for again (after STARTTLS, or a login
@@ -260,6 +278,7 @@ impl ClientState {
     /// Reads the greeting. PREAUTH starts authenticated; BYE is an error.
     pub fn handle_greeting(&mut self, frame: &[u8]) -> Result<()> {
         let s = parse_greeting(frame)?;
+        self.greeting_text = String::from_utf8_lossy(s.text).into_owned();
         if let Some(Code::Capability(list)) = s.code {
             self.set_capabilities(CapabilitySet::from_list(list));
         }
@@ -366,6 +385,9 @@ impl ClientState {
 
     /// After STARTTLS's OK: forget what was learned in plaintext (RFC 3501 6.2.1).
     pub fn reset_after_starttls(&mut self) {
+        if !self.capabilities_stale && !self.capabilities.is_empty() {
+            self.plaintext_capabilities = Some(std::mem::take(&mut self.capabilities));
+        }
         self.capabilities.clear();
         self.capabilities_stale = true;
     }

@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 use crate::error::{Error, Result};
 
 use super::session::{Session, SessionConfig};
-use super::tls::{TlsSettings, server_name};
+use super::tls::{TlsSettings, handshake_failure, server_name};
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,17 +141,16 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             // tokio-rustls reports rustls errors (bad certificate, ...) inside io::Error.
-            let reason = match e
+            match e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                Some(tls_error) => tls_error.to_string(),
-                None => e.to_string(),
-            };
-            Err(Error::Tls {
-                server: server.to_owned(),
-                reason,
-            })
+                Some(tls_error) => Err(handshake_failure(server, tls_error)),
+                None => Err(Error::Tls {
+                    server: server.to_owned(),
+                    reason: e.to_string(),
+                }),
+            }
         }
         Err(_) => Err(Error::Timeout {
             server: server.to_owned(),

@@ -32,6 +32,7 @@ pub use uid_ranges::UidRanges;
 
 mod append_upload;
 mod authentication;
+mod certificate_pin;
 mod connect;
 mod fetch_stream;
 mod session;
@@ -39,7 +40,8 @@ mod tls;
 
 pub use append_upload::AppendUpload;
 pub use authentication::{Credentials, Secret};
+pub use certificate_pin::{CertificatePin, SHA256_PREFIX};
 pub use connect::{ConnectOptions, ImapStream, Security, connect};
 pub use fetch_stream::FetchStream;
 pub use session::{Session, SessionConfig, StoreOutcome};
-pub use tls::{TlsOptions, TlsSettings};
+pub use tls::{CertificateCheck, TlsOptions, TlsSettings};

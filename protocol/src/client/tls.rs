@@ -1,6 +1,6 @@
 //! TLS client settings: rustls with the ring provider, certificates verified against the
-//! webpki roots, the system's roots and an optional CA file; an insecure mode only when
-//! asked for explicitly.
+//! webpki roots, the system's roots and an optional CA file, or one pinned certificate;
+//! an insecure mode only when asked for explicitly.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
+
+use super::certificate_pin::{CertificatePin, PinMismatch, PinnedCertificateVerifier};
 
 /// Where trust comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct TlsOptions {
     /// Skip certificate verification entirely (`--insecure-skip-verify`). The handshake
     /// is still encrypted, but anyone in the path can read the passwords.
     pub insecure_skip_verify: bool,
+    /// Trust exactly this certificate and no root (`--pin-cert`); verification stays on.
+    pub pinned_certificate: Option<CertificatePin>,
 }
 
 impl Default for TlsOptions {
@@ -34,8 +38,20 @@ impl Default for TlsOptions {
             system_roots: true,
             ca_file: None,
             insecure_skip_verify: false,
+            pinned_certificate: None,
         }
     }
+}
+
+/// How a server's certificate is checked, so that reports say what was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateCheck {
+    /// Against trusted roots (webpki, system, CA file): chain, name, dates.
+    Roots,
+    /// Equal to the pinned certificate; the handshake signature checked with its key.
+    Pinned(CertificatePin),
+    /// Not checked at all (`--insecure-skip-verify`).
+    Off,
 }
 
 /// A built rustls client configuration; cheap to clone, build it once per endpoint
@@ -43,6 +59,7 @@ impl Default for TlsOptions {
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
     config: Arc<ClientConfig>,
+    check: CertificateCheck,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -62,6 +79,13 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(config_error)?;
+        if let (true, Some(pin)) = (options.insecure_skip_verify, options.pinned_certificate) {
+            return Err(Error::CertificatePin {
+                given: pin.to_string(),
+                reason: "a pin keeps verification on and cannot go with insecure mode; choose one"
+                    .to_owned(),
+            });
+        }
         if options.insecure_skip_verify {
             tracing::warn!("TLS certificate verification is off (insecure mode was asked for)");
             let verifier = AcceptAnyCertificate {
@@ -73,6 +97,23 @@ impl TlsSettings {
                 .with_no_client_auth();
             return Ok(TlsSettings {
                 config: Arc::new(config),
+                check: CertificateCheck::Off,
+            });
+        }
+        if let Some(pin) = options.pinned_certificate {
+            // The pin replaces every root: a CA-issued certificate for the same name is
+            // refused too, which is what pinning one certificate means.
+            let verifier = PinnedCertificateVerifier {
+                pin,
+                algorithms: provider().signature_verification_algorithms,
+            };
+            let config = builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth();
+            return Ok(TlsSettings {
+                config: Arc::new(config),
+                check: CertificateCheck::Pinned(pin),
             });
         }
         let mut roots = RootCertStore::empty();
@@ -111,12 +152,21 @@ impl TlsSettings {
         let config = builder.with_root_certificates(roots).with_no_client_auth();
         Ok(TlsSettings {
             config: Arc::new(config),
+            check: CertificateCheck::Roots,
         })
     }
 
-    /// Settings from a configuration built elsewhere.
+    /// Settings from a configuration built elsewhere (assumed to verify against roots).
     pub fn from_config(config: Arc<ClientConfig>) -> Self {
-        TlsSettings { config }
+        TlsSettings {
+            config,
+            check: CertificateCheck::Roots,
+        }
+    }
+
+    /// How these settings check a server's certificate.
+    pub fn certificate_check(&self) -> CertificateCheck {
+        self.check
     }
 
     /// The rustls configuration.
@@ -135,6 +185,29 @@ pub(crate) fn server_name(host: &str, server: &str) -> Result<ServerName<'static
         server: server.to_owned(),
         reason: format!("{host:?} is neither a DNS name nor an IP address"),
     })
+}
+
+/// The error for a failed handshake, in words an administrator can act on. Two rustls
+/// errors get their own: a pin mismatch (both digests named), and a self-signed `CA:TRUE`
+/// certificate offered as the server's own, which a CA file can never make acceptable.
+pub(crate) fn handshake_failure(server: &str, error: &rustls::Error) -> Error {
+    let refused = |reason: String| Error::CertificateRefused {
+        server: server.to_owned(),
+        reason,
+    };
+    if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = error {
+        if let Some(mismatch) = other.0.downcast_ref::<PinMismatch>() {
+            return refused(mismatch.to_string());
+        }
+        // webpki's `CaUsedAsEndEntity` reaches us only as rustls's opaque "other" error.
+        if other.0.to_string().contains("CaUsedAsEndEntity") {
+            return refused("the server presents a CA certificate (CA:TRUE, as `openssl req -x509` makes) as its own, which no CA file can make trusted; pin that certificate instead with --pin-cert FILE (or sha256:HEX), which keeps verification on".to_owned());
+        }
+    }
+    Error::Tls {
+        server: server.to_owned(),
+        reason: error.to_string(),
+    }
 }
 
 /// Accepts any certificate but still checks the handshake signatures, so the session is
@@ -232,6 +305,134 @@ mod tests {
             ..TlsOptions::default()
         });
         assert!(matches!(none, Err(Error::Tls { .. })));
+    }
+
+    /// A self-signed `CA:TRUE` certificate, as `openssl req -x509` makes, and its key.
+    fn self_signed_ca_cert(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).expect("cert"), key)
+    }
+
+    /// A TLS handshake in memory against a server presenting `cert`.
+    async fn handshake(
+        client: &TlsSettings,
+        cert: &rcgen::Certificate,
+        key: &rcgen::KeyPair,
+    ) -> std::result::Result<(), String> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::server::{ClientHello, ResolvesServerCert};
+        use rustls::sign::CertifiedKey;
+
+        // A resolver rather than `with_single_cert`, which refuses a key that does not
+        // match the certificate: one case here is a server without the pinned key.
+        #[derive(Debug)]
+        struct Fixed(Arc<CertifiedKey>);
+        impl ResolvesServerCert for Fixed {
+            fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+                Some(Arc::clone(&self.0))
+            }
+        }
+        let signing_key = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::try_from(key.serialize_der()).expect("key der"))
+            .expect("signing key");
+        let certified = CertifiedKey::new(vec![cert.der().clone()], signing_key);
+        let server_config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let server = tokio::spawn(async move { acceptor.accept(server_io).await.map(|_| ()) });
+        let name = server_name("old.example", "old.example:993").expect("name");
+        let result = client.connector().connect(name, client_io).await;
+        let _ = server.await;
+        result.map(|_| ()).map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => handshake_failure("old.example:993", tls).to_string(),
+                None => e.to_string(),
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_pinned_self_signed_ca_certificate_is_accepted_and_no_other() {
+        let (cert, key) = self_signed_ca_cert("old.example");
+        let pin = CertificatePin::of_der(cert.der());
+        let pinned = TlsSettings::new(&TlsOptions {
+            pinned_certificate: Some(pin),
+            ..TlsOptions::default()
+        })
+        .expect("settings");
+        assert_eq!(pinned.certificate_check(), CertificateCheck::Pinned(pin));
+        handshake(&pinned, &cert, &key)
+            .await
+            .expect("the pinned certificate is accepted");
+
+        // Another certificate for the same name is refused, both digests named.
+        let (other, other_key) = self_signed_ca_cert("old.example");
+        let err = handshake(&pinned, &other, &other_key)
+            .await
+            .expect_err("another certificate is refused");
+        assert!(err.contains("is not the pinned one"), "{err}");
+        assert!(err.contains(&pin.to_string()), "{err}");
+        assert!(
+            err.contains(&CertificatePin::of_der(other.der()).to_string()),
+            "{err}"
+        );
+
+        // A server that shows the pinned certificate without its key cannot sign the
+        // handshake: the signature check stays on.
+        let err = handshake(&pinned, &cert, &other_key)
+            .await
+            .expect_err("the pinned certificate with a wrong key is refused");
+        assert!(err.contains("BadSignature"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_with_the_self_signed_certificate_suggests_pinning() {
+        let (cert, key) = self_signed_ca_cert("old.example");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.pem");
+        std::fs::write(&path, cert.pem()).expect("write");
+        let via_ca = TlsSettings::new(&TlsOptions {
+            ca_file: Some(path),
+            webpki_roots: false,
+            system_roots: false,
+            ..TlsOptions::default()
+        })
+        .expect("settings");
+        assert_eq!(via_ca.certificate_check(), CertificateCheck::Roots);
+        let err = handshake(&via_ca, &cert, &key)
+            .await
+            .expect_err("webpki refuses a CA certificate as the server's own");
+        assert!(
+            err.contains("CA:TRUE") && err.contains("--pin-cert"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pin_does_not_go_with_insecure_mode() {
+        let err = TlsSettings::new(&TlsOptions {
+            pinned_certificate: Some(CertificatePin::of_der(b"x")),
+            insecure_skip_verify: true,
+            ..TlsOptions::default()
+        })
+        .expect_err("refused");
+        assert!(err.is_invalid_input(), "{err}");
+        let insecure = TlsSettings::new(&TlsOptions {
+            insecure_skip_verify: true,
+            ..TlsOptions::default()
+        })
+        .expect("insecure builds");
+        assert_eq!(insecure.certificate_check(), CertificateCheck::Off);
     }
 
     #[test]

@@ -341,6 +341,11 @@ fn starttls_ok_forgets_capabilities() {
     feed(&mut s, b"A1 OK Begin TLS negotiation now\r\n").expect("frames");
     assert!(s.capabilities().is_empty());
     assert!(s.capabilities_stale());
+    // Kept apart for reports: what the plaintext side offered (Courier shows no
+    // AUTH=PLAIN before STARTTLS and offers it after).
+    let before = s.capabilities_before_starttls().expect("kept");
+    assert!(before.contains("LOGINDISABLED") && before.contains("STARTTLS"));
+    assert_eq!(s.greeting_text(), "ready");
 }
 
 fn selected_with(exists: u32) -> ClientState {

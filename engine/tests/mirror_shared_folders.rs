@@ -149,6 +149,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         system_roots: false,
         ca_file: None,
         insecure_skip_verify: false,
+        pinned_certificate: None,
     })
     .expect("tls settings");
     let config = EndpointConfig {

@@ -234,7 +234,8 @@ pub struct BatchAddArgs {
     /// Messages larger than this many bytes are skipped (and reported).
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<u64>,
-    /// A mailbox fails once the target refuses more messages than this in one pass.
+    /// A mailbox fails once the target has refused more than N of its messages, over all
+    /// passes; without it a refused message is reported and the pass goes on.
     #[arg(long, value_name = "N")]
     pub bad_item_limit: Option<u64>,
     /// Time between incremental passes: 24h, 30m, 1d12h, 90s, or seconds.

@@ -332,12 +332,15 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             match output {
                 Some(path) => {
                     write_private(&path, &bytes)?;
+                    let copied_without_keywords =
+                        report.skipped.iter().filter(|s| s.copied).count();
                     note!(
-                        "Report of batch {} written to {} ({} mailboxes, {} skipped items).",
+                        "Report of batch {} written to {} ({} mailboxes, {} skipped items, {} messages copied without keywords).",
                         report.batch.name,
                         path.display(),
                         report.mailboxes.len(),
-                        report.skipped.len()
+                        report.skipped.len() - copied_without_keywords,
+                        copied_without_keywords
                     );
                 }
                 None => std::io::stdout()

@@ -82,9 +82,13 @@ pub struct FolderSkipView {
     pub reason: String,
 }
 
-/// A message that was not migrated, and why.
+/// A message that was not migrated, and why — or, with `copied`, one migrated without
+/// the keywords the target refused (the keywords are in `detail`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedSummary {
+    /// The message is on the target, only without its keywords.
+    #[serde(default)]
+    pub copied: bool,
     pub email: String,
     pub folder: String,
     pub date: Option<String>,
@@ -246,6 +250,7 @@ pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, E
             .map_err(state_err(format!("reading the skipped items of {email}")))?
         {
             skipped.push(SkippedSummary {
+                copied: !s.item.reason.left_behind(),
                 email: email.clone(),
                 folder: s.folder_name,
                 date: s.item.internal_date.map(rfc3339),
@@ -302,7 +307,8 @@ fn csv_row(cells: &[(&str, String)]) -> Vec<String> {
 
 impl BatchReport {
     /// The report as one CSV table: a `batch` row, one `mailbox` row per mailbox, one
-    /// `skipped` row per skipped item, one `skipped_folder` row per folder the last pass
+    /// `skipped` row per skipped item (`copied_without_keywords` for a message the
+    /// target took only without its keywords), one `skipped_folder` row per folder the last pass
     /// left alone and one `renamed_folder` row per source rename it followed (the `Record`
     /// column says which), so that a spreadsheet filter separates
     /// them and no second file is needed.
@@ -343,8 +349,13 @@ impl BatchReport {
             ]));
         }
         for s in &self.skipped {
+            let record = if s.copied {
+                "copied_without_keywords"
+            } else {
+                "skipped"
+            };
             rows.push(csv_row(&[
-                ("Record", "skipped".into()),
+                ("Record", record.into()),
                 ("Batch", b.name.clone()),
                 ("EmailAddress", s.email.clone()),
                 ("Folder", s.folder.clone()),
@@ -495,6 +506,7 @@ mod tests {
                 }],
             }],
             skipped: vec![SkippedSummary {
+                copied: false,
                 email: "a@example.test".into(),
                 folder: "INBOX".into(),
                 date: None,

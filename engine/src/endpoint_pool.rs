@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::credentials::LoginMethod;
 use crate::error::Error;
 use crate::reconnect_policy::{Jitter, ReconnectPolicy};
+use crate::server_family::{self, ServerFamily};
+use crate::server_quirks::LearntQuirks;
 
 /// Which side of the migration an endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,8 @@ pub struct EndpointPool {
     config: EndpointConfig,
     role: Role,
     limit: Arc<Semaphore>,
+    /// What the endpoint's answers taught, for every later connection.
+    learnt: Arc<LearntQuirks>,
 }
 
 /// One of an endpoint's connection slots, reserved and not yet connected.
@@ -164,6 +168,10 @@ pub struct Connection {
     pub(crate) session: Session<ImapStream>,
     pub(crate) counters: Arc<CommandCounters>,
     pub(crate) role: Role,
+    /// The server software, told from its greeting and capabilities.
+    pub(crate) family: ServerFamily,
+    /// Shared with the endpoint's pool.
+    pub(crate) learnt: Arc<LearntQuirks>,
     /// Set by [`Connection::close`]; a connection dropped without it may have had a
     /// command in flight.
     closed: bool,
@@ -207,6 +215,18 @@ impl Connection {
             .iter()
             .find_map(|c| c.strip_prefix("APPENDLIMIT="))
             .and_then(|n| n.parse().ok())
+    }
+
+    /// Whether to ask APPENDLIMIT per folder (LIST-STATUS): only of a server that
+    /// announces it and is not known to refuse it ([`Quirk::CyrusRefusesAppendLimitStatus`]).
+    ///
+    /// [`Quirk::CyrusRefusesAppendLimitStatus`]: crate::server_quirks::Quirk::CyrusRefusesAppendLimitStatus
+    pub(crate) fn asks_append_limit_status(&self) -> bool {
+        self.session
+            .capabilities()
+            .iter()
+            .any(|c| c.starts_with("APPENDLIMIT"))
+            && self.learnt.asks_append_limit_status(self.family)
     }
 
     /// Logs out politely; errors are irrelevant at this point.
@@ -270,6 +290,7 @@ impl EndpointPool {
             config,
             role,
             limit,
+            learnt: Arc::default(),
         })
     }
 
@@ -347,10 +368,16 @@ impl EndpointPool {
             .await;
             let e = match result {
                 Ok(session) => {
+                    let capabilities: Vec<String> =
+                        session.capabilities().iter().map(str::to_owned).collect();
+                    let family =
+                        server_family::detect(session.state().greeting_text(), &[], &capabilities);
                     return Ok(Connection {
                         session,
                         counters: counters.clone(),
                         role: self.role,
+                        family,
+                        learnt: Arc::clone(&self.learnt),
                         closed: false,
                         _permit: permit,
                     });

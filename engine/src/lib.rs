@@ -55,6 +55,7 @@ pub mod reconcile;
 pub mod reconnect_policy;
 pub mod scheduler;
 pub mod server_family;
+pub mod server_quirks;
 
 pub use credentials::{AdminCredentials, AdminFormat, EndpointAccess, LoginMethod, Secret};
 pub use endpoint_pool::{CommandCounts, EndpointConfig, EndpointPool, Role};

@@ -21,7 +21,7 @@ use imapmirror_protocol::client::{
     CommandData, CommandKind, ListEntry, MailboxStatus as WireStatus,
 };
 use imapmirror_protocol::{
-    Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr,
+    Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr, StatusKind,
 };
 use imapmirror_storage::{
     Database, FolderId, FolderRename, FolderSkip, FolderState, JournalEntry, MailboxId,
@@ -69,7 +69,9 @@ pub struct JobOptions {
     pub user_root: Option<String>,
     /// Messages larger than this are skipped as too large.
     pub max_message_size: Option<u64>,
-    /// A mailbox fails once the target refuses more messages than this in one pass.
+    /// A mailbox fails once the target has refused more messages than this, over all
+    /// its passes (Exchange's BadItemLimit). By default there is no limit: a refused
+    /// message costs that message and a line in the report, never the mailbox.
     pub bad_item_limit: u64,
     /// Mark deleted on the target what was deleted on the source (off: Exchange keeps it).
     pub mirror_deletions: bool,
@@ -100,7 +102,7 @@ impl Default for JobOptions {
             inclusions: Vec::new(),
             user_root: None,
             max_message_size: None,
-            bad_item_limit: 0,
+            bad_item_limit: u64::MAX,
             mirror_deletions: false,
             connections: DEFAULT_CONNECTIONS_PER_MAILBOX,
             groups: GroupLimits::default(),
@@ -200,6 +202,7 @@ impl MailboxJob {
                 copied: PassTotals::get(&totals.copied),
                 bytes: PassTotals::get(&totals.bytes),
                 skipped: PassTotals::get(&totals.skipped),
+                keywords_dropped: PassTotals::get(&totals.keywords_dropped),
                 flags_updated: PassTotals::get(&totals.flags_updated),
                 deleted: PassTotals::get(&totals.deleted),
                 reconciled: PassTotals::get(&totals.reconciled),
@@ -725,6 +728,35 @@ impl MailboxJob {
         conn: &mut Connection,
         source: bool,
     ) -> Result<(FolderListing, HashMap<String, Listed>), Error> {
+        let asked_limit = !source && conn.asks_append_limit_status();
+        match self.listing_once(conn, source).await {
+            // An optional item the server announced and then refused (Cyrus's quirk, on
+            // a server not recognised as Cyrus): once more without it, and never again
+            // for this endpoint.
+            Err(Error::Imap { source: e, .. })
+                if asked_limit
+                    && matches!(
+                        *e,
+                        ImapError::Refused {
+                            status: StatusKind::Bad,
+                            ..
+                        }
+                    ) =>
+            {
+                if conn.learnt.append_limit_status_refused() {
+                    tracing::info!(server = %conn.server(), error = %e, "the target announces APPENDLIMIT but refuses it as a STATUS item; listing without it from now on");
+                }
+                self.listing_once(conn, source).await
+            }
+            other => other,
+        }
+    }
+
+    async fn listing_once(
+        &self,
+        conn: &mut Connection,
+        source: bool,
+    ) -> Result<(FolderListing, HashMap<String, Listed>), Error> {
         let mailbox = self.email.as_str();
         let side = if source { "source" } else { "target" };
         let user_root = self.options.user_root.as_deref().filter(|_| source);
@@ -746,13 +778,7 @@ impl MailboxJob {
         if conn.has("CONDSTORE") {
             attrs.push(StatusAttr::HighestModSeq);
         }
-        if !source
-            && conn
-                .session
-                .capabilities()
-                .iter()
-                .any(|c| c.starts_with("APPENDLIMIT"))
-        {
+        if !source && conn.asks_append_limit_status() {
             attrs.push(StatusAttr::AppendLimit);
         }
         let return_special_use = extended && conn.has("SPECIAL-USE");

@@ -42,6 +42,8 @@ pub struct PassSummary {
     pub bytes: u64,
     /// Messages recorded as skipped this pass.
     pub skipped: u64,
+    /// Messages copied without the keywords the target refused (listed in the report).
+    pub keywords_dropped: u64,
     /// Messages whose flags were updated on the target.
     pub flags_updated: u64,
     /// Messages marked deleted on the target (deletion mirroring).
@@ -119,6 +121,8 @@ pub(crate) struct PassTotals {
     pub created: AtomicU64,
     /// Target refusals this pass, for the bad-item limit.
     pub bad_items: AtomicU64,
+    /// Messages copied without the keywords the target refused.
+    pub keywords_dropped: AtomicU64,
     pub skipped_folders: Mutex<Vec<SkippedFolder>>,
     pub renamed_folders: Mutex<Vec<RenamedFolder>>,
 }

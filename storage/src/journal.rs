@@ -224,7 +224,9 @@ impl Database {
             if find(uid).is_none() {
                 return Err(mismatch(uid));
             }
-            if outcome.copied.iter().any(|c| c.source_uid == uid) {
+            // A message copied without its keywords has both a copy and a record; one
+            // left behind cannot also be copied.
+            if s.reason.left_behind() && outcome.copied.iter().any(|c| c.source_uid == uid) {
                 return Err(StoreError::InvalidRequest {
                     folder: state.source_name.clone(),
                     detail: format!("source UID {uid} is reported both copied and skipped"),

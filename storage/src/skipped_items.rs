@@ -1,4 +1,5 @@
-//! Skipped items: messages that were not copied, with why, for the batch report.
+//! Skipped items: messages that were not copied, with why, for the batch report — and
+//! messages copied without some of their keywords, which the report lists beside them.
 
 use crate::atomic_write::WriteSet;
 use crate::database::Database;
@@ -21,6 +22,10 @@ pub enum SkipReason {
     RejectedByTarget,
     /// The source could not deliver it.
     Unreadable,
+    /// Copied, but without its keywords: the target refused the message with them and
+    /// accepted it without (Cyrus's cap on keywords per folder, Dovecot's keyword
+    /// length). Not a bad item and not counted as skipped: the message is on the target.
+    KeywordsDropped,
 }
 
 impl SkipReason {
@@ -29,6 +34,7 @@ impl SkipReason {
             SkipReason::TooLarge => 1,
             SkipReason::RejectedByTarget => 2,
             SkipReason::Unreadable => 3,
+            SkipReason::KeywordsDropped => 4,
         }
     }
 
@@ -37,6 +43,7 @@ impl SkipReason {
             1 => Ok(SkipReason::TooLarge),
             2 => Ok(SkipReason::RejectedByTarget),
             3 => Ok(SkipReason::Unreadable),
+            4 => Ok(SkipReason::KeywordsDropped),
             _ => Err(DecodeError(format!("unknown skip reason {c}"))),
         }
     }
@@ -47,7 +54,14 @@ impl SkipReason {
             SkipReason::TooLarge => "too large",
             SkipReason::RejectedByTarget => "rejected by target",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::KeywordsDropped => "copied without keywords",
         }
+    }
+
+    /// Whether the message stayed behind on the source (counted as skipped); a message
+    /// copied without its keywords did not.
+    pub fn left_behind(self) -> bool {
+        self != SkipReason::KeywordsDropped
     }
 }
 
@@ -170,7 +184,8 @@ impl Database {
         Ok(out)
     }
 
-    /// Stages skipped items and counts the new ones; caller holds the folder lock.
+    /// Stages skipped items and counts the new ones that left a message behind; caller
+    /// holds the folder lock.
     pub(crate) fn stage_skipped(
         &self,
         batch: &mut WriteSet,
@@ -179,26 +194,49 @@ impl Database {
         items: &[SkippedItem],
     ) -> Result<()> {
         let now = Timestamp::now();
-        let mut seen: Vec<u32> = Vec::with_capacity(items.len());
+        // Whether each UID's record, as staged so far, is counted in `counters.skipped`.
+        let mut staged: Vec<(u32, bool)> = Vec::with_capacity(items.len());
         for item in items {
             let uid = item.source_uid.unwrap_or(0);
             let key = skipped_key(state.mailbox.id, folder, uid);
-            let known = seen.contains(&uid)
-                || self
-                    .inner
-                    .folder_sync
-                    .contains_key(&key)
-                    .map_err(self.db_err("read skipped items"))?;
-            if !known {
-                state.counters.skipped += 1;
+            let counted_before = match staged.iter().find(|(u, _)| *u == uid) {
+                Some((_, counted)) => *counted,
+                None => self.counted_record(&key)?,
+            };
+            let counted_now = item.reason.left_behind();
+            match (counted_before, counted_now) {
+                (false, true) => state.counters.skipped += 1,
+                (true, false) => state.counters.skipped = state.counters.skipped.saturating_sub(1),
+                _ => {}
             }
-            seen.push(uid);
+            staged.retain(|(u, _)| *u != uid);
+            staged.push((uid, counted_now));
             batch.insert(key, encode_skipped(item, now));
         }
         Ok(())
     }
 
-    /// Stages removal of the skipped records of messages that have now been copied.
+    /// Whether a record is stored under `key` and counted in the folder's skipped counter.
+    fn counted_record(&self, key: &[u8]) -> Result<bool> {
+        let Some(value) = self
+            .inner
+            .folder_sync
+            .get(key)
+            .map_err(self.db_err("read skipped items"))?
+        else {
+            return Ok(false);
+        };
+        // The reason is the first byte after the record's version.
+        let mut r =
+            Reader::versioned(&value).map_err(|e| self.corrupt("a skipped item".to_owned(), e))?;
+        let reason = SkipReason::from_code(
+            r.u8()
+                .map_err(|e| self.corrupt("a skipped item".to_owned(), e))?,
+        )
+        .map_err(|e| self.corrupt("a skipped item".to_owned(), e))?;
+        Ok(reason.left_behind())
+    }
+
     pub(crate) fn stage_unskip(
         &self,
         batch: &mut WriteSet,
@@ -206,17 +244,16 @@ impl Database {
         state: &mut FolderState,
         uids: impl Iterator<Item = u32>,
     ) -> Result<()> {
+        // Only a folder with skipped messages is looked up: this runs for every copy group.
+        // (A copied message's `KeywordsDropped` record is not counted, so it may outlive
+        // a re-copy of the same UID; that needs the same folder id, which a UIDVALIDITY
+        // reset — the only re-copy — never keeps.)
         if state.counters.skipped == 0 {
             return Ok(());
         }
         for uid in uids {
             let key = skipped_key(state.mailbox.id, folder, uid);
-            if self
-                .inner
-                .folder_sync
-                .contains_key(&key)
-                .map_err(self.db_err("read skipped items"))?
-            {
+            if self.counted_record(&key)? {
                 batch.remove(key);
                 state.counters.skipped = state.counters.skipped.saturating_sub(1);
             }

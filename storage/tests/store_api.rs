@@ -305,6 +305,76 @@ fn logins_route_case_insensitively_by_email_or_user_name() {
 }
 
 #[test]
+fn a_message_copied_without_its_keywords_is_listed_but_not_counted_as_skipped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, _, mailboxes) = fixture(tmp.path());
+    store
+        .call(move |db| {
+            let mb = mailboxes[0].id;
+            let inbox = db.folder(mb, "INBOX").expect("folder");
+            let dropped = |uid: u32| SkippedItem {
+                source_uid: Some(uid),
+                internal_date: None,
+                subject: Some("tagged".into()),
+                size: Some(1000 + u64::from(uid)),
+                reason: SkipReason::KeywordsDropped,
+                detail: Some("without keywords k101: NO Too many user flags in mailbox".into()),
+            };
+            let refused = SkippedItem {
+                reason: SkipReason::RejectedByTarget,
+                detail: Some("NO Message contains NUL characters".into()),
+                ..dropped(3)
+            };
+            let j = db.begin(inbox, &group(1..=3, 1)).expect("begin");
+            db.commit(
+                j,
+                &GroupOutcome {
+                    copied: copied(1..=2, 1000),
+                    skipped: vec![dropped(2), refused.clone()],
+                    highest_copied_uid: Some(3),
+                    target_uidnext: Some(1003),
+                },
+            )
+            .expect("a copied message may carry a keywords record");
+            let state = db.folder_state(inbox).expect("state");
+            assert_eq!((state.counters.messages, state.counters.skipped), (2, 1));
+            let mut listed: Vec<_> = db
+                .skipped_items(mb)
+                .expect("listed")
+                .into_iter()
+                .map(|r| (r.item.source_uid, r.item.reason))
+                .collect();
+            listed.sort_by_key(|(uid, _)| *uid);
+            assert_eq!(
+                listed,
+                [
+                    (Some(2), SkipReason::KeywordsDropped),
+                    (Some(3), SkipReason::RejectedByTarget)
+                ]
+            );
+            // A message left behind cannot be reported copied as well.
+            let j = db.begin(inbox, &group([4], 1003)).expect("begin");
+            let err = db
+                .commit(
+                    j,
+                    &GroupOutcome {
+                        copied: copied([4], 1000),
+                        skipped: vec![SkippedItem {
+                            source_uid: Some(4),
+                            ..refused
+                        }],
+                        highest_copied_uid: Some(4),
+                        target_uidnext: Some(1005),
+                    },
+                )
+                .expect_err("copied and left behind");
+            assert!(matches!(err, StoreError::InvalidRequest { .. }), "{err}");
+            Ok(())
+        })
+        .expect("storage job");
+}
+
+#[test]
 fn journal_commit_abort_and_counters() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (store, _, mailboxes) = fixture(tmp.path());

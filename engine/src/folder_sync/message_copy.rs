@@ -48,12 +48,40 @@ struct Outgoing {
     /// Kept until the group completes, to retry one by one after a refused MULTIAPPEND;
     /// `None` for a streamed message.
     body: Option<Bytes>,
+    /// Sent without its keywords: the target refused it with them.
+    without_keywords: bool,
 }
 
 impl Outgoing {
+    /// The flags the uid map records: the source's, keywords included even when the
+    /// target refused them, so that the flag sync does not offer them again every pass.
     fn store_flags(&self) -> MessageFlags {
         store_flags(self.flags.as_ref())
     }
+
+    /// The message's keywords, as the report lists them.
+    fn keywords(&self) -> Vec<String> {
+        self.flags
+            .as_ref()
+            .map(|f| {
+                f.list()
+                    .iter()
+                    .filter_map(|flag| match flag {
+                        Flag::Keyword(k) => Some(String::from_utf8_lossy(k).into_owned()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What the target answered to one message sent alone.
+enum SingleAnswer {
+    /// Accepted; the target UID if APPENDUID named it.
+    Accepted(Option<u32>),
+    /// Refused with the server's words.
+    Refused(String),
 }
 
 /// A group sent and not yet completed.
@@ -82,6 +110,9 @@ pub(super) struct Copier<'c, 'a> {
     in_flight: VecDeque<InFlight>,
     pub(super) copied: u64,
     pub(super) skipped: u64,
+    /// The mailbox went over its bad-item limit: no new group is sent, the pass fails
+    /// with this once the groups in flight are settled.
+    limit_reached: Option<Error>,
 }
 
 impl<'c, 'a> Copier<'c, 'a> {
@@ -101,6 +132,7 @@ impl<'c, 'a> Copier<'c, 'a> {
             in_flight: VecDeque::new(),
             copied: 0,
             skipped: 0,
+            limit_reached: None,
         }
     }
 
@@ -165,6 +197,9 @@ impl<'c, 'a> Copier<'c, 'a> {
             .collect();
         let mut headers = self.fetch_skip_headers(src, &too_large).await?;
         for step in steps {
+            if self.limit_reached.is_some() {
+                break;
+            }
             if ctx.cancel.is_cancelled() {
                 // Stop between groups, but settle what is already in flight so that the
                 // next pass has nothing to reconcile.
@@ -218,7 +253,10 @@ impl<'c, 'a> Copier<'c, 'a> {
         while !self.in_flight.is_empty() {
             self.complete_oldest(tgt).await?;
         }
-        Ok(())
+        match self.limit_reached.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn fetch_meta(
@@ -366,6 +404,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 flags: m.meta.flags.clone(),
                 internal_date: m.meta.internal_date,
                 body: Some(body),
+                without_keywords: false,
             });
         }
         drop(stream);
@@ -435,10 +474,15 @@ impl<'c, 'a> Copier<'c, 'a> {
         let flag_lists: Vec<Vec<Flag<'_>>> = chunk
             .iter()
             .map(|o| {
-                o.flags
+                let mut flags = o
+                    .flags
                     .as_ref()
                     .map(WireFlags::storable)
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                if o.without_keywords {
+                    flags.retain(|f| !matches!(f, Flag::Keyword(_)));
+                }
+                flags
             })
             .collect();
         let mut messages = Vec::with_capacity(chunk.len());
@@ -567,6 +611,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                     flags: flags.clone(),
                     internal_date: *date,
                     body: None,
+                    without_keywords: false,
                 };
                 let id = self.begin(std::slice::from_ref(&out)).await?;
                 journal = Some((id, out));
@@ -603,6 +648,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 flags: m.meta.flags.clone(),
                 internal_date: m.meta.internal_date,
                 body: Some(body),
+                without_keywords: false,
             };
             let journal = self.begin(std::slice::from_ref(&out)).await?;
             let parts = self.send_appends(tgt, vec![out]).await?;
@@ -629,6 +675,56 @@ impl<'c, 'a> Copier<'c, 'a> {
         Ok(())
     }
 
+    /// The server's words for a refused APPEND that may be the message's fault; a
+    /// throttling answer or a refusal of the whole folder (quota, folder gone) is the
+    /// pass's error instead: every message would be refused alike.
+    fn message_refusal(
+        &self,
+        tgt: &Connection,
+        c: imapmirror_protocol::client::Completion,
+        action: &str,
+    ) -> Result<String, Error> {
+        let server = tgt.server().to_owned();
+        let text = c.text.clone();
+        match c.into_result(&server, tgt.session.config().default_backoff) {
+            Err(e @ ImapError::Backoff { .. }) => Err(self.ctx.imap_err(action.to_owned())(e)),
+            Err(e) if refuses_the_folder(&e) => Err(self.ctx.imap_err(action.to_owned())(e)),
+            _ => Ok(text),
+        }
+    }
+
+    /// Sends each message in its own APPEND, all pipelined, then reads the answers in
+    /// order.
+    async fn append_singles(
+        &self,
+        tgt: &mut Connection,
+        messages: impl Iterator<Item = &Outgoing>,
+        action: &str,
+    ) -> Result<Vec<SingleAnswer>, Error> {
+        let mut tags = Vec::new();
+        for m in messages {
+            tags.push(self.send_append(tgt, std::slice::from_ref(m)).await?);
+        }
+        let mut answers = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let c = tgt
+                .session
+                .wait(tag)
+                .await
+                .map_err(self.ctx.imap_err(action.to_owned()))?;
+            if c.is_ok() {
+                let uid = match c.append_uid() {
+                    Some((v, uids)) if v == self.t_validity && uids.len() == 1 => Some(uids[0]),
+                    _ => None,
+                };
+                answers.push(SingleAnswer::Accepted(uid));
+            } else {
+                answers.push(SingleAnswer::Refused(self.message_refusal(tgt, c, action)?));
+            }
+        }
+        Ok(answers)
+    }
+
     /// Waits for the oldest group's APPENDs and commits it.
     async fn complete_oldest(&mut self, tgt: &mut Connection) -> Result<(), Error> {
         let ctx = self.ctx;
@@ -639,7 +735,9 @@ impl<'c, 'a> Copier<'c, 'a> {
         let mut copied: Vec<CopiedMessage> = Vec::new();
         let mut skipped: Vec<SkippedItem> = Vec::new();
         let mut unknown: Vec<Outgoing> = Vec::new();
-        let mut one_by_one: Vec<Outgoing> = Vec::new();
+        // Messages to send again alone, with the refusal that sent each back (none for a
+        // message of a refused MULTIAPPEND: it may be innocent).
+        let mut retry: Vec<(Outgoing, Option<String>)> = Vec::new();
         let mut all_uids: Vec<u32> = Vec::new();
         let mut bytes = 0u64;
         let mut last_refusal = String::new();
@@ -680,63 +778,44 @@ impl<'c, 'a> Copier<'c, 'a> {
                 }
                 continue;
             }
-            let server = tgt.server().to_owned();
-            let text = c.text.clone();
-            match c.into_result(&server, tgt.session.config().default_backoff) {
-                Ok(_) => {}
-                Err(e @ ImapError::Backoff { .. }) => {
-                    return Err(ctx.imap_err(target_action.clone())(e));
-                }
-                Err(e) if refuses_the_folder(&e) => {
-                    // Not this message's fault: every message would be refused alike.
-                    return Err(ctx.imap_err(target_action.clone())(e));
-                }
-                Err(_) if msgs.len() > 1 => {
-                    // MULTIAPPEND is all or nothing (RFC 3502): find the culprit alone.
-                    one_by_one.extend(msgs);
-                }
-                Err(_) => {
-                    last_refusal = text.clone();
-                    for m in msgs {
-                        skipped.push(refused(&m, &text));
-                    }
+            let text = self.message_refusal(tgt, c, &target_action)?;
+            if msgs.len() > 1 {
+                // MULTIAPPEND is all or nothing (RFC 3502): find the culprits alone.
+                retry.extend(msgs.into_iter().map(|m| (m, None)));
+            } else {
+                for m in msgs {
+                    retry_or_skip(m, text.clone(), &mut retry, &mut skipped, &mut last_refusal);
                 }
             }
         }
-        for m in one_by_one {
-            let tag = self.send_append(tgt, std::slice::from_ref(&m)).await?;
-            let c = tgt
-                .session
-                .wait(tag)
-                .await
-                .map_err(ctx.imap_err(target_action.clone()))?;
-            if c.is_ok() {
-                match c.append_uid() {
-                    Some((v, uids)) if v == self.t_validity && uids.len() == 1 => {
-                        self.t_next_known = self.t_next_known.max(uids[0].saturating_add(1));
-                        bytes += m.size;
-                        copied.push(CopiedMessage {
-                            source_uid: m.source_uid,
-                            target_uid: uids[0],
-                            flags: m.store_flags(),
-                        });
+        // Each round is pipelined: one round trip for all the suspects, not one each.
+        while !retry.is_empty() {
+            let round = std::mem::take(&mut retry);
+            let answers = self
+                .append_singles(tgt, round.iter().map(|(m, _)| m), &target_action)
+                .await?;
+            for ((m, earlier), answer) in round.into_iter().zip(answers) {
+                match answer {
+                    SingleAnswer::Accepted(target_uid) => {
+                        if m.without_keywords {
+                            skipped.push(keywords_dropped(&m, earlier.as_deref()));
+                        }
+                        match target_uid {
+                            Some(t) => {
+                                self.t_next_known = self.t_next_known.max(t.saturating_add(1));
+                                bytes += m.size;
+                                copied.push(CopiedMessage {
+                                    source_uid: m.source_uid,
+                                    target_uid: t,
+                                    flags: m.store_flags(),
+                                });
+                            }
+                            None => unknown.push(m),
+                        }
                     }
-                    _ => unknown.push(m),
-                }
-                continue;
-            }
-            let server = tgt.server().to_owned();
-            let text = c.text.clone();
-            match c.into_result(&server, tgt.session.config().default_backoff) {
-                Err(e @ ImapError::Backoff { .. }) => {
-                    return Err(ctx.imap_err(target_action.clone())(e));
-                }
-                Err(e) if refuses_the_folder(&e) => {
-                    return Err(ctx.imap_err(target_action.clone())(e));
-                }
-                _ => {
-                    last_refusal = text.clone();
-                    skipped.push(refused(&m, &text));
+                    SingleAnswer::Refused(text) => {
+                        retry_or_skip(m, text, &mut retry, &mut skipped, &mut last_refusal);
+                    }
                 }
             }
         }
@@ -775,7 +854,8 @@ impl<'c, 'a> Copier<'c, 'a> {
             }
         }
         let n = copied.len() as u64;
-        let n_skipped = skipped.len() as u64;
+        let n_skipped = skipped.iter().filter(|i| i.reason.left_behind()).count() as u64;
+        let n_dropped = skipped.len() as u64 - n_skipped;
         let outcome = GroupOutcome {
             highest_copied_uid: all_uids.iter().copied().max(),
             target_uidnext: Some(self.t_next_known),
@@ -792,6 +872,7 @@ impl<'c, 'a> Copier<'c, 'a> {
         PassTotals::add(&ctx.totals.copied, n);
         PassTotals::add(&ctx.totals.bytes, bytes);
         PassTotals::add(&ctx.totals.skipped, n_skipped);
+        PassTotals::add(&ctx.totals.keywords_dropped, n_dropped);
         (ctx.progress)(Progress::Copied {
             folder: self.task.source_name.clone(),
             messages: n,
@@ -805,8 +886,10 @@ impl<'c, 'a> Copier<'c, 'a> {
                 .run(move |db| mailbox_bad_items(db, mailbox))
                 .await
                 .map_err(ctx.store_err("counting the mailbox's bad items"))?;
-            if bad > ctx.settings.bad_item_limit {
-                return Err(Error::BadItemLimit {
+            if bad > ctx.settings.bad_item_limit && self.limit_reached.is_none() {
+                // Not returned at once: the groups still in flight are settled first, so
+                // that the next pass has nothing to reconcile and runs at full speed.
+                self.limit_reached = Some(Error::BadItemLimit {
                     server: tgt.server().to_owned(),
                     mailbox: ctx.mailbox_label.to_owned(),
                     folder: self.task.target_name.clone(),
@@ -831,7 +914,7 @@ fn mailbox_bad_items(db: &Database, mailbox: MailboxId) -> Result<u64, StoreErro
     let records = db.skipped_items(mailbox)?;
     Ok(records
         .iter()
-        .filter(|r| r.item.reason != SkipReason::TooLarge)
+        .filter(|r| r.item.reason != SkipReason::TooLarge && r.item.reason.left_behind())
         .count() as u64)
 }
 
@@ -855,6 +938,44 @@ fn refused(m: &Outgoing, text: &str) -> SkippedItem {
         size: Some(m.size),
         reason: SkipReason::RejectedByTarget,
         detail: Some(text.to_owned()),
+    }
+}
+
+/// After a refusal of `m` alone: once more without its keywords if it has any (a target
+/// that caps or limits keywords refuses the message for them), else it is skipped with
+/// the server's words.
+fn retry_or_skip(
+    m: Outgoing,
+    text: String,
+    retry: &mut Vec<(Outgoing, Option<String>)>,
+    skipped: &mut Vec<SkippedItem>,
+    last_refusal: &mut String,
+) {
+    // A streamed message is not kept in memory and cannot be sent again.
+    if !m.without_keywords && m.body.is_some() && !m.keywords().is_empty() {
+        retry.push((
+            Outgoing {
+                without_keywords: true,
+                ..m
+            },
+            Some(text),
+        ));
+        return;
+    }
+    skipped.push(refused(&m, &text));
+    *last_refusal = text;
+}
+
+/// The report's record of a message the target took only without its keywords.
+fn keywords_dropped(m: &Outgoing, refusal: Option<&str>) -> SkippedItem {
+    let mut detail = format!("copied without keywords {}", m.keywords().join(" "));
+    if let Some(text) = refusal {
+        detail.push_str(&format!("; with them the target said: {text}"));
+    }
+    SkippedItem {
+        reason: SkipReason::KeywordsDropped,
+        detail: Some(detail),
+        ..refused(m, "")
     }
 }
 

@@ -1,0 +1,191 @@
+//! Server quirks: what a particular server does unlike what it announces or what the RFCs
+//! lead a client to expect, each named after its server, in one place, with a test each.
+//!
+//! A quirk is known in advance from the server family ([`crate::server_family::detect`]:
+//! ID, greeting, capabilities), or learnt at run time from an answer — a BAD to an
+//! optional item the server announced — and then remembered for the endpoint
+//! ([`LearntQuirks`]), so every later mailbox of the batch asks the right way at once.
+//! Refusals of single messages for their keywords are not listed per server to be
+//! acted on: any refusal of a message that carries keywords is retried without them
+//! (`folder_sync::message_copy`); the two known causes are named here for the report.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::server_family::ServerFamily;
+
+/// A known behaviour of one server family that the migration works around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quirk {
+    /// Cyrus 3.6 announces `APPENDLIMIT=4294967295` but answers `BAD Invalid Status
+    /// attributes appendlimit` to `STATUS … (APPENDLIMIT)` and to `LIST … RETURN (STATUS
+    /// (… APPENDLIMIT))`, and cannot be told otherwise: the per-folder limit is not asked
+    /// of it (the announced one still applies).
+    CyrusRefusesAppendLimitStatus,
+    /// Cyrus refuses a message that would bring a folder over 100 distinct keywords (`NO
+    /// Too many user flags in mailbox`): the message is copied without its keywords.
+    CyrusCapsKeywordsPerFolder,
+    /// Cyrus adds `LOGINDISABLED` to its capabilities after login: login methods are
+    /// judged from the list before login (`endpoint test`).
+    CyrusAddsLoginDisabledAfterLogin,
+    /// Dovecot refuses keywords longer than `mail_max_keyword_length` (50 bytes by
+    /// default) with `NO Keyword length too long`: the message is copied without them.
+    DovecotRefusesLongKeywords,
+    /// Courier allows 20 connections per client address by default (`* BYE ... Maximum
+    /// connection limit reached`, `MAXPERIP`): connections beyond it are retried later.
+    CourierLimitsConnectionsPerAddress,
+    /// Courier's shared folders (`#shared.`) are not returned by `LIST "" "*"`: a
+    /// `UserRoot` there is listed by name.
+    CourierHidesSharedFoldersFromListAll,
+}
+
+impl Quirk {
+    /// Every quirk, for `endpoint test` and the tests.
+    pub const ALL: [Quirk; 6] = [
+        Quirk::CyrusRefusesAppendLimitStatus,
+        Quirk::CyrusCapsKeywordsPerFolder,
+        Quirk::CyrusAddsLoginDisabledAfterLogin,
+        Quirk::DovecotRefusesLongKeywords,
+        Quirk::CourierLimitsConnectionsPerAddress,
+        Quirk::CourierHidesSharedFoldersFromListAll,
+    ];
+
+    /// The family whose quirk this is.
+    pub fn family(self) -> ServerFamily {
+        match self {
+            Quirk::CyrusRefusesAppendLimitStatus
+            | Quirk::CyrusCapsKeywordsPerFolder
+            | Quirk::CyrusAddsLoginDisabledAfterLogin => ServerFamily::Cyrus,
+            Quirk::DovecotRefusesLongKeywords => ServerFamily::Dovecot,
+            Quirk::CourierLimitsConnectionsPerAddress
+            | Quirk::CourierHidesSharedFoldersFromListAll => ServerFamily::Courier,
+        }
+    }
+
+    /// The quirks of `family`.
+    pub fn of(family: ServerFamily) -> impl Iterator<Item = Quirk> {
+        Quirk::ALL.into_iter().filter(move |q| q.family() == family)
+    }
+
+    /// The keyword quirk a refusal's text shows, if any.
+    pub fn keyword_refusal(text: &str) -> Option<Quirk> {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("too many user flags") {
+            Some(Quirk::CyrusCapsKeywordsPerFolder)
+        } else if lower.contains("keyword length too long") {
+            Some(Quirk::DovecotRefusesLongKeywords)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Quirk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Quirk::CyrusRefusesAppendLimitStatus => {
+                "announces APPENDLIMIT but refuses it as a STATUS item: the per-folder limit is not asked"
+            }
+            Quirk::CyrusCapsKeywordsPerFolder => {
+                "refuses a folder's 101st distinct keyword: such messages are copied without their keywords and reported"
+            }
+            Quirk::CyrusAddsLoginDisabledAfterLogin => {
+                "adds LOGINDISABLED after login: login methods are judged before login"
+            }
+            Quirk::DovecotRefusesLongKeywords => {
+                "refuses keywords over mail_max_keyword_length (50 bytes by default): such messages are copied without their keywords and reported"
+            }
+            Quirk::CourierLimitsConnectionsPerAddress => {
+                "allows 20 connections per client address by default (MAXPERIP): keep the endpoint's connections below it"
+            }
+            Quirk::CourierHidesSharedFoldersFromListAll => {
+                "does not list #shared. folders under LIST \"*\": a UserRoot there is listed by name"
+            }
+        })
+    }
+}
+
+/// The quirks that change how the engine talks to one endpoint, known from the family
+/// or learnt from an answer; shared by every connection of the endpoint's pool.
+#[derive(Debug, Default)]
+pub struct LearntQuirks {
+    /// The server answered BAD to APPENDLIMIT as a STATUS item although it announced
+    /// APPENDLIMIT (Cyrus's quirk, on a server not recognised as Cyrus).
+    append_limit_status_refused: AtomicBool,
+}
+
+impl LearntQuirks {
+    /// Whether to ask APPENDLIMIT as a STATUS item of a server of `family` that
+    /// announces `APPENDLIMIT`.
+    pub fn asks_append_limit_status(&self, family: ServerFamily) -> bool {
+        family != ServerFamily::Cyrus && !self.append_limit_status_refused.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that the server refused APPENDLIMIT as a STATUS item; true the first
+    /// time (the caller logs it once).
+    pub fn append_limit_status_refused(&self) -> bool {
+        !self
+            .append_limit_status_refused
+            .swap(true, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cyrus_refuses_append_limit_status() {
+        let learnt = LearntQuirks::default();
+        assert!(!learnt.asks_append_limit_status(ServerFamily::Cyrus));
+        assert!(learnt.asks_append_limit_status(ServerFamily::Dovecot));
+        assert!(learnt.asks_append_limit_status(ServerFamily::Unknown));
+        // An unknown server that refuses it is not asked again, and said so once.
+        assert!(learnt.append_limit_status_refused());
+        assert!(!learnt.append_limit_status_refused());
+        assert!(!learnt.asks_append_limit_status(ServerFamily::Unknown));
+    }
+
+    #[test]
+    fn cyrus_caps_keywords_per_folder() {
+        assert_eq!(
+            Quirk::keyword_refusal("Too many user flags in mailbox"),
+            Some(Quirk::CyrusCapsKeywordsPerFolder)
+        );
+    }
+
+    #[test]
+    fn dovecot_refuses_long_keywords() {
+        assert_eq!(
+            Quirk::keyword_refusal("Keyword length too long"),
+            Some(Quirk::DovecotRefusesLongKeywords)
+        );
+        assert_eq!(
+            Quirk::keyword_refusal("Message contains NUL characters"),
+            None
+        );
+    }
+
+    #[test]
+    fn cyrus_adds_login_disabled_after_login() {
+        assert!(
+            Quirk::of(ServerFamily::Cyrus).any(|q| q == Quirk::CyrusAddsLoginDisabledAfterLogin)
+        );
+    }
+
+    #[test]
+    fn courier_limits_connections_and_hides_shared_folders() {
+        let courier: Vec<Quirk> = Quirk::of(ServerFamily::Courier).collect();
+        assert_eq!(
+            courier,
+            [
+                Quirk::CourierLimitsConnectionsPerAddress,
+                Quirk::CourierHidesSharedFoldersFromListAll
+            ]
+        );
+        assert_eq!(Quirk::of(ServerFamily::Gmail).count(), 0);
+        for q in Quirk::ALL {
+            assert!(!q.to_string().is_empty());
+        }
+    }
+}

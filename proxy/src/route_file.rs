@@ -18,7 +18,8 @@
 //! - host:port: an IPv6 address is written in brackets, `[::1]:993`.
 //! - security: `ssl` (implicit TLS), `starttls`, or `none`.
 //! - options: `ca-file=PATH` (trust these CAs instead of the system's),
-//!   `insecure-skip-verify` (tests only).
+//!   `pin-cert=sha256:HEX` (trust exactly the certificate with that SHA-256, as
+//!   `endpoint add --pin-cert` does), `insecure-skip-verify` (tests only).
 //!
 //! The file is re-read when it changes (checked at every route refresh, once a second);
 //! a file that no longer parses is reported and the previous routes stay in force. A
@@ -77,6 +78,10 @@ impl RouteFileTable {
                         return Err(err("ca-file= needs a path".into()));
                     }
                     backend.ca_file = Some(PathBuf::from(ca));
+                } else if let Some(pin) = option.strip_prefix("pin-cert=") {
+                    let pin: imapmirror_protocol::client::CertificatePin =
+                        pin.parse().map_err(|e| err(format!("{e}")))?;
+                    backend.pinned_certificate = Some(pin.to_string());
                 } else if option == "insecure-skip-verify" {
                     backend.insecure_skip_verify = true;
                 } else {

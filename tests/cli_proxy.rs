@@ -490,7 +490,11 @@ fn proxy_in_front_of_courier_over_starttls_and_tls() {
                 panic!("{endpoint}: {e}\n{}\n{}", proxy.log(), courier.log_tail(20))
             })
         };
-        assert_eq!(through(Credentials::login(ALICE, "alice-pw")), 1, "{endpoint}");
+        assert_eq!(
+            through(Credentials::login(ALICE, "alice-pw")),
+            1,
+            "{endpoint}"
+        );
         assert_eq!(through(Credentials::login(BOB, "bob-pw")), 0, "{endpoint}");
         assert_eq!(through(plain(None, ALICE, "alice-pw")), 1, "{endpoint}");
         assert_eq!(
@@ -537,7 +541,13 @@ fn proxy_honours_a_pinned_backend_certificate() {
         .expect("a fingerprint line");
     let cert = cert.display().to_string();
     let other = other.display().to_string();
-    add_endpoint(&cli, "old", server.tls_addr(), "ssl", &["--pin-cert", &cert]);
+    add_endpoint(
+        &cli,
+        "old",
+        server.tls_addr(),
+        "ssl",
+        &["--pin-cert", &cert],
+    );
     let by_digest = format!("sha256:{hex}");
     add_endpoint(
         &cli,
@@ -546,7 +556,13 @@ fn proxy_honours_a_pinned_backend_certificate() {
         "starttls",
         &["--pin-cert", &by_digest],
     );
-    add_endpoint(&cli, "wrong", server.tls_addr(), "ssl", &["--pin-cert", &other]);
+    add_endpoint(
+        &cli,
+        "wrong",
+        server.tls_addr(),
+        "ssl",
+        &["--pin-cert", &other],
+    );
     for endpoint in ["old", "old-starttls"] {
         let proxy = ProxyProcess::start(&cli, endpoint, &["--default-backend", endpoint]);
         let n = inbox_through(&proxy, &Credentials::login(ALICE, "pw"))

@@ -352,7 +352,12 @@ impl BackendConnection {
         login: &BackendLogin,
     ) -> Result<LoginOutcome, ProxyError> {
         if let Some(reason) = self.quirks.refusal(login) {
-            return Ok(LoginOutcome::NotSent(status(Some(tag), "NO", Some("CANNOT"), reason)));
+            return Ok(LoginOutcome::NotSent(status(
+                Some(tag),
+                "NO",
+                Some("CANNOT"),
+                reason,
+            )));
         }
         let use_login = matches!(login, BackendLogin::Login { .. }) && !self.has("LOGINDISABLED");
         if use_login {

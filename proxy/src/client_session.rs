@@ -13,8 +13,8 @@ use tokio_util::codec::Decoder;
 use tracing::Instrument;
 
 use crate::backend_connection::{BackendConnection, LoginOutcome};
-use crate::backend_pool::BackendPool;
 use crate::backend_endpoint::{BackendLogin, admin_login};
+use crate::backend_pool::BackendPool;
 use crate::context::ProxyContext;
 use crate::error::ProxyError;
 use crate::login_retry;

@@ -90,7 +90,10 @@ mod tests {
             "a BAD [UNAVAILABLE] odd\r\n",
             "* NO [UNAVAILABLE] untagged\r\n",
         ] {
-            assert!(!is_transient_refusal(&lines(final_answer)), "{final_answer}");
+            assert!(
+                !is_transient_refusal(&lines(final_answer)),
+                "{final_answer}"
+            );
         }
         assert!(!is_transient_refusal(&[]));
     }

@@ -260,7 +260,8 @@ impl PreAuth {
                 self.client_id = params
                     .map(|p| {
                         client_id_fields(
-                            p.iter().map(|(k, v)| (k.to_bytes(), v.map(|v| v.to_bytes()))),
+                            p.iter()
+                                .map(|(k, v)| (k.to_bytes(), v.map(|v| v.to_bytes()))),
                         )
                     })
                     .unwrap_or_default();
@@ -398,7 +399,8 @@ where
         .map(|(k, v)| {
             let value = v.map(|v| {
                 let v = v.as_ref();
-                let mut text = String::from_utf8_lossy(&v[..v.len().min(ID_MAX_VALUE)]).into_owned();
+                let mut text =
+                    String::from_utf8_lossy(&v[..v.len().min(ID_MAX_VALUE)]).into_owned();
                 // A cut inside a UTF-8 sequence leaves U+FFFD (3 octets); keep the bound.
                 while text.len() > ID_MAX_VALUE {
                     text.pop();
@@ -641,7 +643,11 @@ mod tests {
         let mut line = b"i ID (".to_vec();
         line.extend_from_slice(format!("\"{}\" \"v\"", "f".repeat(31)).as_bytes());
         for k in 0..31 {
-            let value = if k == 0 { "é".repeat(600) } else { "v".repeat(1000) };
+            let value = if k == 0 {
+                "é".repeat(600)
+            } else {
+                "v".repeat(1000)
+            };
             line.extend_from_slice(format!(" \"field{k}\" \"{value}\"").as_bytes());
         }
         line.extend_from_slice(b")\r\n");
@@ -656,13 +662,20 @@ mod tests {
         let out: Vec<_> = m.handle_frame(&frame);
         assert_eq!(
             out.last(),
-            Some(&PreAuthAction::Send(status(Some("i"), "OK", None, "ID completed.")))
+            Some(&PreAuthAction::Send(status(
+                Some("i"),
+                "OK",
+                None,
+                "ID completed."
+            )))
         );
         let id = m.client_id();
         assert_eq!(id.len(), 30);
         assert_eq!(id[0].0, "field0");
-        assert!(id.iter().all(|(k, v)| k.len() <= 30
-            && v.as_ref().is_some_and(|v| v.len() <= 1024)));
+        assert!(
+            id.iter()
+                .all(|(k, v)| k.len() <= 30 && v.as_ref().is_some_and(|v| v.len() <= 1024))
+        );
         assert!(id[0].1.as_ref().is_some_and(|v| v.starts_with('é')));
     }
 

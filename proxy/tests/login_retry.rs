@@ -13,8 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use imapmirror_proxy::{
-    BackendEndpoint, BackendSecurity, ListenerConfig, ListenerMode, Proxy, ProxyConfig,
-    RouteTable,
+    BackendEndpoint, BackendSecurity, ListenerConfig, ListenerMode, Proxy, ProxyConfig, RouteTable,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -148,11 +147,17 @@ async fn unavailable_once_is_retried_on_a_fresh_connection() {
     let mut client = Client::connect(addr).await;
     let started = Instant::now();
     let answer = client.command("a", "LOGIN alice pw").await;
-    assert!(answer.starts_with("a OK"), "the client never sees the race: {answer}");
+    assert!(
+        answer.starts_with("a OK"),
+        "the client never sees the race: {answer}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(100));
     let logins = script.logins.lock().unwrap().clone();
     assert_eq!(logins.len(), 2, "{logins:?}");
-    assert_ne!(logins[0], logins[1], "the retry used the refused connection");
+    assert_ne!(
+        logins[0], logins[1],
+        "the retry used the refused connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

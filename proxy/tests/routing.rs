@@ -525,7 +525,11 @@ fn long_id_then_login(addr: std::net::SocketAddr) -> (String, String) {
 fn a_31_kb_pre_auth_id_is_answered_like_dovecot_does() {
     let h = Harness::start(plaintext_allowed());
     let line = imaptest_like_id("i");
-    assert!(line.len() > 31_000 && line.len() < 64 * 1024, "{}", line.len());
+    assert!(
+        line.len() > 31_000 && line.len() < 64 * 1024,
+        "{}",
+        line.len()
+    );
     let (direct_id, direct_login) = long_id_then_login(h.source.plain_addr());
     let (proxied_id, proxied_login) = long_id_then_login(h.plain_addr);
     // Dovecot accepts it; the proxy must answer no worse, and stay usable.

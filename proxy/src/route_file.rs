@@ -263,6 +263,7 @@ mod tests {
             ("a@x h:1 none\nA@X h:2 none\n", "already routed on line 1"),
             ("* h:1 none\n* h:2 none\n", "already routed on line 1"),
             ("@ h:1 none\n", "not @domain"),
+            ("a@x h:1 ssl pin-cert=sha256:12ab\n", "64 hex digits"),
         ] {
             let e = parse(text).unwrap_err();
             let msg = e.to_string();
@@ -270,6 +271,16 @@ mod tests {
             assert!(msg.contains("routes.txt"), "{msg}");
             assert!(e.is_user_input());
         }
+    }
+
+    #[test]
+    fn a_pinned_certificate_is_kept_in_its_canonical_form() {
+        let hex = "AB".repeat(32);
+        let table = parse(&format!("a@x h:993 ssl pin-cert=SHA256:{hex}\n")).unwrap();
+        let backend = table.lookup("a@x").unwrap().backend;
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(backend.pinned_certificate.as_deref(), Some(pin.as_str()));
+        assert!(backend.key().contains(&pin));
     }
 
     #[test]

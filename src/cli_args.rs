@@ -278,8 +278,9 @@ pub struct ProxyArgs {
     /// Send logins that no batch and no route-file line knows to this endpoint.
     #[arg(long, value_name = "ENDPOINT")]
     pub default_backend: Option<String>,
-    /// Static routes, `LOGIN HOST:PORT ssl|starttls|none [ca-file=PEM]
-    /// [insecure-skip-verify]` per line; they add to and override the batches' routes.
+    /// Static routes, `LOGIN HOST:PORT ssl|starttls|none [ca-file=PEM |
+    /// pin-cert=sha256:HEX] [insecure-skip-verify]` per line; they add to and override the
+    /// batches' routes.
     #[arg(long, value_name = "FILE")]
     pub route_file: Option<PathBuf>,
     /// After cut-over, log users in to the target with the target endpoint's admin

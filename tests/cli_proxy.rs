@@ -14,7 +14,11 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_harness::{Cli, migration_file};
-use support::{Corpus, CorpusSpec, Dovecot, ImapClient, KitError, Layout, Security};
+use support::tls_material::{openssl_self_signed, openssl_x509};
+use support::{
+    Corpus, CorpusSpec, Courier, Credentials, Cyrus, Dovecot, ImapClient, KitError, Layout,
+    Security, TlsMode,
+};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -327,4 +331,255 @@ fn route_file_overrides_batches_and_default_backend_takes_the_rest() {
     );
     let no_tls = cli.fails(&["proxy", "--listen", "127.0.0.1:0"], 2);
     assert!(no_tls.contains("--tls-cert"), "{no_tls}");
+}
+
+/// Adds an endpoint by its flags, without the login test (`--no-test`): the tests below
+/// judge logins through the proxy.
+fn add_endpoint(cli: &Cli, name: &str, addr: SocketAddr, security: &str, extra: &[&str]) {
+    let host = addr.ip().to_string();
+    let port = addr.port().to_string();
+    let mut args = vec![
+        "endpoint",
+        "add",
+        name,
+        "--host",
+        &host,
+        "--port",
+        &port,
+        "--security",
+        security,
+        "--no-test",
+    ];
+    args.extend_from_slice(extra);
+    cli.ok(&args);
+}
+
+/// Logs in through the proxy with `credentials` and counts INBOX.
+fn inbox_through(proxy: &ProxyProcess, credentials: &Credentials) -> Result<u32, KitError> {
+    let mut c = ImapClient::connect(proxy.addr, &Security::Plain, TIMEOUT)?;
+    c.authenticate(credentials)?;
+    let n = c.examine("INBOX")?.exists;
+    let _ = c.logout();
+    Ok(n)
+}
+
+fn one_message(client: &mut ImapClient, subject: &str) {
+    let message = format!("From: admin@example.test\r\nSubject: {subject}\r\n\r\nhello\r\n");
+    client
+        .append("INBOX", &[], None, message.as_bytes())
+        .expect("append");
+}
+
+/// The proxy in front of Cyrus 3.6 over STARTTLS (its private CA): LOGIN, AUTHENTICATE
+/// PLAIN, and AUTHENTICATE PLAIN with an authzid — Cyrus's admin, one of its
+/// `proxyservers`, acting for a user opens that user's mailbox; a user who is not a proxy
+/// server cannot.
+#[test]
+fn proxy_in_front_of_cyrus_logs_in_with_login_plain_and_authzid() {
+    let cyrus = Cyrus::builder()
+        .label("cyrus")
+        .user(ALICE, "alice-pw")
+        .user(BOB, "bob-pw")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut alice = cyrus
+        .user_endpoint(ALICE)
+        .and_then(|e| e.connect())
+        .expect("alice on Cyrus");
+    one_message(&mut alice, "alice's own");
+    let _ = alice.logout();
+    let (admin, admin_pw) = cyrus.admin();
+    let cli = Cli::new();
+    let ca = cyrus.ca_file().display().to_string();
+    let admin_pw_file = cli.file("cyrus.pw", format!("{admin_pw}\n").as_bytes());
+    add_endpoint(
+        &cli,
+        "cyrus",
+        cyrus.plain_addr(),
+        "starttls",
+        &[
+            "--ca-file",
+            &ca,
+            "--admin-user",
+            admin,
+            "--admin-password-file",
+            &admin_pw_file,
+            "--admin-format",
+            "sasl",
+        ],
+    );
+    let proxy = ProxyProcess::start(&cli, "proxy-cyrus", &["--default-backend", "cyrus"]);
+    let through = |credentials: Credentials| {
+        inbox_through(&proxy, &credentials)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", proxy.log(), cyrus.log_tail(20)))
+    };
+    assert_eq!(through(Credentials::login(ALICE, "alice-pw")), 1);
+    assert_eq!(through(Credentials::login(BOB, "bob-pw")), 0);
+    let plain = |authzid: Option<&str>, authcid: &str, password: &str| Credentials::Plain {
+        authzid: authzid.map(str::to_owned),
+        authcid: authcid.to_owned(),
+        password: password.to_owned(),
+    };
+    assert_eq!(through(plain(None, ALICE, "alice-pw")), 1);
+    // The proxy routes by the authzid and passes it on; Cyrus lets its proxy server act.
+    assert_eq!(through(plain(Some(ALICE), admin, admin_pw)), 1);
+    assert_eq!(through(plain(Some(BOB), admin, admin_pw)), 0);
+    // Bob is no proxy server: Cyrus refuses, and the proxy says so.
+    let refused = inbox_through(&proxy, &plain(Some(ALICE), BOB, "bob-pw"));
+    assert!(
+        matches!(refused, Err(KitError::Refused { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        proxy.log().contains("login refused by the backend"),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(proxy.stop(), Some(0));
+}
+
+/// The proxy in front of Courier-IMAP 5.0, over STARTTLS and over implicit TLS: LOGIN and
+/// AUTHENTICATE PLAIN work. Courier ignores an authzid that is not the authcid and opens
+/// the authcid's mailbox (checked directly below); the proxy, which routed by the authzid,
+/// refuses such a login with NO [CANNOT] instead of opening the wrong mailbox.
+#[test]
+fn proxy_in_front_of_courier_over_starttls_and_tls() {
+    let courier = Courier::builder()
+        .label("courier")
+        .user(ALICE, "alice-pw")
+        .user(BOB, "bob-pw")
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut alice = courier.connect_user(ALICE).expect("alice on Courier");
+    one_message(&mut alice, "alice's own");
+    let _ = alice.logout();
+    let plain = |authzid: Option<&str>, authcid: &str, password: &str| Credentials::Plain {
+        authzid: authzid.map(str::to_owned),
+        authcid: authcid.to_owned(),
+        password: password.to_owned(),
+    };
+    // The quirk itself: asked for Bob's mailbox with Alice's credentials, Courier opens
+    // Alice's.
+    let mut direct = courier
+        .endpoint(TlsMode::StartTls, plain(Some(BOB), ALICE, "alice-pw"))
+        .connect()
+        .expect("Courier accepts a foreign authzid");
+    assert_eq!(direct.examine("INBOX").expect("examine").exists, 1);
+    let _ = direct.logout();
+
+    let cli = Cli::new();
+    let ca = courier.ca_file().display().to_string();
+    add_endpoint(
+        &cli,
+        "courier-starttls",
+        courier.plain_addr(),
+        "starttls",
+        &["--ca-file", &ca],
+    );
+    add_endpoint(
+        &cli,
+        "courier-tls",
+        courier.tls_addr(),
+        "ssl",
+        &["--ca-file", &ca],
+    );
+    for endpoint in ["courier-starttls", "courier-tls"] {
+        let proxy = ProxyProcess::start(&cli, endpoint, &["--default-backend", endpoint]);
+        let through = |credentials: Credentials| {
+            inbox_through(&proxy, &credentials).unwrap_or_else(|e| {
+                panic!("{endpoint}: {e}\n{}\n{}", proxy.log(), courier.log_tail(20))
+            })
+        };
+        assert_eq!(
+            through(Credentials::login(ALICE, "alice-pw")),
+            1,
+            "{endpoint}"
+        );
+        assert_eq!(through(Credentials::login(BOB, "bob-pw")), 0, "{endpoint}");
+        assert_eq!(through(plain(None, ALICE, "alice-pw")), 1, "{endpoint}");
+        assert_eq!(
+            through(plain(Some(ALICE), ALICE, "alice-pw")),
+            1,
+            "{endpoint}"
+        );
+        let refused = inbox_through(&proxy, &plain(Some(BOB), ALICE, "alice-pw"));
+        let Err(KitError::Refused { text, .. }) = &refused else {
+            panic!("{endpoint}: a foreign authzid must be refused: {refused:?}");
+        };
+        assert!(
+            text.contains("CANNOT") && text.contains("Courier"),
+            "{endpoint}: {text}"
+        );
+        assert_eq!(proxy.stop(), Some(0));
+    }
+}
+
+/// An endpoint stored with `--pin-cert` (an old server's `openssl req -x509` certificate,
+/// `CA:TRUE`, for another name) is reached through the proxy with that pin: the login
+/// works; an endpoint pinned to another certificate is refused, its digest in the log.
+#[test]
+fn proxy_honours_a_pinned_backend_certificate() {
+    let cli = Cli::new();
+    let dir = cli.files.path();
+    let (cert, key) = openssl_self_signed(dir, "old", "oldmail.example.test").expect("openssl");
+    let (other, _) = openssl_self_signed(dir, "other", "oldmail.example.test").expect("openssl");
+    let server = Dovecot::builder()
+        .label("pinned")
+        .user(ALICE, "pw")
+        .extra_config(&format!(
+            "ssl_cert = <{}\nssl_key = <{}",
+            cert.display(),
+            key.display()
+        ))
+        .start()
+        .expect("Dovecot starts with the self-signed certificate");
+    let fingerprint = openssl_x509(&cert, &["-fingerprint", "-sha256"]).expect("fingerprint");
+    let hex = fingerprint
+        .trim()
+        .rsplit_once('=')
+        .map(|(_, h)| h.replace(':', "").to_ascii_lowercase())
+        .expect("a fingerprint line");
+    let cert = cert.display().to_string();
+    let other = other.display().to_string();
+    add_endpoint(
+        &cli,
+        "old",
+        server.tls_addr(),
+        "ssl",
+        &["--pin-cert", &cert],
+    );
+    let by_digest = format!("sha256:{hex}");
+    add_endpoint(
+        &cli,
+        "old-starttls",
+        server.plain_addr(),
+        "starttls",
+        &["--pin-cert", &by_digest],
+    );
+    add_endpoint(
+        &cli,
+        "wrong",
+        server.tls_addr(),
+        "ssl",
+        &["--pin-cert", &other],
+    );
+    for endpoint in ["old", "old-starttls"] {
+        let proxy = ProxyProcess::start(&cli, endpoint, &["--default-backend", endpoint]);
+        let n = inbox_through(&proxy, &Credentials::login(ALICE, "pw"))
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}\n{}", proxy.log()));
+        assert_eq!(n, 0);
+        assert_eq!(proxy.stop(), Some(0));
+    }
+    let proxy = ProxyProcess::start(&cli, "wrong", &["--default-backend", "wrong"]);
+    let refused = inbox_through(&proxy, &Credentials::login(ALICE, "pw"));
+    let Err(KitError::Refused { text, .. }) = &refused else {
+        panic!("another pinned certificate must be refused: {refused:?}");
+    };
+    assert!(text.contains("UNAVAILABLE"), "{text}");
+    assert!(
+        proxy.log().contains(&hex) && proxy.log().contains("is not the pinned one"),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(proxy.stop(), Some(0));
 }

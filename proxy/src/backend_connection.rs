@@ -17,7 +17,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use crate::backend_endpoint::{BackendEndpoint, BackendLogin, BackendSecurity, SecretBytes};
+use crate::backend_quirks::BackendQuirks;
 use crate::error::ProxyError;
+use crate::server_response::status;
 use crate::tls_config::backend_server_name;
 use crate::transport::BackendStream;
 
@@ -38,6 +40,9 @@ pub(crate) enum LoginOutcome {
     Accepted(Vec<Bytes>),
     /// Refused: the lines to write to the client (the tagged NO or BAD last).
     Refused(Vec<Bytes>),
+    /// Not sent: this backend cannot do what the login asks (see
+    /// [`BackendQuirks::refusal`]); the proxy's own tagged NO to write to the client.
+    NotSent(Bytes),
 }
 
 /// A connected, greeted, TLS-ready backend connection that has not logged in.
@@ -47,6 +52,7 @@ pub(crate) struct BackendConnection {
     buf: BytesMut,
     decoder: ResponseDecoder,
     capabilities: Vec<String>,
+    quirks: BackendQuirks,
     established: Instant,
     io_timeout: Duration,
 }
@@ -83,6 +89,7 @@ impl BackendConnection {
             buf: BytesMut::with_capacity(4096),
             decoder: ResponseDecoder::new(DECODER),
             capabilities: Vec::new(),
+            quirks: BackendQuirks::default(),
             established: Instant::now(),
             io_timeout,
         };
@@ -93,6 +100,7 @@ impl BackendConnection {
         match parse_response(&greeting) {
             Ok(Response::Status(s)) if s.tag.is_none() && s.kind == StatusKind::Ok => {
                 conn.capabilities = code_capabilities(s.code.as_ref()).unwrap_or_default();
+                conn.quirks = BackendQuirks::detect(s.text, &conn.capabilities);
             }
             Ok(Response::Status(s)) if s.kind == StatusKind::Bye => {
                 return Err(unavailable(format!(
@@ -151,7 +159,12 @@ impl BackendConnection {
             })?
             .map_err(|e| ProxyError::BackendTls {
                 server: self.endpoint.label(),
-                detail: e.to_string(),
+                // tokio-rustls wraps rustls's error (untrusted, pin mismatch...) in io::Error.
+                detail: e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .map(imapmirror_protocol::client::handshake_failure_reason)
+                    .unwrap_or_else(|| e.to_string()),
             })?;
         self.stream = BackendStream::Tls(Box::new(tls));
         Ok(self)
@@ -338,6 +351,14 @@ impl BackendConnection {
         tag: &str,
         login: &BackendLogin,
     ) -> Result<LoginOutcome, ProxyError> {
+        if let Some(reason) = self.quirks.refusal(login) {
+            return Ok(LoginOutcome::NotSent(status(
+                Some(tag),
+                "NO",
+                Some("CANNOT"),
+                reason,
+            )));
+        }
         let use_login = matches!(login, BackendLogin::Login { .. }) && !self.has("LOGINDISABLED");
         if use_login {
             let BackendLogin::Login { user, password } = login else {

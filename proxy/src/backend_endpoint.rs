@@ -92,6 +92,9 @@ pub struct BackendEndpoint {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate (tests, never production).
     pub insecure_skip_verify: bool,
+    /// Trust exactly this certificate, `sha256:` and its digest (`endpoint add
+    /// --pin-cert`): verification stays on, and neither a CA file nor a root is used.
+    pub pinned_certificate: Option<String>,
     /// Admin credentials, if the endpoint has them.
     pub admin: Option<AdminCredentials>,
 }
@@ -106,6 +109,7 @@ impl BackendEndpoint {
             security,
             ca_file: None,
             insecure_skip_verify: false,
+            pinned_certificate: None,
             admin: None,
         }
     }
@@ -139,6 +143,7 @@ impl BackendEndpoint {
             security: s.security.into(),
             ca_file: s.ca_file.clone(),
             insecure_skip_verify: s.insecure_skip_verify,
+            pinned_certificate: s.pinned_certificate.clone(),
             admin,
         }
     }
@@ -166,7 +171,7 @@ impl BackendEndpoint {
     /// whether a session must move at cut-over).
     pub fn key(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             self.name,
             self.address(),
             self.security.as_str(),
@@ -174,7 +179,8 @@ impl BackendEndpoint {
                 .as_deref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            self.insecure_skip_verify
+            self.insecure_skip_verify,
+            self.pinned_certificate.as_deref().unwrap_or_default()
         )
     }
 }

@@ -14,8 +14,10 @@ use tracing::Instrument;
 
 use crate::backend_connection::{BackendConnection, LoginOutcome};
 use crate::backend_endpoint::{BackendLogin, admin_login};
+use crate::backend_pool::BackendPool;
 use crate::context::ProxyContext;
 use crate::error::ProxyError;
+use crate::login_retry;
 use crate::pre_auth::{ClientLogin, PreAuth, PreAuthAction, PreAuthSettings};
 use crate::proxy_config::ListenerMode;
 use crate::relay::{RelayEnd, relay};
@@ -127,7 +129,8 @@ async fn pre_auth(
         max_bad_commands: ctx.config.limits.max_bad_commands,
     });
     let mut decoder = decoder(ctx, &machine);
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
+    let mut grown = false;
     write(&mut client, &machine.greeting()).await?;
     loop {
         loop {
@@ -206,9 +209,10 @@ async fn pre_auth(
                 }
             }
         }
+        release_if_drained(&mut buf, &mut grown);
         match tokio::time::timeout_at(deadline, client.read_buf(&mut buf)).await {
             Ok(Ok(0)) => return Err(PreAuthEnd::Closed("client closed the connection")),
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => grown |= buf.capacity() > IDLE_BUFFER,
             Ok(Err(e)) => return Err(PreAuthEnd::Io(e)),
             Err(_) => {
                 let _ = write(
@@ -224,6 +228,21 @@ async fn pre_auth(
                 return Err(PreAuthEnd::Closed("pre-auth timeout"));
             }
         }
+    }
+}
+
+/// The pre-login read buffer while the client sends short commands. A long line (up to
+/// [`crate::Limits::max_line`], 64 KiB) grows it; [`release_if_drained`] gives that
+/// memory back once the line is consumed, so 10,000 idle sessions stay small.
+const IDLE_BUFFER: usize = 1024;
+
+/// Replaces a grown, empty buffer by a small one. The decoder splits frames off the
+/// buffer, so its capacity alone cannot tell that it still holds a large allocation:
+/// `grown` records that it was enlarged since the last release.
+fn release_if_drained(buf: &mut BytesMut, grown: &mut bool) {
+    if *grown && buf.is_empty() {
+        *buf = BytesMut::with_capacity(IDLE_BUFFER);
+        *grown = false;
     }
 }
 
@@ -305,8 +324,10 @@ async fn attempt_login(
                 match verify_credentials(ctx, verify_with, tag, &request.credentials).await {
                     Ok(None) => {}
                     Ok(Some(refusal)) => {
-                        ctx.throttle.failed(peer.ip(), Instant::now());
-                        for line in refusal {
+                        if refusal.judged_credentials {
+                            ctx.throttle.failed(peer.ip(), Instant::now());
+                        }
+                        for line in refusal.lines {
                             write(client, &line).await?;
                         }
                         return Ok(None);
@@ -337,11 +358,20 @@ async fn attempt_login(
                 Ok(Some((conn, login, route)))
             }
             Ok((_, LoginOutcome::Refused(lines))) => {
-                ctx.throttle.failed(peer.ip(), Instant::now());
-                tracing::info!(backend = %route.backend.label(), "login refused by the backend");
+                if login_retry::is_transient_refusal(&lines) {
+                    tracing::warn!(backend = %route.backend.label(), "backend still unavailable for login after retries");
+                } else {
+                    ctx.throttle.failed(peer.ip(), Instant::now());
+                    tracing::info!(backend = %route.backend.label(), "login refused by the backend");
+                }
                 for line in &lines {
                     write(client, line).await?;
                 }
+                Ok(None)
+            }
+            Ok((_, LoginOutcome::NotSent(line))) => {
+                tracing::info!(backend = %route.backend.label(), "login not sent: the backend cannot act for another user");
+                write(client, &line).await?;
                 Ok(None)
             }
             Err(e) => {
@@ -355,8 +385,9 @@ async fn attempt_login(
     .await
 }
 
-/// Logs in on the route's backend; a pooled connection that turns out to be stale is
-/// replaced by a fresh one once.
+/// Logs in on the route's backend: a pooled connection that turns out to be stale is
+/// replaced by a fresh one once, and a login refused with `NO [UNAVAILABLE]` is retried
+/// (see [`login_retry`]).
 async fn backend_login(
     ctx: &ProxyContext,
     route: &Route,
@@ -366,20 +397,39 @@ async fn backend_login(
     ttl: u32,
 ) -> Result<(BackendConnection, LoginOutcome), ProxyError> {
     let pool = ctx.pools.pool(&route.backend)?;
+    let forward_id = ctx.config.id_forwarding.enabled.then(|| {
+        [
+            ("x-originating-ip", peer.ip().to_string()),
+            ("x-originating-port", peer.port().to_string()),
+            ("x-proxy-ttl", ttl.to_string()),
+        ]
+    });
+    let (result, _) = login_retry::with_retries(
+        &login_retry::BACKOFF,
+        || login_once(&pool, tag, credentials, forward_id.as_ref()),
+        |(_, outcome)| matches!(outcome, LoginOutcome::Refused(lines) if login_retry::is_transient_refusal(lines)),
+    )
+    .await?;
+    Ok(result)
+}
+
+/// One login on a connection of `pool`, with the forwarded ID first if asked; a pooled
+/// connection the backend closed meanwhile is replaced by a new one once.
+async fn login_once(
+    pool: &BackendPool,
+    tag: &str,
+    credentials: &BackendLogin,
+    forward_id: Option<&[(&str, String); 3]>,
+) -> Result<(BackendConnection, LoginOutcome), ProxyError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut conn = pool.checkout().await?;
         let result = async {
-            if ctx.config.id_forwarding.enabled {
-                let fields = [
-                    ("x-originating-ip", peer.ip().to_string()),
-                    ("x-originating-port", peer.port().to_string()),
-                    ("x-proxy-ttl", ttl.to_string()),
-                ];
-                if !conn.send_id(&fields).await? {
-                    tracing::debug!(backend = %conn.endpoint().label(), "backend refused the forwarded ID");
-                }
+            if let Some(fields) = forward_id
+                && !conn.send_id(fields).await?
+            {
+                tracing::debug!(backend = %conn.endpoint().label(), "backend refused the forwarded ID");
             }
             conn.login(tag, credentials).await
         }
@@ -394,22 +444,43 @@ async fn backend_login(
     }
 }
 
-/// Checks the client's own credentials by a real login on `verify_with`; `Some(lines)`
-/// is the refusal to forward.
+/// A refusal of the client's credentials by the server that verifies them.
+struct VerifyRefusal {
+    /// The lines to forward.
+    lines: Vec<Bytes>,
+    /// False when the credentials were not judged (the server was unavailable, or the
+    /// login could not be sent): the login throttle does not count it.
+    judged_credentials: bool,
+}
+
+/// Checks the client's own credentials by a real login on `verify_with`; `Some` is the
+/// refusal to forward.
 async fn verify_credentials(
     ctx: &ProxyContext,
     verify_with: &Arc<crate::backend_endpoint::BackendEndpoint>,
     tag: &str,
     credentials: &BackendLogin,
-) -> Result<Option<Vec<Bytes>>, ProxyError> {
+) -> Result<Option<VerifyRefusal>, ProxyError> {
     let pool = ctx.pools.pool(verify_with)?;
-    let mut conn = pool.checkout().await?;
-    match conn.login(tag, credentials).await? {
+    let ((conn, outcome), _) = login_retry::with_retries(
+        &login_retry::BACKOFF,
+        || login_once(&pool, tag, credentials, None),
+        |(_, outcome)| matches!(outcome, LoginOutcome::Refused(lines) if login_retry::is_transient_refusal(lines)),
+    )
+    .await?;
+    match outcome {
         LoginOutcome::Accepted(_) => {
             conn.logout().await;
             Ok(None)
         }
-        LoginOutcome::Refused(lines) => Ok(Some(lines)),
+        LoginOutcome::Refused(lines) => Ok(Some(VerifyRefusal {
+            judged_credentials: !login_retry::is_transient_refusal(&lines),
+            lines,
+        })),
+        LoginOutcome::NotSent(line) => Ok(Some(VerifyRefusal {
+            lines: vec![line],
+            judged_credentials: false,
+        })),
     }
 }
 
@@ -475,5 +546,26 @@ async fn relay_session(ctx: &Arc<ProxyContext>, a: Authenticated) {
     }
     if matches!(report.end, RelayEnd::Kicked(Kick::RouteChanged)) {
         tracing::info!(user = %login, "session moved by cut-over");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_line_grows_the_buffer_and_draining_it_shrinks_it_back() {
+        let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
+        let mut grown = false;
+        buf.extend_from_slice(&[b'x'; 40 * 1024]);
+        grown |= buf.capacity() > IDLE_BUFFER;
+        // Half consumed: the rest of the line is still needed.
+        let _first = buf.split_to(20 * 1024);
+        release_if_drained(&mut buf, &mut grown);
+        assert_eq!(buf.len(), 20 * 1024);
+        let _rest = buf.split_to(buf.len());
+        release_if_drained(&mut buf, &mut grown);
+        assert_eq!(buf.capacity(), IDLE_BUFFER);
+        assert!(!grown);
     }
 }

@@ -44,7 +44,7 @@ pub enum ProxyError {
 
     /// A line of the route file is wrong.
     #[error(
-        "the route file {path}, line {line}: {reason}; expected `LOGIN HOST:PORT ssl|starttls|none [ca-file=PEM] [insecure-skip-verify]`"
+        "the route file {path}, line {line}: {reason}; expected `LOGIN HOST:PORT ssl|starttls|none [ca-file=PEM | pin-cert=sha256:HEX] [insecure-skip-verify]`"
     )]
     RouteFileLine {
         /// The file.
@@ -103,7 +103,7 @@ pub enum ProxyError {
 
     /// The backend's TLS handshake failed (certificate not trusted, wrong name...).
     #[error(
-        "TLS with the backend IMAP server {server} failed: {detail}; check its certificate or the endpoint's --ca-file"
+        "TLS with the backend IMAP server {server} failed: {detail}; check its certificate, or the endpoint's --ca-file or --pin-cert"
     )]
     BackendTls {
         /// `name (host:port)`.

@@ -17,11 +17,13 @@
 mod backend_connection;
 mod backend_endpoint;
 mod backend_pool;
+mod backend_quirks;
 mod client_session;
 mod context;
 mod error;
 #[doc(hidden)]
 pub mod fuzz_checks;
+mod login_retry;
 mod login_throttle;
 mod pre_auth;
 mod proxy_config;

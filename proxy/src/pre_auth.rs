@@ -259,15 +259,10 @@ impl PreAuth {
             CommandKind::Id(params) => {
                 self.client_id = params
                     .map(|p| {
-                        p.iter()
-                            .take(30)
-                            .map(|(k, v)| {
-                                (
-                                    String::from_utf8_lossy(&k.to_bytes()).to_lowercase(),
-                                    v.map(|v| String::from_utf8_lossy(&v.to_bytes()).into_owned()),
-                                )
-                            })
-                            .collect()
+                        client_id_fields(
+                            p.iter()
+                                .map(|(k, v)| (k.to_bytes(), v.map(|v| v.to_bytes()))),
+                        )
                     })
                     .unwrap_or_default();
                 vec![
@@ -378,6 +373,43 @@ impl PreAuth {
             },
         })]
     }
+}
+
+/// RFC 2971's limits on what a client may send in ID: at most 30 pairs, a field name of
+/// at most 30 octets, a value of at most 1024 octets.
+const ID_MAX_PAIRS: usize = 30;
+const ID_MAX_FIELD: usize = 30;
+const ID_MAX_VALUE: usize = 1024;
+
+/// The ID fields the proxy keeps (for logs and `x-proxy-ttl`), within RFC 2971's limits.
+/// A client over them is answered OK all the same, as Dovecot does: ID is informational
+/// and imaptest's `id` test sends 30 values of 1 KiB and more; what is over is dropped
+/// (pairs after the 30th, fields whose name is too long) or cut (values), so a client
+/// cannot make a session hold more than about 31 KiB of ID.
+fn client_id_fields<K, V>(
+    pairs: impl Iterator<Item = (K, Option<V>)>,
+) -> Vec<(String, Option<String>)>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    pairs
+        .filter(|(k, _)| k.as_ref().len() <= ID_MAX_FIELD)
+        .take(ID_MAX_PAIRS)
+        .map(|(k, v)| {
+            let value = v.map(|v| {
+                let v = v.as_ref();
+                let mut text =
+                    String::from_utf8_lossy(&v[..v.len().min(ID_MAX_VALUE)]).into_owned();
+                // A cut inside a UTF-8 sequence leaves U+FFFD (3 octets); keep the bound.
+                while text.len() > ID_MAX_VALUE {
+                    text.pop();
+                }
+                text
+            });
+            (String::from_utf8_lossy(k.as_ref()).to_lowercase(), value)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -601,6 +633,50 @@ mod tests {
         let (out, actions) = feed(&mut m, &long);
         assert!(out.starts_with("* BYE Too long"), "{out}");
         assert_eq!(actions, [PreAuthAction::Close]);
+    }
+
+    #[test]
+    fn a_31_kib_id_is_answered_and_kept_within_rfc_2971() {
+        let mut m = PreAuth::new(settings(true, false));
+        // imaptest-like: 31 pairs of 1 KiB values, one field name over 30 octets, one
+        // value over 1024 octets.
+        let mut line = b"i ID (".to_vec();
+        line.extend_from_slice(format!("\"{}\" \"v\"", "f".repeat(31)).as_bytes());
+        for k in 0..31 {
+            let value = if k == 0 {
+                "é".repeat(600)
+            } else {
+                "v".repeat(1000)
+            };
+            line.extend_from_slice(format!(" \"field{k}\" \"{value}\"").as_bytes());
+        }
+        line.extend_from_slice(b")\r\n");
+        assert!(line.len() > 30_000);
+        let mut decoder = CommandDecoder::new(CommandDecoderConfig {
+            max_command: 72 * 1024,
+            max_line: 64 * 1024,
+            max_non_sync_literal: 4096,
+        });
+        let mut buf = bytes::BytesMut::from(&line[..]);
+        let frame = decoder.decode(&mut buf).unwrap().unwrap();
+        let out: Vec<_> = m.handle_frame(&frame);
+        assert_eq!(
+            out.last(),
+            Some(&PreAuthAction::Send(status(
+                Some("i"),
+                "OK",
+                None,
+                "ID completed."
+            )))
+        );
+        let id = m.client_id();
+        assert_eq!(id.len(), 30);
+        assert_eq!(id[0].0, "field0");
+        assert!(
+            id.iter()
+                .all(|(k, v)| k.len() <= 30 && v.as_ref().is_some_and(|v| v.len() <= 1024))
+        );
+        assert!(id[0].1.as_ref().is_some_and(|v| v.starts_with('é')));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! - host:port: an IPv6 address is written in brackets, `[::1]:993`.
 //! - security: `ssl` (implicit TLS), `starttls`, or `none`.
 //! - options: `ca-file=PATH` (trust these CAs instead of the system's),
-//!   `insecure-skip-verify` (tests only).
+//!   `pin-cert=sha256:HEX` (trust exactly the certificate with that SHA-256, as
+//!   `endpoint add --pin-cert` does), `insecure-skip-verify` (tests only).
 //!
 //! The file is re-read when it changes (checked at every route refresh, once a second);
 //! a file that no longer parses is reported and the previous routes stay in force. A
@@ -77,6 +78,10 @@ impl RouteFileTable {
                         return Err(err("ca-file= needs a path".into()));
                     }
                     backend.ca_file = Some(PathBuf::from(ca));
+                } else if let Some(pin) = option.strip_prefix("pin-cert=") {
+                    let pin: imapmirror_protocol::client::CertificatePin =
+                        pin.parse().map_err(|e| err(format!("{e}")))?;
+                    backend.pinned_certificate = Some(pin.to_string());
                 } else if option == "insecure-skip-verify" {
                     backend.insecure_skip_verify = true;
                 } else {
@@ -258,6 +263,7 @@ mod tests {
             ("a@x h:1 none\nA@X h:2 none\n", "already routed on line 1"),
             ("* h:1 none\n* h:2 none\n", "already routed on line 1"),
             ("@ h:1 none\n", "not @domain"),
+            ("a@x h:1 ssl pin-cert=sha256:12ab\n", "64 hex digits"),
         ] {
             let e = parse(text).unwrap_err();
             let msg = e.to_string();
@@ -265,6 +271,16 @@ mod tests {
             assert!(msg.contains("routes.txt"), "{msg}");
             assert!(e.is_user_input());
         }
+    }
+
+    #[test]
+    fn a_pinned_certificate_is_kept_in_its_canonical_form() {
+        let hex = "AB".repeat(32);
+        let table = parse(&format!("a@x h:993 ssl pin-cert=SHA256:{hex}\n")).unwrap();
+        let backend = table.lookup("a@x").unwrap().backend;
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(backend.pinned_certificate.as_deref(), Some(pin.as_str()));
+        assert!(backend.key().contains(&pin));
     }
 
     #[test]

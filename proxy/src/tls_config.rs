@@ -13,6 +13,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+use imapmirror_protocol::client::{CertificatePin, TlsOptions, TlsSettings};
+
 use crate::backend_endpoint::BackendEndpoint;
 use crate::error::ProxyError;
 
@@ -105,9 +107,13 @@ impl ServerIdentity {
     }
 }
 
-/// The client configuration to reach `endpoint`: its CA file, else the webpki and system
-/// roots; `insecure_skip_verify` accepts any certificate (tests only, logged).
+/// The client configuration to reach `endpoint`: its pinned certificate, else its CA
+/// file, else the webpki and system roots; `insecure_skip_verify` accepts any certificate
+/// (tests only, logged).
 pub fn backend_client_config(endpoint: &BackendEndpoint) -> Result<Arc<ClientConfig>, ProxyError> {
+    if let Some(pin) = &endpoint.pinned_certificate {
+        return pinned_client_config(endpoint, pin);
+    }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ProxyError::Config(format!("TLS protocol versions: {e}")))?;
@@ -139,6 +145,31 @@ pub fn backend_client_config(endpoint: &BackendEndpoint) -> Result<Arc<ClientCon
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(config))
+}
+
+/// The pin's own verifier, the one `endpoint add --pin-cert` and migrations use: the
+/// backend must present exactly that certificate and sign the handshake with its key;
+/// name, chain, `CA:TRUE` and dates are what the pin replaces.
+fn pinned_client_config(
+    endpoint: &BackendEndpoint,
+    pin: &str,
+) -> Result<Arc<ClientConfig>, ProxyError> {
+    let bad = |detail: String| {
+        ProxyError::Config(format!(
+            "the backend {} has a pinned certificate the proxy cannot use ({detail}); pin it again with `imapmirror endpoint add --pin-cert`",
+            endpoint.label()
+        ))
+    };
+    let pin: CertificatePin = pin.parse().map_err(|e| bad(format!("{e}")))?;
+    let settings = TlsSettings::new(&TlsOptions {
+        webpki_roots: false,
+        system_roots: false,
+        ca_file: None,
+        insecure_skip_verify: endpoint.insecure_skip_verify,
+        pinned_certificate: Some(pin),
+    })
+    .map_err(|e| bad(format!("{e}")))?;
+    Ok(Arc::clone(settings.config()))
 }
 
 /// The server name to verify a backend's certificate against.

@@ -492,3 +492,55 @@ fn connection_limit_and_pre_auth_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An `ID` line like the one Dovecot's imaptest sends in its `id` test (about 31 KB: 30
+/// fields, each value the 1024 octets RFC 2971 allows), before login.
+fn imaptest_like_id(tag: &str) -> Vec<u8> {
+    let mut line = format!("{tag} ID (").into_bytes();
+    for k in 0..30 {
+        if k > 0 {
+            line.push(b' ');
+        }
+        let value: String = (0..1024)
+            .map(|i| char::from(b'a' + ((i + k) % 26) as u8))
+            .collect();
+        line.extend_from_slice(format!("\"x-imaptest-{k:02}\" \"{value}\"").as_bytes());
+    }
+    line.extend_from_slice(b")\r\n");
+    line
+}
+
+/// The tagged answer to a long ID, and whether LOGIN then works on the same connection.
+fn long_id_then_login(addr: std::net::SocketAddr) -> (String, String) {
+    let mut raw = RawClient::connect(addr);
+    raw.send(&imaptest_like_id("i"));
+    let id = raw.until_tagged("i");
+    let tagged = id.last().cloned().unwrap_or_default();
+    raw.send(b"l LOGIN alice@example.test alice-pw\r\n");
+    let login = raw.until_tagged("l").last().cloned().unwrap_or_default();
+    (tagged, login)
+}
+
+#[test]
+fn a_31_kb_pre_auth_id_is_answered_like_dovecot_does() {
+    let h = Harness::start(plaintext_allowed());
+    let line = imaptest_like_id("i");
+    assert!(
+        line.len() > 31_000 && line.len() < 64 * 1024,
+        "{}",
+        line.len()
+    );
+    let (direct_id, direct_login) = long_id_then_login(h.source.plain_addr());
+    let (proxied_id, proxied_login) = long_id_then_login(h.plain_addr);
+    // Dovecot accepts it; the proxy must answer no worse, and stay usable.
+    assert!(direct_id.starts_with("i OK"), "Dovecot: {direct_id}");
+    assert!(proxied_id.starts_with("i OK"), "proxy: {proxied_id}");
+    assert!(direct_login.starts_with("l OK"), "Dovecot: {direct_login}");
+    assert!(proxied_login.starts_with("l OK"), "proxy: {proxied_login}");
+    // Beyond the line limit the proxy still closes, as Dovecot's imap-login does.
+    let mut raw = RawClient::connect(h.plain_addr);
+    raw.send(b"x ID (\"name\" \"");
+    raw.send(&vec![b'n'; 65 * 1024]);
+    assert!(raw.line().starts_with("* BYE Too long"));
+    assert!(raw.at_eof());
+}

@@ -44,4 +44,4 @@ pub use certificate_pin::{CertificatePin, SHA256_PREFIX};
 pub use connect::{ConnectOptions, ImapStream, Security, connect};
 pub use fetch_stream::FetchStream;
 pub use session::{Session, SessionConfig, StoreOutcome};
-pub use tls::{CertificateCheck, TlsOptions, TlsSettings};
+pub use tls::{CertificateCheck, TlsOptions, TlsSettings, handshake_failure_reason};

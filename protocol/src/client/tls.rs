@@ -210,6 +210,15 @@ pub(crate) fn handshake_failure(server: &str, error: &rustls::Error) -> Error {
     }
 }
 
+/// Why a handshake failed, in the words of [`handshake_failure`], for a caller that names
+/// the server in its own error (the proxy's backend connections).
+pub fn handshake_failure_reason(error: &rustls::Error) -> String {
+    match handshake_failure("", error) {
+        Error::CertificateRefused { reason, .. } | Error::Tls { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 /// Accepts any certificate but still checks the handshake signatures, so the session is
 /// at least bound to the key the server presented.
 #[derive(Debug)]

@@ -398,6 +398,7 @@ pub(crate) fn skip_vanished_folder(totals: &PassTotals, folder: &str, error: &Im
     totals.skip_folder(SkippedFolder {
         folder: folder.to_owned(),
         reason: FolderSkipReason::VanishedFromSource,
+        detail: None,
     });
 }
 
@@ -717,6 +718,7 @@ mod tests {
             vec![SkippedFolder {
                 folder: "Projects.Old".into(),
                 reason: FolderSkipReason::VanishedFromSource,
+                detail: None,
             }]
         );
     }

@@ -36,8 +36,8 @@ use crate::endpoint_pool::{CommandCounters, Connection, EndpointPool, is_transie
 use crate::error::Error;
 use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::folder_plan::{
-    Exclusion, ExclusionReason, FolderAttributes, FolderListing, ListedFolder, PlanOptions,
-    SpecialUse, plan,
+    Exclusion, ExclusionReason, FolderAttributes, FolderCopy, FolderListing, ListedFolder,
+    PlanOptions, SpecialUse, plan,
 };
 use crate::folder_rename::{ListedSource, follow_source_renames};
 use crate::folder_sync::{
@@ -239,7 +239,12 @@ impl MailboxJob {
                     .iter()
                     .map(|f| FolderSkip {
                         folder: f.folder.clone(),
-                        reason: f.reason.phrase().to_owned(),
+                        reason: match &f.detail {
+                            Some(words) => {
+                                format!("{} (the server said: {words})", f.reason.phrase())
+                            }
+                            None => f.reason.phrase().to_owned(),
+                        },
                     })
                     .collect(),
                 folders_renamed: summary
@@ -316,6 +321,7 @@ impl MailboxJob {
                 totals.skip_folder(SkippedFolder {
                     folder: excluded.source.clone(),
                     reason: FolderSkipReason::OutsidePersonalNamespace,
+                    detail: None,
                 });
             }
         }
@@ -387,6 +393,9 @@ impl MailboxJob {
         // special folder the target lacks is created with its use where the target
         // takes one (RFC 6154 CREATE-SPECIAL-USE), so that its clients recognise it.
         let create_use = tgt.has("CREATE-SPECIAL-USE");
+        // Target folders the server would not create: their source folders are skipped
+        // and reported, the rest of the mailbox goes on.
+        let mut refused_names: Vec<String> = Vec::new();
         for name in folder_plan.creations() {
             if renamed.contains(&name.name) {
                 continue;
@@ -423,6 +432,18 @@ impl MailboxJob {
                     .as_ref()
                     .is_some_and(|c| c.to_string().eq_ignore_ascii_case("ALREADYEXISTS"))
                     || text.to_ascii_lowercase().contains("exists") => {}
+                Err(ImapError::Refused { ref text, .. }) => {
+                    let text = text.clone();
+                    for copy in folder_plan.copies.iter().filter(|c| c.target == *name) {
+                        tracing::warn!(folder = %copy.source, target = %name.name, server_said = %text, "the target refused to create the folder; its mail stays on the source");
+                        totals.skip_folder(SkippedFolder {
+                            folder: copy.source.clone(),
+                            reason: FolderSkipReason::TargetRefusedCreate,
+                            detail: Some(text.clone()),
+                        });
+                    }
+                    refused_names.push(name.name.clone());
+                }
                 Err(e) => {
                     return Err(Error::Imap {
                         mailbox: mailbox.to_owned(),
@@ -432,7 +453,13 @@ impl MailboxJob {
                 }
             }
         }
-        for copy in folder_plan.copies.iter().filter(|c| c.subscribe) {
+        let refused = |copy: &&FolderCopy| refused_names.contains(&copy.target.name);
+        for copy in folder_plan
+            .copies
+            .iter()
+            .filter(|c| c.subscribe)
+            .filter(|c| !refused(c))
+        {
             CommandCounters::bump(&tgt.counters.other);
             tgt.session
                 .subscribe(MailboxName::Unicode(&copy.target.name))
@@ -450,7 +477,7 @@ impl MailboxJob {
             source_condstore,
         };
         let mut queue = VecDeque::new();
-        for copy in &folder_plan.copies {
+        for copy in folder_plan.copies.iter().filter(|c| !refused(c)) {
             let Some(listed) = src_names.get(&copy.source) else {
                 continue;
             };

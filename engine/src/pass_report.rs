@@ -79,6 +79,8 @@ pub struct SkippedFolder {
     /// The source folder's name.
     pub folder: String,
     pub reason: FolderSkipReason,
+    /// The server's words, where a server refused something.
+    pub detail: Option<String>,
 }
 
 /// Why a pass left a folder alone.
@@ -93,6 +95,11 @@ pub enum FolderSkipReason {
     /// would put it into every mailbox of the batch, so it is copied only when the batch
     /// includes it by name.
     OutsidePersonalNamespace,
+    /// The target refused to create the folder (a name it cannot hold: Courier refuses
+    /// characters outside the BMP, Cyrus `"`, `\\` and `%`). Its mail stays on the source
+    /// and every pass tries again, so renaming it on the source (or creating it on the
+    /// target under that name) brings it over.
+    TargetRefusedCreate,
 }
 
 impl FolderSkipReason {
@@ -102,6 +109,9 @@ impl FolderSkipReason {
             FolderSkipReason::VanishedFromSource => "vanished from the source during the pass",
             FolderSkipReason::OutsidePersonalNamespace => {
                 "a shared or another user's folder, copied only when included by name (--include)"
+            }
+            FolderSkipReason::TargetRefusedCreate => {
+                "the target refused to create it; rename it on the source and the next pass copies it"
             }
         }
     }

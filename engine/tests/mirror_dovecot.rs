@@ -1750,6 +1750,7 @@ fn skipped_as_vanished(folder: &str) -> Vec<imapmirror_engine::pass_report::Skip
     vec![imapmirror_engine::pass_report::SkippedFolder {
         folder: folder.into(),
         reason: imapmirror_engine::pass_report::FolderSkipReason::VanishedFromSource,
+        detail: None,
     }]
 }
 

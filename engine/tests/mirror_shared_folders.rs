@@ -422,6 +422,7 @@ fn cyrus_shared_and_other_users_folders_are_skipped_unless_included() {
     let skipped = |folder: &str| SkippedFolder {
         folder: folder.to_owned(),
         reason: FolderSkipReason::OutsidePersonalNamespace,
+        detail: None,
     };
     assert_eq!(
         first.folders_skipped,

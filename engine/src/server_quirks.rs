@@ -37,17 +37,22 @@ pub enum Quirk {
     /// Courier's shared folders (`#shared.`) are not returned by `LIST "" "*"`: a
     /// `UserRoot` there is listed by name.
     CourierHidesSharedFoldersFromListAll,
+    /// Courier (no LITERAL+) slows down about fivefold when the next APPEND is already
+    /// in its input while it stores a message: APPENDs to a target without LITERAL+ are
+    /// sent one at a time (`folder_sync::message_copy`).
+    CourierStallsOnPipelinedAppend,
 }
 
 impl Quirk {
     /// Every quirk, for `endpoint test` and the tests.
-    pub const ALL: [Quirk; 6] = [
+    pub const ALL: [Quirk; 7] = [
         Quirk::CyrusRefusesAppendLimitStatus,
         Quirk::CyrusCapsKeywordsPerFolder,
         Quirk::CyrusAddsLoginDisabledAfterLogin,
         Quirk::DovecotRefusesLongKeywords,
         Quirk::CourierLimitsConnectionsPerAddress,
         Quirk::CourierHidesSharedFoldersFromListAll,
+        Quirk::CourierStallsOnPipelinedAppend,
     ];
 
     /// The family whose quirk this is.
@@ -58,7 +63,8 @@ impl Quirk {
             | Quirk::CyrusAddsLoginDisabledAfterLogin => ServerFamily::Cyrus,
             Quirk::DovecotRefusesLongKeywords => ServerFamily::Dovecot,
             Quirk::CourierLimitsConnectionsPerAddress
-            | Quirk::CourierHidesSharedFoldersFromListAll => ServerFamily::Courier,
+            | Quirk::CourierHidesSharedFoldersFromListAll
+            | Quirk::CourierStallsOnPipelinedAppend => ServerFamily::Courier,
         }
     }
 
@@ -100,6 +106,9 @@ impl fmt::Display for Quirk {
             }
             Quirk::CourierHidesSharedFoldersFromListAll => {
                 "does not list #shared. folders under LIST \"*\": a UserRoot there is listed by name"
+            }
+            Quirk::CourierStallsOnPipelinedAppend => {
+                "slows down on pipelined APPENDs (it has no LITERAL+): messages are sent one at a time"
             }
         })
     }
@@ -180,7 +189,8 @@ mod tests {
             courier,
             [
                 Quirk::CourierLimitsConnectionsPerAddress,
-                Quirk::CourierHidesSharedFoldersFromListAll
+                Quirk::CourierHidesSharedFoldersFromListAll,
+                Quirk::CourierStallsOnPipelinedAppend
             ]
         );
         assert_eq!(Quirk::of(ServerFamily::Gmail).count(), 0);

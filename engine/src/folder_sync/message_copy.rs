@@ -458,8 +458,12 @@ impl<'c, 'a> Copier<'c, 'a> {
             outgoing.into_iter().map(|o| vec![o]).collect()
         };
         let mut parts = Vec::with_capacity(chunks.len());
+        let one_at_a_time = appends_one_at_a_time(tgt);
         for chunk in chunks {
             let tag = self.send_append(tgt, &chunk).await?;
+            if one_at_a_time {
+                self.settle(tgt, tag).await?;
+            }
             parts.push((tag, chunk));
         }
         Ok(parts)
@@ -693,17 +697,33 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
     }
 
-    /// Sends each message in its own APPEND, all pipelined, then reads the answers in
-    /// order.
+    /// Waits until the APPEND `tag` has completed; its answer stays for `wait`.
+    async fn settle(&self, tgt: &mut Connection, tag: CommandTag) -> Result<(), Error> {
+        tgt.session
+            .settle(tag)
+            .await
+            .map_err(self.ctx.imap_err(format!(
+                "appending to the target folder `{}`",
+                self.task.target_name
+            )))
+    }
+
+    /// Sends each message in its own APPEND, pipelined where the target takes it, then
+    /// reads the answers in order.
     async fn append_singles(
         &self,
         tgt: &mut Connection,
         messages: impl Iterator<Item = &Outgoing>,
         action: &str,
     ) -> Result<Vec<SingleAnswer>, Error> {
+        let one_at_a_time = appends_one_at_a_time(tgt);
         let mut tags = Vec::new();
         for m in messages {
-            tags.push(self.send_append(tgt, std::slice::from_ref(m)).await?);
+            let tag = self.send_append(tgt, std::slice::from_ref(m)).await?;
+            if one_at_a_time {
+                self.settle(tgt, tag).await?;
+            }
+            tags.push(tag);
         }
         let mut answers = Vec::with_capacity(tags.len());
         for tag in tags {
@@ -939,6 +959,18 @@ fn refused(m: &Outgoing, text: &str) -> SkippedItem {
         reason: SkipReason::RejectedByTarget,
         detail: Some(text.to_owned()),
     }
+}
+
+/// Whether APPENDs go to the target one at a time, each answered before the next is
+/// sent. Without LITERAL+ every literal waits for the server's `+`, which it sends only
+/// once the APPEND before is done, so pipelining saves next to nothing — and Courier,
+/// which has no LITERAL+, crawls when the next APPEND is already waiting in its input
+/// ([`Quirk::CourierStallsOnPipelinedAppend`]: 600 realistic messages took 8.9 s
+/// pipelined, 1.9 s one at a time).
+///
+/// [`Quirk::CourierStallsOnPipelinedAppend`]: crate::server_quirks::Quirk::CourierStallsOnPipelinedAppend
+fn appends_one_at_a_time(tgt: &Connection) -> bool {
+    !tgt.has("LITERAL+")
 }
 
 /// After a refusal of `m` alone: once more without its keywords if it has any (a target

@@ -29,6 +29,10 @@ use super::mailbox_info::{ListEntry, MailboxStatus, Namespaces, SelectedMailbox}
 use super::response_code::{CommandData, Completion};
 use super::search_result::SearchResult;
 
+/// Distinct server notices a session remembers having logged; beyond this, new ones are
+/// still logged, only not remembered (a hostile server cannot grow the list).
+const MAX_NOTICES_REMEMBERED: usize = 16;
+
 /// Where the session stands (RFC 3501 section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -137,6 +141,8 @@ pub struct ClientState {
     closed_by_server: bool,
     /// The greeting's human-readable text: it often names the server software.
     greeting_text: String,
+    /// Server notices already logged at warning level in this session.
+    notices_logged: Vec<String>,
     /// What the server announced in plaintext before STARTTLS (RFC 3501 6.2.1 makes the
     /// client forget it; a report of what changed with TLS still wants it).
     plaintext_capabilities: Option<CapabilitySet>,
@@ -191,6 +197,7 @@ impl ClientState {
             throttle_hint: None,
             closed_by_server: false,
             greeting_text: String::new(),
+            notices_logged: Vec::new(),
             plaintext_capabilities: None,
         }
     }
@@ -532,7 +539,17 @@ impl ClientState {
         }
         if matches!(s.code, Some(Code::Alert)) || matches!(s.kind, StatusKind::No | StatusKind::Bad)
         {
-            tracing::warn!(server = %self.server, status = s.kind.as_str(), text = %String::from_utf8_lossy(s.text), "IMAP server notice");
+            // Once per session and text: Courier repeats its ALERT about 8-bit headers
+            // after every such APPEND, hundreds of times in one folder.
+            let text = String::from_utf8_lossy(s.text);
+            if self.notices_logged.iter().any(|t| *t == text) {
+                tracing::debug!(server = %self.server, status = s.kind.as_str(), text = %text, "IMAP server notice (again)");
+            } else {
+                tracing::warn!(server = %self.server, status = s.kind.as_str(), text = %text, "IMAP server notice");
+                if self.notices_logged.len() < MAX_NOTICES_REMEMBERED {
+                    self.notices_logged.push(text.into_owned());
+                }
+            }
         }
         None
     }

@@ -471,6 +471,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Reads until `tag` has completed, leaving its completion for [`Session::wait`].
+    pub async fn settle(&mut self, tag: CommandTag) -> Result<()> {
+        while self.state.is_pending(tag) {
+            self.read_completion_progress().await?;
+        }
+        Ok(())
+    }
+
     /// Flushes what is queued and routes the next response while completions are awaited;
     /// a continuation request then is the server's fault, since no command waits for one.
     async fn read_completion_progress(&mut self) -> Result<()> {

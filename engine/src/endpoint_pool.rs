@@ -8,7 +8,7 @@
 //! hammered.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use imapmirror_protocol::Error as ImapError;
@@ -156,6 +156,48 @@ pub struct EndpointPool {
     limit: Arc<Semaphore>,
     /// What the endpoint's answers taught, for every later connection.
     learnt: Arc<LearntQuirks>,
+    /// Open connections and the connection cap learnt from the server.
+    cap: Arc<ConnectionCap>,
+}
+
+/// The connections a pool holds open, and how many slots it still has to give up after
+/// the server showed a lower cap than the endpoint's setting (Courier's `MAXPERIP`: a
+/// connection beyond it is closed before the greeting).
+#[derive(Debug, Default)]
+struct ConnectionCap {
+    open: AtomicUsize,
+    /// Slots to drop for good as connections close.
+    to_forget: AtomicUsize,
+    /// The pool's current number of slots.
+    slots: AtomicUsize,
+}
+
+impl ConnectionCap {
+    /// Lowers the pool to `cap` slots: the free ones go now, busy ones as they close.
+    /// Returns true when this lowered the cap (logged by the caller).
+    fn lower_to(&self, cap: usize, limit: &Semaphore) -> bool {
+        let cap = cap.max(1);
+        let slots = self.slots.load(Ordering::Acquire);
+        if cap >= slots
+            || self
+                .slots
+                .compare_exchange(slots, cap, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let excess = slots - cap;
+        let now = limit.forget_permits(excess);
+        self.to_forget.fetch_add(excess - now, Ordering::AcqRel);
+        true
+    }
+
+    /// Whether a closing connection's slot is to be dropped for good.
+    fn take_one_to_forget(&self) -> bool {
+        self.to_forget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 /// One of an endpoint's connection slots, reserved and not yet connected.
@@ -175,7 +217,9 @@ pub struct Connection {
     /// Set by [`Connection::close`]; a connection dropped without it may have had a
     /// command in flight.
     closed: bool,
-    _permit: OwnedSemaphorePermit,
+    cap: Arc<ConnectionCap>,
+    /// The pool slot, given back (or dropped for good, see [`ConnectionCap`]) on drop.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// When this process last dropped a target connection without closing it (Unix ms; 0:
@@ -242,6 +286,12 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.cap.open.fetch_sub(1, Ordering::AcqRel);
+        if self.cap.take_one_to_forget()
+            && let Some(permit) = self.permit.take()
+        {
+            permit.forget();
+        }
         let peak = self.session.buffer_high_water_mark() as u64;
         self.counters.peak_buffer.fetch_max(peak, Ordering::Relaxed);
         if self.role == Role::Target && !self.closed {
@@ -286,11 +336,16 @@ impl EndpointPool {
             });
         }
         let limit = Arc::new(Semaphore::new(config.max_connections));
+        let cap = Arc::new(ConnectionCap {
+            slots: AtomicUsize::new(config.max_connections),
+            ..ConnectionCap::default()
+        });
         Ok(EndpointPool {
             config,
             role,
             limit,
             learnt: Arc::default(),
+            cap,
         })
     }
 
@@ -359,19 +414,24 @@ impl EndpointPool {
         let mut attempt = 0u32;
         loop {
             CommandCounters::bump(&counters.connects);
+            // Whether it failed before the greeting (connect, TLS, greeting) or after.
             let result = async {
-                let mut session = client::connect(&options).await?;
+                let mut session = client::connect(&options).await.map_err(|e| (true, e))?;
                 CommandCounters::bump(&counters.logins);
-                session.authenticate(&credentials).await?;
-                Ok::<_, ImapError>(session)
+                session
+                    .authenticate(&credentials)
+                    .await
+                    .map_err(|e| (false, e))?;
+                Ok::<_, (bool, ImapError)>(session)
             }
             .await;
-            let e = match result {
+            let (before_greeting, e) = match result {
                 Ok(session) => {
                     let capabilities: Vec<String> =
                         session.capabilities().iter().map(str::to_owned).collect();
                     let family =
                         server_family::detect(session.state().greeting_text(), &[], &capabilities);
+                    self.cap.open.fetch_add(1, Ordering::AcqRel);
                     return Ok(Connection {
                         session,
                         counters: counters.clone(),
@@ -379,11 +439,39 @@ impl EndpointPool {
                         family,
                         learnt: Arc::clone(&self.learnt),
                         closed: false,
-                        _permit: permit,
+                        cap: Arc::clone(&self.cap),
+                        permit: Some(permit),
                     });
                 }
                 Err(e) => e,
             };
+            // Closed unanswered while this pool holds others open: not an outage but the
+            // server's cap on connections from this address (Courier's MAXPERIP). The
+            // pool keeps to what is open now, and this connection waits for one of them
+            // to close; such waits do not use up the attempts.
+            let open = self.cap.open.load(Ordering::Acquire);
+            if before_greeting
+                && open > 0
+                && matches!(
+                    e,
+                    ImapError::ConnectionClosed { .. } | ImapError::UnexpectedEof { .. }
+                )
+            {
+                if self.cap.lower_to(open, &self.limit) {
+                    tracing::warn!(
+                        server = %self.config.server(),
+                        role = self.role.as_str(),
+                        connections = open,
+                        "the server closes connections beyond {open} from this address; the endpoint keeps at most {open} open"
+                    );
+                }
+                let delay = self.config.reconnect.delay(1, None, jitter.next_u64());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
+                }
+                continue;
+            }
             if let ImapError::Refused { server, text, .. } = &e {
                 return Err(Error::LoginRefused {
                     role: self.role.as_str(),

@@ -360,6 +360,59 @@ fn the_keyword_cap_costs_the_keywords_not_the_message() {
         (0, 0, 0),
         "{second:?}"
     );
+
+    // A flag change that brings one more keyword: Cyrus refuses the STORE for it; the
+    // system flag still lands, the keyword is reported, the folder is not failed.
+    let mut c = h.source.connect_master(DEFAULT_USER).expect("source login");
+    c.select("INBOX").expect("select");
+    c.run(
+        "store",
+        &[support::imap_client::Arg::Raw(
+            "UID STORE 1 +FLAGS (\\Flagged Later001)",
+        )],
+    )
+    .expect("STORE on the source");
+    c.logout().expect("logout");
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(
+        (third.flags_updated, third.keywords_dropped),
+        (1, 1),
+        "{third:?}"
+    );
+    let mut t = h
+        .target
+        .user_endpoint(DEFAULT_USER)
+        .expect("kit user")
+        .connect()
+        .expect("target login");
+    t.examine("INBOX").expect("EXAMINE");
+    let first_message = t
+        .fetch_all()
+        .expect("FETCH")
+        .into_iter()
+        .find(|m| {
+            m.body
+                .as_deref()
+                .is_some_and(|b| b.ends_with(b"keyword 0\r\n"))
+        })
+        .expect("the first tagged message");
+    // The new system flag landed and the keyword the target held before stayed.
+    let flags = first_message.flags.unwrap_or_default();
+    assert!(
+        flags.iter().any(|f| f.eq_ignore_ascii_case("\\Flagged"))
+            && flags.iter().any(|f| f == "Project000"),
+        "{flags:?}"
+    );
+    t.logout().expect("logout");
+    let records = skipped_items(&h.store, h.mailbox);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.item.detail.as_deref().is_some_and(|d| d
+                .contains("flags updated without keywords")
+                && d.contains("Later001"))),
+        "{records:?}"
+    );
 }
 
 /// Copies source message `uid` of `folder` within the folder (a new UID, the same

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use imapmirror_protocol::client::MessageMeta;
-use imapmirror_protocol::{FetchAttr, Flag, StoreMode};
-use imapmirror_storage::{FolderId, MessageFlags};
+use imapmirror_protocol::{Error as ImapError, FetchAttr, Flag, StoreMode};
+use imapmirror_storage::{FolderId, MessageFlags, SkipReason, SkippedItem};
 
 use super::{FolderTask, SyncContext, store_flags};
 use crate::copy_plan::uid_set;
@@ -34,6 +34,9 @@ fn flags_from_names(names: &[String]) -> Vec<Flag<'_>> {
         })
         .collect()
 }
+
+/// One message whose flags changed: source UID, target UID, the flags the map had.
+type FlagChange = (u32, u32, Vec<String>);
 
 /// Reads changed flags from the source and applies them on the target.
 pub(super) async fn sync_flags(
@@ -80,16 +83,17 @@ pub(super) async fn sync_flags(
     let by_flags = ctx
         .store
         .run(move |db| {
-            let mut by_flags: BTreeMap<Vec<String>, Vec<(u32, u32)>> = BTreeMap::new();
+            let mut by_flags: BTreeMap<Vec<String>, Vec<FlagChange>> = BTreeMap::new();
             for item in db.uid_map_range(folder, ..)? {
                 let (uid, entry) = item?;
                 if let Some(now) = lookup.remove(&uid)
                     && now != entry.flags
                 {
-                    by_flags
-                        .entry(wire_flag_names(&now))
-                        .or_default()
-                        .push((uid, entry.target_uid));
+                    by_flags.entry(wire_flag_names(&now)).or_default().push((
+                        uid,
+                        entry.target_uid,
+                        wire_flag_names(&entry.flags),
+                    ));
                 }
             }
             Ok(by_flags)
@@ -99,15 +103,86 @@ pub(super) async fn sync_flags(
     let target_action = format!("setting flags in the target folder `{}`", task.target_name);
     for (names, pairs) in by_flags {
         let flags = flags_from_names(&names);
-        let set = uid_set(pairs.iter().map(|(_, t)| *t));
+        let set = uid_set(pairs.iter().map(|(_, t, _)| *t));
         CommandCounters::bump(&tgt.counters.stores);
-        tgt.session
+        match tgt
+            .session
             .uid_store(&set, StoreMode::Replace, true, &flags, None)
             .await
-            .map_err(ctx.imap_err(target_action.clone()))?;
+        {
+            Ok(_) => {}
+            // A target that caps keywords (Cyrus: 100 per folder) refuses the STORE for
+            // them: the change goes as a difference instead — what was removed, and the
+            // system flags added — so the keywords the target already holds stay; the
+            // new keywords are reported. The map keeps the source's flags, so the same
+            // refusal is not provoked every pass.
+            Err(ImapError::Refused { text, .. })
+                if flags.iter().any(|f| matches!(f, Flag::Keyword(_))) =>
+            {
+                let mut by_before: BTreeMap<&[String], Vec<u32>> = BTreeMap::new();
+                for (_, target_uid, before) in &pairs {
+                    by_before.entry(before).or_default().push(*target_uid);
+                }
+                let mut dropped: Vec<String> = Vec::new();
+                for (before, targets) in by_before {
+                    let set = uid_set(targets.iter().copied());
+                    let removed: Vec<String> = before
+                        .iter()
+                        .filter(|b| !names.contains(b))
+                        .cloned()
+                        .collect();
+                    let added: Vec<String> = names
+                        .iter()
+                        .filter(|n| !before.contains(n))
+                        .cloned()
+                        .collect();
+                    for n in &added {
+                        if !n.starts_with('\\') && !dropped.contains(n) {
+                            dropped.push(n.clone());
+                        }
+                    }
+                    let added_system: Vec<String> =
+                        added.into_iter().filter(|n| n.starts_with('\\')).collect();
+                    for (mode, list) in
+                        [(StoreMode::Remove, removed), (StoreMode::Add, added_system)]
+                    {
+                        if list.is_empty() {
+                            continue;
+                        }
+                        CommandCounters::bump(&tgt.counters.stores);
+                        tgt.session
+                            .uid_store(&set, mode, true, &flags_from_names(&list), None)
+                            .await
+                            .map_err(ctx.imap_err(target_action.clone()))?;
+                    }
+                }
+                tracing::warn!(folder = %task.target_name, messages = pairs.len(), keywords = ?dropped, server_said = %text, "the target refused keywords in a flag update; the rest of the change was made");
+                let detail = format!(
+                    "flags updated without keywords {}; with them the target said: {text}",
+                    dropped.join(" ")
+                );
+                let items: Vec<SkippedItem> = pairs
+                    .iter()
+                    .map(|(source_uid, _, _)| SkippedItem {
+                        source_uid: Some(*source_uid),
+                        internal_date: None,
+                        subject: None,
+                        size: None,
+                        reason: SkipReason::KeywordsDropped,
+                        detail: Some(detail.clone()),
+                    })
+                    .collect();
+                PassTotals::add(&ctx.totals.keywords_dropped, items.len() as u64);
+                ctx.store
+                    .run(move |db| db.record_skipped(folder, &items))
+                    .await
+                    .map_err(ctx.store_err("recording keywords the target refused"))?;
+            }
+            Err(e) => return Err(ctx.imap_err(target_action.clone())(e)),
+        }
         let stored = MessageFlags::from_imap(names.iter().map(String::as_str));
         let updates: Vec<(u32, MessageFlags)> =
-            pairs.iter().map(|(s, _)| (*s, stored.clone())).collect();
+            pairs.iter().map(|(s, _, _)| (*s, stored.clone())).collect();
         let n = ctx
             .store
             .run(move |db| db.uid_map_set_flags(folder, &updates))

@@ -38,9 +38,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use support::{
-    Corpus, CorpusSpec, Dovecot, Family, FamilyServer, FolderPath, KitError, MASTER_PASSWORD,
-    MASTER_USER, MailboxSnapshot, Refusals, SeedMessage, Verifier, VerifyReport, append_probe,
-    compare_with_probe, new_messages, read_stored, selectable_folders, verify_users,
+    Corpus, CorpusSpec, DOVECOT_LONG_KEYWORDS, Dovecot, Family, FamilyServer, FolderPath, KitError,
+    Layout, MASTER_PASSWORD, MASTER_USER, MailboxSnapshot, Refusals, SeedMessage, Verifier,
+    VerifyReport, append_probe, compare_with_probe, new_messages, read_stored, selectable_folders,
+    verify_users,
 };
 
 const USER: &str = "bench@example.test";
@@ -207,10 +208,12 @@ fn run() -> Result<(), KitError> {
 
 /// A fresh Maildir++ Dovecot source holding `corpus` (seeded straight into its Maildir).
 fn seeded_source(corpus: &Corpus) -> Result<(Dovecot, support::SeedReport), KitError> {
-    let source = match FamilyServer::start(Family::Dovecot, "source", &[(USER, PASSWORD)])? {
-        FamilyServer::Dovecot(dovecot) => dovecot,
-        _ => unreachable!("a Dovecot family server is a Dovecot"),
-    };
+    let source = Dovecot::builder()
+        .label("source")
+        .layout(Layout::MaildirPlusPlus)
+        .extra_config(DOVECOT_LONG_KEYWORDS)
+        .user(USER, PASSWORD)
+        .start()?;
     let report = source.seed(USER, corpus.folders(), corpus.messages())?;
     Ok((source, report))
 }

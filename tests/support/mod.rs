@@ -17,6 +17,7 @@
 // Each test binary uses only part of the kit.
 #![allow(dead_code, unused_imports)]
 
+pub mod append_probe;
 pub mod base64_codec;
 pub mod corpus;
 pub mod courier;
@@ -34,8 +35,13 @@ pub mod message_flag;
 pub mod mutf7;
 pub mod private_server;
 pub mod process_table;
+pub mod server_family;
 pub mod tls_material;
 
+pub use append_probe::{
+    Refusals, StoredMessage, append_probe, compare_with_probe, new_messages, read_stored,
+    selectable_folders,
+};
 pub use corpus::{Corpus, CorpusSpec, KEYWORDS, SizeProfile, SplitMix64};
 pub use courier::{
     COURIER_ADMIN, COURIER_ADMIN_PASSWORD, COURIER_DEFAULT_PASSWORD, COURIER_DEFAULT_USER, Courier,
@@ -61,3 +67,4 @@ pub use maildir_seed::{SeedFolder, SeedMessage, SeedReport};
 pub use many_users::{MANY_USERS_CONFIG, ManySeedReport};
 pub use message_flag::Flag;
 pub use process_table::ProcessId;
+pub use server_family::{DOVECOT_LONG_KEYWORDS, Family, FamilyServer};

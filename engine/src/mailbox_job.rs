@@ -134,6 +134,46 @@ struct Listed {
     status: Option<WireStatus>,
 }
 
+/// STATUS of every `(key, wire name)` at once: all commands sent, then all answers read.
+/// A folder the server refuses the STATUS of (gone meanwhile) is left out; the caller
+/// asks it alone, where a vanished folder is told apart.
+async fn pipelined_status(
+    conn: &mut Connection,
+    folders: &[(&str, &[u8])],
+    attrs: &[StatusAttr<'_>],
+) -> Result<HashMap<String, WireStatus>, ImapError> {
+    let mut tags = Vec::with_capacity(folders.len());
+    for (key, wire) in folders {
+        CommandCounters::bump(&conn.counters.statuses);
+        let tag = conn
+            .session
+            .send(
+                CommandKind::Status,
+                format!("STATUS {key:?}"),
+                &Command::Status {
+                    mailbox: MailboxName::Wire(wire),
+                    attrs,
+                },
+            )
+            .await?;
+        tags.push((*key, *wire, tag));
+    }
+    let mut out = HashMap::with_capacity(tags.len());
+    for (key, wire, tag) in tags {
+        let completion = conn.session.wait(tag).await?;
+        if !completion.is_ok() {
+            continue;
+        }
+        // The answer names its folder: take it only for the folder asked.
+        if let CommandData::Status(answers) = completion.data
+            && let Some((_, status)) = answers.into_iter().find(|(name, _)| name[..] == wire[..])
+        {
+            out.insert(key.to_owned(), status);
+        }
+    }
+    Ok(out)
+}
+
 fn status_values(s: &WireStatus) -> StatusValues {
     StatusValues {
         uid_validity: s.uid_validity,
@@ -476,17 +516,67 @@ impl MailboxJob {
             mirror_deletions: self.options.mirror_deletions,
             source_condstore,
         };
+        // Without LIST-STATUS (Courier) every folder's STATUS is asked here, all at once
+        // on each side: one round trip instead of one per folder, and a target folder
+        // whose status is known need not be opened when nothing changed.
+        let mut source_attrs = vec![
+            StatusAttr::Messages,
+            StatusAttr::UidNext,
+            StatusAttr::UidValidity,
+        ];
+        if source_condstore {
+            source_attrs.push(StatusAttr::HighestModSeq);
+        }
+        let target_attrs = [
+            StatusAttr::Messages,
+            StatusAttr::UidNext,
+            StatusAttr::UidValidity,
+        ];
+        let copies: Vec<&FolderCopy> = folder_plan.copies.iter().filter(|c| !refused(c)).collect();
+        let source_wanted: Vec<(&str, &[u8])> = copies
+            .iter()
+            .filter_map(|c| src_names.get(&c.source).map(|l| (c, l)))
+            .filter(|(_, l)| l.status.is_none())
+            .map(|(c, l)| (c.source.as_str(), l.wire.as_slice()))
+            .collect();
+        let target_wanted: Vec<(&str, &[u8])> = copies
+            .iter()
+            .filter(|c| !c.create)
+            .filter_map(|c| tgt_names.get(&c.target.name).map(|l| (c, l)))
+            .filter(|(_, l)| l.status.is_none())
+            .map(|(c, l)| (c.target.name.as_str(), l.wire.as_slice()))
+            .collect();
+        let status_err = |side: &str| {
+            let action = format!("reading the {side} folders' status");
+            move |e| Error::Imap {
+                mailbox: mailbox.to_owned(),
+                action,
+                source: Box::new(e),
+            }
+        };
+        let (source_statuses, target_statuses) = tokio::try_join!(
+            async {
+                pipelined_status(&mut src, &source_wanted, &source_attrs)
+                    .await
+                    .map_err(status_err("source"))
+            },
+            async {
+                pipelined_status(&mut tgt, &target_wanted, &target_attrs)
+                    .await
+                    .map_err(status_err("target"))
+            },
+        )?;
         let mut queue = VecDeque::new();
-        for copy in folder_plan.copies.iter().filter(|c| !refused(c)) {
+        for copy in copies {
             let Some(listed) = src_names.get(&copy.source) else {
                 continue;
             };
-            let mut source_status = listed
+            let listed_status = listed
                 .status
                 .as_ref()
-                .map(status_values)
-                .unwrap_or_default();
-            if listed.status.is_none() {
+                .or_else(|| source_statuses.get(&copy.source));
+            let mut source_status = listed_status.map(status_values).unwrap_or_default();
+            if listed_status.is_none() {
                 // No LIST-STATUS: one STATUS per folder is still one round trip.
                 let mut attrs = vec![
                     StatusAttr::Messages,
@@ -539,7 +629,10 @@ impl MailboxJob {
             } else {
                 tgt_names.get(&copy.target.name)
             };
-            let target_status = target.and_then(|t| t.status.as_ref()).map(status_values);
+            let target_status = target
+                .and_then(|t| t.status.as_ref())
+                .or_else(|| target.and_then(|_| target_statuses.get(&copy.target.name)))
+                .map(status_values);
             let task = FolderTask {
                 source_name: copy.source.clone(),
                 source_wire: listed.wire.clone(),

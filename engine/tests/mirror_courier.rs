@@ -204,7 +204,15 @@ fn a_connection_cap_is_learnt_and_kept_under() {
     c.logout().expect("logout");
     assert_eq!(on_target, first.copied, "{first:?}");
     assert!(first.copied >= corpus.len() as u64 - 20, "{first:?}");
-    // Nothing is left for the next pass.
+    // Nothing is left for the next pass, and it opens no folder: Courier has no
+    // LIST-STATUS, so the target's STATUS answers (asked all at once) tell it so.
     let second = run(&job, &store, PassKind::Incremental);
     assert_eq!(second.copied, 0, "{second:?}");
+    assert_eq!(
+        second.folders_unchanged,
+        second.folders - second.folders_skipped.len(),
+        "{second:?}"
+    );
+    assert_eq!(second.target_commands.selects, 0, "{second:?}");
+    assert_eq!(second.source_commands.selects, 0, "{second:?}");
 }

@@ -247,7 +247,7 @@ pub struct BatchAddArgs {
     /// Keep only this shard of the file's rows (by a fixed hash of EmailAddress), to split
     /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
     #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]
-    pub shard: Option<imapmirror_engine::batch_shard::Shard>,
+    pub shard: Option<imapmirror_engine::batch::shard::Shard>,
 }
 
 #[derive(Debug, Args)]
@@ -301,7 +301,7 @@ fn parse_admin_format(text: &str) -> Result<imapmirror_protocol::admin_login::Ad
         .map_err(|e: imapmirror_protocol::admin_login::UnknownAdminFormat| e.to_string())
 }
 
-fn parse_shard(text: &str) -> Result<imapmirror_engine::batch_shard::Shard, String> {
+fn parse_shard(text: &str) -> Result<imapmirror_engine::batch::shard::Shard, String> {
     text.parse()
-        .map_err(|e: imapmirror_engine::batch_shard::InvalidShard| e.to_string())
+        .map_err(|e: imapmirror_engine::batch::shard::InvalidShard| e.to_string())
 }

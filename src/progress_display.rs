@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use imapmirror_engine::Progress;
-use imapmirror_engine::batch_runner::{BatchEvent, EventSink};
+use imapmirror_engine::batch::runner::{BatchEvent, EventSink};
 use imapmirror_storage::MailboxStatus;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 

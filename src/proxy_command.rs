@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use imapmirror_engine::control_request::{Reply, Request};
-use imapmirror_engine::control_socket::{self, socket_path};
+use imapmirror_engine::control::request::{Reply, Request};
+use imapmirror_engine::control::socket::{self as control_socket, socket_path};
 use imapmirror_proxy::{
     BatchRoutes, FileRoutes, IdForwarding, ListenerConfig, ListenerMode, ProxyConfig, ProxyError,
     RouteSource, RouteTable, SnapshotSource, TlsFiles,

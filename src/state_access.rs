@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use imapmirror_engine::batch_runner::{BatchRuntime, RunnerOptions};
-use imapmirror_engine::control_request::{Control, Reply, Request};
-use imapmirror_engine::control_socket::{self, socket_path};
-use imapmirror_engine::notification::Notifier;
+use imapmirror_engine::batch::notification::Notifier;
+use imapmirror_engine::batch::runner::{BatchRuntime, RunnerOptions};
+use imapmirror_engine::control::request::{Control, Reply, Request};
+use imapmirror_engine::control::socket::{self as control_socket, socket_path};
 use imapmirror_storage::{Store, StoreError};
 
 use crate::exit_status::BadRequest;

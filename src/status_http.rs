@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use imapmirror_engine::control_request::{Control, Reply, Request};
+use imapmirror_engine::control::request::{Control, Reply, Request};
 use imapmirror_engine::{CancellationToken, Fault};
 
 /// Binds `addr` now (so a taken port fails `serve` at once) and returns the server task.

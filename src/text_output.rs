@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use imapmirror_engine::batch_report::{BatchSummary, MailboxSummary};
-use imapmirror_engine::control_request::EndpointView;
-use imapmirror_engine::endpoint_probe::{CertificateStatus, LoginCheck, ProbeReport};
+use imapmirror_engine::batch::report::{BatchSummary, MailboxSummary};
+use imapmirror_engine::control::request::EndpointView;
+use imapmirror_engine::endpoint::probe::{CertificateStatus, LoginCheck, ProbeReport};
 use imapmirror_storage::Security;
 
 /// Writes to stdout. A reader that went away (`imapmirror batch users X | head`) ends
@@ -116,7 +116,7 @@ pub fn endpoints(list: &[EndpointView]) -> String {
                 format!("{:?}", s.auth).to_lowercase(),
                 match (&s.admin_user, s.admin_format) {
                     (Some(u), Some(f)) => {
-                        let format = imapmirror_engine::endpoint_connection::admin_format(
+                        let format = imapmirror_engine::endpoint::connection::admin_format(
                             f,
                             s.admin_separator,
                         );

@@ -1,6 +1,24 @@
 //! The mirroring engine of imapmirror: folder plans, byte-exact copy, incremental passes,
 //! batches and schedules, on top of `imapmirror-protocol` and `imapmirror-storage`.
 //!
+//! # Rooms
+//!
+//! ```text
+//! control/    the CLI's requests, their one set of handlers, the control socket
+//! batch/      batches in motion, the `serve` scheduler, status and reports, shards,
+//!             the notification webhook
+//! pass/       one pass over one mailbox: folder plan, folder check, renames,
+//!             folder sync, APPEND groups, reconciliation, the pass's report
+//! endpoint/   the servers at either end: connection pool, `endpoint test`, login
+//!             methods and admin credentials, OAuth tokens, back-off, server quirks
+//! ```
+//!
+//! Between rooms, calls go down this list and never back up: an endpoint knows nothing of
+//! passes, a pass nothing of batches, a batch nothing of the control socket. Beside the
+//! rooms, used by all of them, sit the migration file (`migration_file.rs`, the CSV a
+//! batch is made of) and the engine's one error type (`error.rs`). Each room's module
+//! doc says what it holds and what it must not touch.
+//!
 //! # Mirroring one mailbox
 //!
 //! ```text
@@ -12,57 +30,39 @@
 //! job.run_pass(&store, PassKind, &cancel, &|p: Progress| ...) -> Result<PassSummary, Error>
 //! ```
 //!
-//! A pass lists both sides with LIST-STATUS, plans the folders ([`folder_plan`]), creates
-//! missing target folders, mirrors subscriptions, decides per folder from the stored state
-//! ([`folder_check`]: an unchanged folder costs nothing beyond its LIST-STATUS line) and
-//! syncs the changed folders over `JobOptions::connections` connection pairs: reconcile
-//! pending journal groups, rebuild the map by fingerprint after a UIDVALIDITY change,
-//! copy new messages (groups of MULTIAPPEND, pipelined; large messages streamed socket to
-//! socket), carry flag changes (CHANGEDSINCE or a FLAGS fetch) and optionally deletions.
-//! The mailbox's status and pass history are recorded in the store. Cancelling the token
-//! stops the pass between groups; the journal makes any stop, crash or cut connection
-//! resumable without losing or doubling a message (see `folder_sync.rs`).
+//! A pass ([`pass::mailbox_job`]) lists both sides with LIST-STATUS, plans the folders
+//! ([`pass::folder_plan`]), creates missing target folders, mirrors subscriptions, decides
+//! per folder from the stored state ([`pass::folder_check`]: an unchanged folder costs
+//! nothing beyond its LIST-STATUS line) and syncs the changed folders over
+//! `JobOptions::connections` connection pairs: reconcile pending journal groups, rebuild
+//! the map by fingerprint after a UIDVALIDITY change, copy new messages (groups of
+//! MULTIAPPEND, pipelined; large messages streamed socket to socket), carry flag changes
+//! (CHANGEDSINCE or a FLAGS fetch) and optionally deletions. The mailbox's status and pass
+//! history are recorded in the store. Cancelling the token stops the pass between groups;
+//! the journal makes any stop, crash or cut connection resumable without losing or
+//! doubling a message (see `pass/folder_sync.rs`).
 //!
 //! [`PassSummary`] counts what moved and the commands each side received, so that callers
 //! and tests can check that an unchanged mailbox costs one LIST-STATUS per side.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod batch_report;
-pub mod batch_runner;
-pub mod batch_shard;
-pub mod control_request;
-pub mod control_socket;
-pub mod copy_plan;
-pub mod credentials;
-pub mod endpoint_connection;
-pub mod endpoint_pool;
-pub mod endpoint_probe;
+pub mod batch;
+pub mod control;
+pub mod endpoint;
 pub mod error;
-pub mod fingerprint;
-pub mod folder_check;
-pub mod folder_plan;
-mod folder_rename;
-mod folder_sync;
 #[doc(hidden)]
 pub mod fuzz_checks;
-pub mod header_text;
-pub mod mailbox_job;
 pub mod migration_file;
-pub mod notification;
-pub mod oauth_token;
-pub mod pass_report;
-pub mod reconcile;
-pub mod reconnect_policy;
-pub mod scheduler;
-pub mod server_family;
-pub mod server_quirks;
+pub mod pass;
 
-pub use credentials::{AdminCredentials, AdminFormat, EndpointAccess, LoginMethod, Secret};
-pub use endpoint_pool::{CommandCounts, EndpointConfig, EndpointPool, Role};
+pub use endpoint::credentials::{
+    AdminCredentials, AdminFormat, EndpointAccess, LoginMethod, Secret,
+};
+pub use endpoint::pool::{CommandCounts, EndpointConfig, EndpointPool, Role};
+pub use endpoint::reconnect_policy::ReconnectPolicy;
 pub use error::{Error, Fault};
-pub use folder_plan::{FolderPlan, PlanOptions, plan};
-pub use mailbox_job::{JobOptions, MailboxJob, PassKind};
 pub use migration_file::{MailboxRow, MigrationFile};
-pub use pass_report::{PassSummary, Progress};
-pub use reconnect_policy::ReconnectPolicy;
+pub use pass::folder_plan::{FolderPlan, PlanOptions, plan};
+pub use pass::mailbox_job::{JobOptions, MailboxJob, PassKind};
+pub use pass::report::{PassSummary, Progress};
 pub use tokio_util::sync::CancellationToken;

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 
-use crate::credentials::Secret;
+use crate::endpoint::credentials::Secret;
 use crate::error::Error;
 
 /// Exchange Online's limit on data rows (mailboxes) in one migration file.

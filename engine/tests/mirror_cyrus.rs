@@ -9,8 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imapmirror_engine::copy_plan::GroupLimits;
-use imapmirror_engine::credentials::Secret;
+use imapmirror_engine::endpoint::credentials::Secret;
+use imapmirror_engine::pass::copy_plan::GroupLimits;
 use imapmirror_engine::{
     CancellationToken, EndpointConfig, EndpointPool, JobOptions, LoginMethod, MailboxJob, PassKind,
     PassSummary, ReconnectPolicy, Role,

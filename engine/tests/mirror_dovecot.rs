@@ -7,8 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imapmirror_engine::copy_plan::GroupLimits;
-use imapmirror_engine::credentials::Secret;
+use imapmirror_engine::endpoint::credentials::Secret;
+use imapmirror_engine::pass::copy_plan::GroupLimits;
 use imapmirror_engine::{
     CancellationToken, EndpointConfig, EndpointPool, JobOptions, LoginMethod, MailboxJob, PassKind,
     PassSummary, ReconnectPolicy, Role,
@@ -1746,10 +1746,10 @@ fn when_folder_starts<'a>(
     }
 }
 
-fn skipped_as_vanished(folder: &str) -> Vec<imapmirror_engine::pass_report::SkippedFolder> {
-    vec![imapmirror_engine::pass_report::SkippedFolder {
+fn skipped_as_vanished(folder: &str) -> Vec<imapmirror_engine::pass::report::SkippedFolder> {
+    vec![imapmirror_engine::pass::report::SkippedFolder {
         folder: folder.into(),
-        reason: imapmirror_engine::pass_report::FolderSkipReason::VanishedFromSource,
+        reason: imapmirror_engine::pass::report::FolderSkipReason::VanishedFromSource,
         detail: None,
     }]
 }

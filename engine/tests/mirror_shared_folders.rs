@@ -13,9 +13,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imapmirror_engine::credentials::Secret;
-use imapmirror_engine::folder_plan::Exclusion;
-use imapmirror_engine::pass_report::{FolderSkipReason, SkippedFolder};
+use imapmirror_engine::endpoint::credentials::Secret;
+use imapmirror_engine::pass::folder_plan::Exclusion;
+use imapmirror_engine::pass::report::{FolderSkipReason, SkippedFolder};
 use imapmirror_engine::{
     CancellationToken, EndpointConfig, EndpointPool, Error, JobOptions, LoginMethod, MailboxJob,
     PassKind, PassSummary, ReconnectPolicy, Role,

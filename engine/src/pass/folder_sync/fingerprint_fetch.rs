@@ -16,11 +16,11 @@ use imapmirror_protocol::FetchAttr;
 use imapmirror_protocol::client::{FetchEvent, MessageMeta};
 
 use super::{SyncContext, store_flags};
-use crate::copy_plan::uid_set;
-use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::fingerprint::{self, PREFIX_LEN, PrefixAnswer};
-use crate::reconcile::TargetCandidate;
+use crate::pass::copy_plan::uid_set;
+use crate::pass::fingerprint::{self, PREFIX_LEN, PrefixAnswer};
+use crate::pass::reconcile::TargetCandidate;
 
 /// UIDs per whole-body fallback FETCH (short command lines).
 const FALLBACK_CHUNK: usize = 500;

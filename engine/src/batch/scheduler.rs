@@ -14,8 +14,8 @@ use imapmirror_storage::{BatchStatus, Timestamp};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::batch_report::next_due;
-use crate::batch_runner::{BatchRuntime, EventSink, PassIntent, mark_for_pass};
+use crate::batch::report::next_due;
+use crate::batch::runner::{BatchRuntime, EventSink, PassIntent, mark_for_pass};
 use crate::error::Error;
 
 /// The longest sleep between two looks at the store (a safety net: marks wake it at once).
@@ -45,7 +45,7 @@ impl Scheduler {
     /// the passes in flight to journal what they had begun and stop.
     pub async fn run(&self, events: EventSink) -> Result<(), Error> {
         let shutdown = self.runtime.shutdown_token().clone();
-        let mut running: JoinSet<(String, Result<crate::batch_runner::BatchOutcome, Error>)> =
+        let mut running: JoinSet<(String, Result<crate::batch::runner::BatchOutcome, Error>)> =
             JoinSet::new();
         loop {
             let sleep = match self.start_due(&mut running, &events).await {
@@ -78,7 +78,7 @@ impl Scheduler {
     /// incremental pass is due.
     async fn start_due(
         &self,
-        running: &mut JoinSet<(String, Result<crate::batch_runner::BatchOutcome, Error>)>,
+        running: &mut JoinSet<(String, Result<crate::batch::runner::BatchOutcome, Error>)>,
         events: &EventSink,
     ) -> Result<Duration, Error> {
         let store = self.runtime.store();
@@ -149,7 +149,7 @@ impl Scheduler {
 
 fn log_end(
     joined: Result<
-        (String, Result<crate::batch_runner::BatchOutcome, Error>),
+        (String, Result<crate::batch::runner::BatchOutcome, Error>),
         tokio::task::JoinError,
     >,
 ) {

@@ -35,12 +35,12 @@ pub(crate) use fingerprint_fetch::fetch_fingerprints;
 use flag_sync::{mirror_deletions, sync_flags};
 use message_copy::Copier;
 
-use crate::copy_plan::GroupLimits;
-use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
-use crate::pass_report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
-use crate::reconcile::{CandidatePool, Found, Wanted};
+use crate::pass::copy_plan::GroupLimits;
+use crate::pass::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
+use crate::pass::reconcile::{CandidatePool, Found, Wanted};
+use crate::pass::report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
 
 /// Map entries recorded per store call during a rebuild.
 const REBUILD_CHUNK: usize = 1000;
@@ -447,7 +447,7 @@ async fn reconcile_pending(
         let wait = settle_wait(
             entry.begun,
             ctx.store.opened_at(),
-            crate::endpoint_pool::last_abandoned_target_connection(),
+            crate::endpoint::pool::last_abandoned_target_connection(),
             imapmirror_storage::Timestamp::now(),
             ctx.settings.crash_settle,
         );

@@ -13,9 +13,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::batch_report::BatchSummary;
+use crate::batch::report::BatchSummary;
+use crate::endpoint::reconnect_policy::ReconnectPolicy;
 use crate::error::Error;
-use crate::reconnect_policy::ReconnectPolicy;
 
 /// Notifications waiting for delivery before new ones are dropped.
 const QUEUE_LEN: usize = 256;

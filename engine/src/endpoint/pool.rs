@@ -18,11 +18,11 @@ use imapmirror_protocol::client::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::credentials::LoginMethod;
+use crate::endpoint::credentials::LoginMethod;
+use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy};
+use crate::endpoint::server_family::{self, ServerFamily};
+use crate::endpoint::server_quirks::LearntQuirks;
 use crate::error::Error;
-use crate::reconnect_policy::{Jitter, ReconnectPolicy};
-use crate::server_family::{self, ServerFamily};
-use crate::server_quirks::LearntQuirks;
 
 /// Which side of the migration an endpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub struct EndpointConfig {
     pub reconnect: ReconnectPolicy,
     /// An OAuth access token for XOAUTH2 logins.
     pub access_token: Option<client::Secret>,
-    /// Else a command that prints one for a user ([`crate::oauth_token`]).
+    /// Else a command that prints one for a user ([`crate::endpoint::oauth_token`]).
     pub token_command: Option<String>,
 }
 
@@ -264,7 +264,7 @@ impl Connection {
     /// Whether to ask APPENDLIMIT per folder (LIST-STATUS): only of a server that
     /// announces it and is not known to refuse it ([`Quirk::CyrusRefusesAppendLimitStatus`]).
     ///
-    /// [`Quirk::CyrusRefusesAppendLimitStatus`]: crate::server_quirks::Quirk::CyrusRefusesAppendLimitStatus
+    /// [`Quirk::CyrusRefusesAppendLimitStatus`]: crate::endpoint::server_quirks::Quirk::CyrusRefusesAppendLimitStatus
     pub(crate) fn asks_append_limit_status(&self) -> bool {
         self.session
             .capabilities()
@@ -533,7 +533,8 @@ impl EndpointPool {
         let token = match (login, &self.config.access_token, &self.config.token_command) {
             (LoginMethod::XOAuth2 { user }, None, Some(command)) => {
                 let token =
-                    crate::oauth_token::fetch_token(&self.config.name, command, user).await?;
+                    crate::endpoint::oauth_token::fetch_token(&self.config.name, command, user)
+                        .await?;
                 Some(client::Secret::new(token.expose()))
             }
             (_, token, _) => token.clone(),

@@ -10,12 +10,12 @@ use imapmirror_protocol::client::{
 };
 use imapmirror_storage::{self as storage, Database, EndpointRecord};
 
-use crate::credentials::{
+use crate::endpoint::credentials::{
     AdminCredentials, AdminFormat, DOVECOT_DEFAULT_SEPARATOR, EndpointAccess,
 };
-use crate::endpoint_pool::EndpointConfig;
+use crate::endpoint::pool::EndpointConfig;
+use crate::endpoint::reconnect_policy::ReconnectPolicy;
 use crate::error::Error;
-use crate::reconnect_policy::ReconnectPolicy;
 
 /// How long a TCP connect plus TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -132,7 +132,7 @@ pub fn endpoint_access(db: &Database, record: &EndpointRecord) -> Result<Endpoin
             Some(AdminCredentials {
                 format: admin_format(format, s.admin_separator),
                 user: user.clone(),
-                password: crate::credentials::Secret::new(password.expose()),
+                password: crate::endpoint::credentials::Secret::new(password.expose()),
             })
         }
         _ => None,

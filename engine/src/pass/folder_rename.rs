@@ -26,12 +26,12 @@ use imapmirror_protocol::MailboxName;
 use imapmirror_protocol::StatusAttr;
 use imapmirror_storage::{FolderId, FolderState};
 
-use crate::copy_plan::uid_set;
-use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::folder_plan::{FolderListing, FolderPlan};
-use crate::folder_sync::{SyncContext, fetch_fingerprints};
-use crate::pass_report::RenamedFolder;
+use crate::pass::copy_plan::uid_set;
+use crate::pass::folder_plan::{FolderListing, FolderPlan};
+use crate::pass::folder_sync::{SyncContext, fetch_fingerprints};
+use crate::pass::report::RenamedFolder;
 
 /// A stored folder the source no longer lists.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,17 +23,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch_report::{BatchSummary, batch_summary};
-use crate::credentials::{EndpointAccess, Secret, source_login, target_login};
-use crate::endpoint_connection::{endpoint_access, pool_config};
-use crate::endpoint_pool::{EndpointPool, Role};
+use crate::batch::notification::{Notification, Notifier, PassEvent};
+use crate::batch::report::{BatchSummary, batch_summary};
+use crate::endpoint::connection::{endpoint_access, pool_config};
+use crate::endpoint::credentials::{EndpointAccess, Secret, source_login, target_login};
+use crate::endpoint::pool::{EndpointPool, Role};
+use crate::endpoint::reconnect_policy::ReconnectPolicy;
 use crate::error::Error;
-use crate::folder_plan::Exclusion;
-use crate::mailbox_job::{JobOptions, MailboxJob, PassKind};
 use crate::migration_file::MailboxRow;
-use crate::notification::{Notification, Notifier, PassEvent};
-use crate::pass_report::{PassSummary, Progress};
-use crate::reconnect_policy::ReconnectPolicy;
+use crate::pass::folder_plan::Exclusion;
+use crate::pass::mailbox_job::{JobOptions, MailboxJob, PassKind};
+use crate::pass::report::{PassSummary, Progress};
 
 /// What a pass over a batch reports as it goes, for a progress display or a log.
 #[derive(Debug, Clone)]

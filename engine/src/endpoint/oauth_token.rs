@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::credentials::Secret;
+use crate::endpoint::credentials::Secret;
 use crate::error::Error;
 
 /// The environment variable that names the user to the command.

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::endpoint_pool::CommandCounts;
+use crate::endpoint::pool::CommandCounts;
 
 /// One step of progress, for a progress display or a log.
 #[derive(Debug, Clone, PartialEq, Eq)]

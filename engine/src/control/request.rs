@@ -2,7 +2,7 @@
 //!
 //! A command runs its request either in its own process (when it could open the state
 //! directory) or in the process that owns the directory, over the control socket
-//! (`control_socket.rs`); both go through [`Control::execute`], so the output and the exit
+//! (`socket.rs`); both go through [`Control::execute`], so the output and the exit
 //! code do not depend on which process did the work. Replies carry data, never text: the
 //! CLI renders them.
 
@@ -15,18 +15,18 @@ use imapmirror_storage::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::batch_report::{
+use crate::batch::notification::check_url;
+use crate::batch::report::{
     BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
     rfc3339,
 };
-use crate::batch_runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped};
-use crate::credentials::{self, Secret, source_login, target_login};
-use crate::endpoint_connection::endpoint_access;
-use crate::endpoint_probe::{ProbeReport, probe};
+use crate::batch::runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped};
+use crate::endpoint::connection::endpoint_access;
+use crate::endpoint::credentials::{self, Secret, source_login, target_login};
+use crate::endpoint::probe::{ProbeReport, probe};
 use crate::error::{Error, Fault};
-use crate::folder_plan::Exclusion;
 use crate::migration_file::MailboxRow;
-use crate::notification::check_url;
+use crate::pass::folder_plan::Exclusion;
 
 /// A password in a request. It crosses only the owner-only control socket; `Debug`
 /// hides it so that a logged request cannot leak it.
@@ -587,7 +587,7 @@ impl Control {
         if let Some(user) = &settings.admin_user {
             let format = settings
                 .admin_format
-                .map(|f| crate::endpoint_connection::admin_format(f, settings.admin_separator))
+                .map(|f| crate::endpoint::connection::admin_format(f, settings.admin_separator))
                 .ok_or_else(|| Error::InvalidSetting {
                     problem:
                         "--admin-user needs --admin-format (dovecot, sasl, exchange or mirapoint)"
@@ -611,7 +611,7 @@ impl Control {
             };
             let password = admin_password.as_ref().map(|p| Secret::new(p.expose()));
             let report = probe(&record, password.as_ref(), test_user.as_deref()).await?;
-            if let crate::endpoint_probe::LoginCheck::Refused { user, text } = &report.login {
+            if let crate::endpoint::probe::LoginCheck::Refused { user, text } = &report.login {
                 return Err(Error::LoginRefused {
                     role: "test",
                     server: report.server.clone(),

@@ -12,10 +12,10 @@ use imapmirror_protocol::client::{self, CertificateCheck, ConnectOptions, Sessio
 use imapmirror_storage::{self as storage, EndpointRecord, Security};
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{LoginMethod, Secret, admin_login};
-use crate::endpoint_connection::{CONNECT_TIMEOUT, admin_format, security, tls_settings};
+use crate::endpoint::connection::{CONNECT_TIMEOUT, admin_format, security, tls_settings};
+use crate::endpoint::credentials::{LoginMethod, Secret, admin_login};
+use crate::endpoint::server_family::{self, ServerFamily};
 use crate::error::Error;
-use crate::server_family::{self, ServerFamily};
 
 /// What a test of an endpoint found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +160,7 @@ pub async fn probe(
                     user: user.to_owned(),
                 });
             };
-            let token = crate::oauth_token::fetch_token(&s.name, command, user).await?;
+            let token = crate::endpoint::oauth_token::fetch_token(&s.name, command, user).await?;
             let method = LoginMethod::XOAuth2 {
                 user: user.to_owned(),
             };

@@ -1,7 +1,7 @@
 //! Server quirks: what a particular server does unlike what it announces or what the RFCs
 //! lead a client to expect, each named after its server, in one place, with a test each.
 //!
-//! A quirk is known in advance from the server family ([`crate::server_family::detect`]:
+//! A quirk is known in advance from the server family ([`crate::endpoint::server_family::detect`]:
 //! ID, greeting, capabilities), or learnt at run time from an answer — a BAD to an
 //! optional item the server announced — and then remembered for the endpoint
 //! ([`LearntQuirks`]), so every later mailbox of the batch asks the right way at once.
@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::server_family::ServerFamily;
+use crate::endpoint::server_family::ServerFamily;
 
 /// A known behaviour of one server family that the migration works around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

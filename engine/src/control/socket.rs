@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::control_request::{Control, Reply, Request, WireError};
+use crate::control::request::{Control, Reply, Request, WireError};
 use crate::error::Error;
 
 /// The socket's file name inside the state directory.
@@ -206,7 +206,7 @@ pub fn send_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch_runner::{BatchRuntime, RunnerOptions};
+    use crate::batch::runner::{BatchRuntime, RunnerOptions};
 
     #[tokio::test]
     async fn requests_round_trip_through_the_socket() {

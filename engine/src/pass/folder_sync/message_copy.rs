@@ -17,12 +17,12 @@ use imapmirror_storage::{
 };
 
 use super::{FolderTask, SyncContext, store_flags, unclaimed_target_messages};
-use crate::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
-use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::fingerprint::{self, PREFIX_LEN};
-use crate::pass_report::{PassTotals, Progress};
-use crate::reconcile::Wanted;
+use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
+use crate::pass::fingerprint::{self, PREFIX_LEN};
+use crate::pass::reconcile::Wanted;
+use crate::pass::report::{PassTotals, Progress};
 
 /// Groups in flight on the target before the oldest is waited for.
 const MAX_GROUPS_IN_FLIGHT: usize = 2;
@@ -968,7 +968,7 @@ fn refused(m: &Outgoing, text: &str) -> SkippedItem {
 /// ([`Quirk::CourierStallsOnPipelinedAppend`]: 600 realistic messages took 8.9 s
 /// pipelined, 1.9 s one at a time).
 ///
-/// [`Quirk::CourierStallsOnPipelinedAppend`]: crate::server_quirks::Quirk::CourierStallsOnPipelinedAppend
+/// [`Quirk::CourierStallsOnPipelinedAppend`]: crate::endpoint::server_quirks::Quirk::CourierStallsOnPipelinedAppend
 fn appends_one_at_a_time(tgt: &Connection) -> bool {
     !tgt.has("LITERAL+")
 }
@@ -1024,7 +1024,7 @@ fn whole_body(m: &FetchedMessage) -> Option<Bytes> {
 /// The Subject header, unfolded and with its encoded-words decoded, for skipped-item
 /// reports (best effort).
 fn subject_of(body: &[u8]) -> Option<String> {
-    header_value(body, "subject").map(|s| crate::header_text::decode_encoded_words(&s))
+    header_value(body, "subject").map(|s| crate::pass::header_text::decode_encoded_words(&s))
 }
 
 /// The first `name` header field of a message or header block, unfolded and trimmed, for

@@ -30,22 +30,22 @@ use imapmirror_storage::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::copy_plan::GroupLimits;
-use crate::credentials::LoginMethod;
-use crate::endpoint_pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
+use crate::endpoint::credentials::LoginMethod;
+use crate::endpoint::pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
+use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy};
 use crate::error::Error;
-use crate::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
-use crate::folder_plan::{
+use crate::pass::copy_plan::GroupLimits;
+use crate::pass::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
+use crate::pass::folder_plan::{
     Exclusion, ExclusionReason, FolderAttributes, FolderCopy, FolderListing, ListedFolder,
     PlanOptions, SpecialUse, plan,
 };
-use crate::folder_rename::{ListedSource, follow_source_renames};
-use crate::folder_sync::{
+use crate::pass::folder_rename::{ListedSource, follow_source_renames};
+use crate::pass::folder_sync::{
     FolderResult, FolderTask, SyncContext, SyncSettings, skip_vanished_folder,
     source_folder_vanished, sync_folder,
 };
-use crate::pass_report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
-use crate::reconnect_policy::{Jitter, ReconnectPolicy};
+use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 
 /// Which pass this is; they differ in what the mailbox's status becomes afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,11 +7,11 @@ use imapmirror_protocol::{Error as ImapError, FetchAttr, Flag, StoreMode};
 use imapmirror_storage::{FolderId, MessageFlags, SkipReason, SkippedItem};
 
 use super::{FolderTask, SyncContext, store_flags};
-use crate::copy_plan::uid_set;
-use crate::endpoint_pool::{CommandCounters, Connection};
+use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::folder_check::FlagSync;
-use crate::pass_report::PassTotals;
+use crate::pass::copy_plan::uid_set;
+use crate::pass::folder_check::FlagSync;
+use crate::pass::report::PassTotals;
 
 /// The flags to send for a storage flag set.
 fn wire_flag_names(flags: &MessageFlags) -> Vec<String> {

@@ -99,6 +99,7 @@ pub(crate) struct Inner {
     pub(crate) logins: sled::Tree,
     pub(crate) folder_sync: sled::Tree,
     pub(crate) pass_history: sled::Tree,
+    pub(crate) mailbox_status: sled::Tree,
     pub(crate) secrets: sled::Tree,
     pub(crate) vault: SecretVault,
     /// When this process took the directory's lock.
@@ -153,6 +154,7 @@ impl Database {
             logins: tree("logins")?,
             folder_sync: tree("folder_sync")?,
             pass_history: tree("pass_history")?,
+            mailbox_status: tree("mailbox_status")?,
             secrets: tree("secrets")?,
             vault: SecretVault::new(&root, state_dir.keys_path()),
             opened_at,

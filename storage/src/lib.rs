@@ -45,6 +45,7 @@ mod error;
 mod folder_state;
 mod journal;
 mod key_layout;
+mod mailbox_status;
 mod mailboxes;
 mod pass_history;
 mod record_codec;

@@ -3,7 +3,8 @@
 //!
 //! `mailboxes` tree: `batch:8 mailbox:8 -> record`. `logins` tree:
 //! `len:2 lowercase-login batch:8 mailbox:8 -> ()` for the EmailAddress and the source
-//! UserName of each row, so a login resolves with one prefix scan. `secrets` tree:
+//! UserName of each row, so a login resolves with one prefix scan. A record's status
+//! fields are overridden by its value in `mailbox_status` (see `mailbox_status.rs`). `secrets` tree:
 //! `B batch:8 mailbox:8 kind:1 -> sealed password`.
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::error::{Result, StoreError};
 use crate::key_layout::{
     self, BatchId, MailboxId, login_key, login_prefix, mailbox_id_from_key, mailbox_key,
 };
+use crate::mailbox_status::{PendingRepeats, StatusValue};
 use crate::record_codec::{decode_json, encode_json};
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
@@ -147,16 +149,52 @@ fn login_names(row: &MigrationRow) -> Vec<&str> {
 impl Database {
     /// The mailboxes of a batch, in migration-file order.
     pub fn mailboxes(&self, batch: BatchId) -> Result<Vec<MailboxRecord>> {
+        let prefix = batch.0.to_be_bytes();
+        // Both trees share the key order: one pass over each, merged.
+        let mut statuses = self.inner.mailbox_status.scan_prefix(prefix).peekable();
         let mut out = Vec::new();
-        for item in self.inner.mailboxes.scan_prefix(batch.0.to_be_bytes()) {
-            let (_, v) = item.map_err(self.db_err("list mailboxes"))?;
-            out.push(decode_json(&v).map_err(|e| self.corrupt(format!("mailbox of {batch}"), e))?);
+        for item in self.inner.mailboxes.scan_prefix(prefix) {
+            let (k, v) = item.map_err(self.db_err("list mailboxes"))?;
+            let mut record: MailboxRecord =
+                decode_json(&v).map_err(|e| self.corrupt(format!("mailbox of {batch}"), e))?;
+            while let Some(status) = statuses.peek() {
+                let (sk, sv) = match status {
+                    Ok(kv) => kv,
+                    Err(_) => {
+                        let Some(Err(e)) = statuses.next() else {
+                            unreachable!("peeked an error")
+                        };
+                        return Err(self.db_err("list mailbox statuses")(e));
+                    }
+                };
+                match sk.as_ref().cmp(k.as_ref()) {
+                    std::cmp::Ordering::Less => {
+                        statuses.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        self.decode_status(record.id, sv)?.apply_to(&mut record);
+                        statuses.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            out.push(record);
         }
         Ok(out)
     }
 
     /// A mailbox by id.
     pub fn mailbox(&self, id: MailboxId) -> Result<MailboxRecord> {
+        let mut record = self.mailbox_row_record(id)?;
+        if let Some(status) = self.status_value(id)? {
+            status.apply_to(&mut record);
+        }
+        Ok(record)
+    }
+
+    /// The record as `batch add` wrote it, without its status value.
+    fn mailbox_row_record(&self, id: MailboxId) -> Result<MailboxRecord> {
         let v = self
             .inner
             .mailboxes
@@ -192,54 +230,54 @@ impl Database {
         Ok(None)
     }
 
-    /// Changes a mailbox record (status, error, pass times); its id and row stay.
+    /// Changes a mailbox record (status, error, pass times); its id and row stay. Only
+    /// the mailbox's status value is written (see `mailbox_status.rs`), and nothing if
+    /// the change changed nothing.
     pub fn update_mailbox(
         &self,
         id: MailboxId,
         change: impl Fn(&mut MailboxRecord),
     ) -> Result<MailboxRecord> {
-        let key = mailbox_key(id);
-        // Compare-and-swap, retried on a concurrent change: no lock across mailboxes.
-        loop {
-            let old = self
-                .inner
-                .mailboxes
-                .get(key)
-                .map_err(self.db_err("read a mailbox"))?
-                .ok_or_else(|| StoreError::NotFound {
-                    kind: "mailbox",
-                    name: id.to_string(),
-                    dir: self.path().to_path_buf(),
-                })?;
-            let mut record: MailboxRecord =
-                decode_json(&old).map_err(|e| self.corrupt(format!("{id}"), e))?;
-            let row = record.row.clone();
-            change(&mut record);
-            record.id = id;
-            record.row = row;
-            if let Some(e) = record.last_error.as_mut()
-                && e.len() > MAX_ERROR_LEN
-            {
-                let mut end = MAX_ERROR_LEN;
-                while !e.is_char_boundary(end) {
-                    end -= 1;
-                }
-                e.truncate(end);
-            }
-            let new = encode_json(&record, "mailbox")?;
-            if old == new {
-                // Unchanged (a status set to what it was): nothing to write.
-                return Ok(record);
-            }
-            let swapped = self
-                .inner
-                .mailboxes
-                .compare_and_swap(key, Some(old), Some(new))
-                .map_err(self.db_err("update a mailbox"))?;
-            if swapped.is_ok() {
-                return Ok(record);
-            }
+        self.update_mailbox_status(id, |record, _| change(record))
+    }
+
+    /// [`Database::update_mailbox`] that may also set the pending repeats of its status
+    /// value; they are kept as they were unless `change` sets them.
+    pub(crate) fn update_mailbox_status(
+        &self,
+        id: MailboxId,
+        change: impl FnOnce(&mut MailboxRecord, &mut Option<PendingRepeats>),
+    ) -> Result<MailboxRecord> {
+        let mut record = self.mailbox_row_record(id)?;
+        let old = self.status_value(id)?;
+        if let Some(status) = &old {
+            status.apply_to(&mut record);
         }
+        let mut repeats = old.as_ref().and_then(|s| s.repeats);
+        // What readers see now, whether or not a status value was written before.
+        let before = StatusValue {
+            repeats,
+            ..StatusValue::of_record(&record)
+        };
+        let row = record.row.clone();
+        change(&mut record, &mut repeats);
+        record.id = id;
+        record.row = row;
+        if let Some(e) = record.last_error.as_mut()
+            && e.len() > MAX_ERROR_LEN
+        {
+            let mut end = MAX_ERROR_LEN;
+            while !e.is_char_boundary(end) {
+                end -= 1;
+            }
+            e.truncate(end);
+        }
+        let new = StatusValue {
+            repeats,
+            ..StatusValue::of_record(&record)
+        };
+        self.write_status(id, &before, &new)?;
+        Ok(record)
     }
 
     /// Sets a mailbox's status and last error (`None` clears it).
@@ -402,6 +440,7 @@ impl Database {
             for (id, row, key) in ids {
                 self.erase_mailbox_folders(id)?;
                 self.delete_prefix(&self.inner.pass_history, &id.id.to_be_bytes())?;
+                self.remove_status(id)?;
                 self.delete_prefix(
                     &self.inner.secrets,
                     &key_layout::key(b'B', &[&mailbox_key(id)]),

@@ -4,7 +4,9 @@
 //! history is one prefix scan in time order, and its last pass the last key of the prefix.
 //!
 //! A pass that changed nothing after a pass that changed nothing does not add a record:
-//! it replaces the last one and counts itself in [`PassRecord::unchanged_repeats`]. Daily
+//! it counts itself in the last one's [`PassRecord::unchanged_repeats`] and times — kept
+//! in the mailbox's small status value until the next entry, so such a pass writes that
+//! value and nothing else (`mailbox_status.rs`). Daily
 //! passes over a mailbox nobody writes to then keep its state the same size, instead of
 //! adding a record a day to every mailbox of a batch. Folders skipped the same way as in
 //! the pass before (a shared folder left out on every pass) are no change.
@@ -15,6 +17,7 @@ use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::MailboxId;
+use crate::mailbox_status::{PendingRepeats, StatusValue};
 use crate::mailboxes::MailboxStatus;
 use crate::record_codec::{decode_json, encode_json};
 use crate::timestamp::Timestamp;
@@ -106,6 +109,13 @@ pub struct FolderSkip {
     pub reason: String,
 }
 
+/// The sequence number in a history key (`mailbox:8 seq:8`).
+fn entry_seq(key: &[u8]) -> u64 {
+    key.get(8..16)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 impl Database {
     /// Appends a pass to the mailbox's history and sets its last pass times. A pass that
     /// changed nothing replaces a last record that changed nothing either (see the
@@ -124,43 +134,57 @@ impl Database {
         status: Option<(MailboxStatus, Option<&str>)>,
     ) -> Result<()> {
         self.mailbox(mailbox)?;
-        let last = self.last_pass_entry(mailbox)?;
-        let (key, record) = match last {
-            Some((key, prev)) if pass.repeats(&prev) => {
-                let mut record = pass.clone();
-                record.unchanged_repeats = prev.unchanged_repeats + 1;
-                (key, record)
-            }
-            _ => {
-                let seq = self.new_id()?;
-                let mut key = mailbox.id.to_be_bytes().to_vec();
-                key.extend_from_slice(&seq.to_be_bytes());
-                let mut record = pass.clone();
-                record.unchanged_repeats = 0;
-                (key.into(), record)
-            }
-        };
-        let appended = record.unchanged_repeats == 0;
-        self.inner
-            .pass_history
-            .insert(key, encode_json(&record, "pass history")?)
-            .map_err(self.db_err("record a pass"))?;
-        if appended {
-            self.trim_history(mailbox)?;
-        }
-        self.update_mailbox(mailbox, |m| {
+        let pending = self.status_value(mailbox)?;
+        let last = self.last_pass_entry(mailbox, pending.as_ref())?;
+        let set_times = |m: &mut crate::MailboxRecord| {
             m.last_pass_started = Some(pass.started);
             m.last_pass_finished = Some(pass.finished);
             if let Some((status, error)) = status {
                 m.set_status(status, error);
             }
+        };
+        if let Some((key, seen)) = &last
+            && pass.repeats(seen)
+        {
+            // Counted in the mailbox's status value; the entry is not rewritten.
+            let of = entry_seq(key);
+            self.update_mailbox_status(mailbox, |m, repeats| {
+                set_times(m);
+                let count = repeats.filter(|r| r.of == of).map_or(0, |r| r.count) + 1;
+                *repeats = Some(PendingRepeats { of, count });
+            })?;
+            return Ok(());
+        }
+        let mut history = WriteSet::default();
+        if let Some((key, seen)) = last
+            && pending
+                .and_then(|p| p.repeats)
+                .is_some_and(|r| r.of == entry_seq(&key) && r.count > 0)
+        {
+            // The repeats counted apart go into the entry they repeat, in the same write
+            // as the entry after it.
+            history.insert(key, encode_json(&seen, "pass history")?);
+        }
+        let mut key = mailbox.id.to_be_bytes().to_vec();
+        key.extend_from_slice(&self.new_id()?.to_be_bytes());
+        let mut record = pass.clone();
+        record.unchanged_repeats = 0;
+        history.insert(key, encode_json(&record, "pass history")?);
+        self.write_atomically(&self.inner.pass_history, history, "record a pass")?;
+        self.trim_history(mailbox)?;
+        self.update_mailbox_status(mailbox, |m, repeats| {
+            set_times(m);
+            *repeats = None;
         })?;
         Ok(())
     }
 
     /// A mailbox's last pass, read without reading the rest of its history.
     pub fn last_pass(&self, mailbox: MailboxId) -> Result<Option<PassRecord>> {
-        Ok(self.last_pass_entry(mailbox)?.map(|(_, record)| record))
+        let status = self.status_value(mailbox)?;
+        Ok(self
+            .last_pass_entry(mailbox, status.as_ref())?
+            .map(|(_, record)| record))
     }
 
     /// Whether any pass over the mailbox succeeded, newest first (usually one read).
@@ -182,7 +206,13 @@ impl Database {
         Ok(false)
     }
 
-    fn last_pass_entry(&self, mailbox: MailboxId) -> Result<Option<(sled::IVec, PassRecord)>> {
+    /// The last entry of the history as readers see it (with the repeats `status` holds
+    /// for it), and its key.
+    fn last_pass_entry(
+        &self,
+        mailbox: MailboxId,
+        status: Option<&StatusValue>,
+    ) -> Result<Option<(sled::IVec, PassRecord)>> {
         let last = self
             .inner
             .pass_history
@@ -192,8 +222,11 @@ impl Database {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item.map_err(self.db_err("read pass history"))?;
-                let record = decode_json(&v)
+                let mut record = decode_json(&v)
                     .map_err(|e| self.corrupt(format!("pass history of {mailbox}"), e))?;
+                if let Some(status) = status {
+                    status.apply_repeats(entry_seq(&k), &mut record);
+                }
                 Ok(Some((k, record)))
             }
         }
@@ -201,17 +234,24 @@ impl Database {
 
     /// A mailbox's passes, oldest first.
     pub fn pass_history(&self, mailbox: MailboxId) -> Result<Vec<PassRecord>> {
+        let status = self.status_value(mailbox)?;
         let mut out = Vec::new();
+        let mut last_seq = None;
         for item in self
             .inner
             .pass_history
             .scan_prefix(mailbox.id.to_be_bytes())
         {
-            let (_, v) = item.map_err(self.db_err("read pass history"))?;
+            let (k, v) = item.map_err(self.db_err("read pass history"))?;
             out.push(
                 decode_json(&v)
                     .map_err(|e| self.corrupt(format!("pass history of {mailbox}"), e))?,
             );
+            last_seq = Some(entry_seq(&k));
+        }
+        // Pending repeats count only for the entry that is last.
+        if let (Some(status), Some(seq), Some(last)) = (status, last_seq, out.last_mut()) {
+            status.apply_repeats(seq, last);
         }
         Ok(out)
     }
@@ -318,7 +358,123 @@ mod tests {
         let history = db.pass_history(m).expect("history");
         assert_eq!(history.len(), 4);
         assert_eq!(history[3].unchanged_repeats, 0);
+        // The repeats counted apart went into their entry when the next one came.
+        assert_eq!(history[1].unchanged_repeats, 9);
+        assert_eq!(
+            history[1].finished,
+            Timestamp::from_unix_millis(1_000 + 10 * 86_400_000 + 40)
+        );
+        db.record_pass(m, &pass(2_200_000_000, 0))
+            .expect("quiet twice");
+        let history = db.pass_history(m).expect("history");
+        assert_eq!(history.len(), 4);
+        assert_eq!(history[3].unchanged_repeats, 1);
+        assert_eq!(
+            db.mailbox(m).expect("mailbox").last_pass_started,
+            Some(Timestamp::from_unix_millis(2_200_000_000))
+        );
         assert!(db.has_succeeded_pass(m).expect("succeeded"));
+    }
+
+    #[test]
+    fn a_pass_that_changes_nothing_writes_only_the_small_status_value() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        db.finish_pass(m, &pass(1_000, 50), Some((MailboxStatus::Synced, None)))
+            .expect("initial");
+        db.finish_pass(m, &pass(2_000, 0), Some((MailboxStatus::Synced, None)))
+            .expect("first quiet pass");
+        let record = db.inner.mailboxes.get(crate::key_layout::mailbox_key(m));
+        let history: Vec<_> = db.inner.pass_history.iter().collect();
+        for day in 1..=30 {
+            db.finish_pass(
+                m,
+                &pass(2_000 + day * 86_400_000, 0),
+                Some((MailboxStatus::Synced, None)),
+            )
+            .expect("quiet pass");
+        }
+        assert_eq!(
+            db.inner.mailboxes.get(crate::key_layout::mailbox_key(m)),
+            record,
+            "the record is not rewritten"
+        );
+        let after: Vec<_> = db.inner.pass_history.iter().collect();
+        assert_eq!(after, history, "the history is not rewritten");
+        let value = db
+            .inner
+            .mailbox_status
+            .get(crate::key_layout::mailbox_key(m))
+            .expect("read")
+            .expect("a status value");
+        assert!(value.len() <= 32, "{} bytes", value.len());
+        let last = db.last_pass(m).expect("last").expect("a pass");
+        assert_eq!(last.unchanged_repeats, 30);
+        assert_eq!(
+            last.started,
+            Timestamp::from_unix_millis(2_000 + 30 * 86_400_000)
+        );
+    }
+
+    #[test]
+    fn repeats_left_behind_by_a_crash_do_not_count_for_a_newer_entry() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        db.record_pass(m, &pass(1_000, 0)).expect("quiet");
+        db.record_pass(m, &pass(2_000, 0)).expect("quiet again");
+        // A crash after the next entry was written, before the status value was: the
+        // value still names the entry before.
+        let mut key = m.id.to_be_bytes().to_vec();
+        key.extend_from_slice(&db.new_id().expect("id").to_be_bytes());
+        db.inner
+            .pass_history
+            .insert(key, encode_json(&pass(3_000, 7), "pass").expect("json"))
+            .expect("insert");
+        let history = db.pass_history(m).expect("history");
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].unchanged_repeats, 0, "{history:?}");
+        assert_eq!(history[1].unchanged_repeats, 0);
+        assert_eq!(history[1].items_copied, 7);
+    }
+
+    #[test]
+    fn a_record_without_a_status_value_keeps_its_own_fields() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        // As a directory written before the status tree holds it.
+        let key = crate::key_layout::mailbox_key(m);
+        let mut record: crate::MailboxRecord = crate::record_codec::decode_json(
+            &db.inner.mailboxes.get(key).expect("read").expect("record"),
+        )
+        .expect("decode");
+        record.status = MailboxStatus::Failed;
+        record.last_error = Some("refused".into());
+        record.last_pass_finished = Some(Timestamp::from_unix_millis(77));
+        db.inner
+            .mailboxes
+            .insert(key, encode_json(&record, "mailbox").expect("json"))
+            .expect("insert");
+        assert_eq!(db.mailbox(m).expect("mailbox"), record);
+        assert_eq!(
+            db.mailboxes(m.batch).expect("mailboxes"),
+            vec![record.clone()]
+        );
+        // Setting what it is writes nothing; a change writes the value.
+        db.set_mailbox_status(m, MailboxStatus::Failed, Some("refused"))
+            .expect("same");
+        assert_eq!(db.inner.mailbox_status.len(), 0);
+        db.set_mailbox_status(m, MailboxStatus::Queued, None)
+            .expect("queued");
+        let now = db.mailbox(m).expect("mailbox");
+        assert_eq!(now.status, MailboxStatus::Queued);
+        assert_eq!(
+            now.last_pass_finished,
+            Some(Timestamp::from_unix_millis(77))
+        );
+        assert_eq!(db.mailboxes(m.batch).expect("mailboxes"), vec![now]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexS
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::command::{FetchAttr, LiteralBody};
 use crate::client::{Credentials, FetchEvent, ResponseCode};
 use crate::types::StatusKind;
 

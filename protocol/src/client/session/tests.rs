@@ -8,8 +8,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexS
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::command::{FetchAttr, LiteralBody};
 use crate::client::{Credentials, FetchEvent, ResponseCode};
+use crate::command::{FetchAttr, LiteralBody};
 use crate::types::StatusKind;
 
 const SERVER: &str = "scripted.test:143";

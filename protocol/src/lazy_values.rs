@@ -11,7 +11,7 @@ use crate::response_parser::grammar;
 use crate::syntax::{self, PResult};
 use crate::types::*;
 
-/// Lazily parsed elements of a validated span; see the module documentation.
+/// Lazily parsed elements of a validated span; see the documentation of `types.rs`.
 #[derive(Clone)]
 pub struct Items<'a, T> {
     rest: &'a [u8],

@@ -3,7 +3,9 @@
 //! Lists (flags, capabilities, FETCH attributes, ...) are kept as the validated span of
 //! the frame and iterated lazily, so parsing a response allocates nothing. The spans
 //! are only ever built by the parsers in this crate after the same item parser accepted
-//! every element, so iteration cannot fail.
+//! every element, so iteration cannot fail. The iteration itself, and every other reading
+//! of a span, is in `lazy_values.rs`: this file is plain data, below the grammar and the
+//! error type.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -391,15 +391,6 @@ impl Error {
             _ => Fault::UserInput,
         }
     }
-
-    /// Adds the migration-file row a credential error is about.
-    pub(crate) fn for_row(self, row: &crate::migration_file::MailboxRow) -> Self {
-        Self::RowLogin {
-            line: row.line,
-            email: row.email.clone(),
-            problem: Box::new(self),
-        }
-    }
 }
 
 /// Lets a nested error's sentence continue the outer one.

@@ -54,10 +54,9 @@ pub mod error;
 pub mod fuzz_checks;
 pub mod migration_file;
 pub mod pass;
+pub mod secret;
 
-pub use endpoint::credentials::{
-    AdminCredentials, AdminFormat, EndpointAccess, LoginMethod, Secret,
-};
+pub use endpoint::credentials::{AdminCredentials, AdminFormat, EndpointAccess, LoginMethod};
 pub use endpoint::pool::{CommandCounts, EndpointConfig, EndpointPool, Role};
 pub use endpoint::reconnect_policy::ReconnectPolicy;
 pub use error::{Error, Fault};
@@ -65,4 +64,5 @@ pub use migration_file::{MailboxRow, MigrationFile};
 pub use pass::folder_plan::{FolderPlan, PlanOptions, plan};
 pub use pass::mailbox_job::{JobOptions, MailboxJob, PassKind};
 pub use pass::report::{PassSummary, Progress};
+pub use secret::Secret;
 pub use tokio_util::sync::CancellationToken;

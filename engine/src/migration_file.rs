@@ -30,8 +30,8 @@
 
 use std::collections::HashMap;
 
-use crate::endpoint::credentials::Secret;
 use crate::error::Error;
+use crate::secret::Secret;
 
 /// Exchange Online's limit on data rows (mailboxes) in one migration file.
 pub const MAX_ROWS: usize = 50_000;

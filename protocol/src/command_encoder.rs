@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::command::*;
 use crate::error::{Error, Result};
+use crate::literal_mode::LiteralMode;
 use crate::sasl;
 use crate::syntax::{is_astring_char, is_atom_char};
 use crate::types::{Flag, MailboxAttr, StatusAttr};

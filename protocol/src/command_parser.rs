@@ -3,7 +3,7 @@
 //! ID and ENABLE in full; any other command by name with its raw arguments.
 
 use crate::error::{Error, Result};
-use crate::response_parser::id_pair;
+use crate::response_parser::grammar::id_pair;
 use crate::syntax::{
     self, PResult, astring, atom, crlf, fail, imap_tag, nil, paren_list, sp0, sp1,
 };

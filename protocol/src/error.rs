@@ -245,6 +245,37 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The response code of a refusal (`TRYCREATE`, `OVERQUOTA`, `TOOBIG`, ...).
+    pub fn refusal_code(&self) -> Option<&crate::client::ResponseCode> {
+        match self {
+            Error::Refused { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before retrying, when the server asked for a pause.
+    pub fn backoff_delay(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Backoff { delay, .. } => Some(*delay),
+            _ => None,
+        }
+    }
+
+    /// True for failures that a new connection, later, may not meet again: time-outs,
+    /// dropped connections, BYE, network errors and back-off requests.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::ConnectionClosed { .. }
+                | Error::Bye { .. }
+                | Error::Network { .. }
+                | Error::Backoff { .. }
+        )
+    }
+}
+
 /// Offset of `at` (a suffix slice of `frame`) within `frame`, computed from lengths so that
 /// no pointer arithmetic is needed.
 pub(crate) fn offset_in(frame: &[u8], at: &[u8]) -> usize {

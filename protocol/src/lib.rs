@@ -53,6 +53,8 @@ mod framing;
 #[doc(hidden)]
 pub mod fuzz_checks;
 mod internal_date;
+mod lazy_values;
+mod literal_mode;
 pub mod mutf7;
 mod response_encoder;
 mod response_parser;
@@ -61,8 +63,7 @@ mod syntax;
 mod types;
 
 pub use command::{
-    AppendMessage, Command, FetchAttr, ListCommand, LiteralBody, LiteralMode, MailboxName,
-    SaslAuth, StoreMode,
+    AppendMessage, Command, FetchAttr, ListCommand, LiteralBody, MailboxName, SaslAuth, StoreMode,
 };
 pub use command_encoder::{CommandEncoder, EncodedCommand, EncoderOptions, Segment};
 pub use command_parser::{
@@ -75,6 +76,8 @@ pub use framing::{
     ResponseDecoder, trailing_literal,
 };
 pub use internal_date::InternalDate;
+pub use lazy_values::Items;
+pub use literal_mode::LiteralMode;
 pub use response_encoder::{
     capability_line, continuation_line, encode_response, id_line, put_code, status_line,
 };

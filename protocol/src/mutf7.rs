@@ -4,6 +4,7 @@
 //! server's name maps to exactly one Unicode name and back to the same bytes.
 
 use crate::error::{Error, Excerpt, Result};
+use crate::types::Mailbox;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
@@ -125,6 +126,34 @@ pub fn decode(wire: &[u8]) -> Result<String> {
         after_shift = true;
     }
     Ok(out)
+}
+
+// A server's name decoded here rather than in `types.rs`, so that the borrowed types stay
+// below the error type.
+impl Mailbox<'_> {
+    /// The name as Unicode: UTF-8 when `utf8_enabled` (UTF8=ACCEPT is on), modified
+    /// UTF-7 otherwise (RFC 3501 section 5.1.3).
+    ///
+    /// # Quirks
+    /// Without UTF8=ACCEPT, a name that is not valid modified UTF-7 but is valid UTF-8 is
+    /// returned as UTF-8 (servers that send raw 8-bit names). Otherwise it is an error.
+    pub fn decode(&self, utf8_enabled: bool) -> Result<String> {
+        let wire = self.wire();
+        if utf8_enabled {
+            return String::from_utf8(wire.into_owned()).map_err(|e| Error::Malformed {
+                what: "UTF-8 mailbox name",
+                offset: e.utf8_error().valid_up_to(),
+                excerpt: Excerpt::new(e.as_bytes()),
+            });
+        }
+        match crate::mutf7::decode(&wire) {
+            Ok(s) => Ok(s),
+            Err(e) => match std::str::from_utf8(&wire) {
+                Ok(s) if !wire.is_ascii() => Ok(s.to_owned()),
+                _ => Err(e),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

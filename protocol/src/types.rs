@@ -3,12 +3,12 @@
 //! Lists (flags, capabilities, FETCH attributes, ...) are kept as the validated span of
 //! the frame and iterated lazily, so parsing a response allocates nothing. The spans
 //! are only ever built by the parsers in this crate after the same item parser accepted
-//! every element, so iteration cannot fail.
+//! every element, so iteration cannot fail. The iteration itself, and every other reading
+//! of a span, is in `lazy_values.rs`: this file is plain data, below the grammar and the
+//! error type.
 
 use std::borrow::Cow;
 use std::fmt;
-
-use crate::syntax::{self, PResult};
 
 /// An IMAP string as it appeared on the wire.
 #[derive(Clone, Copy)]
@@ -212,53 +212,12 @@ impl<'a> MailboxAttr<'a> {
     }
 }
 
-/// Lazily parsed elements of a validated span; see the module documentation.
-#[derive(Clone)]
-pub struct Items<'a, T> {
-    rest: &'a [u8],
-    item: fn(&'a [u8]) -> PResult<'a, T>,
-    adjacent: u8,
-}
-
-impl<'a, T> Items<'a, T> {
-    pub(crate) fn new(span: &'a [u8], item: fn(&'a [u8]) -> PResult<'a, T>, adjacent: u8) -> Self {
-        Items {
-            rest: span,
-            item,
-            adjacent,
-        }
-    }
-}
-
-impl<'a, T> Iterator for Items<'a, T> {
-    type Item = T;
-
-    fn next(&mut self) -> Option<T> {
-        match syntax::next_list_item(&mut self.rest, self.item, self.adjacent)? {
-            Ok(v) => Some(v),
-            Err(_) => {
-                // Unreachable for spans built by this crate's parsers (validated with the
-                // same item parser); stop rather than yield garbage.
-                debug_assert!(false, "a validated span failed to parse again");
-                self.rest = &[];
-                None
-            }
-        }
-    }
-}
-
-impl<T> fmt::Debug for Items<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Items({:?})", String::from_utf8_lossy(self.rest))
-    }
-}
-
 macro_rules! span_list {
-    ($(#[$m:meta])* $name:ident, $item:ty, $parser:path, $adjacent:expr) => {
+    ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         #[derive(Clone, Copy, PartialEq, Eq)]
         pub struct $name<'a> {
-            span: &'a [u8],
+            pub(crate) span: &'a [u8],
         }
 
         impl<'a> $name<'a> {
@@ -266,45 +225,9 @@ macro_rules! span_list {
                 $name { span }
             }
 
-            /// Validates `span` (the list's elements without the parentheses, as they
-            /// would appear on the wire) so that it can be encoded.
-            pub fn parse(span: &'a [u8]) -> crate::Result<Self> {
-                let mut rest = span;
-                while let Some(item) = syntax::next_list_item(&mut rest, $parser, $adjacent) {
-                    if let Err(at) = item {
-                        return Err(crate::Error::malformed(stringify!($name), span, at));
-                    }
-                }
-                Ok($name { span })
-            }
-
-            /// The elements, parsed on demand.
-            pub fn iter(&self) -> Items<'a, $item> {
-                Items::new(self.span, $parser, $adjacent)
-            }
-
             /// The validated bytes of the list, without the parentheses.
             pub fn raw(&self) -> &'a [u8] {
                 self.span
-            }
-
-            /// True when the list has no elements.
-            pub fn is_empty(&self) -> bool {
-                self.iter().next().is_none()
-            }
-        }
-
-        impl<'a> IntoIterator for $name<'a> {
-            type Item = $item;
-            type IntoIter = Items<'a, $item>;
-            fn into_iter(self) -> Items<'a, $item> {
-                self.iter()
-            }
-        }
-
-        impl fmt::Debug for $name<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list().entries(self.iter()).finish()
             }
         }
     };
@@ -312,132 +235,58 @@ macro_rules! span_list {
 
 span_list!(
     /// A parenthesised flag list (FLAGS, PERMANENTFLAGS, FETCH FLAGS).
-    FlagList, Flag<'a>, syntax::flag, b'\\'
+    FlagList
 );
 span_list!(
     /// LIST mailbox attributes.
-    ListAttrs, Flag<'a>, syntax::flag, b'\\'
+    ListAttrs
 );
 span_list!(
     /// Space-separated atoms: CAPABILITY, ENABLED.
-    Capabilities, &'a [u8], syntax::atom, 0
+    Capabilities
 );
 span_list!(
     /// X-GM-LABELS: astrings (`\Inbox`-style labels arrive as atoms with a backslash).
-    GmLabels, IString<'a>, crate::response_parser::gm_label, 0
+    GmLabels
 );
 span_list!(
     /// SEARCH result numbers (message numbers or UIDs).
-    NumberList, u32, syntax::nz_number, 0
+    NumberList
 );
 span_list!(
     /// FETCH attributes (`msg-att`), see [`FetchItem`].
-    FetchAttrs, FetchItem<'a>, crate::response_parser::fetch_item, 0
+    FetchAttrs
 );
 span_list!(
     /// STATUS attributes and their values.
-    StatusItems, StatusItem<'a>, crate::response_parser::status_item, 0
+    StatusItems
 );
 span_list!(
     /// ESEARCH result items.
-    EsearchItems, EsearchItem<'a>, crate::response_parser::esearch_item, 0
+    EsearchItems
 );
 span_list!(
     /// Namespace descriptions of one class (personal, other users', shared).
-    NamespaceList, NamespaceDescr<'a>, crate::response_parser::namespace_descr, b'('
+    NamespaceList
 );
 span_list!(
     /// ID parameters: field/value pairs (RFC 2971).
-    IdParams, (IString<'a>, Option<IString<'a>>), crate::response_parser::id_pair, 0
+    IdParams
 );
 span_list!(
     /// LIST-EXTENDED extended data items (RFC 5258), e.g. CHILDINFO.
-    ListExtended, (IString<'a>, &'a [u8]), crate::response_parser::list_extended_item, 0
+    ListExtended
 );
-
-impl<'a> ListAttrs<'a> {
-    /// The attributes as [`MailboxAttr`]s.
-    pub fn attrs(&self) -> impl Iterator<Item = MailboxAttr<'a>> + 'a {
-        self.iter().map(|f| f.as_mailbox_attr())
-    }
-
-    /// True when `attr` is present.
-    pub fn contains(&self, attr: MailboxAttr<'_>) -> bool {
-        self.attrs().any(|a| a == attr)
-    }
-}
-
-impl Capabilities<'_> {
-    /// True when the capability `name` is present (ASCII case-insensitive).
-    pub fn contains(&self, name: &str) -> bool {
-        self.iter().any(|c| c.eq_ignore_ascii_case(name.as_bytes()))
-    }
-}
-
-impl FlagList<'_> {
-    /// True when `flag` is present (keywords compare ASCII case-insensitively).
-    pub fn contains(&self, flag: &Flag<'_>) -> bool {
-        self.iter().any(|f| match (f, flag) {
-            (Flag::Keyword(a), Flag::Keyword(b)) | (Flag::Extension(a), Flag::Extension(b)) => {
-                a.eq_ignore_ascii_case(b)
-            }
-            (a, b) => a == *b,
-        })
-    }
-}
-
-impl<'a> ListExtended<'a> {
-    /// The CHILDINFO selection options (`SUBSCRIBED`), RFC 5258 section 3.5.
-    pub fn childinfo(&self) -> Option<impl Iterator<Item = IString<'a>> + 'a> {
-        let (_, value) = self
-            .iter()
-            .find(|(tag, _)| tag.eq_ignore_ascii_case(b"CHILDINFO"))?;
-        let (_, span) = syntax::paren_list(value, syntax::astring, 0).ok()?;
-        Some(Items::new(span, syntax::astring, 0))
-    }
-}
 
 /// A `uid-set` / `sequence-set` without `*` (APPENDUID, COPYUID, VANISHED, ESEARCH ALL).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct UidSet<'a> {
-    span: &'a [u8],
+    pub(crate) span: &'a [u8],
 }
 
 impl<'a> UidSet<'a> {
     pub(crate) fn from_validated(span: &'a [u8]) -> Self {
         UidSet { span }
-    }
-
-    /// Inclusive ranges `(low, high)` in the order sent.
-    pub fn ranges(&self) -> impl Iterator<Item = (u32, u32)> + 'a {
-        let mut rest = self.span;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            match syntax::uid_range(rest) {
-                Ok((r, v)) => {
-                    rest = r;
-                    Some(v)
-                }
-                Err(_) => {
-                    debug_assert!(false, "a validated uid-set failed to parse again");
-                    rest = &[];
-                    None
-                }
-            }
-        })
-    }
-
-    /// Every number in the set, in the order sent (COPYUID pairs source and destination
-    /// UIDs by this order).
-    pub fn iter(&self) -> impl Iterator<Item = u32> + 'a {
-        self.ranges().flat_map(|(a, b)| a..=b)
-    }
-
-    /// How many numbers the set holds.
-    pub fn count(&self) -> u64 {
-        self.ranges().map(|(a, b)| u64::from(b - a) + 1).sum()
     }
 
     /// The set as sent.
@@ -466,30 +315,6 @@ impl<'a> Mailbox<'a> {
     /// True for INBOX in any case (RFC 3501 section 5.1).
     pub fn is_inbox(&self) -> bool {
         self.0.eq_ignore_ascii_case(b"INBOX")
-    }
-
-    /// The name as Unicode: UTF-8 when `utf8_enabled` (UTF8=ACCEPT is on), modified
-    /// UTF-7 otherwise (RFC 3501 section 5.1.3).
-    ///
-    /// # Quirks
-    /// Without UTF8=ACCEPT, a name that is not valid modified UTF-7 but is valid UTF-8 is
-    /// returned as UTF-8 (servers that send raw 8-bit names). Otherwise it is an error.
-    pub fn decode(&self, utf8_enabled: bool) -> crate::Result<String> {
-        let wire = self.wire();
-        if utf8_enabled {
-            return String::from_utf8(wire.into_owned()).map_err(|e| crate::Error::Malformed {
-                what: "UTF-8 mailbox name",
-                offset: e.utf8_error().valid_up_to(),
-                excerpt: crate::Excerpt::new(e.as_bytes()),
-            });
-        }
-        match crate::mutf7::decode(&wire) {
-            Ok(s) => Ok(s),
-            Err(e) => match std::str::from_utf8(&wire) {
-                Ok(s) if !wire.is_ascii() => Ok(s.to_owned()),
-                _ => Err(e),
-            },
-        }
     }
 }
 
@@ -605,33 +430,6 @@ pub struct StatusResponse<'a> {
     pub text: &'a [u8],
 }
 
-impl StatusResponse<'_> {
-    /// A back-off the server asks for: Office 365 says "Request is throttled. Suggested
-    /// Backoff Time: N milliseconds" in the text of a NO/BAD/OK.
-    pub fn backoff_hint(&self) -> Option<std::time::Duration> {
-        const NEEDLE: &[u8] = b"suggested backoff time:";
-        let t = self.text;
-        let at = t
-            .windows(NEEDLE.len())
-            .position(|w| w.eq_ignore_ascii_case(NEEDLE))?;
-        let after = syntax::sp0(&t[at + NEEDLE.len()..]);
-        let (rest, ms) = syntax::number64(after).ok()?;
-        let unit = syntax::sp0(rest);
-        let seconds = unit.len() >= 3 && unit[..3].eq_ignore_ascii_case(b"sec");
-        Some(if seconds {
-            std::time::Duration::from_secs(ms)
-        } else {
-            std::time::Duration::from_millis(ms)
-        })
-    }
-
-    /// True when the server is throttling this connection (`[THROTTLED]` or a back-off
-    /// hint in the text).
-    pub fn is_throttled(&self) -> bool {
-        matches!(self.code, Some(Code::Throttled)) || self.backoff_hint().is_some()
-    }
-}
-
 /// A continuation request (`+ ...`): send the literal, or the next SASL step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Continuation<'a> {
@@ -685,16 +483,6 @@ pub struct StatusData<'a> {
     pub mailbox: Mailbox<'a>,
     /// The values.
     pub items: StatusItems<'a>,
-}
-
-impl StatusData<'_> {
-    /// The value of `attr`, if the server sent it with a number.
-    pub fn get(&self, attr: StatusAttr<'_>) -> Option<u64> {
-        self.items
-            .iter()
-            .find(|i| i.attr == attr)
-            .and_then(|i| i.value)
-    }
 }
 
 /// A `BODY[section]<origin>` or `BINARY[section]` specifier.
@@ -780,24 +568,6 @@ pub struct Fetch<'a> {
     pub attrs: FetchAttrs<'a>,
 }
 
-impl<'a> Fetch<'a> {
-    /// The UID attribute, if present.
-    pub fn uid(&self) -> Option<u32> {
-        self.attrs.iter().find_map(|a| match a {
-            FetchItem::Uid(u) => Some(u),
-            _ => None,
-        })
-    }
-
-    /// The FLAGS attribute, if present.
-    pub fn flags(&self) -> Option<FlagList<'a>> {
-        self.attrs.iter().find_map(|a| match a {
-            FetchItem::Flags(f) => Some(f),
-            _ => None,
-        })
-    }
-}
-
 /// A SEARCH response (RFC 3501; with `(MODSEQ n)` from RFC 7162).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Search<'a> {
@@ -825,42 +595,6 @@ pub struct Esearch<'a> {
     pub uid: bool,
     /// The result items.
     pub items: EsearchItems<'a>,
-}
-
-impl<'a> Esearch<'a> {
-    fn number(&self, name: &[u8]) -> Option<u64> {
-        let item = self
-            .items
-            .iter()
-            .find(|i| i.name.eq_ignore_ascii_case(name))?;
-        syntax::number64(item.value).ok().map(|(_, v)| v)
-    }
-
-    /// `MIN`
-    pub fn min(&self) -> Option<u32> {
-        self.number(b"MIN").and_then(|v| u32::try_from(v).ok())
-    }
-    /// `MAX`
-    pub fn max(&self) -> Option<u32> {
-        self.number(b"MAX").and_then(|v| u32::try_from(v).ok())
-    }
-    /// `COUNT`
-    pub fn count(&self) -> Option<u32> {
-        self.number(b"COUNT").and_then(|v| u32::try_from(v).ok())
-    }
-    /// `MODSEQ`
-    pub fn modseq(&self) -> Option<u64> {
-        self.number(b"MODSEQ")
-    }
-    /// `ALL`
-    pub fn all(&self) -> Option<UidSet<'a>> {
-        let item = self
-            .items
-            .iter()
-            .find(|i| i.name.eq_ignore_ascii_case(b"ALL"))?;
-        let (rest, span) = syntax::uid_set_span(item.value).ok()?;
-        rest.is_empty().then(|| UidSet::from_validated(span))
-    }
 }
 
 /// One namespace description (`"prefix" "delimiter"`).

@@ -156,6 +156,26 @@ impl Database {
         Ok(())
     }
 
+    /// Deletes keys of `tree` that start with `prefix`, in atomic write sets of bounded size
+    /// so memory does not grow with a large uid map. Returns how many were deleted.
+    pub(crate) fn delete_prefix(&self, tree: &sled::Tree, prefix: &[u8]) -> Result<usize> {
+        const CHUNK: usize = 1024;
+        let mut total = 0;
+        loop {
+            let mut batch = WriteSet::default();
+            let mut n = 0;
+            for item in tree.scan_prefix(prefix).keys().take(CHUNK) {
+                batch.remove(item.map_err(self.db_err("scan records to delete"))?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(total);
+            }
+            self.write_atomically(tree, batch, "delete records")?;
+            total += n;
+        }
+    }
+
     fn apply_ops(&self, tree: &sled::Tree, set: &WriteSet, action: &'static str) -> Result<()> {
         for (key, value) in &set.ops {
             match value {

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_write::WriteSet;
+use crate::batch_status::BatchStatus;
 use crate::database::Database;
 use crate::endpoints::validate_name;
 use crate::error::{Result, StoreError};
@@ -25,33 +26,6 @@ use crate::record_codec::{DecodeError, Reader, Writer, decode_json, encode_json}
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
 use crate::timestamp::Timestamp;
-
-/// A batch's status (CLI.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BatchStatus {
-    Created,
-    Syncing,
-    Synced,
-    Stopped,
-    Failed,
-    Completing,
-    Completed,
-}
-
-impl BatchStatus {
-    /// The status as the CLI prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BatchStatus::Created => "Created",
-            BatchStatus::Syncing => "Syncing",
-            BatchStatus::Synced => "Synced",
-            BatchStatus::Stopped => "Stopped",
-            BatchStatus::Failed => "Failed",
-            BatchStatus::Completing => "Completing",
-            BatchStatus::Completed => "Completed",
-        }
-    }
-}
 
 /// What the user chose for a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,6 @@
 use std::cell::Cell;
 use std::path::Path;
 
-use crate::atomic_write::WriteSet;
 use crate::error::{Result, StoreError};
 use crate::record_codec::{DecodeError, Reader, Writer};
 use crate::secret_vault::{KeyOwner, SecretVault};
@@ -299,26 +298,6 @@ impl Database {
             }
         }
         Ok(())
-    }
-
-    /// Deletes keys of `tree` that start with `prefix`, in atomic write sets of bounded size
-    /// so memory does not grow with a large uid map. Returns how many were deleted.
-    pub(crate) fn delete_prefix(&self, tree: &sled::Tree, prefix: &[u8]) -> Result<usize> {
-        const CHUNK: usize = 1024;
-        let mut total = 0;
-        loop {
-            let mut batch = WriteSet::default();
-            let mut n = 0;
-            for item in tree.scan_prefix(prefix).keys().take(CHUNK) {
-                batch.remove(item.map_err(self.db_err("scan records to delete"))?);
-                n += 1;
-            }
-            if n == 0 {
-                return Ok(total);
-            }
-            self.write_atomically(tree, batch, "delete records")?;
-            total += n;
-        }
     }
 }
 

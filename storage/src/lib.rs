@@ -38,6 +38,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod atomic_write;
+mod batch_status;
 mod batches;
 mod database;
 mod endpoints;
@@ -58,7 +59,8 @@ mod store;
 mod timestamp;
 mod uid_map;
 
-pub use batches::{BatchRecord, BatchSettings, BatchStatus, BatchTotals};
+pub use batch_status::BatchStatus;
+pub use batches::{BatchRecord, BatchSettings, BatchTotals};
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,

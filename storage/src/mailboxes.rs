@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_write::WriteSet;
-use crate::batches::BatchStatus;
+use crate::batch_status::BatchStatus;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::key_layout::{

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batches::BatchStatus;
+use crate::batch_status::BatchStatus;
 use crate::database::Database;
 use crate::endpoints::EndpointSettings;
 use crate::error::Result;

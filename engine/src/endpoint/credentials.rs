@@ -10,58 +10,15 @@
 //!
 //! Everything here is pure: no I/O, and no password ever reaches a `Debug`, `Display` or error.
 
-use std::fmt;
-
 use imapmirror_protocol::admin_login::{AdminIdentity, AdminLoginError, admin_identity};
 use imapmirror_protocol::client::{self, Credentials};
 
 use crate::error::Error;
 use crate::migration_file::MailboxRow;
 
-/// A password or token. `Debug` and `Display` print `***`, so a secret cannot leak through a
-/// log line, a panic message or an error; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the code that sends it to a server.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string (an empty `Password` cell).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort without `unsafe`: overwrite the bytes before the allocation is freed;
-        // `black_box` keeps the optimiser from removing the dead stores.
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
-    }
-}
-
+// Defined below the error type, which must not know this file; re-exported here, where
+// callers have always found it.
+pub use crate::secret::Secret;
 pub use imapmirror_protocol::admin_login::{AdminFormat, DOVECOT_DEFAULT_SEPARATOR};
 
 /// How to authenticate one IMAP session. The protocol crate turns it into `LOGIN`,
@@ -186,7 +143,7 @@ impl From<AdminLoginError> for Error {
 pub fn source_login(row: &MailboxRow, source: &EndpointAccess) -> Result<LoginMethod, Error> {
     if let Some(admin) = &source.admin {
         return admin_login(admin.format, &admin.user, &admin.password, &row.user_name)
-            .map_err(|e| e.for_row(row));
+            .map_err(|e| for_row(e, row));
     }
     if source.xoauth2 {
         return Ok(LoginMethod::XOAuth2 {
@@ -224,7 +181,7 @@ pub fn target_login(row: &MailboxRow, target: &EndpointAccess) -> Result<LoginMe
     }
     if let Some(admin) = &target.admin {
         return admin_login(admin.format, &admin.user, &admin.password, user)
-            .map_err(|e| e.for_row(row));
+            .map_err(|e| for_row(e, row));
     }
     if target.xoauth2 {
         return Ok(LoginMethod::XOAuth2 {
@@ -236,6 +193,15 @@ pub fn target_login(row: &MailboxRow, target: &EndpointAccess) -> Result<LoginMe
         email: row.email.clone(),
         endpoint: target.name.clone(),
     })
+}
+
+/// Adds the migration-file row a credential error is about.
+fn for_row(problem: Error, row: &MailboxRow) -> Error {
+    Error::RowLogin {
+        line: row.line,
+        email: row.email.clone(),
+        problem: Box::new(problem),
+    }
 }
 
 #[cfg(test)]

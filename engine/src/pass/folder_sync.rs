@@ -16,70 +16,32 @@
 //! arrived in; a message over the stream threshold flows from the source socket to the
 //! target socket chunk by chunk, so memory does not grow with message size.
 
-use std::collections::HashSet;
-
-use imapmirror_protocol::client::MessageFlags as WireFlags;
 use imapmirror_protocol::client::ResponseCode;
 use imapmirror_protocol::{Error as ImapError, ListCommand, MailboxName, StatusKind};
 use imapmirror_storage::{
-    CopiedMessage, CopyGroup, Database, FolderId, FolderMarks, GroupOutcome, JournalEntry,
-    MailboxId, MessageFlags, Store, StoreError, UidMapEntry,
+    CopiedMessage, CopyGroup, FolderId, FolderMarks, GroupOutcome, JournalEntry, StoreError,
+    UidMapEntry,
 };
-use tokio_util::sync::CancellationToken;
 
 mod fingerprint_fetch;
 mod flag_sync;
 mod message_copy;
+mod sync_context;
 
 pub(crate) use fingerprint_fetch::fetch_fingerprints;
+use fingerprint_fetch::unclaimed_target_messages;
 use flag_sync::{mirror_deletions, sync_flags};
 use message_copy::Copier;
+pub(crate) use sync_context::{FolderTask, SyncContext, SyncSettings};
 
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::pass::copy_plan::GroupLimits;
 use crate::pass::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
 use crate::pass::reconcile::{CandidatePool, Found, Wanted};
 use crate::pass::report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
 
 /// Map entries recorded per store call during a rebuild.
 const REBUILD_CHUNK: usize = 1000;
-
-/// A folder to sync, as the plan and the listings describe it.
-#[derive(Debug, Clone)]
-pub(crate) struct FolderTask {
-    /// The source name, decoded (the store's key).
-    pub source_name: String,
-    /// The source name's bytes as listed (to SELECT it again).
-    pub source_wire: Vec<u8>,
-    /// The target name, decoded (the protocol crate encodes it).
-    pub target_name: String,
-    pub source_status: StatusValues,
-    pub target_status: Option<StatusValues>,
-    /// APPENDLIMIT of the target folder, if announced.
-    pub append_limit: Option<u64>,
-}
-
-/// The settings a folder sync needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SyncSettings {
-    pub limits: GroupLimits,
-    pub max_message_size: Option<u64>,
-    pub bad_item_limit: u64,
-    pub mirror_deletions: bool,
-    pub crash_settle: std::time::Duration,
-}
-
-/// Everything shared by the folders of one pass.
-pub(crate) struct SyncContext<'a> {
-    pub store: &'a Store,
-    pub mailbox: MailboxId,
-    pub mailbox_label: &'a str,
-    pub settings: SyncSettings,
-    pub totals: &'a PassTotals,
-    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
-    pub cancel: &'a CancellationToken,
-}
 
 /// How a folder's sync ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,54 +51,6 @@ pub(crate) enum FolderResult {
     /// The source folder was gone when opened; skipped for this pass (recorded in the
     /// pass's totals), its stored state and target folder left as they are.
     Vanished,
-}
-
-/// Storage flags from the wire flags (`\Recent` dropped).
-pub(super) fn store_flags(flags: Option<&WireFlags>) -> MessageFlags {
-    let Some(flags) = flags else {
-        return MessageFlags::new();
-    };
-    let names: Vec<String> = flags
-        .storable()
-        .iter()
-        .map(|f| String::from_utf8_lossy(&f.to_wire()).into_owned())
-        .collect();
-    MessageFlags::from_imap(names.iter().map(String::as_str))
-}
-
-impl SyncContext<'_> {
-    pub(crate) fn store_err(
-        &self,
-        action: impl Into<String>,
-    ) -> impl FnOnce(StoreError) -> Error + '_ {
-        let action = action.into();
-        move |source| Error::Store {
-            mailbox: self.mailbox_label.to_owned(),
-            action,
-            source: Box::new(source),
-        }
-    }
-
-    pub(crate) fn imap_err(
-        &self,
-        action: impl Into<String>,
-    ) -> impl FnOnce(ImapError) -> Error + '_ {
-        let action = action.into();
-        move |source| Error::Imap {
-            mailbox: self.mailbox_label.to_owned(),
-            action,
-            source: Box::new(source),
-        }
-    }
-
-    fn check_cancel(&self) -> Result<(), Error> {
-        if self.cancel.is_cancelled() {
-            return Err(Error::Stopped {
-                mailbox: self.mailbox_label.to_owned(),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// Syncs one folder. Errors leave the journal consistent: a retry (or the next pass)
@@ -402,23 +316,6 @@ pub(crate) fn skip_vanished_folder(totals: &PassTotals, folder: &str, error: &Im
     });
 }
 
-/// Target UIDs already in the folder's map, at or above `min`. Runs in a storage job:
-/// it reads the whole map.
-pub(super) fn mapped_target_uids(
-    db: &Database,
-    folder: FolderId,
-    min: u32,
-) -> Result<HashSet<u32>, StoreError> {
-    let mut out = HashSet::new();
-    for item in db.uid_map_range(folder, ..)? {
-        let (_, e) = item?;
-        if e.target_uid >= min {
-            out.insert(e.target_uid);
-        }
-    }
-    Ok(out)
-}
-
 /// Resolves one pending group: commits what the target holds, aborts the rest.
 async fn reconcile_pending(
     ctx: &SyncContext<'_>,
@@ -497,29 +394,6 @@ async fn reconcile_pending(
         .run(move |db| db.commit(id, &outcome))
         .await
         .map_err(ctx.store_err("committing a reconciled journal group"))
-}
-
-/// The target's messages at or above UID `min` that no uid-map entry claims, nor any of
-/// `also_taken`: where the copies of a group that went out at that UIDNEXT can be.
-pub(super) async fn unclaimed_target_messages(
-    ctx: &SyncContext<'_>,
-    tgt: &mut Connection,
-    folder: FolderId,
-    min: u32,
-    also_taken: &[u32],
-    what: &str,
-) -> Result<CandidatePool, Error> {
-    let candidates = fetch_fingerprints(ctx, tgt, &format!("{min}:*"), min, what).await?;
-    let mut taken = ctx
-        .store
-        .run(move |db| mapped_target_uids(db, folder, min))
-        .await
-        .map_err(ctx.store_err("reading the uid map"))?;
-    taken.extend(also_taken);
-    Ok(CandidatePool::new(
-        candidates.into_iter().map(|(c, _)| c),
-        &|u| taken.contains(&u),
-    ))
 }
 
 /// Looks for a journal group's messages on the target, at or above the UIDNEXT recorded

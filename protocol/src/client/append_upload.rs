@@ -4,11 +4,41 @@
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::command::{AppendMessage, Command, LiteralBody, MailboxName};
 use crate::command_encoder::Segment;
 use crate::error::{Error, Result};
 
+use super::client_state::CommandKind;
 use super::command_tag::CommandTag;
-use super::session::Session;
+use super::session::{Session, mailbox_label};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Starts an APPEND whose bodies (some or all [`LiteralBody::Streamed`]) the caller
+    /// writes piece by piece, e.g. straight from a source's [`FetchStream`](super::FetchStream) chunks.
+    pub async fn start_append<'s>(
+        &'s mut self,
+        mailbox: MailboxName<'_>,
+        messages: &[AppendMessage<'_>],
+    ) -> Result<AppendUpload<'s, S>> {
+        self.check_usable()?;
+        self.make_room().await?;
+        let label = format!("APPEND {}", mailbox_label(&mailbox));
+        let command = Command::Append { mailbox, messages };
+        let state = self.state();
+        let encoded = state
+            .encoder()
+            .encode(&state.upcoming_tag().wire(), &command)?;
+        let tag = self.state_mut().begin(CommandKind::Simple, label);
+        let streamed: u64 = messages
+            .iter()
+            .filter_map(|m| match m.body {
+                LiteralBody::Streamed { len } => Some(len),
+                LiteralBody::Bytes(_) => None,
+            })
+            .sum();
+        AppendUpload::begin(self, tag, encoded.segments, streamed).await
+    }
+}
 
 const MID_COMMAND: &str = "an APPEND upload was dropped in the middle of a message; the connection cannot be reused, open a new session";
 

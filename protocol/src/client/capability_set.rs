@@ -54,13 +54,13 @@ impl CapabilitySet {
 
     /// How literals may be sent: LITERAL+ beats LITERAL-; IMAP4rev2 implies LITERAL-
     /// (RFC 9051 section 4.3).
-    pub fn literal_mode(&self) -> crate::LiteralMode {
+    pub fn literal_mode(&self) -> crate::literal_mode::LiteralMode {
         if self.contains("LITERAL+") {
-            crate::LiteralMode::Plus
+            crate::literal_mode::LiteralMode::Plus
         } else if self.contains("LITERAL-") || self.contains("IMAP4rev2") {
-            crate::LiteralMode::Minus
+            crate::literal_mode::LiteralMode::Minus
         } else {
-            crate::LiteralMode::Sync
+            crate::literal_mode::LiteralMode::Sync
         }
     }
 }
@@ -85,15 +85,15 @@ mod tests {
         assert!(caps.has_auth("LOGIN"));
         assert!(caps.has_auth("plain"));
         assert!(!caps.has_auth("XOAUTH2"));
-        assert_eq!(caps.literal_mode(), crate::LiteralMode::Plus);
+        assert_eq!(caps.literal_mode(), crate::literal_mode::LiteralMode::Plus);
     }
 
     #[test]
     fn literal_mode_follows_capabilities() {
         let mut caps = CapabilitySet::default();
-        assert_eq!(caps.literal_mode(), crate::LiteralMode::Sync);
+        assert_eq!(caps.literal_mode(), crate::literal_mode::LiteralMode::Sync);
         caps.insert("IMAP4rev2");
-        assert_eq!(caps.literal_mode(), crate::LiteralMode::Minus);
+        assert_eq!(caps.literal_mode(), crate::literal_mode::LiteralMode::Minus);
         caps.clear();
         assert!(caps.is_empty());
     }

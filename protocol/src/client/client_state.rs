@@ -21,12 +21,12 @@ use crate::{CommandEncoder, EncoderOptions};
 
 use super::capability_set::CapabilitySet;
 use super::command_tag::CommandTag;
+use super::completion::{CommandData, Completion};
 use super::expunge_outcome::ExpungeOutcome;
 use super::fetched_message::{
     BodyPart, FetchEvent, FetchedMessage, FlagUpdate, MessageMeta, streamed_section,
 };
 use super::mailbox_info::{ListEntry, MailboxStatus, Namespaces, SelectedMailbox};
-use super::response_code::{CommandData, Completion};
 use super::search_result::SearchResult;
 
 /// Distinct server notices a session remembers having logged; beyond this, new ones are

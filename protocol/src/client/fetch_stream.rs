@@ -5,10 +5,50 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, Result};
 
-use super::client_state::Event;
+use crate::command::{Command, FetchAttr};
+
+use super::client_state::{CommandKind, Event};
 use super::command_tag::CommandTag;
 use super::fetched_message::{BodyPart, FetchEvent, FetchedMessage};
 use super::session::Session;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// UID FETCH: sends the command and returns the stream of its messages. One FETCH or
+    /// STORE at a time; other pipelined commands may be in flight.
+    pub async fn uid_fetch<'s>(
+        &'s mut self,
+        uids: &str,
+        attrs: &[FetchAttr<'_>],
+        changed_since: Option<u64>,
+        vanished: bool,
+    ) -> Result<FetchStream<'s, S>> {
+        if self
+            .state()
+            .has_pending(|k| matches!(k, CommandKind::Fetch { .. } | CommandKind::Store))
+        {
+            return Err(Error::Misuse(
+                "UID FETCH while another FETCH or STORE is in flight",
+            ));
+        }
+        let label = format!(
+            "UID FETCH {uids} in {}",
+            self.state()
+                .selected()
+                .map(|m| format!("{:?}", String::from_utf8_lossy(&m.wire_name)))
+                .unwrap_or_default()
+        );
+        let command = Command::UidFetch {
+            uids,
+            attrs,
+            changed_since,
+            vanished,
+        };
+        let tag = self
+            .send(CommandKind::Fetch { deliver: true }, label, &command)
+            .await?;
+        Ok(FetchStream::new(self, tag))
+    }
+}
 
 /// The messages of a UID FETCH in flight. Call [`FetchStream::next`] until it returns
 /// `Ok(None)` (the tagged OK arrived). Dropping the stream early is safe: the rest of the

@@ -11,6 +11,7 @@
 mod capability_set;
 mod client_state;
 mod command_tag;
+mod completion;
 mod expunge_outcome;
 mod fetched_message;
 mod mailbox_info;
@@ -21,12 +22,13 @@ mod uid_ranges;
 pub use capability_set::CapabilitySet;
 pub use client_state::{ClientState, CommandKind, Event, Phase};
 pub use command_tag::CommandTag;
+pub use completion::{CommandData, Completion};
 pub use expunge_outcome::ExpungeOutcome;
 pub use fetched_message::{
     BodyPart, FetchEvent, FetchedMessage, FlagUpdate, MessageFlags, MessageMeta,
 };
 pub use mailbox_info::{ListEntry, MailboxStatus, NamespaceEntry, Namespaces, SelectedMailbox};
-pub use response_code::{CommandData, Completion, ResponseCode};
+pub use response_code::ResponseCode;
 pub use search_result::SearchResult;
 pub use uid_ranges::UidRanges;
 

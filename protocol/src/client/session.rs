@@ -6,6 +6,10 @@
 //! commands can be in flight, and [`Session::next_completion`] / [`Session::wait`] match
 //! completions to tags later. Untagged data that arrives meanwhile is routed by the state
 //! to the command it belongs to.
+//!
+//! The two commands that hand out a view borrowing the session, `start_append` and
+//! `uid_fetch`, live beside that view (`append_upload.rs`, `fetch_stream.rs`): the views
+//! drive the session, so the session must not know them.
 
 use std::time::Duration;
 
@@ -13,24 +17,21 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
-use crate::command::{
-    AppendMessage, Command, FetchAttr, ListCommand, LiteralBody, MailboxName, SaslAuth, StoreMode,
-};
+use crate::command::{AppendMessage, Command, ListCommand, MailboxName, SaslAuth, StoreMode};
 use crate::command_encoder::Segment;
 use crate::error::{Error, Excerpt, Result};
 use crate::framing::{DecoderConfig, Frame, ResponseDecoder};
 use crate::types::{Flag, MailboxAttr, StatusAttr};
 
-use super::append_upload::AppendUpload;
 use super::authentication::Credentials;
 use super::capability_set::CapabilitySet;
 use super::client_state::{ClientState, CommandKind, Event, Phase};
 use super::command_tag::CommandTag;
+use super::completion::{CommandData, Completion};
 use super::expunge_outcome::ExpungeOutcome;
-use super::fetch_stream::FetchStream;
 use super::fetched_message::FlagUpdate;
 use super::mailbox_info::{ListEntry, MailboxStatus, Namespaces, SelectedMailbox};
-use super::response_code::{CommandData, Completion, ResponseCode};
+use super::response_code::ResponseCode;
 use super::search_result::SearchResult;
 
 /// Limits and timeouts of a session.
@@ -200,7 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(crate) fn check_usable(&self) -> Result<()> {
         match self.broken {
             Some(why) => Err(Error::Misuse(why)),
             None if self.state.closed_by_server() || self.state.phase() == Phase::LoggedOut => {
@@ -389,7 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Waits until fewer than `max_in_flight` commands are pending.
-    async fn make_room(&mut self) -> Result<()> {
+    pub(crate) async fn make_room(&mut self) -> Result<()> {
         while self.state.pending_count() >= self.config.max_in_flight.max(1) {
             match self
                 .next_event("waiting for pipelined commands to complete")
@@ -988,68 +989,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .await?
             .into_result(self.server(), self.config.default_backoff)?;
         Ok(c.append_uid())
-    }
-
-    /// Starts an APPEND whose bodies (some or all [`LiteralBody::Streamed`]) the caller
-    /// writes piece by piece, e.g. straight from a source's [`FetchStream`] chunks.
-    pub async fn start_append<'s>(
-        &'s mut self,
-        mailbox: MailboxName<'_>,
-        messages: &[AppendMessage<'_>],
-    ) -> Result<AppendUpload<'s, S>> {
-        self.check_usable()?;
-        self.make_room().await?;
-        let label = format!("APPEND {}", mailbox_label(&mailbox));
-        let command = Command::Append { mailbox, messages };
-        let encoded = self
-            .state
-            .encoder()
-            .encode(&self.state.upcoming_tag().wire(), &command)?;
-        let tag = self.state.begin(CommandKind::Simple, label);
-        let streamed: u64 = messages
-            .iter()
-            .filter_map(|m| match m.body {
-                LiteralBody::Streamed { len } => Some(len),
-                LiteralBody::Bytes(_) => None,
-            })
-            .sum();
-        AppendUpload::begin(self, tag, encoded.segments, streamed).await
-    }
-
-    /// UID FETCH: sends the command and returns the stream of its messages. One FETCH or
-    /// STORE at a time; other pipelined commands may be in flight.
-    pub async fn uid_fetch<'s>(
-        &'s mut self,
-        uids: &str,
-        attrs: &[FetchAttr<'_>],
-        changed_since: Option<u64>,
-        vanished: bool,
-    ) -> Result<FetchStream<'s, S>> {
-        if self
-            .state
-            .has_pending(|k| matches!(k, CommandKind::Fetch { .. } | CommandKind::Store))
-        {
-            return Err(Error::Misuse(
-                "UID FETCH while another FETCH or STORE is in flight",
-            ));
-        }
-        let label = format!(
-            "UID FETCH {uids} in {}",
-            self.state
-                .selected()
-                .map(|m| format!("{:?}", String::from_utf8_lossy(&m.wire_name)))
-                .unwrap_or_default()
-        );
-        let command = Command::UidFetch {
-            uids,
-            attrs,
-            changed_since,
-            vanished,
-        };
-        let tag = self
-            .send(CommandKind::Fetch { deliver: true }, label, &command)
-            .await?;
-        Ok(FetchStream::new(self, tag))
     }
 
     /// Replaces the transport, keeping the protocol state (STARTTLS).

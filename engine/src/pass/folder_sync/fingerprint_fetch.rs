@@ -10,17 +10,23 @@
 //! in the answer shows a different RFC822.SIZE: the large messages of that fetch are then
 //! read whole, as before. A large message whose size cannot be trusted or is missing is
 //! read whole too, so a candidate is never dropped for want of a size.
+//!
+//! Also here: the target's messages that no uid-map entry claims, fingerprinted, where
+//! both the reconciliation of a crashed group and a copy without APPENDUID look.
+
+use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
 use imapmirror_protocol::FetchAttr;
 use imapmirror_protocol::client::{FetchEvent, MessageMeta};
+use imapmirror_storage::{Database, FolderId, StoreError};
 
-use super::{SyncContext, store_flags};
+use super::sync_context::{SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::pass::copy_plan::uid_set;
 use crate::pass::fingerprint::{self, PREFIX_LEN, PrefixAnswer};
-use crate::pass::reconcile::TargetCandidate;
+use crate::pass::reconcile::{CandidatePool, TargetCandidate};
 
 /// UIDs per whole-body fallback FETCH (short command lines).
 const FALLBACK_CHUNK: usize = 500;
@@ -193,4 +199,44 @@ fn candidate(
         },
         size,
     )
+}
+
+/// The target's messages at or above UID `min` that no uid-map entry claims, nor any of
+/// `also_taken`: where the copies of a group that went out at that UIDNEXT can be.
+pub(super) async fn unclaimed_target_messages(
+    ctx: &SyncContext<'_>,
+    tgt: &mut Connection,
+    folder: FolderId,
+    min: u32,
+    also_taken: &[u32],
+    what: &str,
+) -> Result<CandidatePool, Error> {
+    let candidates = fetch_fingerprints(ctx, tgt, &format!("{min}:*"), min, what).await?;
+    let mut taken = ctx
+        .store
+        .run(move |db| mapped_target_uids(db, folder, min))
+        .await
+        .map_err(ctx.store_err("reading the uid map"))?;
+    taken.extend(also_taken);
+    Ok(CandidatePool::new(
+        candidates.into_iter().map(|(c, _)| c),
+        &|u| taken.contains(&u),
+    ))
+}
+
+/// Target UIDs already in the folder's map, at or above `min`. Runs in a storage job:
+/// it reads the whole map.
+fn mapped_target_uids(
+    db: &Database,
+    folder: FolderId,
+    min: u32,
+) -> Result<HashSet<u32>, StoreError> {
+    let mut out = HashSet::new();
+    for item in db.uid_map_range(folder, ..)? {
+        let (_, e) = item?;
+        if e.target_uid >= min {
+            out.insert(e.target_uid);
+        }
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use imapmirror_protocol::client::MessageMeta;
 use imapmirror_protocol::{Error as ImapError, FetchAttr, Flag, StoreMode};
 use imapmirror_storage::{FolderId, MessageFlags, SkipReason, SkippedItem};
 
-use super::{FolderTask, SyncContext, store_flags};
+use super::sync_context::{FolderTask, SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::pass::copy_plan::uid_set;

@@ -16,7 +16,8 @@ use imapmirror_storage::{
     PendingMessage, SkipReason, SkippedItem, StoreError,
 };
 
-use super::{FolderTask, SyncContext, store_flags, unclaimed_target_messages};
+use super::fingerprint_fetch::unclaimed_target_messages;
+use super::sync_context::{FolderTask, SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::client::{Credentials, FetchEvent, ResponseCode};
+use crate::command::{FetchAttr, LiteralBody};
 use crate::types::StatusKind;
 
 const SERVER: &str = "scripted.test:143";

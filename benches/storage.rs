@@ -1,26 +1,41 @@
-//! The uid-map figures: batched inserts/s, lookups/s, range-scan speed and bytes on disk
-//! per entry, for 1,000,000 entries committed 100 at a time as the engine does.
+//! The storage index: the uid map and the journal of imapmirror-storage, through its
+//! public API, as the engine uses them.
 //!
-//! `cargo bench -p imapmirror-storage --bench uid_map` (set `UID_MAP_BENCH_ENTRIES` for
-//! another count). Two stores are measured:
+//! `cargo bench --bench storage` first prints the uid-map summary (the table in
+//! BENCHMARKS.md): batched inserts/s, lookups/s, range-scan speed and bytes on disk per
+//! entry, for 1,000,000 entries committed 100 at a time as the engine does (set
+//! `UID_MAP_BENCH_ENTRIES` for another count, 0 to skip it). Two stores are measured:
 //! - "engine path": `begin` (fsynced journal entry) + `commit` per group of 100, exactly
 //!   the engine's sequence, so the fsync per group is included: `Store::begin` awaited
 //!   (answered after the storage thread's flush), then the commit in a job of its own;
 //! - "map only": `uid_map_record` per group of 100 (the same atomic batch without the
 //!   journal entry and its fsync), one job per group, the store's raw insert speed.
 //!
+//! Then criterion measures, at 100,000 UIDs in one folder ([`CRITERION_UIDS`]):
+//! - `uid_map_insert_100k`: filling a fresh store, engine path and map only;
+//! - `uid_map_lookup_100k`: one storage job of [`LOOKUPS_PER_JOB`] random point gets;
+//! - `resume_scan_100k`: the storage job a folder pass runs when it resumes that folder
+//!   with one group pending — its state, its pending journal groups, and the whole map
+//!   read into a set of copied source UIDs (as `folder_sync` and `message_copy` do).
+//!
 //! Every store access is a job on the storage thread. Inserts cost one job per group,
 //! as in the engine; lookups run [`LOOKUPS_PER_JOB`] gets per job and the range scan is
 //! one job, so the figures measure the map rather than the round trip to the thread.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group};
 use imapmirror_storage::*;
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
 
 const GROUP: u32 = 100;
 /// Random gets per storage job: enough that the job round trip is a small share.
 const LOOKUPS_PER_JOB: u32 = 1000;
+/// UIDs in the folder the criterion benches measure.
+const CRITERION_UIDS: u32 = 100_000;
 
 struct Prng(u64);
 
@@ -62,13 +77,13 @@ fn size(uid: u32) -> u64 {
     2_000 + u64::from(uid.wrapping_mul(2_654_435_761) % 200_000)
 }
 
-fn setup(dir: &Path) -> (Store, FolderId) {
+fn setup(dir: &Path) -> (Store, MailboxId, FolderId) {
     let store = Store::open(dir).expect("open the bench store");
-    let folder = store.call(setup_in).expect("setup");
-    (store, folder)
+    let (mailbox, folder) = store.call(setup_in).expect("setup");
+    (store, mailbox, folder)
 }
 
-fn setup_in(store: &Database) -> Result<FolderId> {
+fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
     for name in ["src", "dst"] {
         store
             .add_endpoint(
@@ -106,7 +121,7 @@ fn setup_in(store: &Database) -> Result<FolderId> {
         )
         .expect("batch");
     let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
-    store.folder(mailbox, "INBOX")
+    Ok((mailbox, store.folder(mailbox, "INBOX")?))
 }
 
 fn disk_bytes(dir: &Path) -> (u64, u64) {
@@ -128,33 +143,30 @@ fn disk_bytes(dir: &Path) -> (u64, u64) {
     (len, allocated)
 }
 
-fn measure(label: &str, n: u32, engine_path: bool) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (store, folder) = setup(tmp.path());
-    let db_dir = tmp.path().join("db");
-    let (base_len, _) = disk_bytes(&db_dir);
-    // The engine's begin is async; a current-thread runtime awaits it here.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+/// The journal group of UIDs `first..=last`, as the engine begins it.
+fn copy_group(first: u32, last: u32) -> CopyGroup {
+    CopyGroup {
+        target_folder: "INBOX".into(),
+        target_uidvalidity: 1,
+        target_uidnext: first,
+        messages: (first..=last)
+            .map(|u| PendingMessage {
+                source_uid: u,
+                fingerprint: fingerprint(u),
+                size: size(u),
+            })
+            .collect(),
+    }
+}
 
-    let started = Instant::now();
+/// Maps UIDs 1..=n in groups of [`GROUP`]: `begin` + `commit` per group on the engine
+/// path, `uid_map_record` per group otherwise.
+fn fill(store: &Store, rt: &Runtime, folder: FolderId, n: u32, engine_path: bool) {
     let mut uid = 1;
     while uid <= n {
         let last = (uid + GROUP - 1).min(n);
         if engine_path {
-            let group = CopyGroup {
-                target_folder: "INBOX".into(),
-                target_uidvalidity: 1,
-                target_uidnext: uid,
-                messages: (uid..=last)
-                    .map(|u| PendingMessage {
-                        source_uid: u,
-                        fingerprint: fingerprint(u),
-                        size: size(u),
-                    })
-                    .collect(),
-            };
+            let group = copy_group(uid, last);
             let outcome = GroupOutcome {
                 copied: (uid..=last)
                     .map(|u| CopiedMessage {
@@ -194,6 +206,24 @@ fn measure(label: &str, n: u32, engine_path: bool) {
         }
         uid = last + 1;
     }
+}
+
+/// The engine's `begin` is async; a current-thread runtime awaits it here.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+fn measure(label: &str, n: u32, engine_path: bool) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, _, folder) = setup(tmp.path());
+    let db_dir = tmp.path().join("db");
+    let (base_len, _) = disk_bytes(&db_dir);
+    let rt = runtime();
+
+    let started = Instant::now();
+    fill(&store, &rt, folder, n, engine_path);
     let insert_s = started.elapsed().as_secs_f64();
 
     let mut rng = Prng(0x1234_5678_9ABC_DEF1);
@@ -262,6 +292,117 @@ fn measure(label: &str, n: u32, engine_path: bool) {
     );
 }
 
+/// A store whose folder maps UIDs 1..=[`CRITERION_UIDS`] (engine path), and has the next
+/// group begun but not committed: the state a crash in the middle of a copy leaves.
+struct Filled {
+    _dir: TempDir,
+    store: Store,
+    mailbox: MailboxId,
+    folder: FolderId,
+}
+
+fn filled() -> Filled {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, mailbox, folder) = setup(dir.path());
+    let rt = runtime();
+    fill(&store, &rt, folder, CRITERION_UIDS, true);
+    let pending = copy_group(CRITERION_UIDS + 1, CRITERION_UIDS + GROUP);
+    rt.block_on(store.begin(folder, pending)).expect("begin");
+    Filled {
+        _dir: dir,
+        store,
+        mailbox,
+        folder,
+    }
+}
+
+fn bench_insert(c: &mut Criterion) {
+    let mut group = c.benchmark_group("uid_map_insert_100k");
+    group.throughput(Throughput::Elements(u64::from(CRITERION_UIDS)));
+    // One iteration fills a store (up to a second): equal, small sample counts.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (name, engine_path) in [("engine_path", true), ("map_only", false)] {
+        group.bench_function(name, |b| {
+            let rt = runtime();
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let (store, _, folder) = setup(dir.path());
+                    (dir, store, folder)
+                },
+                // Returning the store keeps its shutdown out of the measurement.
+                |(dir, store, folder)| {
+                    fill(&store, &rt, folder, CRITERION_UIDS, engine_path);
+                    (dir, store)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn bench_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("uid_map_lookup_100k");
+    group.throughput(Throughput::Elements(u64::from(LOOKUPS_PER_JOB)));
+    // Filled once, on first use: criterion calls the closure for every sample.
+    let mut store: Option<Filled> = None;
+    group.bench_function("1000_gets_one_job", |b| {
+        let f = store.get_or_insert_with(filled);
+        let folder = f.folder;
+        let mut rng = Prng(0x1234_5678_9ABC_DEF1);
+        b.iter_batched(
+            || {
+                (0..LOOKUPS_PER_JOB)
+                    .map(|_| 1 + rng.next(CRITERION_UIDS))
+                    .collect::<Vec<u32>>()
+            },
+            |uids| {
+                f.store
+                    .call(move |db| {
+                        for u in uids {
+                            let e = db.uid_map_get(folder, u)?.expect("present");
+                            assert_eq!(e.target_uid, u);
+                        }
+                        Ok(())
+                    })
+                    .expect("get")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("resume_scan_100k");
+    group.throughput(Throughput::Elements(u64::from(CRITERION_UIDS)));
+    group.bench_function("state_journal_whole_map", |b| {
+        let f = store.get_or_insert_with(filled);
+        let (mailbox, folder) = (f.mailbox, f.folder);
+        b.iter(|| {
+            let (pending, copied) = f
+                .store
+                .call(move |db| {
+                    let state = db.folder_state(folder)?;
+                    let pending = db.pending_in_folder(mailbox, folder)?;
+                    let mut copied = HashSet::new();
+                    for item in db.uid_map_range(folder, ..)? {
+                        let (uid, _) = item?;
+                        copied.insert(uid);
+                    }
+                    assert_eq!(state.marks.highest_copied_uid, CRITERION_UIDS);
+                    Ok((pending.len(), copied.len()))
+                })
+                .expect("scan");
+            assert_eq!((pending, copied), (1, CRITERION_UIDS as usize));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_insert, bench_read);
+
 fn main() {
     // `cargo test --benches` runs benches with `--bench` absent: keep that quick.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -269,6 +410,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 10_000 } else { 1_000_000 });
-    measure("map only (uid_map_record)", n, false);
-    measure("engine path (begin+fsync, commit)", n, true);
+    if n > 0 {
+        measure("map only (uid_map_record)", n, false);
+        measure("engine path (begin+fsync, commit)", n, true);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
 }

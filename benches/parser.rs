@@ -1,10 +1,14 @@
-//! Parses one realistic UID FETCH stream (10,000 responses of mixed sizes, each with UID,
-//! FLAGS, INTERNALDATE, RFC822.SIZE and a literal body) with imapmirror-protocol,
-//! imap-codec 2.0.0-alpha and imap-proto 0.17, and counts heap allocations per response.
+//! The parser: two realistic UID FETCH streams parsed with imapmirror-protocol,
+//! imap-codec 2.0.0-alpha and imap-proto 0.17, counting heap allocations per response.
 //!
-//! Run: `cargo bench -p imapmirror-protocol --bench fetch_parse`
-//! A summary table (best of several passes: messages/s, MB/s, allocations per response)
-//! is printed first, then criterion's statistics.
+//! - with bodies: 10,000 responses of mixed sizes, each with UID, FLAGS, INTERNALDATE,
+//!   RFC822.SIZE and a literal body — what the engine reads while it copies;
+//! - metadata: 100,000 responses with UID, FLAGS, INTERNALDATE and RFC822.SIZE only —
+//!   what the engine reads when it lists a folder's new messages (`fetch_meta`).
+//!
+//! Run: `cargo bench --bench parser` (criterion's arguments after `--`, e.g. `-- bodies`).
+//! A summary table per stream (best of several passes: messages/s, MB/s, allocations per
+//! response) is printed first, then criterion's statistics.
 
 // Why unsafe is allowed here and nowhere else in the crate: counting allocations needs a
 // `#[global_allocator]`, i.e. an `unsafe impl GlobalAlloc`. It only forwards to `System`.
@@ -56,10 +60,21 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-const RESPONSES: usize = 10_000;
+/// Responses in the stream with bodies.
+const BODY_RESPONSES: usize = 10_000;
+/// Responses in the metadata-only stream: a large folder's listing.
+const META_RESPONSES: usize = 100_000;
 
-/// A deterministic stream: 70% of bodies 1–4 KiB, 25% 4–32 KiB, 5% 32–128 KiB.
-fn fetch_stream() -> Vec<u8> {
+/// One of the two streams: its bytes and how many responses it holds.
+struct Stream {
+    name: &'static str,
+    bytes: Vec<u8>,
+    responses: usize,
+}
+
+/// A deterministic stream of `responses` FETCH responses. With bodies: 70% of bodies
+/// 1–4 KiB, 25% 4–32 KiB, 5% 32–128 KiB. Without: the same attributes minus `BODY[]`.
+fn fetch_stream(responses: usize, with_bodies: bool) -> Vec<u8> {
     let mut text = Vec::with_capacity(128 * 1024 + 200);
     text.extend_from_slice(
         b"Return-Path: <alice@example.test>\r\nReceived: from mx.example.test by imap.example.test\r\n\
@@ -89,7 +104,7 @@ fn fetch_stream() -> Vec<u8> {
         seed
     };
     let mut out = Vec::new();
-    for k in 0..RESPONSES {
+    for k in 0..responses {
         let r = next();
         let size = match r % 100 {
             0..70 => 1024 + (r >> 8) as usize % 3072,
@@ -98,15 +113,16 @@ fn fetch_stream() -> Vec<u8> {
         };
         let f = flags[(r >> 40) as usize % flags.len()];
         let day = 1 + (r >> 20) % 28;
-        out.extend_from_slice(
-            format!(
-                "* {} FETCH (UID {} FLAGS ({f}) INTERNALDATE \"{day:02}-Jul-2024 09:05:00 +0200\" RFC822.SIZE {size} BODY[] {{{size}}}\r\n",
-                k + 1,
-                k + 1001
-            )
-            .as_bytes(),
+        let head = format!(
+            "* {} FETCH (UID {} FLAGS ({f}) INTERNALDATE \"{day:02}-Jul-2024 09:05:00 +0200\" RFC822.SIZE {size}",
+            k + 1,
+            k + 1001
         );
-        out.extend_from_slice(&text[..size]);
+        out.extend_from_slice(head.as_bytes());
+        if with_bodies {
+            out.extend_from_slice(format!(" BODY[] {{{size}}}\r\n").as_bytes());
+            out.extend_from_slice(&text[..size]);
+        }
         out.extend_from_slice(b")\r\n");
     }
     out
@@ -189,9 +205,9 @@ const PARSERS: [&str; 3] = [
 ];
 
 /// One pass over the stream: (seconds, allocations).
-fn measure_once(stream: &[u8], which: &str) -> (Duration, u64) {
+fn measure_once(stream: &Stream, which: &str) -> (Duration, u64) {
     // Every parser reads a freshly copied buffer, so all see the same cache and TLB state.
-    let mut buf = BytesMut::from(stream);
+    let mut buf = BytesMut::from(&stream.bytes[..]);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let start = Instant::now();
     let n = match which {
@@ -201,18 +217,21 @@ fn measure_once(stream: &[u8], which: &str) -> (Duration, u64) {
     };
     let took = start.elapsed();
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    assert_eq!(n, RESPONSES, "{which} parsed {n} responses");
+    assert_eq!(n, stream.responses, "{which} parsed {n} responses");
     drop(buf);
     (took, allocs)
 }
 
 /// Best of several passes per parser, taken in turns so that every parser sees the same
 /// share of a busy machine's quiet moments.
-fn summary(stream: &[u8]) {
+fn summary(stream: &Stream) {
+    let responses = stream.responses;
+    let len = stream.bytes.len() as f64;
     println!(
-        "\nUID FETCH stream: {RESPONSES} responses, {:.1} MB, {:.1} KB per response on average",
-        stream.len() as f64 / 1e6,
-        stream.len() as f64 / RESPONSES as f64 / 1e3
+        "\nUID FETCH stream {}: {responses} responses, {:.1} MB, {:.2} KB per response on average",
+        stream.name,
+        len / 1e6,
+        len / responses as f64 / 1e3
     );
     let mut best = [Duration::MAX; 3];
     let mut allocs = [0u64; 3];
@@ -232,28 +251,47 @@ fn summary(stream: &[u8]) {
         println!(
             "{:<28} {:>12.0} {:>10.0} {:>16.4}",
             which,
-            RESPONSES as f64 / secs,
-            stream.len() as f64 / secs / 1e6,
-            allocs[k] as f64 / RESPONSES as f64
+            responses as f64 / secs,
+            len / secs / 1e6,
+            allocs[k] as f64 / responses as f64
         );
     }
     println!(
-        "(imapmirror-protocol: {} allocations per pass of {RESPONSES} responses, from sharing the read buffer once)\n",
+        "(imapmirror-protocol: {} allocations per pass of {responses} responses, from sharing the read buffer once)\n",
         allocs[0]
     );
 }
 
 fn bench(c: &mut Criterion) {
-    let stream = fetch_stream();
-    summary(&stream);
-    let mut group = c.benchmark_group("uid_fetch_10k");
-    group.throughput(Throughput::Elements(RESPONSES as u64));
+    let streams = [
+        Stream {
+            name: "with bodies",
+            bytes: fetch_stream(BODY_RESPONSES, true),
+            responses: BODY_RESPONSES,
+        },
+        Stream {
+            name: "metadata",
+            bytes: fetch_stream(META_RESPONSES, false),
+            responses: META_RESPONSES,
+        },
+    ];
+    for stream in &streams {
+        summary(stream);
+    }
+    bench_stream(c, "fetch_bodies_10k", &streams[0]);
+    bench_stream(c, "fetch_metadata_100k", &streams[1]);
+}
+
+fn bench_stream(c: &mut Criterion, group_name: &str, stream: &Stream) {
+    let bytes = &stream.bytes[..];
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(stream.responses as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(4));
     group.warm_up_time(Duration::from_secs(1));
     group.bench_function("imapmirror-protocol", |b| {
         b.iter_batched(
-            || BytesMut::from(&stream[..]),
+            || BytesMut::from(bytes),
             // Returning the buffer keeps its deallocation out of the measurement.
             |mut buf| {
                 ours(&mut buf);
@@ -265,7 +303,7 @@ fn bench(c: &mut Criterion) {
     // The peers parse a fresh copy too, so that all three read memory in the same state.
     group.bench_function("imap-codec", |b| {
         b.iter_batched(
-            || BytesMut::from(&stream[..]),
+            || BytesMut::from(bytes),
             |buf| {
                 imap_codec(&buf);
                 buf
@@ -275,7 +313,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("imap-proto", |b| {
         b.iter_batched(
-            || BytesMut::from(&stream[..]),
+            || BytesMut::from(bytes),
             |buf| {
                 imap_proto(&buf);
                 buf

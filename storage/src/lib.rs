@@ -72,9 +72,9 @@ pub use journal::{
     CopiedMessage, CopyGroup, GroupOutcome, JournalEntry, MAX_GROUP_LEN, PendingMessage,
 };
 pub use key_layout::{BatchId, FolderId, JournalId, MailboxId};
+pub use mailbox_status::MailboxStatus;
 pub use mailboxes::{
-    LoginRoute, MailboxCounters, MailboxCredentials, MailboxRecord, MailboxStatus, MigrationRow,
-    NewMailbox,
+    LoginRoute, MailboxCounters, MailboxCredentials, MailboxRecord, MigrationRow, NewMailbox,
 };
 pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};

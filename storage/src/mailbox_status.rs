@@ -23,13 +23,38 @@
 //! as the new entry, and then clears them here; a crash between the two leaves `of`
 //! naming an entry that is no longer the last one, and such repeats are ignored.
 
+use serde::{Deserialize, Serialize};
+
 use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::{MailboxId, mailbox_key};
-use crate::mailboxes::{MailboxRecord, MailboxStatus};
-use crate::pass_history::PassRecord;
 use crate::record_codec::{DecodeError, Reader, Writer};
 use crate::timestamp::Timestamp;
+
+/// A mailbox's status (CLI.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MailboxStatus {
+    Queued,
+    Syncing,
+    Synced,
+    Failed,
+    Stopped,
+    Completed,
+}
+
+impl MailboxStatus {
+    /// The status as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxStatus::Queued => "Queued",
+            MailboxStatus::Syncing => "Syncing",
+            MailboxStatus::Synced => "Synced",
+            MailboxStatus::Failed => "Failed",
+            MailboxStatus::Stopped => "Stopped",
+            MailboxStatus::Completed => "Completed",
+        }
+    }
+}
 
 /// Passes that changed nothing, counted against the history entry they repeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,39 +77,6 @@ pub(crate) struct StatusValue {
 }
 
 impl StatusValue {
-    /// The value of a record as it stands, with no pending repeats.
-    pub(crate) fn of_record(record: &MailboxRecord) -> StatusValue {
-        StatusValue {
-            status: record.status,
-            status_changed: record.status_changed,
-            last_error: record.last_error.clone(),
-            last_pass_started: record.last_pass_started,
-            last_pass_finished: record.last_pass_finished,
-            repeats: None,
-        }
-    }
-
-    /// Puts this value's fields into the record read from `mailboxes`.
-    pub(crate) fn apply_to(&self, record: &mut MailboxRecord) {
-        record.status = self.status;
-        record.status_changed = self.status_changed;
-        record.last_error.clone_from(&self.last_error);
-        record.last_pass_started = self.last_pass_started;
-        record.last_pass_finished = self.last_pass_finished;
-    }
-
-    /// The history entry `seq` as readers see it: with the repeats that name it added.
-    pub(crate) fn apply_repeats(&self, seq: u64, entry: &mut PassRecord) {
-        let Some(repeats) = self.repeats.filter(|r| r.of == seq && r.count > 0) else {
-            return;
-        };
-        entry.unchanged_repeats += repeats.count;
-        if let (Some(started), Some(finished)) = (self.last_pass_started, self.last_pass_finished) {
-            entry.started = started;
-            entry.finished = finished;
-        }
-    }
-
     pub(crate) fn encode(&self) -> Vec<u8> {
         let error = self.last_error.as_deref();
         let mut w = Writer::versioned(24 + error.map_or(0, str::len));

@@ -16,7 +16,7 @@ use crate::error::{Result, StoreError};
 use crate::key_layout::{
     self, BatchId, MailboxId, login_key, login_prefix, mailbox_id_from_key, mailbox_key,
 };
-use crate::mailbox_status::{PendingRepeats, StatusValue};
+use crate::mailbox_status::{MailboxStatus, PendingRepeats, StatusValue};
 use crate::record_codec::{decode_json, encode_json};
 use crate::secret::Secret;
 use crate::secret_vault::KeyOwner;
@@ -27,31 +27,6 @@ use crate::timestamp::Timestamp;
 const WRITE_CHUNK: usize = 1000;
 /// Error text kept per mailbox; the log has the rest.
 const MAX_ERROR_LEN: usize = 2048;
-
-/// A mailbox's status (CLI.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum MailboxStatus {
-    Queued,
-    Syncing,
-    Synced,
-    Failed,
-    Stopped,
-    Completed,
-}
-
-impl MailboxStatus {
-    /// The status as the CLI prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MailboxStatus::Queued => "Queued",
-            MailboxStatus::Syncing => "Syncing",
-            MailboxStatus::Synced => "Synced",
-            MailboxStatus::Failed => "Failed",
-            MailboxStatus::Stopped => "Stopped",
-            MailboxStatus::Completed => "Completed",
-        }
-    }
-}
 
 /// The non-secret columns of a migration-file row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,5 +489,29 @@ impl Database {
             self.erase_batch_mailboxes(batch)?;
         }
         Ok(())
+    }
+}
+
+/// The status value of a mailbox record, and the record with its value applied.
+impl StatusValue {
+    /// The value of a record as it stands, with no pending repeats.
+    pub(crate) fn of_record(record: &MailboxRecord) -> StatusValue {
+        StatusValue {
+            status: record.status,
+            status_changed: record.status_changed,
+            last_error: record.last_error.clone(),
+            last_pass_started: record.last_pass_started,
+            last_pass_finished: record.last_pass_finished,
+            repeats: None,
+        }
+    }
+
+    /// Puts this value's fields into the record read from `mailboxes`.
+    pub(crate) fn apply_to(&self, record: &mut MailboxRecord) {
+        record.status = self.status;
+        record.status_changed = self.status_changed;
+        record.last_error.clone_from(&self.last_error);
+        record.last_pass_started = self.last_pass_started;
+        record.last_pass_finished = self.last_pass_finished;
     }
 }

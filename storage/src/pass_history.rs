@@ -17,8 +17,7 @@ use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::Result;
 use crate::key_layout::MailboxId;
-use crate::mailbox_status::{PendingRepeats, StatusValue};
-use crate::mailboxes::MailboxStatus;
+use crate::mailbox_status::{MailboxStatus, PendingRepeats, StatusValue};
 use crate::record_codec::{decode_json, encode_json};
 use crate::timestamp::Timestamp;
 
@@ -272,6 +271,21 @@ impl Database {
             batch.remove(k.map_err(self.db_err("trim pass history"))?);
         }
         self.write_atomically(tree, batch, "trim pass history")
+    }
+}
+
+/// A history entry as readers see it.
+impl StatusValue {
+    /// The history entry `seq` as readers see it: with the repeats that name it added.
+    pub(crate) fn apply_repeats(&self, seq: u64, entry: &mut PassRecord) {
+        let Some(repeats) = self.repeats.filter(|r| r.of == seq && r.count > 0) else {
+            return;
+        };
+        entry.unchanged_repeats += repeats.count;
+        if let (Some(started), Some(finished)) = (self.last_pass_started, self.last_pass_finished) {
+            entry.started = started;
+            entry.finished = finished;
+        }
     }
 }
 

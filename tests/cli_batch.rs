@@ -371,8 +371,14 @@ fn messages_over_the_size_limit_are_skipped_and_reported() {
         for field in ["email", "folder", "date"] {
             assert!(item[field].is_string(), "{field}: {item:#}");
         }
-        // The engine does not fetch subjects of skipped messages yet; the field is there.
-        assert!(item.get("subject").is_some(), "{item:#}");
+        // Read from the message's header fields (mail-parser), so the owner can find it.
+        for field in ["subject", "from", "sent"] {
+            assert!(item[field].is_string(), "{field}: {item:#}");
+        }
+        assert!(
+            item["from"].as_str().is_some_and(|f| f.ends_with("@example.net>")),
+            "{item:#}"
+        );
     }
     assert_eq!(report["batch"]["items_skipped"], too_large);
     assert_eq!(report["mailboxes"][0]["items_skipped"], too_large);

@@ -1325,7 +1325,7 @@ fn without_uidplus_mirrored_deletions_stay_flagged_deleted() {
 // ---- skipped items: subject of too-large messages, mailbox-wide bad-item limit ----
 
 #[test]
-fn too_large_items_are_recorded_with_subject_and_date() {
+fn too_large_items_are_recorded_with_subject_from_and_date() {
     let h = start(30, 43);
     let mut c = h.source.connect_master(DEFAULT_USER).expect("client");
     let mut big = big_message(300_000, 9);
@@ -1337,7 +1337,7 @@ fn too_large_items_are_recorded_with_subject_and_date() {
         .expect("subject line");
     big.splice(
         at..at + plain.len(),
-        b"Subject: =?UTF-8?Q?gro=C3=9F?=\r\n attachment\r\n"
+        b"Subject: =?UTF-8?Q?gro=C3=9F?=\r\n attachment\r\nDate: Sun, 14 Mar 2021 09:26:53 +0100\r\n"
             .iter()
             .copied(),
     );
@@ -1367,9 +1367,16 @@ fn too_large_items_are_recorded_with_subject_and_date() {
     assert_eq!(r.item.reason, SkipReason::TooLarge);
     // Unfolded, trimmed, and the RFC 2047 word decoded for the report.
     assert_eq!(r.item.subject.as_deref(), Some("groß attachment"));
+    assert_eq!(r.item.from.as_deref(), Some("big@example.test"));
+    assert_eq!(
+        r.item.sent.map(|t| t.unix_millis()),
+        Some(1_615_710_413_000),
+        "the Date field, as an instant"
+    );
     assert!(r.item.internal_date.is_some(), "{:?}", r.item);
     let r = record(huge_uid);
     assert_eq!(r.item.subject.as_deref(), Some("big one 10"));
+    assert_eq!(r.item.sent, None, "no Date field");
     assert!(r.item.internal_date.is_some(), "{:?}", r.item);
     // Every too-large record of the corpus has its subject too (all corpus messages
     // carry one).

@@ -197,6 +197,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether every byte has been read: fields added at the end of a record later are
+    /// absent from values written before.
+    pub(crate) fn at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// Everything not read yet.
     pub(crate) fn take_rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)

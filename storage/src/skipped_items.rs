@@ -76,6 +76,10 @@ pub struct SkippedItem {
     pub subject: Option<String>,
     /// Its size, if known.
     pub size: Option<u64>,
+    /// Its first From address, `Name <address>`, if known (cut to 1 KiB).
+    pub from: Option<String>,
+    /// The instant its Date field names, if known and valid.
+    pub sent: Option<Timestamp>,
     /// Why it was skipped.
     pub reason: SkipReason,
     /// The server's words or our detail (cut to 1 KiB).
@@ -116,6 +120,9 @@ fn encode_skipped(item: &SkippedItem, recorded: Timestamp) -> Vec<u8> {
     w.opt_varint(item.size);
     w.opt_str(cut(&item.detail));
     w.varint(recorded.unix_millis());
+    // Added after the first release: at the end, so older values still read.
+    w.opt_str(cut(&item.from));
+    w.opt_varint(item.sent.map(Timestamp::unix_millis));
     w.finish()
 }
 
@@ -129,8 +136,15 @@ fn decode_skipped(uid: u32, value: &[u8]) -> Result<(SkippedItem, Timestamp), De
         subject: r.opt_string()?,
         size: r.opt_varint()?,
         detail: r.opt_string()?,
+        from: None,
+        sent: None,
     };
     let recorded = Timestamp::from_unix_millis(r.varint()?);
+    let mut item = item;
+    if !r.at_end() {
+        item.from = r.opt_string()?;
+        item.sent = r.opt_varint()?.map(Timestamp::from_unix_millis);
+    }
     r.finish()?;
     Ok((item, recorded))
 }
@@ -281,6 +295,8 @@ mod tests {
             internal_date: Some(Timestamp::from_unix_millis(1_600_000_000_000)),
             subject: Some("é".repeat(2000)),
             size: Some(60 << 20),
+            from: Some("Jürgen <j@example.org>".into()),
+            sent: Some(Timestamp::from_unix_millis(1_599_000_000_000)),
             reason: SkipReason::TooLarge,
             detail: None,
         };
@@ -290,11 +306,29 @@ mod tests {
         let subject = back.subject.clone().expect("subject");
         assert!(subject.len() <= MAX_TEXT && subject.chars().all(|c| c == 'é'));
         assert_eq!(back.size, item.size);
+        assert_eq!((&back.from, back.sent), (&item.from, item.sent));
         assert_eq!(back.reason.as_str(), "too large");
         assert_eq!(
             decode_skipped(0, &bytes).expect("decodes").0.source_uid,
             None
         );
         assert!(decode_skipped(1, &[1, 9]).is_err());
+    }
+
+    #[test]
+    fn values_written_before_from_and_date_still_read() {
+        // A value as the first release wrote it: reason, INTERNALDATE, subject, size,
+        // detail, recorded — nothing after.
+        let mut w = Writer::versioned(16);
+        w.u8(SkipReason::RejectedByTarget.code());
+        w.opt_varint(None);
+        w.opt_str(Some("old"));
+        w.opt_varint(Some(10));
+        w.opt_str(Some("NO too big"));
+        w.varint(7);
+        let (item, recorded) = decode_skipped(3, &w.finish()).expect("an old value reads");
+        assert_eq!(recorded, Timestamp::from_unix_millis(7));
+        assert_eq!(item.subject.as_deref(), Some("old"));
+        assert_eq!((item.from, item.sent), (None, None));
     }
 }

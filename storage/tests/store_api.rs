@@ -317,10 +317,14 @@ fn a_message_copied_without_its_keywords_is_listed_but_not_counted_as_skipped() 
                 internal_date: None,
                 subject: Some("tagged".into()),
                 size: Some(1000 + u64::from(uid)),
+                from: None,
+                sent: None,
                 reason: SkipReason::KeywordsDropped,
                 detail: Some("without keywords k101: NO Too many user flags in mailbox".into()),
             };
             let refused = SkippedItem {
+                from: None,
+                sent: None,
                 reason: SkipReason::RejectedByTarget,
                 detail: Some("NO Message contains NUL characters".into()),
                 ..dropped(3)
@@ -414,6 +418,8 @@ fn journal_commit_abort_and_counters() {
                         internal_date: Some(Timestamp::from_unix_millis(1_600_000_000_000)),
                         subject: Some("holiday photos".into()),
                         size: Some(90 << 20),
+                        from: None,
+                        sent: None,
                         reason: SkipReason::RejectedByTarget,
                         detail: Some("NO [LIMIT] message too large".into()),
                     }],

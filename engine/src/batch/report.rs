@@ -91,8 +91,15 @@ pub struct SkippedSummary {
     pub copied: bool,
     pub email: String,
     pub folder: String,
+    /// INTERNALDATE on the source (RFC 3339).
     pub date: Option<String>,
     pub subject: Option<String>,
+    /// The first From address, `Name <address>`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The message's Date field (RFC 3339), when it names a valid instant.
+    #[serde(default)]
+    pub sent: Option<String>,
     pub size: Option<u64>,
     pub reason: String,
     pub detail: Option<String>,
@@ -255,6 +262,8 @@ pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, E
                 folder: s.folder_name,
                 date: s.item.internal_date.map(rfc3339),
                 subject: s.item.subject,
+                from: s.item.from,
+                sent: s.item.sent.map(rfc3339),
                 size: s.item.size,
                 reason: s.item.reason.as_str().to_owned(),
                 detail: s.item.detail,
@@ -271,7 +280,7 @@ pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, E
     })
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 20] = [
     "Record",
     "Batch",
     "Status",
@@ -287,6 +296,8 @@ const CSV_HEADER: [&str; 18] = [
     "Folder",
     "Date",
     "Subject",
+    "From",
+    "SentDate",
     "Size",
     "Reason",
     "Detail",
@@ -361,6 +372,8 @@ impl BatchReport {
                 ("Folder", s.folder.clone()),
                 ("Date", opt(&s.date)),
                 ("Subject", opt(&s.subject)),
+                ("From", opt(&s.from)),
+                ("SentDate", opt(&s.sent)),
                 ("Size", num(s.size)),
                 ("Reason", s.reason.clone()),
                 ("Detail", opt(&s.detail)),
@@ -511,6 +524,8 @@ mod tests {
                 folder: "INBOX".into(),
                 date: None,
                 subject: Some("Big, \"quoted\"".into()),
+                from: Some("Jürgen <j@example.org>".into()),
+                sent: Some("2021-03-14T08:26:53Z".into()),
                 size: Some(99_000_000),
                 reason: "too large".into(),
                 detail: None,
@@ -525,14 +540,16 @@ mod tests {
         assert_eq!(&rows[1][3], "a@example.test");
         assert_eq!(&rows[2][0], "skipped");
         assert_eq!(&rows[2][14], "Big, \"quoted\"");
-        assert_eq!(&rows[2][16], "too large");
+        assert_eq!(&rows[2][15], "Jürgen <j@example.org>");
+        assert_eq!(&rows[2][16], "2021-03-14T08:26:53Z");
+        assert_eq!(&rows[2][18], "too large");
         assert_eq!(&rows[3][0], "skipped_folder");
         assert_eq!(&rows[3][3], "a@example.test");
         assert_eq!(&rows[3][12], "Projects");
-        assert_eq!(&rows[3][16], "vanished from the source during the pass");
+        assert_eq!(&rows[3][18], "vanished from the source during the pass");
         assert_eq!(&rows[4][0], "renamed_folder");
         assert_eq!(&rows[4][12], "Reports");
-        assert_eq!(&rows[4][17], "was Old.Reports");
+        assert_eq!(&rows[4][19], "was Old.Reports");
         assert!(rows.iter().all(|r| r.len() == CSV_HEADER.len()));
     }
 }

@@ -1,175 +1,153 @@
-//! Header text for people: RFC 2047 encoded-words decoded, so that the subjects in skipped
-//! item reports read as the mail client shows them (`Größe`, not `=?UTF-8?Q?Gr=C3=B6=C3=9Fe?=`).
+//! Header text for people: the Subject, From and Date of a message that was not copied,
+//! as the mail client shows them (`Größe`, not `=?UTF-8?Q?Gr=C3=B6=C3=9Fe?=`), so that a
+//! skipped-item report lets the owner find the message.
 //!
-//! For reports only — never for anything copied: messages move byte for byte. Decoding is
-//! lenient the way mail clients are: a malformed or unknown-charset word stays as it was
-//! sent, and nothing here fails.
+//! For reports only — never for anything copied: messages move byte for byte. Parsing is
+//! mail-parser's (RFC 5322 fields, RFC 2047 words in any charset encoding_rs knows, RFC
+//! 2231), which is lenient the way mail clients are: a malformed word stays as it was
+//! sent, a field it cannot read is left out, and nothing here fails or panics.
 
-use imapmirror_protocol::sasl::base64_decode;
+use imapmirror_storage::Timestamp;
+use mail_parser::{Address, MessageParser};
 
-/// `raw` (an unfolded header value) with its encoded-words decoded.
-pub fn decode_encoded_words(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    // Decoded bytes of adjacent words in one charset are joined before conversion: senders
-    // split a multi-byte character across two words more often than the RFC allows.
-    let mut pending: Option<(&'static encoding_rs::Encoding, Vec<u8>)> = None;
-    // Whitespace seen since the last encoded-word; dropped if another word follows
-    // (RFC 2047 section 6.2).
-    let mut gap = String::new();
-    let mut rest = raw;
-    while !rest.is_empty() {
-        if let Some((word, len)) = EncodedWord::parse(rest) {
-            // Whitespace between text and a word is kept; between two words, dropped.
-            if pending.is_none() {
-                out.push_str(&gap);
-            }
-            match &mut pending {
-                Some((enc, bytes)) if *enc == word.encoding => bytes.extend(word.bytes),
-                _ => {
-                    flush(&mut out, &mut pending);
-                    pending = Some((word.encoding, word.bytes));
-                }
-            }
-            gap.clear();
-            rest = &rest[len..];
-            continue;
-        }
-        let Some(c) = rest.chars().next() else { break };
-        if c == ' ' || c == '\t' {
-            gap.push(c);
-        } else {
-            flush(&mut out, &mut pending);
-            out.push_str(&gap);
-            gap.clear();
-            out.push(c);
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    flush(&mut out, &mut pending);
-    out.push_str(&gap);
-    out
+/// The most header bytes read: the fields a report wants come first in practice, and a
+/// message of megabytes of header is not read whole for a report.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// What a report says about a message besides its folder, UID, size and INTERNALDATE.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportHeaders {
+    /// The Subject, decoded and unfolded.
+    pub subject: Option<String>,
+    /// The first From address: `Name <address>`, or whichever of the two is there.
+    pub from: Option<String>,
+    /// The Date field as an instant, when it names a valid one after 1970.
+    pub date: Option<Timestamp>,
 }
 
-fn flush(out: &mut String, pending: &mut Option<(&'static encoding_rs::Encoding, Vec<u8>)>) {
-    if let Some((encoding, bytes)) = pending.take() {
-        let (text, _, _) = encoding.decode(&bytes);
-        out.push_str(&text);
-    }
-}
-
-/// One `=?charset?B|Q?text?=` word, decoded to bytes in its charset.
-struct EncodedWord {
-    encoding: &'static encoding_rs::Encoding,
-    bytes: Vec<u8>,
-}
-
-impl EncodedWord {
-    /// The word at the start of `s` and its length, if `s` starts with a valid one.
-    fn parse(s: &str) -> Option<(EncodedWord, usize)> {
-        let body = s.strip_prefix("=?")?;
-        let (charset, body) = body.split_once('?')?;
-        let (kind, body) = body.split_once('?')?;
-        let end = body.find("?=")?;
-        let text = &body[..end];
-        if text.contains([' ', '\t']) {
-            return None;
-        }
-        // RFC 2231 allows `charset*language`.
-        let charset = charset.split('*').next()?;
-        let encoding = encoding_rs::Encoding::for_label(charset.trim().as_bytes())?;
-        let bytes = match kind {
-            "B" | "b" => base64_decode(text.as_bytes()).ok()?,
-            "Q" | "q" => q_decode(text)?,
-            _ => return None,
+impl ReportHeaders {
+    /// The fields of a whole message or of a header block (a `HEADER.FIELDS` answer);
+    /// the header ends at the first empty line.
+    pub fn of_message(message: &[u8]) -> ReportHeaders {
+        let head = &message[..message.len().min(MAX_HEAD)];
+        let Some(parsed) = MessageParser::new().parse_headers(head) else {
+            return ReportHeaders::default();
         };
-        let len = 2 + charset_len(s) + 1 + kind.len() + 1 + end + 2;
-        Some((EncodedWord { encoding, bytes }, len))
-    }
-}
-
-/// The length of the charset field as written (before any `*language`).
-fn charset_len(s: &str) -> usize {
-    s[2..].find('?').unwrap_or(0)
-}
-
-/// The "Q" encoding: `_` is a space, `=XX` a byte.
-fn q_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'_' => out.push(b' '),
-            b'=' => {
-                let hi = (bytes.next()? as char).to_digit(16)?;
-                let lo = (bytes.next()? as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-            }
-            _ => out.push(b),
+        ReportHeaders {
+            subject: parsed
+                .subject()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            from: parsed.from().and_then(first_address),
+            date: parsed
+                .date()
+                .filter(|d| d.is_valid())
+                .and_then(|d| u64::try_from(d.to_timestamp()).ok())
+                .and_then(|secs| secs.checked_mul(1000))
+                .map(Timestamp::from_unix_millis),
         }
     }
-    Some(out)
+}
+
+/// `Name <address>` of the first address (or of the first member of a group).
+fn first_address(from: &Address<'_>) -> Option<String> {
+    let addr = from.first()?;
+    let name = addr.name().map(str::trim).filter(|n| !n.is_empty());
+    let address = addr.address().map(str::trim).filter(|a| !a.is_empty());
+    match (name, address) {
+        (Some(name), Some(address)) => Some(format!("{name} <{address}>")),
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn subject(raw: &str) -> Option<String> {
+        ReportHeaders::of_message(format!("Subject: {raw}\r\n\r\nbody").as_bytes()).subject
+    }
+
     #[test]
     fn rfc2047_examples() {
-        // RFC 2047 section 8.
-        assert_eq!(decode_encoded_words("(=?ISO-8859-1?Q?a?=)"), "(a)");
-        assert_eq!(decode_encoded_words("(=?ISO-8859-1?Q?a?= b)"), "(a b)");
+        // RFC 2047 section 8, in unstructured text (a Subject), where words stand
+        // between spaces: the space between two encoded-words goes, others stay.
+        assert_eq!(subject("=?ISO-8859-1?Q?a?=").as_deref(), Some("a"));
+        assert_eq!(subject("=?ISO-8859-1?Q?a?= b").as_deref(), Some("a b"));
         assert_eq!(
-            decode_encoded_words("(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=)"),
-            "(ab)"
+            subject("=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=").as_deref(),
+            Some("ab")
         );
         assert_eq!(
-            decode_encoded_words("(=?ISO-8859-1?Q?a?=  \t =?ISO-8859-1?Q?b?=)"),
-            "(ab)"
+            subject("=?ISO-8859-1?Q?a?=  \t =?ISO-8859-1?Q?b?=").as_deref(),
+            Some("ab")
         );
-        assert_eq!(decode_encoded_words("(=?ISO-8859-1?Q?a_b?=)"), "(a b)");
-        assert_eq!(
-            decode_encoded_words("(=?ISO-8859-1?Q?a?= =?ISO-8859-2?Q?_b?=)"),
-            "(a b)"
-        );
+        assert_eq!(subject("=?ISO-8859-1?Q?a_b?=").as_deref(), Some("a b"));
     }
 
     #[test]
     fn common_forms() {
         assert_eq!(
-            decode_encoded_words("=?UTF-8?Q?Gr=C3=B6=C3=9Fe?= attachment"),
-            "Größe attachment"
+            subject("=?UTF-8?Q?Gr=C3=B6=C3=9Fe?= attachment").as_deref(),
+            Some("Größe attachment")
         );
-        assert_eq!(decode_encoded_words("=?utf-8?B?w6TDtsO8?="), "äöü");
-        // One character split over two words.
+        assert_eq!(subject("=?utf-8?B?w6TDtsO8?=").as_deref(), Some("äöü"));
         assert_eq!(
-            decode_encoded_words("=?UTF-8?B?w6Q=?= =?UTF-8?B?w7Y=?="),
-            "äö"
+            subject("=?windows-1252?Q?=80_price?=").as_deref(),
+            Some("€ price")
         );
+        assert_eq!(subject("=?UTF-8*en?Q?hi?=").as_deref(), Some("hi"));
+        // A charset only encoding_rs knows.
         assert_eq!(
-            decode_encoded_words("=?windows-1252?Q?=80_price?="),
-            "€ price"
+            subject("=?Shift_JIS?B?k/qWe4zq?=").as_deref(),
+            Some("日本語")
         );
-        assert_eq!(decode_encoded_words("=?UTF-8*en?Q?hi?="), "hi");
     }
 
     #[test]
-    fn anything_else_stays_as_sent() {
-        for raw in [
-            "plain subject",
-            "=?UTF-8?X?abc?=",
-            "=?no-such-charset?Q?abc?=",
-            "=?UTF-8?Q?unterminated",
-            "=?UTF-8?B?not base64?=",
-            "=?UTF-8?Q?bad=ZZhex?=",
-            "a =? b ?= c",
-            "",
-        ] {
-            assert_eq!(decode_encoded_words(raw), raw, "{raw:?}");
+    fn malformed_words_stay_as_sent() {
+        for raw in ["plain subject", "=?UTF-8?Q?unterminated", "a =? b ?= c"] {
+            assert_eq!(subject(raw).as_deref(), Some(raw), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn subject_is_found_and_unfolded() {
+        let m = b"From: a\r\nSubject: hello\r\n  world\r\nX: y\r\n\r\nSubject: not this\r\n";
         assert_eq!(
-            decode_encoded_words("Re:  =?UTF-8?Q?x?=  tail"),
-            "Re:  x  tail"
+            ReportHeaders::of_message(m).subject.as_deref(),
+            Some("hello world")
         );
+        assert_eq!(
+            ReportHeaders::of_message(b"From: a\r\n\r\nbody").subject,
+            None
+        );
+        assert_eq!(
+            ReportHeaders::of_message("Subject\u{e9}: x\r\n\r\n".as_bytes()).subject,
+            None
+        );
+    }
+
+    #[test]
+    fn a_header_fields_answer_gives_subject_from_and_date() {
+        // What Dovecot answers to BODY.PEEK[HEADER.FIELDS (SUBJECT FROM DATE)].
+        let head = b"Subject: =?UTF-8?Q?caf=C3=A9?=\r\n number 1\r\nFrom: =?UTF-8?Q?J=C3=BCrgen?= <j@example.org>\r\nDate: Sun, 14 Mar 2021 09:26:53 +0100\r\n\r\n";
+        let h = ReportHeaders::of_message(head);
+        assert_eq!(h.subject.as_deref(), Some("café number 1"));
+        assert_eq!(h.from.as_deref(), Some("Jürgen <j@example.org>"));
+        assert_eq!(h.date.map(Timestamp::unix_millis), Some(1_615_710_413_000));
+    }
+
+    #[test]
+    fn odd_headers_give_what_can_be_read() {
+        let h =
+            ReportHeaders::of_message(b"From: undisclosed-recipients:;\r\nDate: yesterday\r\n\r\n");
+        assert_eq!(h.date, None);
+        assert_eq!(h.subject, None);
+        let h = ReportHeaders::of_message(b"From: bare@example.org\r\n\r\n");
+        assert_eq!(h.from.as_deref(), Some("bare@example.org"));
+        assert_eq!(ReportHeaders::of_message(b""), ReportHeaders::default());
+        assert_eq!(ReportHeaders::of_message(b"\xff\xfe\r\n\r\n").date, None);
     }
 }

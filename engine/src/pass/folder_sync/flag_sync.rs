@@ -168,6 +168,8 @@ pub(super) async fn sync_flags(
                         internal_date: None,
                         subject: None,
                         size: None,
+                        from: None,
+                        sent: None,
                         reason: SkipReason::KeywordsDropped,
                         detail: Some(detail.clone()),
                     })

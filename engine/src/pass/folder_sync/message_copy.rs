@@ -22,6 +22,7 @@ use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
 use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
 use crate::pass::fingerprint::{self, PREFIX_LEN};
+use crate::pass::header_text::ReportHeaders;
 use crate::pass::reconcile::Wanted;
 use crate::pass::report::{PassTotals, Progress};
 
@@ -30,13 +31,6 @@ const MAX_GROUPS_IN_FLIGHT: usize = 2;
 
 /// UIDs per header FETCH for the report of too-large messages.
 const HEADER_FETCH_CHUNK: usize = 500;
-
-/// Header fields of a skipped message for the report.
-#[derive(Debug, Clone, Default)]
-struct ReportHeaders {
-    subject: Option<String>,
-    date: Option<String>,
-}
 
 /// A message on its way to the target.
 #[derive(Debug, Clone)]
@@ -216,19 +210,14 @@ impl<'c, 'a> Copier<'c, 'a> {
                         .and_then(|m| m.internal_date)
                         .and_then(|d| timestamp_of(&d));
                     let head = headers.remove(&message.uid).unwrap_or_default();
-                    let mut detail = format!("{} bytes, {limit}", message.size);
-                    // The record has one date field, INTERNALDATE's; the Date header
-                    // only stands in (as text) for a server that sent no INTERNALDATE.
-                    if internal_date.is_none()
-                        && let Some(date) = head.date
-                    {
-                        detail.push_str(&format!("; Date: {date}"));
-                    }
+                    let detail = format!("{} bytes, {limit}", message.size);
                     let item = SkippedItem {
                         source_uid: Some(message.uid),
                         internal_date,
                         subject: head.subject,
                         size: Some(message.size),
+                        from: head.from,
+                        sent: head.date,
                         reason: SkipReason::TooLarge,
                         detail: Some(detail),
                     };
@@ -307,7 +296,7 @@ impl<'c, 'a> Copier<'c, 'a> {
         Ok(out)
     }
 
-    /// Subject and Date of the messages skipped as too large, for the report: only
+    /// Subject, From and Date of the messages skipped as too large, for the report: only
     /// those header fields, never the bodies that were too large to copy. Best effort: a
     /// server that refuses the FETCH leaves the items without them.
     async fn fetch_skip_headers(
@@ -323,7 +312,7 @@ impl<'c, 'a> Copier<'c, 'a> {
         );
         let attrs = [
             FetchAttr::Uid,
-            FetchAttr::BodyPeek("HEADER.FIELDS (SUBJECT DATE)"),
+            FetchAttr::BodyPeek("HEADER.FIELDS (SUBJECT FROM DATE)"),
         ];
         // Chunks keep the command line short when the skipped UIDs are scattered.
         for chunk in uids.chunks(HEADER_FETCH_CHUNK) {
@@ -349,13 +338,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                     continue;
                 };
                 if let Some(head) = m.header_fields() {
-                    out.insert(
-                        uid,
-                        ReportHeaders {
-                            subject: subject_of(head),
-                            date: header_value(head, "date"),
-                        },
-                    );
+                    out.insert(uid, ReportHeaders::of_message(head));
                 }
             }
         }
@@ -952,11 +935,18 @@ fn refuses_the_folder(e: &ImapError) -> bool {
 }
 
 fn refused(m: &Outgoing, text: &str) -> SkippedItem {
+    let head = m
+        .body
+        .as_deref()
+        .map(ReportHeaders::of_message)
+        .unwrap_or_default();
     SkippedItem {
         source_uid: Some(m.source_uid),
         internal_date: m.internal_date.as_ref().and_then(timestamp_of),
-        subject: m.body.as_deref().and_then(subject_of),
+        subject: head.subject,
         size: Some(m.size),
+        from: head.from,
+        sent: head.date,
         reason: SkipReason::RejectedByTarget,
         detail: Some(text.to_owned()),
     }
@@ -1022,51 +1012,6 @@ fn whole_body(m: &FetchedMessage) -> Option<Bytes> {
         .and_then(|p| p.data.clone())
 }
 
-/// The Subject header, unfolded and with its encoded-words decoded, for skipped-item
-/// reports (best effort).
-fn subject_of(body: &[u8]) -> Option<String> {
-    header_value(body, "subject").map(|s| crate::pass::header_text::decode_encoded_words(&s))
-}
-
-/// The first `name` header field of a message or header block, unfolded and trimmed, for
-/// reports. The header ends at the first empty line (or after 64 KiB). Non-UTF-8 bytes
-/// become U+FFFD; RFC 2047 encoded-words stay as sent (see [`subject_of`]).
-fn header_value(message: &[u8], name: &str) -> Option<String> {
-    let limit = message.len().min(64 * 1024);
-    let head_end = message[..limit]
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(limit);
-    let head = String::from_utf8_lossy(&message[..head_end]);
-    let mut lines = head
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .peekable();
-    let prefix_len = name.len() + 1;
-    while let Some(line) = lines.next() {
-        // `get` rather than indexing: a multi-byte character may straddle the colon.
-        if let (Some(field), Some(rest)) = (line.get(..prefix_len), line.get(prefix_len..))
-            && field[..name.len()].eq_ignore_ascii_case(name)
-            && field.ends_with(':')
-        {
-            let mut value = rest.trim().to_owned();
-            while let Some(next) = lines.peek() {
-                if next.starts_with([' ', '\t']) {
-                    if !value.is_empty() {
-                        value.push(' ');
-                    }
-                    value.push_str(next.trim());
-                    lines.next();
-                } else {
-                    break;
-                }
-            }
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// INTERNALDATE as a store timestamp.
 fn timestamp_of(d: &InternalDate) -> Option<imapmirror_storage::Timestamp> {
     let days = days_from_civil(i64::from(d.year), u32::from(d.month), u32::from(d.day));
@@ -1093,39 +1038,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subject_is_found_and_unfolded() {
-        let m = b"From: a\r\nSubject: hello\r\n  world\r\nX: y\r\n\r\nSubject: not this\r\n";
-        assert_eq!(subject_of(m).as_deref(), Some("hello world"));
-        assert_eq!(subject_of(b"From: a\r\n\r\nbody"), None);
-        // A header name with a multi-byte character across byte 8 is no panic.
-        assert_eq!(subject_of("Subject\u{e9}: x\r\n\r\n".as_bytes()), None);
-    }
-
-    #[test]
-    fn report_headers_come_from_a_header_fields_answer() {
-        // What Dovecot answers to BODY.PEEK[HEADER.FIELDS (SUBJECT DATE)].
-        let head = b"Subject: =?UTF-8?Q?caf=C3=A9?=\r\n number 1\r\nDate: Sun, 14 Mar 2021 09:26:53 +0100\r\n\r\n";
-        assert_eq!(
-            header_value(head, "subject").as_deref(),
-            Some("=?UTF-8?Q?caf=C3=A9?= number 1")
-        );
-        assert_eq!(
-            header_value(head, "date").as_deref(),
-            Some("Sun, 14 Mar 2021 09:26:53 +0100")
-        );
-        assert_eq!(subject_of(head).as_deref(), Some("café number 1"));
-        // `Date` is not `Date-Received`, and a missing field is None, not "".
-        assert_eq!(header_value(b"Date-Received: x\r\n\r\n", "date"), None);
-        assert_eq!(header_value(b"\r\n", "subject"), None);
-        // An empty first line folds into the value without a leading space; bare LF
-        // line ends and 8-bit bytes are no trouble.
-        assert_eq!(
-            header_value(b"SUBJECT:\n\tfolded \xe9t\xe9\n\n", "subject").as_deref(),
-            Some("folded \u{fffd}t\u{fffd}")
-        );
-    }
 
     #[test]
     fn internal_dates_become_instants() {

@@ -252,10 +252,26 @@ pub struct BatchAddArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Also answer HTTP on this address: GET /healthz, /batches, /batches/NAME and
-    /// /batches/NAME/users (the JSON of `batch status`/`users --json`). Read-only.
-    #[arg(long, value_name = "ADDR")]
+    /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): the status
+    /// pages at / and /batch/NAME, GET /healthz, /batches, /batches/NAME,
+    /// /batches/NAME/users (the JSON of `batch status`/`users --json`) and
+    /// /batches/NAME/report.csv. Read-only.
+    #[arg(long, value_name = "ADDR", value_parser = http_addr)]
     pub http: Option<std::net::SocketAddr>,
+    /// A file holding a token that every HTTP request but /healthz must carry
+    /// (`Authorization: Bearer TOKEN`, or HTTP Basic with the token as password).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<std::path::PathBuf>,
+}
+
+/// `--http`: an address, or a port on loopback.
+fn http_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!("`{text}` is neither an address (127.0.0.1:8080, [::1]:8080) nor a port")
+    })
 }
 
 #[derive(Debug, Args)]

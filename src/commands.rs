@@ -24,9 +24,10 @@ use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
     AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
-    ReportFormat, SecurityArg,
+    ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
+use crate::live_progress::LiveProgress;
 use crate::progress_display::ProgressDisplay;
 use crate::state_access::{self, StateAccess};
 use crate::text_output;
@@ -44,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Endpoint(c) => endpoint(&dir, c).await,
         Command::Batch(c) => batch(&dir, c, quiet).await,
-        Command::Serve(args) => serve(&dir, args.http).await,
+        Command::Serve(args) => serve(&dir, &args).await,
         Command::Proxy(args) => crate::proxy_command::run(&dir, args).await,
     }
 }
@@ -132,7 +133,7 @@ fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
     let text = text.strip_suffix('\r').unwrap_or(text);
     if text.is_empty() {
         return Err(BadRequest(format!(
-            "The {what} file {} is empty: write the password into it.",
+            "The {what} file {} is empty: write the {what} into it.",
             path.display()
         ))
         .into());
@@ -761,7 +762,11 @@ fn log_events() -> EventSink {
     })
 }
 
-async fn serve(dir: &Path, http: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn serve(dir: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let http_token = match &args.http_token_file {
+        Some(path) => Some(read_secret_file(path, "HTTP token")?),
+        None => None,
+    };
     let signals = listen_for_signals()?;
     let (notifier, notify_task) = Notifier::start(notify_retry());
     let access = state_access::open(dir, Some(notifier)).await?;
@@ -790,10 +795,18 @@ async fn serve(dir: &Path, http: Option<std::net::SocketAddr>) -> anyhow::Result
         control.clone(),
         stop_socket.clone(),
     ));
-    let http_task = match http {
-        Some(addr) => {
-            Some(crate::status_http::start(addr, control.clone(), stop_socket.clone()).await?)
-        }
+    let live = LiveProgress::new();
+    let http_task = match args.http {
+        Some(addr) => Some(
+            crate::status_http::start(
+                addr,
+                http_token,
+                control.clone(),
+                live.clone(),
+                stop_socket.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let signals = tokio::spawn(watch_signals(signals, runtime.clone()));
@@ -803,10 +816,11 @@ async fn serve(dir: &Path, http: Option<std::net::SocketAddr>) -> anyhow::Result
     let watch = ProgressDisplay::new("(serve)", true);
     let heartbeat = spawn_heartbeat(watch.clone());
     let events = {
-        let (log, watch) = (log_events(), watch.sink());
+        let (log, watch, live) = (log_events(), watch.sink(), live.sink());
         let sink: EventSink = Arc::new(move |e: &BatchEvent| {
             log(e);
             watch(e);
+            live(e);
         });
         sink
     };

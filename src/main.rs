@@ -22,11 +22,13 @@ mod cli_args;
 mod commands;
 mod duration_arg;
 mod exit_status;
+mod live_progress;
 mod log_setup;
 mod progress_display;
 mod proxy_command;
 mod state_access;
 mod status_http;
+mod status_page;
 mod text_output;
 
 use std::process::ExitCode;

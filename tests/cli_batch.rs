@@ -376,7 +376,9 @@ fn messages_over_the_size_limit_are_skipped_and_reported() {
             assert!(item[field].is_string(), "{field}: {item:#}");
         }
         assert!(
-            item["from"].as_str().is_some_and(|f| f.ends_with("@example.net>")),
+            item["from"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("@example.net>")),
             "{item:#}"
         );
     }

@@ -129,6 +129,9 @@ fn migrate(cli: &Cli, source_port: u16, target_port: u16) {
         "batch", "add", "m365", "--csv", &csv, "--source", "src", "--target", "dst",
     ]);
     let run = cli.run(&["batch", "start", "m365", "--wait"]);
+    if std::env::var_os("EXCHANGE_TEST_LOG").is_some() {
+        eprintln!("{}{}", run.stdout, run.stderr);
+    }
     assert!(
         run.code == 0,
         "the pass failed:\n{}{}",

@@ -45,17 +45,17 @@ fn run() -> Result<(), KitError> {
     let rounds = arg(2, 3);
     let bin = std::env::var("IMAPMIRROR_BIN").unwrap_or_else(|_| "imapmirror".to_owned());
     let corpus = Corpus::generate(CorpusSpec::realistic(2026).with_messages(messages));
-    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut times: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let modes = [
+        (Mode::Direct, "Dovecot direct (MULTIAPPEND)"),
+        (Mode::RelayDovecotCaps, "relay, Dovecot caps (MULTIAPPEND)"),
+        (Mode::RelayExchange, "relay, Exchange caps (no MULTIAPPEND)"),
+    ];
     for round in 1..=rounds {
-        for (i, relayed) in [false, true].into_iter().enumerate() {
-            let secs = one_run(&bin, &corpus, relayed)?;
-            let label = if relayed {
-                "Exchange-like (no MULTIAPPEND)"
-            } else {
-                "Dovecot (MULTIAPPEND)"
-            };
+        for (i, (mode, label)) in modes.into_iter().enumerate() {
+            let secs = one_run(&bin, &corpus, mode)?;
             println!(
-                "round {round} {label:32} {secs:7.2} s  {:7.0} msg/s",
+                "round {round} {label:38} {secs:7.2} s  {:7.0} msg/s",
                 messages as f64 / secs
             );
             times[i].push(secs);
@@ -63,15 +63,24 @@ fn run() -> Result<(), KitError> {
     }
     let m: Vec<f64> = times.iter().map(|t| median(t.clone())).collect();
     println!(
-        "medians of {rounds}: MULTIAPPEND {:.2} s, without {:.2} s (ratio {:.2})",
+        "medians of {rounds}: direct {:.2} s, relay with MULTIAPPEND {:.2} s, relay without \
+         {:.2} s (without/with through the relay {:.2})",
         m[0],
         m[1],
-        m[1] / m[0]
+        m[2],
+        m[2] / m[1]
     );
     Ok(())
 }
 
-fn one_run(bin: &str, corpus: &Corpus, relayed: bool) -> Result<f64, KitError> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    RelayDovecotCaps,
+    RelayExchange,
+}
+
+fn one_run(bin: &str, corpus: &Corpus, mode: Mode) -> Result<f64, KitError> {
     let source = Dovecot::builder()
         .label("source")
         .layout(Layout::MaildirPlusPlus)
@@ -85,9 +94,13 @@ fn one_run(bin: &str, corpus: &Corpus, relayed: bool) -> Result<f64, KitError> {
         .extra_config(DOVECOT_LONG_KEYWORDS)
         .user(USER, PASSWORD)
         .start()?;
-    let relay = ExchangeLike::start(target.plain_addr(), ExchangeLikeConfig::polite())
+    let config = ExchangeLikeConfig {
+        dovecot_capabilities: mode == Mode::RelayDovecotCaps,
+        ..ExchangeLikeConfig::polite()
+    };
+    let relay = ExchangeLike::start(target.plain_addr(), config)
         .map_err(|e| fail(format!("the relay: {e}")))?;
-    let target_port = if relayed {
+    let target_port = if mode != Mode::Direct {
         relay.addr().port()
     } else {
         target.plain_addr().port()
@@ -125,7 +138,15 @@ fn one_run(bin: &str, corpus: &Corpus, relayed: bool) -> Result<f64, KitError> {
     };
     for args in [
         vec![
-            "endpoint", "add", "src", "--host", "127.0.0.1", "--port", &sp, "--security", "none",
+            "endpoint",
+            "add",
+            "src",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &sp,
+            "--security",
+            "none",
             "--no-test",
         ],
         vec![

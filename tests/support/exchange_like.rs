@@ -58,6 +58,9 @@ pub struct ExchangeLikeConfig {
     pub size_limit: u64,
     /// Seed of the throttling choices (mixed with the connection's ordinal).
     pub seed: u64,
+    /// Keep Dovecot's capabilities and MULTIAPPEND (a control for benchmarks: the
+    /// relay's own cost without Exchange's missing extensions).
+    pub dovecot_capabilities: bool,
 }
 
 impl ExchangeLikeConfig {
@@ -69,6 +72,7 @@ impl ExchangeLikeConfig {
             drop_every: None,
             size_limit: EXCHANGE_SIZE_LIMIT,
             seed: 13,
+            dovecot_capabilities: false,
         }
     }
 }
@@ -245,7 +249,14 @@ fn relay(
         loop {
             match read_response(&mut server_in) {
                 Ok(Some(resp)) => {
-                    let out = rewrite(resp, first);
+                    let out = if config.dovecot_capabilities {
+                        resp.into_iter()
+                            .flat_map(|(l, b)| [l, b])
+                            .flatten()
+                            .collect()
+                    } else {
+                        rewrite(resp, first)
+                    };
                     first = false;
                     if lock(&c2).write_all(&out).is_err() {
                         break;
@@ -321,6 +332,9 @@ fn judge(
 ) -> Verdict {
     // IDLE's DONE is no command.
     if tag.eq_ignore_ascii_case("DONE") {
+        return Verdict::Forward;
+    }
+    if config.dovecot_capabilities {
         return Verdict::Forward;
     }
     let upper = cmd.text.to_ascii_uppercase();

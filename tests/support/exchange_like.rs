@@ -246,23 +246,18 @@ fn relay(
     // Server to client: rewrite what shows Dovecot.
     std::thread::spawn(move || {
         let mut first = true;
-        loop {
-            match read_response(&mut server_in) {
-                Ok(Some(resp)) => {
-                    let out = if config.dovecot_capabilities {
-                        resp.into_iter()
-                            .flat_map(|(l, b)| [l, b])
-                            .flatten()
-                            .collect()
-                    } else {
-                        rewrite(resp, first)
-                    };
-                    first = false;
-                    if lock(&c2).write_all(&out).is_err() {
-                        break;
-                    }
-                }
-                _ => break,
+        while let Ok(Some(resp)) = read_response(&mut server_in) {
+            let out = if config.dovecot_capabilities {
+                resp.into_iter()
+                    .flat_map(|(l, b)| [l, b])
+                    .flatten()
+                    .collect()
+            } else {
+                rewrite(resp, first)
+            };
+            first = false;
+            if lock(&c2).write_all(&out).is_err() {
+                break;
             }
         }
         let _ = cl2.shutdown(Shutdown::Both);
@@ -349,7 +344,10 @@ fn judge(
         return Verdict::Forward;
     }
     *count += 1;
-    if config.drop_every.is_some_and(|n| n > 0 && *count % n == 0) {
+    if config
+        .drop_every
+        .is_some_and(|n| n > 0 && (*count).is_multiple_of(n))
+    {
         return Verdict::Drop;
     }
     if config.throttle_per_mille > 0 && rng.next_u64() % 1000 < u64::from(config.throttle_per_mille)
@@ -367,8 +365,11 @@ fn judge(
     Verdict::Forward
 }
 
-/// One server response: a line and the literals it announces.
-fn read_response(reader: &mut impl BufRead) -> io::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+/// One server response as lines, each with the literal it announces (empty if none).
+type Response = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Reads one server response.
+fn read_response(reader: &mut impl BufRead) -> io::Result<Option<Response>> {
     let mut parts = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -390,7 +391,7 @@ fn read_response(reader: &mut impl BufRead) -> io::Result<Option<Vec<(Vec<u8>, V
 }
 
 /// Exchange's face on one Dovecot response.
-fn rewrite(parts: Vec<(Vec<u8>, Vec<u8>)>, greeting: bool) -> Vec<u8> {
+fn rewrite(parts: Response, greeting: bool) -> Vec<u8> {
     if greeting {
         return format!("{EXCHANGE_GREETING}\r\n").into_bytes();
     }

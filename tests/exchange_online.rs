@@ -245,3 +245,94 @@ fn exchange_online_to_dovecot_through_throttling_and_drops() {
          {dropped}):\n{report}"
     );
 }
+
+/// Sends `command` (raw bytes, CRLF included) and reads up to its tagged answer.
+fn exchange(
+    stream: &mut std::net::TcpStream,
+    reader: &mut impl std::io::BufRead,
+    tag: &str,
+    command: &[u8],
+) -> Vec<String> {
+    use std::io::Write;
+    stream.write_all(command).expect("send");
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "closed");
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn exchange_like_relay_shows_exchanges_face() {
+    use std::io::BufRead;
+    let server = start("exchange");
+    let mut client = server.connect(USER).expect("login");
+    client.create("Sent Items").expect("create");
+    client.logout().expect("logout");
+    let relay = ExchangeLike::start(
+        server.plain_addr(),
+        ExchangeLikeConfig {
+            size_limit: 10,
+            ..ExchangeLikeConfig::polite()
+        },
+    )
+    .expect("relay starts");
+    let mut stream = std::net::TcpStream::connect(relay.addr()).expect("connect");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("greeting");
+    assert!(
+        greeting.starts_with("* OK The Microsoft Exchange IMAP4 service is ready."),
+        "{greeting}"
+    );
+    let login = format!("a LOGIN \"{USER}\" \"{PASSWORD}\"\r\n");
+    let answer = exchange(&mut stream, &mut reader, "a", login.as_bytes());
+    assert!(answer.last().unwrap().starts_with("a OK"), "{answer:?}");
+    let caps = exchange(&mut stream, &mut reader, "b", b"b CAPABILITY\r\n");
+    assert_eq!(
+        caps[0].trim_end(),
+        "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
+    );
+    // What Exchange lacks is refused even when used anyway.
+    let condstore = exchange(
+        &mut stream,
+        &mut reader,
+        "c",
+        b"c SELECT INBOX (CONDSTORE)\r\n",
+    );
+    assert!(condstore[0].starts_with("c BAD"), "{condstore:?}");
+    let multi = exchange(
+        &mut stream,
+        &mut reader,
+        "d",
+        b"d APPEND INBOX {3+}\r\nabc {3+}\r\nabc\r\n",
+    );
+    assert!(multi[0].starts_with("d BAD"), "{multi:?}");
+    // Over the size limit: refused before it reaches the store.
+    let big = exchange(
+        &mut stream,
+        &mut reader,
+        "e",
+        b"e APPEND INBOX {20+}\r\nSubject: x\r\n\r\n123456\r\n",
+    );
+    assert!(big[0].starts_with("e NO"), "{big:?}");
+    // A synchronizing literal is acknowledged by the relay and goes through.
+    use std::io::Write;
+    stream.write_all(b"f APPEND INBOX {8}\r\n").expect("send");
+    let mut plus = String::new();
+    reader.read_line(&mut plus).expect("continuation");
+    assert!(plus.starts_with('+'), "{plus}");
+    let ok = exchange(&mut stream, &mut reader, "f", b"a: b\r\n\r\n\r\n");
+    assert!(ok.last().unwrap().starts_with("f OK"), "{ok:?}");
+    // Folders by name only, no special-use attributes.
+    let list = exchange(&mut stream, &mut reader, "g", b"g LIST \"\" \"*\"\r\n");
+    assert!(list.iter().any(|l| l.contains("Sent Items")), "{list:?}");
+    assert!(!list.iter().any(|l| l.contains("\\Sent")), "{list:?}");
+    assert_eq!(relay.stats().refused.load(Ordering::Relaxed), 2);
+    assert_eq!(relay.stats().too_large.load(Ordering::Relaxed), 1);
+}

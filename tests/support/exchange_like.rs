@@ -13,7 +13,8 @@
 //!   is throttled. Suggested Backoff Time: N milliseconds` and not executed;
 //! - every N commands after login the connection drops as Exchange's do: `BAD User is
 //!   authenticated but not connected.`, `* BYE Connection closed. 14`, close;
-//! - an APPEND over the size limit (35 MB, not announced) is refused with NO.
+//! - an APPEND over the size limit (35 MB, not announced) is refused with NO (the words
+//!   are ours: no public transcript we found shows Exchange's own for this case).
 //!
 //! Client commands are parsed (tags, synchronizing literals, which the relay itself
 //! acknowledges with `+`, and LITERAL+ `{n+}`), so that a refused command's literals are

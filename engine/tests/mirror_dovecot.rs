@@ -1025,7 +1025,9 @@ fn throttling_and_too_many_connections_are_waited_out() {
     use std::sync::atomic::Ordering;
     assert_eq!(source.throttled.load(Ordering::SeqCst), 2);
     assert_eq!(target.throttled.load(Ordering::SeqCst), 1);
-    assert!(summary.retries >= 2, "{summary:?}");
+    // A throttled SELECT is sent again on its connection after the suggested back-off:
+    // no folder had to start over on new connections.
+    assert_eq!(summary.retries, 0, "{summary:?}");
     assert!(
         summary.source_commands.connects >= 2,
         "the BYE was retried: {summary:?}"

@@ -23,6 +23,7 @@ pub mod corpus;
 pub mod courier;
 pub mod cyrus;
 pub mod dovecot;
+pub mod exchange_like;
 pub mod folder_path;
 pub mod imap_client;
 pub mod imap_response;

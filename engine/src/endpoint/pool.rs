@@ -252,13 +252,17 @@ impl Connection {
         self.session.capabilities().contains(name)
     }
 
-    /// The APPENDLIMIT the server announced for all mailboxes, if any.
+    /// The APPENDLIMIT the server announced for all mailboxes, or else the one its family
+    /// applies unannounced ([`Quirk::ExchangeLimitsMessageSize`]), if any.
+    ///
+    /// [`Quirk::ExchangeLimitsMessageSize`]: crate::endpoint::server_quirks::Quirk::ExchangeLimitsMessageSize
     pub fn append_limit(&self) -> Option<u64> {
         self.session
             .capabilities()
             .iter()
             .find_map(|c| c.strip_prefix("APPENDLIMIT="))
             .and_then(|n| n.parse().ok())
+            .or_else(|| crate::endpoint::server_quirks::unannounced_append_limit(self.family))
     }
 
     /// Whether to ask APPENDLIMIT per folder (LIST-STATUS): only of a server that

@@ -52,6 +52,29 @@ impl ReconnectPolicy {
     }
 }
 
+/// The attempts of one piece of work under a [`ReconnectPolicy`], counted since the last
+/// attempt that made progress: a reconnect after which messages were copied starts the
+/// count and the back-off afresh, so a server that drops connections every few hundred
+/// commands (Exchange Online) slows a long folder down but never fails it; the work
+/// fails only after `max_retries` attempts in a row that copied nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryBudget {
+    attempt: u32,
+}
+
+impl RetryBudget {
+    /// Records a failed attempt, `progressed` when it got work done before failing;
+    /// the number of the retry to make (1-based, for [`ReconnectPolicy::delay`]), or
+    /// `None` when the policy allows no more.
+    pub fn failed(&mut self, policy: &ReconnectPolicy, progressed: bool) -> Option<u32> {
+        if progressed {
+            self.attempt = 0;
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        policy.allows(self.attempt).then_some(self.attempt)
+    }
+}
+
 /// A small non-cryptographic generator for jitter (SplitMix64), seeded per use from the
 /// clock and a counter so that concurrent jobs differ.
 #[derive(Debug, Clone)]
@@ -98,6 +121,31 @@ mod tests {
         let hinted = p.delay(1, Some(Duration::from_secs(30)), 7);
         assert_eq!(hinted, Duration::from_secs(30), "a server's hint wins");
         assert!(p.allows(3) && !p.allows(4));
+    }
+
+    #[test]
+    fn progress_resets_the_budget_and_the_back_off() {
+        let p = ReconnectPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(60),
+            max_retries: 3,
+        };
+        let mut budget = RetryBudget::default();
+        // Forty drops, each after some messages were copied: never exhausted, and the
+        // back-off stays at its first step.
+        for _ in 0..40 {
+            let attempt = budget.failed(&p, true).expect("progress keeps it going");
+            assert_eq!(attempt, 1);
+            assert!(p.delay(attempt, None, u64::MAX) <= Duration::from_millis(100));
+        }
+        // Then three attempts in a row that copy nothing are retried, the fourth is not.
+        assert_eq!(budget.failed(&p, false), Some(2));
+        assert_eq!(budget.failed(&p, false), Some(3));
+        assert_eq!(budget.failed(&p, false), None);
+        // Without progress from the start: max_retries retries, then none.
+        let mut fresh = RetryBudget::default();
+        let allowed: Vec<_> = (0..5).map(|_| fresh.failed(&p, false)).collect();
+        assert_eq!(allowed, [Some(1), Some(2), Some(3), None, None]);
     }
 
     #[test]

@@ -41,11 +41,28 @@ pub enum Quirk {
     /// in its input while it stores a message: APPENDs to a target without LITERAL+ are
     /// sent one at a time (`folder_sync::message_copy`).
     CourierStallsOnPipelinedAppend,
+    // -- Microsoft Exchange (Exchange Online / Microsoft 365) --
+    /// Exchange Online refuses messages over 35 MB (its default maximum message size)
+    /// without announcing APPENDLIMIT: larger messages are skipped before upload and
+    /// reported ([`EXCHANGE_MESSAGE_SIZE_LIMIT`]).
+    ExchangeLimitsMessageSize,
+}
+
+/// The size over which Exchange Online refuses a message (35 MB, the default maximum
+/// message size of a Microsoft 365 mailbox), applied when it announces no APPENDLIMIT.
+pub const EXCHANGE_MESSAGE_SIZE_LIMIT: u64 = 35 * 1024 * 1024;
+
+/// The APPENDLIMIT a server of `family` applies without announcing it.
+pub fn unannounced_append_limit(family: ServerFamily) -> Option<u64> {
+    match family {
+        ServerFamily::Exchange => Some(EXCHANGE_MESSAGE_SIZE_LIMIT),
+        _ => None,
+    }
 }
 
 impl Quirk {
     /// Every quirk, for `endpoint test` and the tests.
-    pub const ALL: [Quirk; 7] = [
+    pub const ALL: [Quirk; 8] = [
         Quirk::CyrusRefusesAppendLimitStatus,
         Quirk::CyrusCapsKeywordsPerFolder,
         Quirk::CyrusAddsLoginDisabledAfterLogin,
@@ -53,6 +70,7 @@ impl Quirk {
         Quirk::CourierLimitsConnectionsPerAddress,
         Quirk::CourierHidesSharedFoldersFromListAll,
         Quirk::CourierStallsOnPipelinedAppend,
+        Quirk::ExchangeLimitsMessageSize,
     ];
 
     /// The family whose quirk this is.
@@ -65,6 +83,7 @@ impl Quirk {
             Quirk::CourierLimitsConnectionsPerAddress
             | Quirk::CourierHidesSharedFoldersFromListAll
             | Quirk::CourierStallsOnPipelinedAppend => ServerFamily::Courier,
+            Quirk::ExchangeLimitsMessageSize => ServerFamily::Exchange,
         }
     }
 
@@ -109,6 +128,9 @@ impl fmt::Display for Quirk {
             }
             Quirk::CourierStallsOnPipelinedAppend => {
                 "slows down on pipelined APPENDs (it has no LITERAL+): messages are sent one at a time"
+            }
+            Quirk::ExchangeLimitsMessageSize => {
+                "refuses messages over 35 MB without announcing APPENDLIMIT: larger messages are skipped before upload and reported"
             }
         })
     }
@@ -197,5 +219,18 @@ mod tests {
         for q in Quirk::ALL {
             assert!(!q.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn exchange_limits_message_size() {
+        assert_eq!(
+            Quirk::of(ServerFamily::Exchange).collect::<Vec<_>>(),
+            [Quirk::ExchangeLimitsMessageSize]
+        );
+        assert_eq!(
+            unannounced_append_limit(ServerFamily::Exchange),
+            Some(35 * 1024 * 1024)
+        );
+        assert_eq!(unannounced_append_limit(ServerFamily::Dovecot), None);
     }
 }

@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::endpoint::credentials::LoginMethod;
 use crate::endpoint::pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
-use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy};
+use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy, RetryBudget};
 use crate::error::Error;
 use crate::pass::copy_plan::GroupLimits;
 use crate::pass::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
@@ -751,8 +751,9 @@ impl MailboxJob {
                 .pop_front();
             let Some(task) = task else { break };
             let span = tracing::info_span!("folder", folder = %task.source_name);
-            let mut attempt = 0u32;
+            let mut budget = RetryBudget::default();
             loop {
+                let done_before = work_done(ctx);
                 if pair.is_none() {
                     match self.connect_pair(src_counters, tgt_counters, abort).await {
                         Ok(p) => pair = Some(p),
@@ -782,13 +783,17 @@ impl MailboxJob {
                     Error::Imap { source, .. } => is_transient(source),
                     _ => false,
                 };
-                attempt += 1;
-                if !retryable || !self.options.folder_retry.allows(attempt) || abort.is_cancelled()
-                {
-                    fail(e);
-                    abort.cancel();
-                    break;
-                }
+                // Messages copied (or flags updated) before the failure are progress:
+                // the count and the back-off start afresh (`RetryBudget`).
+                let progressed = work_done(ctx) > done_before;
+                let attempt = match budget.failed(&self.options.folder_retry, progressed) {
+                    Some(attempt) if retryable && !abort.is_cancelled() => attempt,
+                    _ => {
+                        fail(e);
+                        abort.cancel();
+                        break;
+                    }
+                };
                 let hint = match &e {
                     Error::Imap { source, .. } => server_hint(source),
                     _ => None,
@@ -1193,4 +1198,11 @@ fn mailbox_attr(use_: SpecialUse) -> MailboxAttr<'static> {
 /// A LIST entry's name, decoded from modified UTF-7.
 fn listed_name(e: &ListEntry) -> Result<String, ImapError> {
     e.name(false)
+}
+
+/// Messages copied or skipped and flags updated so far in this pass: when it grows
+/// during a failed attempt, the attempt made progress.
+fn work_done(ctx: &SyncContext<'_>) -> u64 {
+    let t = &ctx.totals;
+    PassTotals::get(&t.copied) + PassTotals::get(&t.skipped) + PassTotals::get(&t.flags_updated)
 }

@@ -97,6 +97,19 @@ impl Completion {
             self.code,
             Some(ResponseCode::Throttled | ResponseCode::Unavailable)
         );
+        // Exchange Online ends a connection whose back end it lost with this tagged BAD
+        // and then `* BYE Connection closed. 14`: the command was not refused, the
+        // connection is gone (a new one may succeed).
+        if self
+            .text
+            .to_ascii_lowercase()
+            .starts_with("user is authenticated but not connected")
+        {
+            return Err(crate::Error::Bye {
+                server: server.to_owned(),
+                text: self.text,
+            });
+        }
         if throttled || self.backoff_hint.is_some() {
             return Err(crate::Error::Backoff {
                 server: server.to_owned(),
@@ -146,6 +159,16 @@ mod tests {
             Some(ResponseCode::Modified(r)) => assert_eq!(r.iter().collect::<Vec<_>>(), vec![7, 9]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn exchange_lost_connection_is_a_bye_not_a_refusal() {
+        let s = status(b"A9 BAD User is authenticated but not connected.\r\n");
+        let c = Completion::from_status(CommandTag(9), "EXAMINE".into(), &s, CommandData::None);
+        let e = c
+            .into_result("m365", Duration::from_secs(1))
+            .expect_err("not OK");
+        assert!(matches!(e, crate::Error::Bye { .. }), "{e}");
     }
 
     #[test]

@@ -64,6 +64,12 @@ impl Default for SessionConfig {
     }
 }
 
+/// How often one command is sent again after a suggested back-off ([`Session::run`]).
+const THROTTLE_RETRIES: u32 = 5;
+/// The longest suggested back-off waited out on the connection; a longer one is the
+/// caller's to schedule (it may rather reconnect later).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
 /// Writes above this size go to the socket directly instead of through the write buffer.
 const DIRECT_WRITE: usize = 16 * 1024;
 /// The most bytes written under one timeout, so that a slow but moving upload of a big
@@ -508,16 +514,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Sends `command`, waits, and turns NO/BAD into errors.
+    /// Sends `command`, waits, and turns NO/BAD into errors. A command the server
+    /// refused with a suggested back-off (Exchange Online's `NO Request is throttled.
+    /// Suggested Backoff Time: N milliseconds`) was not executed: it is sent again on
+    /// this connection after that wait, a few times, rather than failing the work that
+    /// needed it; a longer wait, or throttling that goes on, is the caller's error.
     async fn run(
         &mut self,
         kind: CommandKind,
         label: String,
         command: &Command<'_>,
     ) -> Result<Completion> {
-        let tag = self.send(kind, label, command).await?;
-        let c = self.wait(tag).await?;
-        c.into_result(self.server(), self.config.default_backoff)
+        let mut throttled = 0u32;
+        loop {
+            let tag = self.send(kind.clone(), label.clone(), command).await?;
+            let c = self.wait(tag).await?;
+            match c.backoff_hint {
+                Some(wait)
+                    if !c.is_ok() && throttled < THROTTLE_RETRIES && wait <= MAX_THROTTLE_WAIT =>
+                {
+                    throttled += 1;
+                    tracing::debug!(server = %self.server(), command = %label, wait_ms = wait.as_millis() as u64, "throttled; retrying the command after the suggested back-off");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return c.into_result(self.server(), self.config.default_backoff),
+            }
+        }
     }
 
     // ---- commands ----

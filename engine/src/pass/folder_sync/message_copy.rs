@@ -675,7 +675,11 @@ impl<'c, 'a> Copier<'c, 'a> {
         let server = tgt.server().to_owned();
         let text = c.text.clone();
         match c.into_result(&server, tgt.session.config().default_backoff) {
-            Err(e @ ImapError::Backoff { .. }) => Err(self.ctx.imap_err(action.to_owned())(e)),
+            // Throttling or a lost connection (Exchange's tagged BAD before its BYE):
+            // the message was not refused, the attempt failed.
+            Err(e) if crate::endpoint::pool::is_transient(&e) => {
+                Err(self.ctx.imap_err(action.to_owned())(e))
+            }
             Err(e) if refuses_the_folder(&e) => Err(self.ctx.imap_err(action.to_owned())(e)),
             _ => Ok(text),
         }

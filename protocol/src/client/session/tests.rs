@@ -381,16 +381,44 @@ async fn too_many_connections_and_throttling_are_backoff() {
         GREETING,
         vec![step(
             "A1 SELECT",
-            "A1 NO Request is throttled. Suggested Backoff Time: 3000 milliseconds\r\n",
+            "A1 NO Request is throttled. Suggested Backoff Time: 300000 milliseconds\r\n",
         )],
     );
     let mut s = Session::start(io, SERVER, config())
         .await
         .expect("greeting");
+    // Five minutes is longer than a connection waits: the caller's to schedule.
     match s.select(MailboxName::Unicode("INBOX"), false).await {
-        Err(Error::Backoff { delay, .. }) => assert_eq!(delay, Duration::from_secs(3)),
+        Err(Error::Backoff { delay, .. }) => assert_eq!(delay, Duration::from_secs(300)),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn throttled_command_is_sent_again_after_the_suggested_back_off() {
+    let throttled = "NO Request is throttled. Suggested Backoff Time: 40 milliseconds\r\n";
+    let (io, server) = serve(
+        GREETING,
+        vec![
+            step("A1 CREATE", format!("A1 {throttled}")),
+            step("A2 CREATE", format!("A2 {throttled}")),
+            step("A3 CREATE", "A3 OK CREATE completed.\r\n"),
+        ],
+    );
+    let mut s = Session::start(io, SERVER, config())
+        .await
+        .expect("greeting");
+    let started = std::time::Instant::now();
+    s.create(MailboxName::Unicode("Sent Items"), &[])
+        .await
+        .expect("created on the third try");
+    assert!(
+        started.elapsed() >= Duration::from_millis(80),
+        "waited as asked"
+    );
+    drop(s);
+    let seen = server.await.expect("server");
+    assert_eq!(seen.len(), 3, "the same command, three times");
 }
 
 #[tokio::test]

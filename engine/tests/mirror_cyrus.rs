@@ -127,6 +127,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         },
         access_token: None,
         token_command: None,
+        oauth_grant: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }

@@ -571,16 +571,31 @@ impl Control {
             });
         }
         let xoauth2 = settings.auth == storage::AuthMechanism::Xoauth2;
-        match (&settings.oauth_token_command, xoauth2) {
-            (None, true) => {
+        match (&settings.oauth_token_command, &settings.oauth, xoauth2) {
+            (None, None, true) => {
                 return Err(Error::InvalidSetting {
-                    problem: "--auth xoauth2 needs --oauth-token-command, the command that prints an access token for each user".to_owned(),
+                    problem: "--auth xoauth2 needs --oauth-provider (microsoft, google or generic) or --oauth-token-command, the command that prints an access token for each user".to_owned(),
                 });
             }
-            (Some(_), false) => {
+            (Some(_), _, false) => {
                 return Err(Error::InvalidSetting {
                     problem: "--oauth-token-command is used only with --auth xoauth2".to_owned(),
                 });
+            }
+            (_, Some(_), false) => {
+                return Err(Error::InvalidSetting {
+                    problem: "--oauth-provider is used only with --auth xoauth2".to_owned(),
+                });
+            }
+            (Some(_), Some(_), _) => {
+                return Err(Error::InvalidSetting {
+                    problem: "give --oauth-provider or --oauth-token-command, not both".to_owned(),
+                });
+            }
+            (None, Some(oauth), true) => {
+                if let Some(problem) = oauth_problem(oauth) {
+                    return Err(Error::InvalidSetting { problem });
+                }
             }
             _ => {}
         }
@@ -765,6 +780,44 @@ impl Control {
             n.notify_one();
         }
     }
+}
+
+/// What an `--oauth-provider` setting lacks or has too much of, if anything.
+fn oauth_problem(o: &storage::OAuthSettings) -> Option<String> {
+    use storage::OAuthProvider::{Generic, Google, Microsoft};
+    let need = |flag: &str, has: bool| {
+        (!has).then(|| format!("--oauth-provider {} needs {flag}", o.provider.as_str()))
+    };
+    let refuse = |flag: &str, has: bool| {
+        has.then(|| {
+            format!(
+                "--oauth-provider {} does not use {flag}",
+                o.provider.as_str()
+            )
+        })
+    };
+    match o.provider {
+        Microsoft => need("--tenant", o.tenant.is_some())
+            .or_else(|| need("--client-id", o.client_id.is_some()))
+            .or_else(|| need("--client-secret-file", o.client_secret_file.is_some()))
+            .or_else(|| refuse("--service-account-file", o.service_account_file.is_some())),
+        Google => need(
+            "--service-account-file (the service account's JSON key)",
+            o.service_account_file.is_some(),
+        )
+        .or_else(|| refuse("--client-secret-file", o.client_secret_file.is_some()))
+        .or_else(|| refuse("--tenant", o.tenant.is_some())),
+        Generic => need("--token-url", o.token_url.is_some())
+            .or_else(|| need("--client-id", o.client_id.is_some()))
+            .or_else(|| refuse("--service-account-file", o.service_account_file.is_some()))
+            .or_else(|| refuse("--tenant", o.tenant.is_some())),
+    }
+    .or_else(|| {
+        o.token_url
+            .as_deref()
+            .filter(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+            .map(|u| format!("--token-url {u} is not an http(s) URL"))
+    })
 }
 
 #[cfg(test)]

@@ -154,13 +154,22 @@ pub async fn probe(
             Some((user, admin_login(format, admin, password, user)?, None))
         }
         (None, _, _, Some(user)) if s.auth == storage::AuthMechanism::Xoauth2 => {
-            let Some(command) = &s.oauth_token_command else {
-                return Err(Error::MissingAccessToken {
-                    role: "test",
-                    user: user.to_owned(),
-                });
+            let token = match (&s.oauth_token_command, &s.oauth) {
+                (Some(command), _) => {
+                    crate::endpoint::oauth_token::fetch_token(&s.name, command, user).await?
+                }
+                (None, Some(oauth)) => {
+                    crate::endpoint::oauth::TokenGrant::new(&s.name, oauth)?
+                        .token(user)
+                        .await?
+                }
+                (None, None) => {
+                    return Err(Error::MissingAccessToken {
+                        role: "test",
+                        user: user.to_owned(),
+                    });
+                }
             };
-            let token = crate::endpoint::oauth_token::fetch_token(&s.name, command, user).await?;
             let method = LoginMethod::XOAuth2 {
                 user: user.to_owned(),
             };

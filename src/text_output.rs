@@ -86,7 +86,7 @@ fn security_name(s: Security) -> &'static str {
 pub fn endpoint_line(e: &EndpointView) -> String {
     let s = &e.settings;
     format!(
-        "{}:{} (security {}, at most {} initial and {} incremental passes at once{})",
+        "{}:{} (security {}, at most {} initial and {} incremental passes at once{}{})",
         s.host,
         s.port,
         security_name(s.security),
@@ -95,6 +95,11 @@ pub fn endpoint_line(e: &EndpointView) -> String {
         match &s.admin_user {
             Some(u) => format!(", admin {u}"),
             None => String::new(),
+        },
+        match (&s.oauth, &s.oauth_token_command) {
+            (Some(o), _) => format!(", OAuth tokens from {}", o.provider.as_str()),
+            (None, Some(_)) => ", OAuth tokens from a command".to_owned(),
+            (None, None) => String::new(),
         }
     )
 }
@@ -113,7 +118,11 @@ pub fn endpoints(list: &[EndpointView]) -> String {
                 s.host.clone(),
                 s.port.to_string(),
                 security_name(s.security).to_owned(),
-                format!("{:?}", s.auth).to_lowercase(),
+                match (&s.oauth, &s.oauth_token_command) {
+                    (Some(o), _) => format!("xoauth2 ({})", o.provider.as_str()),
+                    (None, Some(_)) => "xoauth2 (command)".to_owned(),
+                    (None, None) => format!("{:?}", s.auth).to_lowercase(),
+                },
                 match (&s.admin_user, s.admin_format) {
                     (Some(u), Some(f)) => {
                         let format = imapmirror_engine::endpoint::connection::admin_format(

@@ -190,3 +190,142 @@ fn microsoft_app_token_migrates_every_mailbox() {
     assert_eq!(tokens.issued() - before, 1);
     assert_no_secrets(&cli, &tokens, &[&add.stdout, &add.stderr, &test, &list]);
 }
+
+/// Google: the service account signs one assertion per mailbox (`sub`), so each of the two
+/// mailboxes gets its own token; the token server checks the RS256 signature.
+#[test]
+fn google_service_account_gets_a_token_per_mailbox() {
+    let tokens = token_server(Duration::from_secs(3600), None);
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 73);
+    let key = fixture("oauth-test-service-account.json");
+    let url = tokens.url("/token");
+    let add = add_oauth_source(
+        &cli,
+        "gws",
+        &source,
+        &[
+            "--oauth-provider",
+            "google",
+            "--service-account-file",
+            &key,
+            "--token-url",
+            &url,
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let test = cli.ok(&["endpoint", "test", "gws", "--user", BOB]);
+    assert!(test.contains("succeeded"), "{test}");
+    // A mailbox outside the delegation: Google's words, exit 2 (the user's to fix).
+    let outsider = cli.fails(
+        &["endpoint", "test", "gws", "--user", "eve@example.test"],
+        2,
+    );
+    assert!(
+        outsider.contains("gws")
+            && outsider.contains("google")
+            && outsider.contains("unauthorized_client"),
+        "{outsider}"
+    );
+    let before = tokens.issued();
+    migrate_and_verify(&cli, "gws", &[ALICE, BOB], &source, &target);
+    assert_eq!(tokens.issued() - before, 2, "one token per mailbox");
+    assert_no_secrets(&cli, &tokens, &[&add.stdout, &add.stderr, &test, &outsider]);
+    let key_text = std::fs::read_to_string(&key).expect("key");
+    let private_key = key_text
+        .lines()
+        .find(|l| l.contains("private_key\""))
+        .expect("private_key line");
+    let body = &private_key[private_key.len() - 40..private_key.len() - 10];
+    assert!(cli.state_files_containing(body.as_bytes()).is_empty());
+}
+
+const SAID: &str = "Endpoint corp could not get an OAuth access token from generic for alice@example.test: HTTP 401, invalid_client: AADSTS7000215: Invalid client secret provided; check the endpoint's --oauth-provider settings";
+
+/// The generic grant with the wrong client secret: `endpoint test` and the batch fail
+/// with one sentence naming the endpoint, the provider and its answer; nothing retries
+/// the refused grant over and over. With the right secret the mailbox migrates.
+#[test]
+fn a_bad_client_secret_fails_with_the_providers_answer() {
+    let tokens = token_server(Duration::from_secs(3600), None);
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 79);
+    let wrong = cli.file("wrong.secret", b"not-the-secret\n");
+    let url = tokens.url("/token");
+    let add = add_oauth_source(
+        &cli,
+        "corp",
+        &source,
+        &[
+            "--oauth-provider",
+            "generic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &wrong,
+            "--token-url",
+            &url,
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let said = cli.fails(&["endpoint", "test", "corp", "--user", ALICE], 2);
+    assert!(said.contains(SAID), "{said}");
+    assert!(!said.contains("not-the-secret"), "{said}");
+
+    let csv = cli.file(
+        "users.csv",
+        format!("EmailAddress,UserName,Password\n{ALICE},{ALICE},\n").as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "corp", "--target", "tgt",
+    ]);
+    let refused_before = tokens.refused();
+    let run = cli.run(&["batch", "start", "b", "--wait"]);
+    // A failed mailbox: exit 1, its error in one sentence.
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(SAID), "{}", run.stderr);
+    let users = cli.ok(&["batch", "users", "b"]);
+    assert!(users.contains("Invalid client secret provided"), "{users}");
+    assert!(
+        tokens.refused() - refused_before <= 2,
+        "a refused grant is not asked again and again: {}",
+        tokens.refused() - refused_before
+    );
+    assert!(!run.stdout.contains("not-the-secret") && !run.stderr.contains("not-the-secret"));
+
+    // The right secret: a new endpoint, the same mailbox.
+    let right = cli.file("right.secret", CLIENT_SECRET.as_bytes());
+    let add = add_oauth_source(
+        &cli,
+        "corp2",
+        &source,
+        &[
+            "--oauth-provider",
+            "generic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &right,
+            "--token-url",
+            &url,
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users2.csv",
+        format!("EmailAddress,UserName,Password\n{ALICE},{ALICE},\n").as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b2", "--csv", &csv, "--source", "corp2", "--target", "tgt",
+    ]);
+    cli.ok(&["batch", "start", "b2", "--wait"]);
+    verify_users(
+        &source,
+        ALICE,
+        &target,
+        ALICE,
+        &Verifier::new().with_folder_map(separator_mapping),
+    )
+    .expect("verifier reads both sides")
+    .assert_equal();
+}

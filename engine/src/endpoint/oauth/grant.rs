@@ -189,7 +189,8 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Granted, String> {
     };
     if let Some(error) = answer.error {
         return Err(match answer.error_description {
-            Some(d) => format!("HTTP {status}, {error}: {}", d.trim()),
+            // The sentence goes on after it.
+            Some(d) => format!("HTTP {status}, {error}: {}", d.trim().trim_end_matches('.')),
             None => format!("HTTP {status}, {error}"),
         });
     }
@@ -259,7 +260,7 @@ mod tests {
         .expect_err("refused");
         assert_eq!(
             no,
-            "HTTP 401, invalid_client: AADSTS7000215: Invalid client secret provided."
+            "HTTP 401, invalid_client: AADSTS7000215: Invalid client secret provided"
         );
         assert!(parse_response(502, b"<html>bad gateway</html>").is_err());
         assert!(parse_response(200, br#"{"token_type":"Bearer"}"#).is_err());

@@ -329,3 +329,158 @@ fn a_bad_client_secret_fails_with_the_providers_answer() {
     .expect("verifier reads both sides")
     .assert_equal();
 }
+
+/// Waits until batch `b` has finished a pass that started after `since` (a status's
+/// `last_sync_finished`), and says it synced.
+fn wait_for_pass(cli: &Cli, since: &serde_json::Value) {
+    let done = cli.wait_for("b", Duration::from_secs(120), |s| {
+        s["last_sync_finished"] != *since
+            && s["mailboxes_syncing"] == 0
+            && s["mailboxes_queued"] == 0
+            && s["last_sync_finished"].is_string()
+    });
+    assert_eq!(done["mailboxes_failed"], 0, "{done:#}\n{}", cli.serve_log());
+}
+
+/// Under `serve`, tokens live across passes: Google's 3-second tokens have expired by the
+/// next pass and are fetched anew (new mail arrives, nothing is lost).
+#[test]
+fn expired_tokens_are_fetched_anew_for_the_next_pass() {
+    let tokens = token_server(Duration::from_secs(3), None);
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 83);
+    let key = fixture("oauth-test-service-account.json");
+    let url = tokens.url("/token");
+    let add = add_oauth_source(
+        &cli,
+        "gws",
+        &source,
+        &[
+            "--oauth-provider",
+            "google",
+            "--service-account-file",
+            &key,
+            "--token-url",
+            &url,
+            "--no-test",
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users.csv",
+        format!("EmailAddress,UserName,Password\n{ALICE},{ALICE},\n{BOB},{BOB},\n").as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "gws", "--target", "tgt",
+    ]);
+    let mut serve = cli.start_serve(&[]);
+    let before = cli.status("b")["last_sync_finished"].clone();
+    cli.ok(&["batch", "start", "b"]);
+    wait_for_pass(&cli, &before);
+    let first = tokens.issued();
+    assert!(first >= 2, "{first}");
+
+    // Past the tokens' life: new mail, a second pass, new tokens.
+    std::thread::sleep(Duration::from_secs(4));
+    for (i, user) in [ALICE, BOB].into_iter().enumerate() {
+        let more = Corpus::generate(CorpusSpec::small(900 + i as u64).with_messages(5));
+        source
+            .append_messages(user, more.messages())
+            .expect("new mail");
+    }
+    let before = cli.status("b")["last_sync_finished"].clone();
+    cli.ok(&["batch", "sync", "b"]);
+    wait_for_pass(&cli, &before);
+    assert!(
+        tokens.issued() >= first + 2,
+        "expired tokens were fetched anew"
+    );
+    for user in [ALICE, BOB] {
+        verify_users(
+            &source,
+            user,
+            &target,
+            user,
+            &Verifier::new().with_folder_map(separator_mapping),
+        )
+        .expect("verifier reads both sides")
+        .assert_equal();
+    }
+    let log = cli.serve_log();
+    assert_no_secrets(&cli, &tokens, &[&log]);
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
+/// A cached token the server no longer accepts (revoked): one retry with a fresh token,
+/// and the pass goes on.
+#[test]
+fn a_revoked_token_is_retried_once_with_a_fresh_one() {
+    let tokens = token_server(
+        Duration::from_secs(3600),
+        Some(token_server::MICROSOFT_SCOPE),
+    );
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 89);
+    let secret = cli.file("client.secret", CLIENT_SECRET.as_bytes());
+    let url = tokens.url("/t/oauth2/v2.0/token");
+    let add = add_oauth_source(
+        &cli,
+        "m365",
+        &source,
+        &[
+            "--oauth-provider",
+            "microsoft",
+            "--tenant",
+            "t",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &secret,
+            "--token-url",
+            &url,
+            "--no-test",
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users.csv",
+        format!("EmailAddress,UserName,Password\n{ALICE},{ALICE},\n").as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "m365", "--target", "tgt",
+    ]);
+    let mut serve = cli.start_serve(&[]);
+    let before = cli.status("b")["last_sync_finished"].clone();
+    cli.ok(&["batch", "start", "b"]);
+    wait_for_pass(&cli, &before);
+    assert_eq!(tokens.issued(), 1);
+
+    tokens.revoke_all();
+    // The pass's finish time has whole seconds: let the next one differ.
+    std::thread::sleep(Duration::from_millis(1100));
+    let more = Corpus::generate(CorpusSpec::small(901).with_messages(5));
+    source
+        .append_messages(ALICE, more.messages())
+        .expect("new mail");
+    let before = cli.status("b")["last_sync_finished"].clone();
+    cli.ok(&["batch", "sync", "b"]);
+    wait_for_pass(&cli, &before);
+    assert_eq!(tokens.issued(), 2, "one fresh token after the refusal");
+    assert!(
+        cli.serve_log().contains("retrying once with a fresh one"),
+        "{}",
+        cli.serve_log()
+    );
+    verify_users(
+        &source,
+        ALICE,
+        &target,
+        ALICE,
+        &Verifier::new().with_folder_map(separator_mapping),
+    )
+    .expect("verifier reads both sides")
+    .assert_equal();
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

@@ -198,14 +198,23 @@ pub fn probe(p: &ProbeReport) -> String {
     if let Some(after) = &p.capabilities_after_login {
         let _ = writeln!(out, "Capabilities after login: {}", after.join(" "));
     }
+    let with = if p.login_with.is_empty() {
+        "the admin credentials"
+    } else {
+        p.login_with.as_str()
+    };
+    let check = if with == "the admin credentials" {
+        "check --admin-user, the password file and --admin-format"
+    } else {
+        "check that the app may open this mailbox with IMAP"
+    };
     let _ = match &p.login {
-        LoginCheck::Succeeded { user } => writeln!(
-            out,
-            "Login as {user} with the admin credentials: succeeded."
-        ),
+        LoginCheck::Succeeded { user } => {
+            writeln!(out, "Login as {user} with {with}: succeeded.")
+        }
         LoginCheck::Refused { user, text } => writeln!(
             out,
-            "Login as {user} with the admin credentials: REFUSED ({text:?}); check --admin-user, the password file and --admin-format."
+            "Login as {user} with {with}: REFUSED ({text:?}); {check}."
         ),
         LoginCheck::NotTried { reason } => writeln!(out, "Login not tried: {reason}."),
     };

@@ -180,7 +180,10 @@ fn microsoft_app_token_migrates_every_mailbox() {
     );
     assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
     let test = cli.ok(&["endpoint", "test", "m365", "--user", ALICE]);
-    assert!(test.contains("succeeded"), "{test}");
+    assert!(
+        test.contains("Login as alice@example.test with an OAuth token from microsoft: succeeded."),
+        "{test}"
+    );
     let list = cli.ok(&["endpoint", "list"]);
     assert!(list.contains("xoauth2 (microsoft)"), "{list}");
 

@@ -856,4 +856,46 @@ mod tests {
         assert_eq!(back.fault(), Fault::UserInput);
         assert_eq!(back.to_string(), e.to_string());
     }
+
+    #[test]
+    fn oauth_providers_name_what_they_lack() {
+        let base = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Microsoft,
+            tenant: Some("t".into()),
+            client_id: Some("c".into()),
+            client_secret_file: Some("/s".into()),
+            service_account_file: None,
+            token_url: None,
+        };
+        assert_eq!(oauth_problem(&base), None);
+        let no_tenant = storage::OAuthSettings {
+            tenant: None,
+            ..base.clone()
+        };
+        assert_eq!(
+            oauth_problem(&no_tenant).as_deref(),
+            Some("--oauth-provider microsoft needs --tenant")
+        );
+        let google = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Google,
+            tenant: None,
+            client_secret_file: None,
+            ..base.clone()
+        };
+        assert!(
+            oauth_problem(&google)
+                .expect("no key")
+                .contains("--service-account-file")
+        );
+        let generic = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Generic,
+            tenant: None,
+            token_url: Some("ftp://x".into()),
+            ..base
+        };
+        assert_eq!(
+            oauth_problem(&generic).as_deref(),
+            Some("--token-url ftp://x is not an http(s) URL")
+        );
+    }
 }

@@ -267,6 +267,62 @@ mod tests {
         assert!(parse_response(200, br#"{"access_token":"a\r\nb"}"#).is_err());
     }
 
+    /// The test-only key pair of tests/fixtures: the assertion verifies with the public
+    /// key, and says what Google reads.
+    #[test]
+    fn assertions_are_rs256_jwts_for_the_mailbox() {
+        let account = ServiceAccount::parse(include_str!(
+            "../../../../tests/fixtures/oauth-test-service-account.json"
+        ))
+        .expect("fixture parses");
+        let public =
+            include_bytes!("../../../../tests/fixtures/oauth-test-service-account.pub.der");
+        let jwt = account
+            .assertion("a@x.test", "https://oauth2.googleapis.com/token", 1_000)
+            .expect("signs");
+        let parts: Vec<&str> = jwt.expose().split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let decode = |p: &str| {
+            let std: String = p
+                .chars()
+                .map(|c| match c {
+                    '-' => '+',
+                    '_' => '/',
+                    c => c,
+                })
+                .collect();
+            let pad = "=".repeat((4 - std.len() % 4) % 4);
+            base64_decode(format!("{std}{pad}").as_bytes()).expect("base64url")
+        };
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &public[..],
+        )
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &decode(parts[2]),
+        )
+        .expect("signature verifies");
+        let header: serde_json::Value = serde_json::from_slice(&decode(parts[0])).expect("json");
+        assert_eq!(header, serde_json::json!({"alg": "RS256", "typ": "JWT"}));
+        let claims: serde_json::Value = serde_json::from_slice(&decode(parts[1])).expect("json");
+        assert_eq!(
+            claims,
+            serde_json::json!({
+                "iss": account.client_email,
+                "sub": "a@x.test",
+                "scope": GOOGLE_SCOPE,
+                "aud": "https://oauth2.googleapis.com/token",
+                "iat": 1_000,
+                "exp": 4_600,
+            })
+        );
+        let form = jwt_bearer_form(&jwt);
+        assert!(form.expose().starts_with(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+        ));
+    }
+
     #[test]
     fn key_files_that_are_not_keys_are_refused_without_echoing_them() {
         let err = ServiceAccount::parse(r#"{"client_email":"x"}"#).expect_err("incomplete");

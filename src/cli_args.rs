@@ -73,6 +73,8 @@ pub enum OAuthProviderArg {
     Generic,
 }
 
+// Parsed once per run: the size of `Add` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
     /// Add an endpoint; tests the connection first unless --no-test.

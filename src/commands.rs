@@ -220,7 +220,7 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
 
 /// `--oauth-provider` and its settings; secret files are stored by absolute path, since
 /// `serve` may run elsewhere.
-fn oauth_settings(args: &EndpointAddArgs) -> anyhow::Result<Option<storage::OAuthSettings>> {
+fn oauth_settings(args: &EndpointAddArgs) -> anyhow::Result<Option<Box<storage::OAuthSettings>>> {
     let Some(provider) = args.oauth_provider else {
         return Ok(None);
     };
@@ -238,7 +238,7 @@ fn oauth_settings(args: &EndpointAddArgs) -> anyhow::Result<Option<storage::OAut
             })
             .transpose()
     };
-    Ok(Some(storage::OAuthSettings {
+    Ok(Some(Box::new(storage::OAuthSettings {
         provider: match provider {
             OAuthProviderArg::Microsoft => storage::OAuthProvider::Microsoft,
             OAuthProviderArg::Google => storage::OAuthProvider::Google,
@@ -249,7 +249,7 @@ fn oauth_settings(args: &EndpointAddArgs) -> anyhow::Result<Option<storage::OAut
         client_secret_file: absolute("--client-secret-file", &args.client_secret_file)?,
         service_account_file: absolute("--service-account-file", &args.service_account_file)?,
         token_url: args.token_url.clone(),
-    }))
+    })))
 }
 
 /// `--pin-cert`: `sha256:HEX`, else the path of a PEM file holding the one certificate.

@@ -111,7 +111,7 @@ pub struct EndpointSettings {
     /// For `--auth xoauth2`: the OAuth provider whose token endpoint imapmirror asks
     /// itself (`--oauth-provider`), instead of a token command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth: Option<OAuthSettings>,
+    pub oauth: Option<Box<OAuthSettings>>,
     /// Folders of one mailbox synced at once, each over its own connection (absent: the
     /// engine's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -161,12 +161,22 @@ impl Drop for TokenServer {
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": error, "error_description": description })),
-    )
-        .into_response()
+/// A refused grant: the HTTP status, RFC 6749's error code, the description.
+struct Refusal(StatusCode, &'static str, String);
+
+fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> Refusal {
+    Refusal(status, error, description.to_owned())
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let Refusal(status, error, description) = self;
+        (
+            status,
+            axum::Json(serde_json::json!({ "error": error, "error_description": description })),
+        )
+            .into_response()
+    }
 }
 
 async fn tenant_token(
@@ -192,9 +202,9 @@ async fn token(
     };
     let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
     match verdict {
-        Err(response) => {
+        Err(refusal) => {
             ledger.refused += 1;
-            response
+            refusal.into_response()
         }
         Ok(user) => {
             ledger.next += 1;
@@ -220,7 +230,7 @@ async fn token(
 fn client_credentials(
     config: &TokenServerConfig,
     form: &HashMap<String, String>,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, Refusal> {
     if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -235,14 +245,14 @@ fn client_credentials(
             "AADSTS7000215: Invalid client secret provided.",
         ));
     }
-    if let Some(scope) = &config.required_scope {
-        if form.get("scope") != Some(scope) {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                &format!("the scope must be {scope}"),
-            ));
-        }
+    if let Some(scope) = &config.required_scope
+        && form.get("scope") != Some(scope)
+    {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!("the scope must be {scope}"),
+        ));
     }
     Ok(None)
 }
@@ -262,7 +272,7 @@ fn base64url(text: &str) -> Option<Vec<u8>> {
 fn jwt_bearer(
     config: &TokenServerConfig,
     form: &HashMap<String, String>,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, Refusal> {
     let invalid = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why);
     let Some((email, audience, public_key)) = &config.service_account else {
         return Err(invalid("no service account is known here"));

@@ -21,6 +21,8 @@ use token_server::{CLIENT_ID, CLIENT_SECRET, TokenServer, TokenServerConfig};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
+const ALICE_REFRESH: &str = "refresh-alice-7f3e9c";
+const BOB_REFRESH: &str = "refresh-bob-1d8a4b";
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +47,10 @@ fn token_server(lifetime: Duration, scope: Option<&str>) -> TokenServer {
         required_scope: scope.map(str::to_owned),
         service_account: Some(service_account()),
         mailboxes: vec![ALICE.to_owned(), BOB.to_owned()],
+        refresh_tokens: vec![
+            (ALICE_REFRESH.to_owned(), ALICE.to_owned()),
+            (BOB_REFRESH.to_owned(), BOB.to_owned()),
+        ],
         app_user: Some(ALICE.to_owned()),
         lifetime,
     })
@@ -486,4 +492,95 @@ fn a_revoked_token_is_retried_once_with_a_fresh_one() {
     .assert_equal();
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+/// The generic grant with a refresh token per mailbox from the migration file's
+/// `RefreshToken` column: each mailbox gets its own token; the refresh tokens are sealed
+/// in the store like passwords and never logged. A refresh token the server does not know
+/// fails that mailbox with the server's words.
+#[test]
+fn generic_refresh_tokens_from_the_migration_file() {
+    let tokens = token_server(Duration::from_secs(3600), None);
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 97);
+    let secret = cli.file("client.secret", CLIENT_SECRET.as_bytes());
+    let url = tokens.url("/token");
+    let add = add_oauth_source(
+        &cli,
+        "corp",
+        &source,
+        &[
+            "--oauth-provider",
+            "generic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &secret,
+            "--token-url",
+            &url,
+            "--no-test",
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users.csv",
+        format!(
+            "EmailAddress,UserName,Password,RefreshToken\n{ALICE},{ALICE},,{ALICE_REFRESH}\n{BOB},{BOB},, {BOB_REFRESH} \n"
+        )
+        .as_bytes(),
+    );
+    let added = cli.run(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "corp", "--target", "tgt",
+    ]);
+    assert_eq!(added.code, 0, "{}{}", added.stdout, added.stderr);
+    assert!(
+        !added.stderr.contains("RefreshToken"),
+        "not an ignored column: {}",
+        added.stderr
+    );
+    let before = tokens.issued();
+    let run = cli.run(&["batch", "start", "b", "--wait"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(tokens.issued() - before, 2, "one token per mailbox");
+    for user in [ALICE, BOB] {
+        verify_users(
+            &source,
+            user,
+            &target,
+            user,
+            &Verifier::new().with_folder_map(separator_mapping),
+        )
+        .expect("verifier reads both sides")
+        .assert_equal();
+    }
+    assert_no_secrets(
+        &cli,
+        &tokens,
+        &[&run.stdout, &run.stderr, &added.stdout, &added.stderr],
+    );
+    for refresh in [ALICE_REFRESH, BOB_REFRESH] {
+        assert!(
+            cli.state_files_containing(refresh.as_bytes()).is_empty(),
+            "{refresh} sealed"
+        );
+        assert!(!run.stderr.contains(refresh));
+    }
+
+    // A refresh token the server does not know: that mailbox fails, with its words.
+    let csv = cli.file(
+        "stale.csv",
+        format!("EmailAddress,UserName,Password,RefreshToken\n{ALICE},{ALICE},,stale-token\n")
+            .as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "stale", "--csv", &csv, "--source", "corp", "--target", "tgt",
+    ]);
+    let run = cli.run(&["batch", "start", "stale", "--wait"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("Endpoint corp could not get an OAuth access token from generic for alice@example.test: HTTP 400, invalid_grant: The refresh token is invalid or expired"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("stale-token"), "{}", run.stderr);
 }

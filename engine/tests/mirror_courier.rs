@@ -145,6 +145,7 @@ fn a_connection_cap_is_learnt_and_kept_under() {
                 },
                 password: imapmirror_storage::Secret::new("unused"),
                 target_password: None,
+                refresh_token: None,
             }];
             let batch = db.create_batch(&settings, &rows)?;
             Ok(db.mailboxes(batch.id)?[0].id)

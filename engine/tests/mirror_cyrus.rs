@@ -91,6 +91,7 @@ fn register(store: &Store) -> MailboxId {
                 },
                 password: imapmirror_storage::Secret::new("unused"),
                 target_password: None,
+                refresh_token: None,
             }];
             let batch = db.create_batch(&settings, &rows)?;
             Ok(db.mailboxes(batch.id)?[0].id)

@@ -97,6 +97,7 @@ fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     }];
     let batch = store
         .call(move |db| db.create_batch(&settings, &rows))
@@ -1504,6 +1505,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     };
     let settings = BatchSettings {
         name: "b2".into(),

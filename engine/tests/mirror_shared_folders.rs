@@ -132,6 +132,7 @@ fn register(
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     }];
     let batch = store
         .call(move |db| db.create_batch(&settings, &rows))

@@ -3,6 +3,8 @@
 //!
 //! - `client_credentials` (Microsoft's app-only grant, and the generic one): the client
 //!   id and secret, and the scope when one is required;
+//! - `refresh_token` (the generic grant with a mailbox's refresh token): the client's
+//!   credentials and a refresh token it knows;
 //! - `urn:ietf:params:oauth:grant-type:jwt-bearer` (Google's service account): the JWT's
 //!   RS256 signature against the account's public key, its header, `iss`, `aud`,
 //!   `scope`, `iat`/`exp` and a `sub` among the delegated mailboxes.
@@ -47,6 +49,8 @@ pub struct TokenServerConfig {
     pub service_account: Option<(String, String, Vec<u8>)>,
     /// The mailboxes the app (client credentials) and the service account may open.
     pub mailboxes: Vec<String>,
+    /// Refresh tokens the server honours, and the mailbox each is for.
+    pub refresh_tokens: Vec<(String, String)>,
     /// The mailbox an app (client-credentials) token is introspected as.
     pub app_user: Option<String>,
     /// How long an issued token lives.
@@ -194,6 +198,7 @@ async fn token(
     let verdict = match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => client_credentials(&shared.config, &form),
         Some(JWT_BEARER) => jwt_bearer(&shared.config, &form),
+        Some("refresh_token") => refresh_token(&shared.config, &form),
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -255,6 +260,33 @@ fn client_credentials(
         ));
     }
     Ok(None)
+}
+
+/// RFC 6749 section 6: the client's credentials, and a refresh token the server knows.
+fn refresh_token(
+    config: &TokenServerConfig,
+    form: &HashMap<String, String>,
+) -> Result<Option<String>, Refusal> {
+    client_credentials(
+        &TokenServerConfig {
+            required_scope: None,
+            ..config.clone()
+        },
+        form,
+    )?;
+    let given = form.get("refresh_token").map(String::as_str);
+    config
+        .refresh_tokens
+        .iter()
+        .find(|(token, _)| Some(token.as_str()) == given)
+        .map(|(_, user)| Some(user.clone()))
+        .ok_or_else(|| {
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "The refresh token is invalid or expired.",
+            )
+        })
 }
 
 fn base64url(text: &str) -> Option<Vec<u8>> {

@@ -60,6 +60,8 @@ pub struct RowInput {
     pub user_root: Option<String>,
     pub target_user_name: Option<String>,
     pub target_password: Option<WireSecret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<WireSecret>,
 }
 
 impl From<&MailboxRow> for RowInput {
@@ -73,6 +75,10 @@ impl From<&MailboxRow> for RowInput {
             target_user_name: r.target_user_name.clone(),
             target_password: r
                 .target_password
+                .as_ref()
+                .map(|p| WireSecret::new(p.expose())),
+            refresh_token: r
+                .refresh_token
                 .as_ref()
                 .map(|p| WireSecret::new(p.expose())),
         }
@@ -92,6 +98,7 @@ impl RowInput {
                 .target_password
                 .as_ref()
                 .map(|p| Secret::new(p.expose())),
+            refresh_token: self.refresh_token.as_ref().map(|p| Secret::new(p.expose())),
         }
     }
 }
@@ -702,6 +709,10 @@ impl Control {
                 password: storage::Secret::new(row.password.expose()),
                 target_password: row
                     .target_password
+                    .as_ref()
+                    .map(|p| storage::Secret::new(p.expose())),
+                refresh_token: row
+                    .refresh_token
                     .as_ref()
                     .map(|p| storage::Secret::new(p.expose())),
             });

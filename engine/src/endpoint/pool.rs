@@ -479,7 +479,7 @@ impl EndpointPool {
             }
             if let (
                 ImapError::Refused { server, text, .. },
-                LoginMethod::XOAuth2 { user },
+                LoginMethod::XOAuth2 { user, .. },
                 Some(grant),
             ) = (&e, login, &self.config.oauth_grant)
             {
@@ -545,7 +545,7 @@ impl EndpointPool {
     /// Fails when `login` can never work here (XOAUTH2 without a token or token command).
     fn check_login(&self, login: &LoginMethod) -> Result<(), Error> {
         match login {
-            LoginMethod::XOAuth2 { user }
+            LoginMethod::XOAuth2 { user, .. }
                 if self.config.access_token.is_none()
                     && self.config.token_command.is_none()
                     && self.config.oauth_grant.is_none() =>
@@ -564,12 +564,19 @@ impl EndpointPool {
     async fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
         self.check_login(login)?;
         let token = match (login, &self.config.access_token, &self.config.token_command) {
-            (LoginMethod::XOAuth2 { user }, None, None) if self.config.oauth_grant.is_some() => {
+            (
+                LoginMethod::XOAuth2 {
+                    user,
+                    refresh_token,
+                },
+                None,
+                None,
+            ) if self.config.oauth_grant.is_some() => {
                 let grant = self.config.oauth_grant.as_ref().expect("checked");
-                let token = grant.token(user).await?;
+                let token = grant.token(user, refresh_token.as_ref()).await?;
                 Some(client::Secret::new(token.expose()))
             }
-            (LoginMethod::XOAuth2 { user }, None, Some(command)) => {
+            (LoginMethod::XOAuth2 { user, .. }, None, Some(command)) => {
                 let token =
                     crate::endpoint::oauth_token::fetch_token(&self.config.name, command, user)
                         .await?;

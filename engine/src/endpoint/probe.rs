@@ -164,7 +164,7 @@ pub async fn probe(
                 }
                 (None, Some(oauth)) => {
                     crate::endpoint::oauth::TokenGrant::new(&s.name, oauth)?
-                        .token(user)
+                        .token(user, None)
                         .await?
                 }
                 (None, None) => {
@@ -176,6 +176,7 @@ pub async fn probe(
             };
             let method = LoginMethod::XOAuth2 {
                 user: user.to_owned(),
+                refresh_token: None,
             };
             Some((user, method, Some(client::Secret::new(token.expose()))))
         }

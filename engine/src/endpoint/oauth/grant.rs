@@ -45,6 +45,16 @@ pub fn client_credentials_form(client_id: &str, client_secret: &Secret, scope: &
     ]))
 }
 
+/// The body of a `refresh_token` request (RFC 6749 section 6) for one mailbox.
+pub fn refresh_token_form(client_id: &str, client_secret: &Secret, refresh: &Secret) -> Secret {
+    Secret::new(form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.expose()),
+        ("client_id", client_id),
+        ("client_secret", client_secret.expose()),
+    ]))
+}
+
 /// The body of a `jwt-bearer` request carrying `assertion`.
 pub fn jwt_bearer_form(assertion: &Secret) -> Secret {
     Secret::new(form(&[
@@ -228,6 +238,15 @@ mod tests {
             "grant_type=client_credentials&client_id=app%20id&client_secret=s%26%3D%2B&scope=https%3A%2F%2Foutlook.office365.com%2F.default"
         );
         assert!(!format!("{body:?}").contains("s%26"));
+    }
+
+    #[test]
+    fn refresh_token_form_leaves_out_an_empty_secret() {
+        let body = refresh_token_form("c", &Secret::new(""), &Secret::new("r/1"));
+        assert_eq!(
+            body.expose(),
+            "grant_type=refresh_token&refresh_token=r%2F1&client_id=c"
+        );
     }
 
     #[test]

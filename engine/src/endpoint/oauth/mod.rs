@@ -87,8 +87,9 @@ impl TokenGrant {
             .remove(&key);
     }
 
-    /// A token for `user`'s mailbox: the cached one while it is fresh, else a new one.
-    pub async fn token(&self, user: &str) -> Result<Secret, Error> {
+    /// A token for `user`'s mailbox: the cached one while it is fresh, else a new one
+    /// (the generic provider redeems the mailbox's `refresh_token` when it has one).
+    pub async fn token(&self, user: &str, refresh_token: Option<&Secret>) -> Result<Secret, Error> {
         let key = self.key(user);
         if let Some(c) = self
             .cache
@@ -99,12 +100,15 @@ impl TokenGrant {
         {
             return Ok(c.token.clone());
         }
-        let granted = self.fetch(user).await.map_err(|detail| Error::OAuthGrant {
-            endpoint: self.endpoint.clone(),
-            provider: self.settings.provider.as_str(),
-            user: user.to_owned(),
-            detail,
-        })?;
+        let granted =
+            self.fetch(user, refresh_token)
+                .await
+                .map_err(|detail| Error::OAuthGrant {
+                    endpoint: self.endpoint.clone(),
+                    provider: self.settings.provider.as_str(),
+                    user: user.to_owned(),
+                    detail,
+                })?;
         let margin = REFRESH_MARGIN.min(granted.expires_in / 2);
         let token = granted.access_token;
         tracing::debug!(
@@ -125,7 +129,11 @@ impl TokenGrant {
     }
 
     /// Asks the token endpoint; the error is the provider's answer or what went wrong.
-    async fn fetch(&self, user: &str) -> Result<grant::Granted, String> {
+    async fn fetch(
+        &self,
+        user: &str,
+        refresh_token: Option<&Secret>,
+    ) -> Result<grant::Granted, String> {
         let s = &self.settings;
         let (url, body) = match s.provider {
             OAuthProvider::Google => {
@@ -164,10 +172,13 @@ impl TokenGrant {
                 } else {
                     (s.token_url.clone().ok_or("no --token-url is set")?, "")
                 };
-                (
-                    url,
-                    grant::client_credentials_form(client_id, &secret, scope),
-                )
+                let form = match refresh_token {
+                    Some(refresh) if s.provider == OAuthProvider::Generic => {
+                        grant::refresh_token_form(client_id, &secret, refresh)
+                    }
+                    _ => grant::client_credentials_form(client_id, &secret, scope),
+                };
+                (url, form)
             }
         };
         let response = self

@@ -117,6 +117,7 @@ fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
                 },
                 password: Secret::new("pw"),
                 target_password: None,
+                refresh_token: None,
             }],
         )
         .expect("batch");

@@ -66,6 +66,15 @@ pub enum AuthArg {
     Xoauth2,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OAuthProviderArg {
+    Microsoft,
+    Google,
+    Generic,
+}
+
+// Parsed once per run: the size of `Add` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
     /// Add an endpoint; tests the connection first unless --no-test.
@@ -110,6 +119,33 @@ pub struct EndpointAddArgs {
     /// secrets in files it reads, not in the command line.
     #[arg(long, value_name = "COMMAND")]
     pub oauth_token_command: Option<String>,
+    /// With --auth xoauth2: get access tokens from this provider instead of a command.
+    /// microsoft: the app's client-credentials grant (--tenant, --client-id,
+    /// --client-secret-file); google: a service account with domain-wide delegation
+    /// (--service-account-file); generic: client credentials at --token-url.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PROVIDER",
+        conflicts_with = "oauth_token_command"
+    )]
+    pub oauth_provider: Option<OAuthProviderArg>,
+    /// Microsoft's directory (tenant) id or domain.
+    #[arg(long, value_name = "TENANT", requires = "oauth_provider")]
+    pub tenant: Option<String>,
+    /// The app's (client's) id at the provider.
+    #[arg(long, value_name = "ID", requires = "oauth_provider")]
+    pub client_id: Option<String>,
+    /// A file holding the app's client secret; read whenever a token is fetched, never
+    /// stored.
+    #[arg(long, value_name = "FILE", requires = "oauth_provider")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Google: the service account's JSON key file; read whenever a token is fetched.
+    #[arg(long, value_name = "FILE", requires = "oauth_provider")]
+    pub service_account_file: Option<PathBuf>,
+    /// The token endpoint, instead of the provider's own.
+    #[arg(long, value_name = "URL", requires = "oauth_provider")]
+    pub token_url: Option<String>,
     /// The admin (master) user that opens every mailbox.
     #[arg(long, value_name = "USER", requires = "admin_format")]
     pub admin_user: Option<String>,

@@ -24,7 +24,7 @@ use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
     AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
-    ReportFormat, SecurityArg, ServeArgs,
+    OAuthProviderArg, ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::live_progress::LiveProgress;
@@ -210,12 +210,47 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
                 _ => None,
             },
             oauth_token_command: args.oauth_token_command.clone(),
+            oauth: oauth_settings(args)?,
             connections_per_mailbox: args.connections_per_mailbox,
         },
         admin_password: admin_password.map(WireSecret::new),
         test: !args.no_test,
         test_user: args.test_user.clone(),
     })
+}
+
+/// `--oauth-provider` and its settings; secret files are stored by absolute path, since
+/// `serve` may run elsewhere.
+fn oauth_settings(args: &EndpointAddArgs) -> anyhow::Result<Option<Box<storage::OAuthSettings>>> {
+    let Some(provider) = args.oauth_provider else {
+        return Ok(None);
+    };
+    let absolute = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+        path.as_deref()
+            .map(|p| {
+                if !p.is_file() {
+                    return Err(BadRequest(format!(
+                        "{flag} {}: no such file; give the file that holds it.",
+                        p.display()
+                    ))
+                    .into());
+                }
+                std::path::absolute(p).map_err(anyhow::Error::from)
+            })
+            .transpose()
+    };
+    Ok(Some(Box::new(storage::OAuthSettings {
+        provider: match provider {
+            OAuthProviderArg::Microsoft => storage::OAuthProvider::Microsoft,
+            OAuthProviderArg::Google => storage::OAuthProvider::Google,
+            OAuthProviderArg::Generic => storage::OAuthProvider::Generic,
+        },
+        tenant: args.tenant.clone(),
+        client_id: args.client_id.clone(),
+        client_secret_file: absolute("--client-secret-file", &args.client_secret_file)?,
+        service_account_file: absolute("--service-account-file", &args.service_account_file)?,
+        token_url: args.token_url.clone(),
+    })))
 }
 
 /// `--pin-cert`: `sha256:HEX`, else the path of a PEM file holding the one certificate.

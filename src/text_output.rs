@@ -86,7 +86,7 @@ fn security_name(s: Security) -> &'static str {
 pub fn endpoint_line(e: &EndpointView) -> String {
     let s = &e.settings;
     format!(
-        "{}:{} (security {}, at most {} initial and {} incremental passes at once{})",
+        "{}:{} (security {}, at most {} initial and {} incremental passes at once{}{})",
         s.host,
         s.port,
         security_name(s.security),
@@ -95,6 +95,11 @@ pub fn endpoint_line(e: &EndpointView) -> String {
         match &s.admin_user {
             Some(u) => format!(", admin {u}"),
             None => String::new(),
+        },
+        match (&s.oauth, &s.oauth_token_command) {
+            (Some(o), _) => format!(", OAuth tokens from {}", o.provider.as_str()),
+            (None, Some(_)) => ", OAuth tokens from a command".to_owned(),
+            (None, None) => String::new(),
         }
     )
 }
@@ -113,7 +118,11 @@ pub fn endpoints(list: &[EndpointView]) -> String {
                 s.host.clone(),
                 s.port.to_string(),
                 security_name(s.security).to_owned(),
-                format!("{:?}", s.auth).to_lowercase(),
+                match (&s.oauth, &s.oauth_token_command) {
+                    (Some(o), _) => format!("xoauth2 ({})", o.provider.as_str()),
+                    (None, Some(_)) => "xoauth2 (command)".to_owned(),
+                    (None, None) => format!("{:?}", s.auth).to_lowercase(),
+                },
                 match (&s.admin_user, s.admin_format) {
                     (Some(u), Some(f)) => {
                         let format = imapmirror_engine::endpoint::connection::admin_format(
@@ -189,14 +198,23 @@ pub fn probe(p: &ProbeReport) -> String {
     if let Some(after) = &p.capabilities_after_login {
         let _ = writeln!(out, "Capabilities after login: {}", after.join(" "));
     }
+    let with = if p.login_with.is_empty() {
+        "the admin credentials"
+    } else {
+        p.login_with.as_str()
+    };
+    let check = if with == "the admin credentials" {
+        "check --admin-user, the password file and --admin-format"
+    } else {
+        "check that the app may open this mailbox with IMAP"
+    };
     let _ = match &p.login {
-        LoginCheck::Succeeded { user } => writeln!(
-            out,
-            "Login as {user} with the admin credentials: succeeded."
-        ),
+        LoginCheck::Succeeded { user } => {
+            writeln!(out, "Login as {user} with {with}: succeeded.")
+        }
         LoginCheck::Refused { user, text } => writeln!(
             out,
-            "Login as {user} with the admin credentials: REFUSED ({text:?}); check --admin-user, the password file and --admin-format."
+            "Login as {user} with {with}: REFUSED ({text:?}); {check}."
         ),
         LoginCheck::NotTried { reason } => writeln!(out, "Login not tried: {reason}."),
     };

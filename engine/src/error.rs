@@ -251,6 +251,29 @@ pub enum Error {
         detail: String,
     },
 
+    #[error(
+        "Endpoint {endpoint} could not get an OAuth access token from {provider}{}: {detail}; check the endpoint's --oauth-provider settings and the app's grant at the provider.",
+        if user.is_empty() { String::new() } else { format!(" for {user}") }
+    )]
+    OAuthGrant {
+        endpoint: String,
+        provider: &'static str,
+        user: String,
+        /// The provider's answer (error and error_description) or what failed.
+        detail: String,
+    },
+
+    #[error(
+        "The {role} server {server} refused the OAuth token from {provider} for {user} twice, a fresh one included: {text}; check that the app may use IMAP for this mailbox (Microsoft: an Exchange service principal with FullAccess; Google: domain-wide delegation of https://mail.google.com/)."
+    )]
+    OAuthRefused {
+        role: &'static str,
+        server: String,
+        provider: &'static str,
+        user: String,
+        text: String,
+    },
+
     #[error("While {action} for {mailbox}, {source}")]
     Store {
         mailbox: String,
@@ -367,6 +390,8 @@ impl Error {
             Self::LoginRefused { .. }
             | Self::MissingAccessToken { .. }
             | Self::OAuthToken { .. }
+            | Self::OAuthGrant { .. }
+            | Self::OAuthRefused { .. }
             | Self::InvalidSetting { .. } => Fault::UserInput,
             Self::Store { source, .. } => match source.kind() {
                 imapmirror_storage::ErrorKind::UserInput => Fault::UserInput,

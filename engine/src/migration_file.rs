@@ -45,15 +45,19 @@ pub const PASSWORD: &str = "Password";
 pub const USER_ROOT: &str = "UserRoot";
 pub const TARGET_USER_NAME: &str = "TargetUserName";
 pub const TARGET_PASSWORD: &str = "TargetPassword";
+/// imapmirror's own column: the mailbox's OAuth refresh token, for an endpoint with
+/// `--oauth-provider generic`; a secret like a password.
+pub const REFRESH_TOKEN: &str = "RefreshToken";
 
 const REQUIRED: [&str; 3] = [EMAIL_ADDRESS, USER_NAME, PASSWORD];
-const KNOWN: [&str; 6] = [
+const KNOWN: [&str; 7] = [
     EMAIL_ADDRESS,
     USER_NAME,
     PASSWORD,
     USER_ROOT,
     TARGET_USER_NAME,
     TARGET_PASSWORD,
+    REFRESH_TOKEN,
 ];
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -75,6 +79,8 @@ pub struct MailboxRow {
     pub target_user_name: Option<String>,
     /// The target password, when the target is not opened with admin credentials.
     pub target_password: Option<Secret>,
+    /// The source mailbox's OAuth refresh token (`RefreshToken`), if given.
+    pub refresh_token: Option<Secret>,
 }
 
 /// A migration file that passed every check.
@@ -98,6 +104,7 @@ struct Columns {
     user_root: Option<usize>,
     target_user_name: Option<usize>,
     target_password: Option<usize>,
+    refresh_token: Option<usize>,
     count: usize,
 }
 
@@ -341,6 +348,7 @@ fn read_header(
         user_root: get(USER_ROOT),
         target_user_name: get(TARGET_USER_NAME),
         target_password: get(TARGET_PASSWORD),
+        refresh_token: get(REFRESH_TOKEN),
         count: cells.len(),
     };
     Ok((columns, ignored))
@@ -421,6 +429,11 @@ fn read_row(
         user_root: optional(columns.user_root, USER_ROOT)?,
         target_user_name: optional(columns.target_user_name, TARGET_USER_NAME)?,
         target_password,
+        // A token is one line; blanks around it are a spreadsheet's.
+        refresh_token: match columns.refresh_token {
+            Some(c) => Some(Secret::new(text(c, REFRESH_TOKEN)?)).filter(|s| !s.is_empty()),
+            None => None,
+        },
     })
 }
 
@@ -550,6 +563,20 @@ mod tests {
         assert_eq!(f.rows.len(), 2);
         assert_eq!(f.rows[1].password.expose(), "p2");
         assert_eq!(f.rows[1].line, 3);
+    }
+
+    #[test]
+    fn refresh_tokens_are_an_optional_secret_column() {
+        let f = ok("EmailAddress,UserName,Password,RefreshToken\n\
+                    a@contoso.com,a,, 1//tok \n\
+                    b@contoso.com,b,x,\n");
+        assert!(f.ignored_columns.is_empty());
+        assert_eq!(
+            f.rows[0].refresh_token.as_ref().map(Secret::expose),
+            Some("1//tok")
+        );
+        assert!(f.rows[1].refresh_token.is_none());
+        assert!(!format!("{:?}", f.rows[0]).contains("1//tok"));
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         },
         access_token: None,
         token_command: None,
+        oauth_grant: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }
@@ -144,6 +145,7 @@ fn a_connection_cap_is_learnt_and_kept_under() {
                 },
                 password: imapmirror_storage::Secret::new("unused"),
                 target_password: None,
+                refresh_token: None,
             }];
             let batch = db.create_batch(&settings, &rows)?;
             Ok(db.mailboxes(batch.id)?[0].id)

@@ -91,6 +91,7 @@ fn register(store: &Store) -> MailboxId {
                 },
                 password: imapmirror_storage::Secret::new("unused"),
                 target_password: None,
+                refresh_token: None,
             }];
             let batch = db.create_batch(&settings, &rows)?;
             Ok(db.mailboxes(batch.id)?[0].id)
@@ -127,6 +128,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         },
         access_token: None,
         token_command: None,
+        oauth_grant: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }

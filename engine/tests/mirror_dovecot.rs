@@ -97,6 +97,7 @@ fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     }];
     let batch = store
         .call(move |db| db.create_batch(&settings, &rows))
@@ -200,6 +201,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         },
         access_token: None,
         token_command: None,
+        oauth_grant: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }
@@ -1512,6 +1514,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     };
     let settings = BatchSettings {
         name: "b2".into(),

@@ -132,6 +132,7 @@ fn register(
         },
         password: imapmirror_storage::Secret::new("unused"),
         target_password: None,
+        refresh_token: None,
     }];
     let batch = store
         .call(move |db| db.create_batch(&settings, &rows))
@@ -172,6 +173,7 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         },
         access_token: None,
         token_command: None,
+        oauth_grant: None,
     };
     Arc::new(EndpointPool::new(config, role).expect("pool"))
 }

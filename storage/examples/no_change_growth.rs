@@ -66,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 password: Secret::new("unused"),
                 target_password: None,
+                refresh_token: None,
             })
             .collect();
         let batch = db.create_batch(&settings, &rows)?;

@@ -34,6 +34,50 @@ pub enum AuthMechanism {
     Xoauth2,
 }
 
+/// Whose token endpoint grants XOAUTH2 access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthProvider {
+    /// Microsoft 365: the app's client-credentials grant, one token for every mailbox.
+    Microsoft,
+    /// Google Workspace: a service account with domain-wide delegation, a signed JWT per
+    /// mailbox.
+    Google,
+    /// Any other server: client credentials at `token_url`.
+    Generic,
+}
+
+impl OAuthProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Microsoft => "microsoft",
+            Self::Google => "google",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// How imapmirror gets access tokens itself. Secrets stay in the files named here (read
+/// when a token is fetched), never in the store's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthSettings {
+    pub provider: OAuthProvider,
+    /// Microsoft's directory (tenant) id or domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A file holding the client secret (Microsoft, generic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Google's JSON key of the service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_file: Option<PathBuf>,
+    /// Overrides the provider's token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+}
+
 /// How admin credentials name the user to act for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +108,10 @@ pub struct EndpointSettings {
     /// (`IMAPMIRROR_OAUTH_USER`); run for every new connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_token_command: Option<String>,
+    /// For `--auth xoauth2`: the OAuth provider whose token endpoint imapmirror asks
+    /// itself (`--oauth-provider`), instead of a token command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<Box<OAuthSettings>>,
     /// Folders of one mailbox synced at once, each over its own connection (absent: the
     /// engine's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +153,7 @@ impl EndpointSettings {
             admin_format: None,
             admin_separator: None,
             oauth_token_command: None,
+            oauth: None,
             connections_per_mailbox: None,
             max_concurrent_migrations: DEFAULT_MAX_CONCURRENT_MIGRATIONS,
             max_concurrent_syncs: DEFAULT_MAX_CONCURRENT_SYNCS,

@@ -481,6 +481,7 @@ mod tests {
             },
             password: Secret::new("pw"),
             target_password: None,
+            refresh_token: None,
         };
         let batch = db.create_batch(&settings, &[row]).expect("batch");
         let m = db.mailboxes(batch.id).expect("mailboxes")[0].id;

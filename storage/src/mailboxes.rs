@@ -5,7 +5,8 @@
 //! `len:2 lowercase-login batch:8 mailbox:8 -> ()` for the EmailAddress and the source
 //! UserName of each row, so a login resolves with one prefix scan. A record's status
 //! fields are overridden by its value in `mailbox_status` (see `mailbox_status.rs`). `secrets` tree:
-//! `B batch:8 mailbox:8 kind:1 -> sealed password`.
+//! `B batch:8 mailbox:8 kind:1 -> sealed password` (kind 1 the password, 2 the target
+//! password, 3 the OAuth refresh token).
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,8 @@ pub struct NewMailbox {
     pub row: MigrationRow,
     pub password: Secret,
     pub target_password: Option<Secret>,
+    /// The source mailbox's OAuth refresh token (`RefreshToken`).
+    pub refresh_token: Option<Secret>,
 }
 
 /// A stored mailbox.
@@ -75,6 +78,7 @@ impl MailboxRecord {
 pub struct MailboxCredentials {
     pub password: Secret,
     pub target_password: Option<Secret>,
+    pub refresh_token: Option<Secret>,
 }
 
 /// Totals over a mailbox's folders.
@@ -103,6 +107,7 @@ pub struct LoginRoute {
 
 const PASSWORD: u8 = 1;
 const TARGET_PASSWORD: u8 = 2;
+const REFRESH_TOKEN: u8 = 3;
 
 fn secret_key(id: MailboxId, kind: u8) -> Vec<u8> {
     key_layout::key(b'B', &[&mailbox_key(id), &[kind]])
@@ -285,6 +290,7 @@ impl Database {
         Ok(MailboxCredentials {
             password,
             target_password: read(TARGET_PASSWORD)?,
+            refresh_token: read(REFRESH_TOKEN)?,
         })
     }
 
@@ -384,6 +390,10 @@ impl Database {
                 if let Some(tp) = &new.target_password {
                     let key = secret_key(id, TARGET_PASSWORD);
                     secrets.insert(key.clone(), self.inner.vault.seal(&owner, &key, tp)?);
+                }
+                if let Some(rt) = &new.refresh_token {
+                    let key = secret_key(id, REFRESH_TOKEN);
+                    secrets.insert(key.clone(), self.inner.vault.seal(&owner, &key, rt)?);
                 }
             }
             // Secrets and logins before records: a record never exists without them.

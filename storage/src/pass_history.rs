@@ -323,6 +323,7 @@ mod tests {
             },
             password: Secret::new("pw"),
             target_password: None,
+            refresh_token: None,
         };
         let batch = db.create_batch(&settings, &[row]).expect("batch");
         db.mailboxes(batch.id).expect("mailboxes")[0].id

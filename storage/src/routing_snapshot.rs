@@ -201,6 +201,7 @@ mod tests {
                     row,
                     password: Secret::new("pw"),
                     target_password: None,
+                    refresh_token: None,
                 }],
             )
             .expect("batch");

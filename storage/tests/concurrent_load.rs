@@ -56,6 +56,7 @@ fn add_batch(store: &Database) -> Result<()> {
             },
             password: Secret::new("pw"),
             target_password: None,
+            refresh_token: None,
         })
         .collect();
     let settings = BatchSettings {

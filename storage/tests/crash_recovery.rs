@@ -152,6 +152,7 @@ fn setup(store: &Database) -> Result<MailboxId, StoreError> {
             },
             password: Secret::new("pw"),
             target_password: None,
+            refresh_token: None,
         }],
     )?;
     store.flush()?;

@@ -23,6 +23,7 @@ fn row(email: &str, user: &str, password: &str) -> NewMailbox {
         },
         password: Secret::new(password),
         target_password: Some(Secret::new(format!("{password}-target"))),
+        refresh_token: None,
     }
 }
 

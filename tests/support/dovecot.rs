@@ -102,6 +102,7 @@ pub struct DovecotBuilder {
     master: (String, String),
     extra_config: Vec<String>,
     max_userip_connections: u32,
+    oauth2_introspection: Option<String>,
 }
 
 impl DovecotBuilder {
@@ -135,6 +136,15 @@ impl DovecotBuilder {
     /// A configuration line (or block) appended verbatim, e.g. `mail_plugins = listescape`.
     pub fn extra_config(mut self, text: &str) -> Self {
         self.extra_config.push(text.to_owned());
+        self
+    }
+
+    /// Accepts XOAUTH2 and OAUTHBEARER logins whose token `url` says is `active` for
+    /// `username`, through Dovecot's `passdb oauth2`: a GET of `url` with the token
+    /// appended (`tokeninfo_url`), since Dovecot 2.3.19's `introspection_mode = post`
+    /// panics (http_client_request_set_payload). Passwords keep working.
+    pub fn oauth2_introspection(mut self, url: &str) -> Self {
+        self.oauth2_introspection = Some(url.to_owned());
         self
     }
 
@@ -188,6 +198,7 @@ impl Dovecot {
             master: (MASTER_USER.to_owned(), MASTER_PASSWORD.to_owned()),
             extra_config: Vec::new(),
             max_userip_connections: 200,
+            oauth2_introspection: None,
         }
     }
 
@@ -239,6 +250,15 @@ impl Dovecot {
             users.push((name.clone(), password.clone()));
         }
         write_file(&root.join("passwd"), &passwd, 0o644)?;
+        if let Some(url) = &builder.oauth2_introspection {
+            write_file(
+                &root.join("dovecot-oauth2.conf.ext"),
+                &format!(
+                    "tokeninfo_url = {url}\ntimeout_msecs = 0\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                ),
+                0o644,
+            )?;
+        }
         write_file(
             &root.join("master-users"),
             &format!("{}:{{PLAIN}}{}::::::\n", builder.master.0, builder.master.1),
@@ -321,7 +341,7 @@ namespace inbox {{
   prefix =
   separator = {sep}
 }}
-passdb {{
+{oauth2}passdb {{
   driver = passwd-file
   args = {root}/master-users
   master = yes
@@ -372,6 +392,12 @@ service stats {{
             sep = self.layout.separator(),
             plain_port = self.plain_addr.port(),
             tls_port = self.tls_addr.port(),
+            oauth2 = match builder.oauth2_introspection {
+                Some(_) => format!(
+                    "auth_mechanisms = plain login xoauth2 oauthbearer\npassdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {root}/dovecot-oauth2.conf.ext\n}}\n"
+                ),
+                None => String::new(),
+            },
         ));
         match &self.run_as.unprivileged_user {
             None => c.push_str("default_login_user = dovenull\ndefault_internal_user = dovecot\n"),

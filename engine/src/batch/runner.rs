@@ -894,6 +894,10 @@ impl RoundContext {
                 .target_password
                 .as_ref()
                 .map(|p| Secret::new(p.expose())),
+            refresh_token: credentials
+                .refresh_token
+                .as_ref()
+                .map(|p| Secret::new(p.expose())),
         };
         Ok(MailboxJob {
             mailbox: mailbox.id,
@@ -1022,6 +1026,7 @@ mod tests {
                 },
                 password: imapmirror_storage::Secret::new("pw"),
                 target_password: Some(imapmirror_storage::Secret::new("pw")),
+                refresh_token: None,
             })
             .collect();
         db.create_batch(

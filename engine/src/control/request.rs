@@ -60,6 +60,8 @@ pub struct RowInput {
     pub user_root: Option<String>,
     pub target_user_name: Option<String>,
     pub target_password: Option<WireSecret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<WireSecret>,
 }
 
 impl From<&MailboxRow> for RowInput {
@@ -73,6 +75,10 @@ impl From<&MailboxRow> for RowInput {
             target_user_name: r.target_user_name.clone(),
             target_password: r
                 .target_password
+                .as_ref()
+                .map(|p| WireSecret::new(p.expose())),
+            refresh_token: r
+                .refresh_token
                 .as_ref()
                 .map(|p| WireSecret::new(p.expose())),
         }
@@ -92,6 +98,7 @@ impl RowInput {
                 .target_password
                 .as_ref()
                 .map(|p| Secret::new(p.expose())),
+            refresh_token: self.refresh_token.as_ref().map(|p| Secret::new(p.expose())),
         }
     }
 }
@@ -571,16 +578,31 @@ impl Control {
             });
         }
         let xoauth2 = settings.auth == storage::AuthMechanism::Xoauth2;
-        match (&settings.oauth_token_command, xoauth2) {
-            (None, true) => {
+        match (&settings.oauth_token_command, &settings.oauth, xoauth2) {
+            (None, None, true) => {
                 return Err(Error::InvalidSetting {
-                    problem: "--auth xoauth2 needs --oauth-token-command, the command that prints an access token for each user".to_owned(),
+                    problem: "--auth xoauth2 needs --oauth-provider (microsoft, google or generic) or --oauth-token-command, the command that prints an access token for each user".to_owned(),
                 });
             }
-            (Some(_), false) => {
+            (Some(_), _, false) => {
                 return Err(Error::InvalidSetting {
                     problem: "--oauth-token-command is used only with --auth xoauth2".to_owned(),
                 });
+            }
+            (_, Some(_), false) => {
+                return Err(Error::InvalidSetting {
+                    problem: "--oauth-provider is used only with --auth xoauth2".to_owned(),
+                });
+            }
+            (Some(_), Some(_), _) => {
+                return Err(Error::InvalidSetting {
+                    problem: "give --oauth-provider or --oauth-token-command, not both".to_owned(),
+                });
+            }
+            (None, Some(oauth), true) => {
+                if let Some(problem) = oauth_problem(oauth) {
+                    return Err(Error::InvalidSetting { problem });
+                }
             }
             _ => {}
         }
@@ -689,6 +711,10 @@ impl Control {
                     .target_password
                     .as_ref()
                     .map(|p| storage::Secret::new(p.expose())),
+                refresh_token: row
+                    .refresh_token
+                    .as_ref()
+                    .map(|p| storage::Secret::new(p.expose())),
             });
         }
         let count = mailboxes.len();
@@ -767,6 +793,44 @@ impl Control {
     }
 }
 
+/// What an `--oauth-provider` setting lacks or has too much of, if anything.
+fn oauth_problem(o: &storage::OAuthSettings) -> Option<String> {
+    use storage::OAuthProvider::{Generic, Google, Microsoft};
+    let need = |flag: &str, has: bool| {
+        (!has).then(|| format!("--oauth-provider {} needs {flag}", o.provider.as_str()))
+    };
+    let refuse = |flag: &str, has: bool| {
+        has.then(|| {
+            format!(
+                "--oauth-provider {} does not use {flag}",
+                o.provider.as_str()
+            )
+        })
+    };
+    match o.provider {
+        Microsoft => need("--tenant", o.tenant.is_some())
+            .or_else(|| need("--client-id", o.client_id.is_some()))
+            .or_else(|| need("--client-secret-file", o.client_secret_file.is_some()))
+            .or_else(|| refuse("--service-account-file", o.service_account_file.is_some())),
+        Google => need(
+            "--service-account-file (the service account's JSON key)",
+            o.service_account_file.is_some(),
+        )
+        .or_else(|| refuse("--client-secret-file", o.client_secret_file.is_some()))
+        .or_else(|| refuse("--tenant", o.tenant.is_some())),
+        Generic => need("--token-url", o.token_url.is_some())
+            .or_else(|| need("--client-id", o.client_id.is_some()))
+            .or_else(|| refuse("--service-account-file", o.service_account_file.is_some()))
+            .or_else(|| refuse("--tenant", o.tenant.is_some())),
+    }
+    .or_else(|| {
+        o.token_url
+            .as_deref()
+            .filter(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+            .map(|u| format!("--token-url {u} is not an http(s) URL"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -802,5 +866,47 @@ mod tests {
         let back = Error::from(wire);
         assert_eq!(back.fault(), Fault::UserInput);
         assert_eq!(back.to_string(), e.to_string());
+    }
+
+    #[test]
+    fn oauth_providers_name_what_they_lack() {
+        let base = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Microsoft,
+            tenant: Some("t".into()),
+            client_id: Some("c".into()),
+            client_secret_file: Some("/s".into()),
+            service_account_file: None,
+            token_url: None,
+        };
+        assert_eq!(oauth_problem(&base), None);
+        let no_tenant = storage::OAuthSettings {
+            tenant: None,
+            ..base.clone()
+        };
+        assert_eq!(
+            oauth_problem(&no_tenant).as_deref(),
+            Some("--oauth-provider microsoft needs --tenant")
+        );
+        let google = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Google,
+            tenant: None,
+            client_secret_file: None,
+            ..base.clone()
+        };
+        assert!(
+            oauth_problem(&google)
+                .expect("no key")
+                .contains("--service-account-file")
+        );
+        let generic = storage::OAuthSettings {
+            provider: storage::OAuthProvider::Generic,
+            tenant: None,
+            token_url: Some("ftp://x".into()),
+            ..base
+        };
+        assert_eq!(
+            oauth_problem(&generic).as_deref(),
+            Some("--token-url ftp://x is not an http(s) URL")
+        );
     }
 }

@@ -96,6 +96,10 @@ pub fn pool_config(
         reconnect,
         access_token: None,
         token_command: s.oauth_token_command.clone(),
+        oauth_grant: match &s.oauth {
+            Some(o) => Some(crate::endpoint::oauth::TokenGrant::new(&s.name, o)?),
+            None => None,
+        },
     })
 }
 

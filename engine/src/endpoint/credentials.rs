@@ -35,15 +35,19 @@ pub enum LoginMethod {
         password: Secret,
     },
     /// `AUTHENTICATE XOAUTH2` for `user`; the engine fetches the token from the endpoint's
-    /// OAuth configuration, which this pure module knows nothing of.
-    XOAuth2 { user: String },
+    /// OAuth configuration, which this pure module knows nothing of; with the row's
+    /// refresh token (`RefreshToken`) when the file gives one.
+    XOAuth2 {
+        user: String,
+        refresh_token: Option<Secret>,
+    },
 }
 
 impl LoginMethod {
     /// The identity whose mailbox this login opens, for logs and reports.
     pub fn mailbox_user(&self) -> &str {
         match self {
-            Self::Login { user, .. } | Self::XOAuth2 { user } => user,
+            Self::Login { user, .. } | Self::XOAuth2 { user, .. } => user,
             Self::AuthenticatePlain { authzid, .. } => authzid,
         }
     }
@@ -65,7 +69,7 @@ impl LoginMethod {
                 authcid: authcid.clone(),
                 password: client::Secret::new(password.expose()),
             },
-            Self::XOAuth2 { user } => Credentials::XOAuth2 {
+            Self::XOAuth2 { user, .. } => Credentials::XOAuth2 {
                 user: user.clone(),
                 access_token: access_token?,
             },
@@ -148,6 +152,7 @@ pub fn source_login(row: &MailboxRow, source: &EndpointAccess) -> Result<LoginMe
     if source.xoauth2 {
         return Ok(LoginMethod::XOAuth2 {
             user: row.user_name.clone(),
+            refresh_token: row.refresh_token.clone(),
         });
     }
     if row.password.is_empty() {
@@ -186,6 +191,8 @@ pub fn target_login(row: &MailboxRow, target: &EndpointAccess) -> Result<LoginMe
     if target.xoauth2 {
         return Ok(LoginMethod::XOAuth2 {
             user: user.to_owned(),
+            // The file's refresh token is the source mailbox's.
+            refresh_token: None,
         });
     }
     Err(Error::NoTargetLogin {
@@ -228,6 +235,7 @@ mod tests {
             user_root: None,
             target_user_name: None,
             target_password: None,
+            refresh_token: None,
         }
     }
 
@@ -423,7 +431,8 @@ mod tests {
         assert_eq!(
             got.ok(),
             Some(LoginMethod::XOAuth2 {
-                user: "alberta".into()
+                user: "alberta".into(),
+                refresh_token: None,
             })
         );
     }
@@ -476,7 +485,8 @@ mod tests {
         assert_eq!(
             target_login(&row(), &endpoint(None, true)).ok(),
             Some(LoginMethod::XOAuth2 {
-                user: "alberta@contoso.com".into()
+                user: "alberta@contoso.com".into(),
+                refresh_token: None,
             })
         );
         let err = target_login(&row(), &endpoint(None, false)).expect_err("no way in");

@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod credentials;
+pub mod oauth;
 pub mod oauth_token;
 pub mod pool;
 pub mod probe;

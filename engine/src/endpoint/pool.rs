@@ -61,6 +61,8 @@ pub struct EndpointConfig {
     pub access_token: Option<client::Secret>,
     /// Else a command that prints one for a user ([`crate::endpoint::oauth_token`]).
     pub token_command: Option<String>,
+    /// Else the endpoint's own OAuth grant ([`crate::endpoint::oauth`]).
+    pub oauth_grant: Option<Arc<crate::endpoint::oauth::TokenGrant>>,
 }
 
 impl EndpointConfig {
@@ -411,7 +413,10 @@ impl EndpointPool {
             Arc::ptr_eq(slot.0.semaphore(), &self.limit),
             "a slot is used with the pool it was reserved from"
         );
-        let credentials = self.credentials(login).await?;
+        let mut credentials = self.credentials(login).await?;
+        // A cached OAuth token the server refuses (revoked, or the grant changed) earns
+        // one retry with a fresh one.
+        let mut fresh_token = false;
         let permit = slot.0;
         let options = self.config.connect_options();
         let mut jitter = Jitter::seeded(self.limit.available_permits() as u64);
@@ -476,6 +481,32 @@ impl EndpointPool {
                 }
                 continue;
             }
+            if let (
+                ImapError::Refused { server, text, .. },
+                LoginMethod::XOAuth2 { user, .. },
+                Some(grant),
+            ) = (&e, login, &self.config.oauth_grant)
+            {
+                if !fresh_token {
+                    tracing::warn!(
+                        server = %self.config.server(),
+                        role = self.role.as_str(),
+                        user = %user,
+                        "the server refused the OAuth token; retrying once with a fresh one"
+                    );
+                    grant.forget(user);
+                    credentials = self.credentials(login).await?;
+                    fresh_token = true;
+                    continue;
+                }
+                return Err(Error::OAuthRefused {
+                    role: self.role.as_str(),
+                    server: server.clone(),
+                    provider: grant.provider().as_str(),
+                    user: user.clone(),
+                    text: text.clone(),
+                });
+            }
             if let ImapError::Refused { server, text, .. } = &e {
                 return Err(Error::LoginRefused {
                     role: self.role.as_str(),
@@ -518,8 +549,10 @@ impl EndpointPool {
     /// Fails when `login` can never work here (XOAUTH2 without a token or token command).
     fn check_login(&self, login: &LoginMethod) -> Result<(), Error> {
         match login {
-            LoginMethod::XOAuth2 { user }
-                if self.config.access_token.is_none() && self.config.token_command.is_none() =>
+            LoginMethod::XOAuth2 { user, .. }
+                if self.config.access_token.is_none()
+                    && self.config.token_command.is_none()
+                    && self.config.oauth_grant.is_none() =>
             {
                 Err(Error::MissingAccessToken {
                     role: self.role.as_str(),
@@ -535,7 +568,19 @@ impl EndpointPool {
     async fn credentials(&self, login: &LoginMethod) -> Result<Credentials, Error> {
         self.check_login(login)?;
         let token = match (login, &self.config.access_token, &self.config.token_command) {
-            (LoginMethod::XOAuth2 { user }, None, Some(command)) => {
+            (
+                LoginMethod::XOAuth2 {
+                    user,
+                    refresh_token,
+                },
+                None,
+                None,
+            ) if self.config.oauth_grant.is_some() => {
+                let grant = self.config.oauth_grant.as_ref().expect("checked");
+                let token = grant.token(user, refresh_token.as_ref()).await?;
+                Some(client::Secret::new(token.expose()))
+            }
+            (LoginMethod::XOAuth2 { user, .. }, None, Some(command)) => {
                 let token =
                     crate::endpoint::oauth_token::fetch_token(&self.config.name, command, user)
                         .await?;
@@ -594,6 +639,7 @@ mod tests {
             reconnect: ReconnectPolicy::default(),
             access_token: None,
             token_command: None,
+            oauth_grant: None,
         };
         let err = EndpointPool::new(config, Role::Source).expect_err("zero is refused");
         assert_eq!(err.fault(), crate::Fault::UserInput);

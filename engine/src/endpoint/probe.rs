@@ -47,6 +47,10 @@ pub struct ProbeReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities_after_login: Option<Vec<String>>,
     pub login: LoginCheck,
+    /// How the login was made: `the admin credentials`, `an OAuth token from microsoft`
+    /// (the provider, never the token), `an OAuth token from the token command`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub login_with: String,
     /// What the capabilities mean for a migration, one sentence each.
     pub notes: Vec<String>,
 }
@@ -154,15 +158,25 @@ pub async fn probe(
             Some((user, admin_login(format, admin, password, user)?, None))
         }
         (None, _, _, Some(user)) if s.auth == storage::AuthMechanism::Xoauth2 => {
-            let Some(command) = &s.oauth_token_command else {
-                return Err(Error::MissingAccessToken {
-                    role: "test",
-                    user: user.to_owned(),
-                });
+            let token = match (&s.oauth_token_command, &s.oauth) {
+                (Some(command), _) => {
+                    crate::endpoint::oauth_token::fetch_token(&s.name, command, user).await?
+                }
+                (None, Some(oauth)) => {
+                    crate::endpoint::oauth::TokenGrant::new(&s.name, oauth)?
+                        .token(user, None)
+                        .await?
+                }
+                (None, None) => {
+                    return Err(Error::MissingAccessToken {
+                        role: "test",
+                        user: user.to_owned(),
+                    });
+                }
             };
-            let token = crate::endpoint::oauth_token::fetch_token(&s.name, command, user).await?;
             let method = LoginMethod::XOAuth2 {
                 user: user.to_owned(),
+                refresh_token: None,
             };
             Some((user, method, Some(client::Secret::new(token.expose()))))
         }
@@ -228,7 +242,14 @@ pub async fn probe(
         &server_id,
         capabilities_after_login.as_deref().unwrap_or(&capabilities),
     );
+    let login_with = match (&s.oauth_token_command, &s.oauth) {
+        _ if s.admin_user.is_some() => "the admin credentials".to_owned(),
+        (Some(_), _) => "an OAuth token from the token command".to_owned(),
+        (None, Some(o)) => format!("an OAuth token from {}", o.provider.as_str()),
+        (None, None) => String::new(),
+    };
     Ok(ProbeReport {
+        login_with,
         endpoint: s.name.clone(),
         server,
         security: match s.security {
@@ -531,6 +552,7 @@ mod tests {
     #[test]
     fn a_refused_login_fails_the_test() {
         let mut report = ProbeReport {
+            login_with: String::new(),
             endpoint: "src".into(),
             server: "127.0.0.1:143".into(),
             security: "none".into(),

@@ -147,6 +147,7 @@ impl Harness {
                 },
                 password: Secret::new(p.clone()),
                 target_password: None,
+                refresh_token: None,
             })
             .collect();
         store

@@ -177,7 +177,6 @@ fn pool(addr: std::net::SocketAddr, role: Role) -> Arc<EndpointPool> {
         ca_file: None,
         insecure_skip_verify: false,
         pinned_certificate: None,
-        provider: None,
     })
     .expect("tls settings");
     let config = EndpointConfig {

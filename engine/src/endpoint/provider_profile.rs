@@ -128,6 +128,20 @@ pub enum FolderRole {
     GmailImportant,
 }
 
+/// Whether a message of Gmail's All Mail, by its `X-GM-LABELS`, is in no other folder
+/// (archived mail), so that the All Mail pass copies it to the target's archive.
+///
+/// The labels say it exactly and without state: INBOX (`\Inbox`), Sent (`\Sent`),
+/// Drafts (`\Draft`) and any user label are folders the message is copied from already;
+/// `\Starred` and `\Important` are not folders on the target. Spam and Trash are not in
+/// All Mail at all. A message archived later (its `\Inbox` removed) has no label left and
+/// is copied to the archive on the next pass — where Gmail shows it then.
+pub fn gmail_archived_only<'a>(labels: impl IntoIterator<Item = &'a str>) -> bool {
+    labels
+        .into_iter()
+        .all(|l| l.eq_ignore_ascii_case("\\Starred") || l.eq_ignore_ascii_case("\\Important"))
+}
+
 /// What changes for one provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderProfile {
@@ -283,6 +297,18 @@ mod tests {
                 .folder_role(&["\\All"], &["All Mail"]),
             FolderRole::Folder
         );
+    }
+
+    #[test]
+    fn archived_only_is_told_by_the_labels() {
+        assert!(gmail_archived_only([]));
+        assert!(gmail_archived_only(["\\Important", "\\Starred"]));
+        assert!(!gmail_archived_only(["\\Inbox"]));
+        assert!(!gmail_archived_only(["\\Important", "\\Sent"]));
+        assert!(!gmail_archived_only(["\\Draft"]));
+        assert!(!gmail_archived_only(["Work/2024"]));
+        // A user label spelled like a system one but without the backslash is a label.
+        assert!(!gmail_archived_only(["Important"]));
     }
 
     #[test]

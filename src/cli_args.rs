@@ -66,6 +66,17 @@ pub enum AuthArg {
     Xoauth2,
 }
 
+/// `endpoint add --provider`: the hosted-service profile to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    /// Whatever the server's ID, greeting and capabilities say (the default).
+    Auto,
+    Gmail,
+    Microsoft365,
+    /// No hosted-service profile, whatever the server says.
+    Generic,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OAuthProviderArg {
     Microsoft,
@@ -182,6 +193,12 @@ pub struct EndpointAddArgs {
     /// issuer and dates are not checked. The digest is stored with the endpoint.
     #[arg(long, value_name = "PEM|sha256:HEX", conflicts_with = "ca_file")]
     pub pin_cert: Option<String>,
+    /// The hosted service this endpoint is: its profile sets the connection and
+    /// message-size limits, the system-folder map and the identity used against
+    /// duplicates (`endpoint test` shows them). auto: as the server's ID, greeting and
+    /// capabilities tell.
+    #[arg(long, value_enum, default_value_t = ProviderArg::Auto)]
+    pub provider: ProviderArg,
     /// Add without testing the connection.
     #[arg(long, conflicts_with = "test_user")]
     pub no_test: bool,

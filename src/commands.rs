@@ -24,7 +24,7 @@ use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
     AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
-    OAuthProviderArg, ReportFormat, SecurityArg, ServeArgs,
+    OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::live_progress::LiveProgress;
@@ -201,6 +201,12 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
             ca_file,
             insecure_skip_verify: args.insecure_skip_verify,
             pinned_certificate,
+            provider: match args.provider {
+                ProviderArg::Auto => None,
+                ProviderArg::Gmail => Some(storage::Provider::Gmail),
+                ProviderArg::Microsoft365 => Some(storage::Provider::Microsoft365),
+                ProviderArg::Generic => Some(storage::Provider::Generic),
+            },
             admin_separator: match args.admin_format {
                 Some(AdminFormat::Dovecot { separator })
                     if separator != DOVECOT_DEFAULT_SEPARATOR =>

@@ -187,6 +187,10 @@ pub fn probe(p: &ProbeReport) -> String {
             format!("; ID {}", id.join(", "))
         }
     );
+    let _ = writeln!(out, "Provider profile: {}.", p.provider);
+    for note in &p.provider_notes {
+        let _ = writeln!(out, "  - {note}");
+    }
     if let Some(before) = &p.capabilities_before_starttls {
         let _ = writeln!(out, "Capabilities before STARTTLS: {}", before.join(" "));
     }

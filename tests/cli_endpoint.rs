@@ -727,3 +727,68 @@ fn courier_offers_auth_plain_only_after_starttls() {
     );
     assert!(out.contains("without TLS"), "{out}");
 }
+
+/// `endpoint add --provider`: stored with the endpoint, and `endpoint test` prints the
+/// profile and what it changes; without it the detected family decides (Dovecot: generic).
+#[test]
+fn the_provider_profile_is_chosen_or_detected_and_printed() {
+    let server = Dovecot::builder()
+        .label("provider")
+        .start()
+        .expect("Dovecot starts");
+    let cli = Cli::new();
+    let port = server.plain_addr().port().to_string();
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "endpoint",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--security",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+    let gmail = add("asgmail", &["--provider", "gmail"]);
+    assert_eq!(gmail.code, 0, "{}\n{}", gmail.stdout, gmail.stderr);
+    assert!(
+        gmail.stdout.contains("Provider profile: Gmail."),
+        "{}",
+        gmail.stdout
+    );
+    assert!(
+        gmail.stdout.contains("15 simultaneous connections"),
+        "{}",
+        gmail.stdout
+    );
+    assert!(gmail.stdout.contains("35651584 bytes"), "{}", gmail.stdout);
+    assert!(gmail.stdout.contains("X-GM-MSGID"), "{}", gmail.stdout);
+    let list = cli.json(&["endpoint", "list", "--json"]);
+    let stored = list
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "asgmail"))
+        .unwrap_or_else(|| panic!("asgmail is listed: {list:#}"));
+    assert_eq!(stored["provider"], "gmail", "{stored:#}");
+    let json = cli.json(&["endpoint", "test", "asgmail", "--json"]);
+    assert_eq!(json["server_family"], "Dovecot", "{json:#}");
+    assert_eq!(json["provider"], "gmail", "{json:#}");
+
+    let auto = add("auto", &[]);
+    assert_eq!(auto.code, 0, "{}\n{}", auto.stdout, auto.stderr);
+    assert!(
+        auto.stdout.contains("Provider profile: generic."),
+        "{}",
+        auto.stdout
+    );
+    let json = cli.json(&["endpoint", "test", "auto", "--json"]);
+    assert_eq!(json["provider"], "generic", "{json:#}");
+    let bad = cli.fails(
+        &["endpoint", "add", "x", "--host", "h", "--provider", "yahoo"],
+        2,
+    );
+    assert!(bad.contains("gmail"), "{bad}");
+}

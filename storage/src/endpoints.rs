@@ -88,6 +88,19 @@ pub enum AdminFormat {
     Mirapoint,
 }
 
+/// The hosted service an endpoint is, when the administrator says so (`endpoint add
+/// --provider`) rather than leaving it to what the server says of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Google's Gmail / Workspace.
+    Gmail,
+    /// Microsoft 365 / Exchange Online.
+    Microsoft365,
+    /// Any other server: no hosted-service profile, whatever it says of itself.
+    Generic,
+}
+
 /// An endpoint's settings (never its password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSettings {
@@ -125,6 +138,10 @@ pub struct EndpointSettings {
     /// `sha256:` and the 64 hex digits of its DER's SHA-256; absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_certificate: Option<String>,
+    /// The provider profile to use whatever the server says (`--provider`); absent: the
+    /// one detected from its ID, greeting and capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
 }
 
 /// Mailboxes in their initial pass at once per endpoint, by default (Exchange's value).
@@ -160,6 +177,7 @@ impl EndpointSettings {
             ca_file: None,
             insecure_skip_verify: false,
             pinned_certificate: None,
+            provider: None,
         }
     }
 }

@@ -64,7 +64,7 @@ pub use batches::{BatchRecord, BatchSettings, BatchTotals};
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
-    EndpointRecord, EndpointSettings, OAuthProvider, OAuthSettings, Security,
+    EndpointRecord, EndpointSettings, OAuthProvider, OAuthSettings, Provider, Security,
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use folder_state::{FolderCounters, FolderMarks, FolderState};

@@ -443,11 +443,19 @@ impl BatchRuntime {
             .clone()
     }
 
-    /// Connections one mailbox may hold on an endpoint.
+    /// Connections one mailbox may hold on an endpoint: never more than its provider
+    /// allows per account (Gmail: 15), when the endpoint names its provider.
     fn connections_of(&self, s: &imapmirror_storage::EndpointSettings) -> usize {
-        s.connections_per_mailbox
+        let configured = s
+            .connections_per_mailbox
             .map_or(self.options.job.connections, |n| n as usize)
-            .max(1)
+            .max(1);
+        let profile = crate::endpoint::provider_profile::Provider::resolve(
+            s.provider,
+            crate::endpoint::server_family::ServerFamily::Unknown,
+        )
+        .profile();
+        profile.connections(u32::try_from(configured).unwrap_or(u32::MAX)) as usize
     }
 
     fn pool_of(&self, record: &EndpointRecord, role: Role) -> Result<Arc<EndpointPool>, Error> {

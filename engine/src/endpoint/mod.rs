@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod oauth_token;
 pub mod pool;
 pub mod probe;
+pub mod provider_profile;
 pub mod reconnect_policy;
 pub mod server_family;
 pub mod server_quirks;

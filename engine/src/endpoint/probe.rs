@@ -14,7 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::connection::{CONNECT_TIMEOUT, admin_format, security, tls_settings};
 use crate::endpoint::credentials::{LoginMethod, Secret, admin_login};
+use crate::endpoint::provider_profile::Provider;
 use crate::endpoint::server_family::{self, ServerFamily};
+
+fn generic_provider() -> Provider {
+    Provider::Generic
+}
 use crate::error::Error;
 
 /// What a test of an endpoint found.
@@ -31,6 +36,12 @@ pub struct ProbeReport {
     pub certificate: CertificateStatus,
     /// The server software, as its ID, greeting and capabilities tell.
     pub server_family: ServerFamily,
+    /// The provider profile in use: the endpoint's `--provider`, else the detected one.
+    #[serde(default = "generic_provider")]
+    pub provider: Provider,
+    /// What the provider profile changes, one sentence each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_notes: Vec<String>,
     /// The greeting's text.
     pub greeting: String,
     /// The server's ID response (RFC 2971), when it offers ID: field, value.
@@ -248,6 +259,8 @@ pub async fn probe(
         (None, Some(o)) => format!("an OAuth token from {}", o.provider.as_str()),
         (None, None) => String::new(),
     };
+    let provider = Provider::resolve(s.provider, server_family);
+    let provider_notes = provider.profile().notes();
     Ok(ProbeReport {
         login_with,
         endpoint: s.name.clone(),
@@ -261,6 +274,8 @@ pub async fn probe(
         tls,
         certificate,
         server_family,
+        provider,
+        provider_notes,
         greeting,
         server_id,
         capabilities_before_starttls,
@@ -559,6 +574,8 @@ mod tests {
             tls: false,
             certificate: CertificateStatus::NoTls,
             server_family: ServerFamily::Unknown,
+            provider: Provider::Generic,
+            provider_notes: Vec::new(),
             greeting: "ready".into(),
             server_id: vec![],
             capabilities_before_starttls: None,

@@ -41,6 +41,20 @@ pub enum Quirk {
     /// in its input while it stores a message: APPENDs to a target without LITERAL+ are
     /// sent one at a time (`folder_sync::message_copy`).
     CourierStallsOnPipelinedAppend,
+    /// Gmail shows labels as folders: a message with two labels is listed in two folders
+    /// (and in INBOX if it is there), one message each time; the target holds it once per
+    /// label, which is Gmail's meaning ([`crate::endpoint::provider_profile`]).
+    GmailLabelsAreFolders,
+    /// Gmail's `[Gmail]/All Mail` (`\All`) holds every message of the account, Starred
+    /// (`\Flagged`) every starred one and Important (`\Important`) those Gmail ranks so:
+    /// copied as folders they would double the mailbox. Only All Mail's messages in no
+    /// other folder (archived mail) are copied, Starred becomes `\Flagged`, Important is
+    /// skipped; as a target nothing is appended to them.
+    GmailAllMailHoldsEveryMessage,
+    /// Gmail refuses a command with `[THROTTLED]` when an account exceeds its bandwidth,
+    /// and an APPEND with `[OVERQUOTA]` when the account is full: the mailbox waits for the
+    /// next pass, with the reason in the report.
+    GmailThrottlesAndQuotas,
     // -- Microsoft Exchange (Exchange Online / Microsoft 365) --
     /// Exchange Online refuses messages over 35 MB (its default maximum message size)
     /// without announcing APPENDLIMIT: larger messages are skipped before upload and
@@ -62,7 +76,7 @@ pub fn unannounced_append_limit(family: ServerFamily) -> Option<u64> {
 
 impl Quirk {
     /// Every quirk, for `endpoint test` and the tests.
-    pub const ALL: [Quirk; 8] = [
+    pub const ALL: [Quirk; 11] = [
         Quirk::CyrusRefusesAppendLimitStatus,
         Quirk::CyrusCapsKeywordsPerFolder,
         Quirk::CyrusAddsLoginDisabledAfterLogin,
@@ -71,6 +85,9 @@ impl Quirk {
         Quirk::CourierHidesSharedFoldersFromListAll,
         Quirk::CourierStallsOnPipelinedAppend,
         Quirk::ExchangeLimitsMessageSize,
+        Quirk::GmailLabelsAreFolders,
+        Quirk::GmailAllMailHoldsEveryMessage,
+        Quirk::GmailThrottlesAndQuotas,
     ];
 
     /// The family whose quirk this is.
@@ -84,6 +101,9 @@ impl Quirk {
             | Quirk::CourierHidesSharedFoldersFromListAll
             | Quirk::CourierStallsOnPipelinedAppend => ServerFamily::Courier,
             Quirk::ExchangeLimitsMessageSize => ServerFamily::Exchange,
+            Quirk::GmailLabelsAreFolders
+            | Quirk::GmailAllMailHoldsEveryMessage
+            | Quirk::GmailThrottlesAndQuotas => ServerFamily::Gmail,
         }
     }
 
@@ -128,6 +148,15 @@ impl fmt::Display for Quirk {
             }
             Quirk::CourierStallsOnPipelinedAppend => {
                 "slows down on pipelined APPENDs (it has no LITERAL+): messages are sent one at a time"
+            }
+            Quirk::GmailLabelsAreFolders => {
+                "shows labels as folders: a message with two labels is copied into both folders, as Gmail means it"
+            }
+            Quirk::GmailAllMailHoldsEveryMessage => {
+                "All Mail holds every message, Starred the starred ones, Important a ranking: only archived mail is copied from All Mail, Starred becomes \\Flagged, Important is skipped"
+            }
+            Quirk::GmailThrottlesAndQuotas => {
+                "answers [THROTTLED] over its bandwidth and [OVERQUOTA] when full: the mailbox resumes on the next pass, with the reason in the report"
             }
             Quirk::ExchangeLimitsMessageSize => {
                 "refuses messages over 35 MB without announcing APPENDLIMIT: larger messages are skipped before upload and reported"
@@ -215,7 +244,7 @@ mod tests {
                 Quirk::CourierStallsOnPipelinedAppend
             ]
         );
-        assert_eq!(Quirk::of(ServerFamily::Gmail).count(), 0);
+        assert_eq!(Quirk::of(ServerFamily::Exchange).count(), 0);
         for q in Quirk::ALL {
             assert!(!q.to_string().is_empty());
         }
@@ -232,5 +261,46 @@ mod tests {
             Some(35 * 1024 * 1024)
         );
         assert_eq!(unannounced_append_limit(ServerFamily::Dovecot), None);
+    }
+
+    #[test]
+    fn gmail_labels_are_folders() {
+        use crate::endpoint::provider_profile::{FolderRole, Provider};
+        assert!(Quirk::of(ServerFamily::Gmail).any(|q| q == Quirk::GmailLabelsAreFolders));
+        // A label (nested with `/`) is an ordinary folder to copy.
+        let gmail = Provider::Gmail.profile();
+        assert_eq!(
+            gmail.folder_role(&[], &["Work", "2024"]),
+            FolderRole::Folder
+        );
+    }
+
+    #[test]
+    fn gmail_all_mail_holds_every_message() {
+        use crate::endpoint::provider_profile::{FolderRole, Provider};
+        assert!(Quirk::of(ServerFamily::Gmail).any(|q| q == Quirk::GmailAllMailHoldsEveryMessage));
+        let gmail = Provider::Gmail.profile();
+        assert_eq!(
+            gmail.folder_role(&["\\All"], &["[Gmail]", "All Mail"]),
+            FolderRole::GmailAllMail
+        );
+        assert_eq!(
+            gmail.folder_role(&["\\Flagged"], &["[Gmail]", "Starred"]),
+            FolderRole::GmailStarred
+        );
+        assert_eq!(
+            gmail.folder_role(&["\\Important"], &["[Gmail]", "Important"]),
+            FolderRole::GmailImportant
+        );
+    }
+
+    #[test]
+    fn gmail_throttles_and_quotas() {
+        assert!(Quirk::of(ServerFamily::Gmail).any(|q| q == Quirk::GmailThrottlesAndQuotas));
+        assert!(
+            Quirk::GmailThrottlesAndQuotas
+                .to_string()
+                .contains("[OVERQUOTA]")
+        );
     }
 }

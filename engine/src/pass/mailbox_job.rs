@@ -32,13 +32,15 @@ use tracing::Instrument;
 
 use crate::endpoint::credentials::LoginMethod;
 use crate::endpoint::pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
+use crate::endpoint::provider_profile::{FolderRole, Provider};
 use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy, RetryBudget};
+use crate::endpoint::server_family::ServerFamily;
 use crate::error::Error;
 use crate::pass::copy_plan::GroupLimits;
 use crate::pass::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::pass::folder_plan::{
-    Exclusion, ExclusionReason, FolderAttributes, FolderCopy, FolderListing, ListedFolder,
-    PlanOptions, SpecialUse, plan,
+    Exclusion, ExclusionReason, FolderAttributes, FolderCopy, FolderListing, FolderPlan,
+    ListedFolder, PlanOptions, SpecialUse, plan,
 };
 use crate::pass::folder_rename::{ListedSource, follow_source_renames};
 use crate::pass::folder_sync::{
@@ -348,7 +350,12 @@ impl MailboxJob {
             target_reserved_chars: reserved,
             pinned,
         };
-        let folder_plan = plan(&src_listing, &tgt_listing, &options)?;
+        let mut folder_plan = plan(&src_listing, &tgt_listing, &options)?;
+        for skipped in gmail_system_folders(&mut folder_plan, &src_listing, src.family, tgt.family)
+        {
+            tracing::info!(folder = %skipped.folder, reason = skipped.reason.phrase(), "not copied");
+            totals.skip_folder(skipped);
+        }
         // Folders of other namespaces hold mail (unlike their `\Noselect` hierarchy), so
         // leaving them out is reported, with how to bring them in.
         for excluded in &folder_plan.excluded {
@@ -1205,4 +1212,214 @@ fn listed_name(e: &ListEntry) -> Result<String, ImapError> {
 fn work_done(ctx: &SyncContext<'_>) -> u64 {
     let t = &ctx.totals;
     PassTotals::get(&t.copied) + PassTotals::get(&t.skipped) + PassTotals::get(&t.flags_updated)
+}
+
+/// Takes Gmail's system folders that are not folders of their own out of the plan
+/// ([`Quirk::GmailAllMailHoldsEveryMessage`]): on a Gmail source, Starred (its messages
+/// are copied from their folders, `\Flagged` kept) and Important (a ranking); on a Gmail
+/// target, whatever maps onto All Mail, Starred or Important, which Gmail fills by
+/// itself. Returns the skips to report.
+///
+/// [`Quirk::GmailAllMailHoldsEveryMessage`]: crate::endpoint::server_quirks::Quirk::GmailAllMailHoldsEveryMessage
+fn gmail_system_folders(
+    folder_plan: &mut FolderPlan,
+    source: &FolderListing,
+    source_family: ServerFamily,
+    target_family: ServerFamily,
+) -> Vec<SkippedFolder> {
+    let source_profile = Provider::resolve(None, source_family).profile();
+    let target_profile = Provider::resolve(None, target_family).profile();
+    let mut skipped = Vec::new();
+    folder_plan.copies.retain(|copy| {
+        let attributes: Vec<&str> = source
+            .folders
+            .iter()
+            .find(|f| f.name == copy.source)
+            .map(|f| {
+                f.attributes
+                    .special_use
+                    .iter()
+                    .map(|u| u.attribute())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let path: Vec<&str> = match source.separator {
+            Some(sep) => copy.source.split(sep).collect(),
+            None => vec![copy.source.as_str()],
+        };
+        let target_path: Vec<&str> = copy.target.path.iter().map(String::as_str).collect();
+        let reason = match source_profile.folder_role(&attributes, &path) {
+            FolderRole::GmailStarred => Some(FolderSkipReason::GmailStarredIsAFlag),
+            FolderRole::GmailImportant => Some(FolderSkipReason::GmailImportantIsARanking),
+            FolderRole::GmailAllMail | FolderRole::Folder => {
+                let onto_use = copy.special_use.map(|u| u.attribute());
+                match target_profile.folder_role(onto_use.as_slice(), &target_path) {
+                    FolderRole::Folder => None,
+                    _ => Some(FolderSkipReason::GmailTargetSystemFolder),
+                }
+            }
+        };
+        match reason {
+            Some(reason) => {
+                skipped.push(SkippedFolder {
+                    folder: copy.source.clone(),
+                    reason,
+                    detail: None,
+                });
+                false
+            }
+            None => true,
+        }
+    });
+    skipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str, atoms: &[&str]) -> ListedFolder {
+        ListedFolder {
+            name: name.to_owned(),
+            attributes: FolderAttributes::from_atoms(atoms.iter().copied()),
+            subscribed: true,
+        }
+    }
+
+    fn listing(server: &str, folders: Vec<ListedFolder>) -> FolderListing {
+        FolderListing {
+            server: server.to_owned(),
+            prefix: String::new(),
+            separator: Some('/'),
+            foreign_prefixes: Vec::new(),
+            listed_with: "LIST \"\" \"*\"".to_owned(),
+            folders,
+        }
+    }
+
+    /// Gmail's LIST as imap.gmail.com answers it (`\Important` is not an RFC 6154 use).
+    fn gmail() -> FolderListing {
+        listing(
+            "gmail",
+            vec![
+                folder("INBOX", &["\\HasNoChildren"]),
+                folder("Work", &["\\HasChildren"]),
+                folder("Work/2024", &["\\HasNoChildren"]),
+                folder("[Gmail]", &["\\HasChildren", "\\Noselect"]),
+                folder("[Gmail]/All Mail", &["\\HasNoChildren", "\\All"]),
+                folder("[Gmail]/Drafts", &["\\HasNoChildren", "\\Drafts"]),
+                folder("[Gmail]/Important", &["\\HasNoChildren", "\\Important"]),
+                folder("[Gmail]/Sent Mail", &["\\HasNoChildren", "\\Sent"]),
+                folder("[Gmail]/Spam", &["\\HasNoChildren", "\\Junk"]),
+                folder("[Gmail]/Starred", &["\\HasNoChildren", "\\Flagged"]),
+                folder("[Gmail]/Trash", &["\\HasNoChildren", "\\Trash"]),
+            ],
+        )
+    }
+
+    fn dovecot() -> FolderListing {
+        listing(
+            "dovecot",
+            vec![
+                folder("INBOX", &[]),
+                folder("Sent", &["\\Sent"]),
+                folder("Drafts", &["\\Drafts"]),
+                folder("Junk", &["\\Junk"]),
+                folder("Trash", &["\\Trash"]),
+                folder("Archive", &["\\Archive"]),
+            ],
+        )
+    }
+
+    fn sources(plan: &FolderPlan) -> Vec<&str> {
+        plan.copies.iter().map(|c| c.source.as_str()).collect()
+    }
+
+    #[test]
+    fn a_gmail_source_leaves_out_starred_and_important_and_says_why() {
+        let (src, tgt) = (gmail(), dovecot());
+        let mut folder_plan = plan(&src, &tgt, &PlanOptions::default()).unwrap();
+        let skipped = gmail_system_folders(
+            &mut folder_plan,
+            &src,
+            ServerFamily::Gmail,
+            ServerFamily::Dovecot,
+        );
+        let reasons: Vec<(&str, FolderSkipReason)> = skipped
+            .iter()
+            .map(|s| (s.folder.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "[Gmail]/Important",
+                    FolderSkipReason::GmailImportantIsARanking
+                ),
+                ("[Gmail]/Starred", FolderSkipReason::GmailStarredIsAFlag),
+            ]
+        );
+        assert!(!sources(&folder_plan).contains(&"[Gmail]/Starred"));
+        // System folders land on the target's special-use folders, labels keep their tree.
+        let target_of = |s: &str| {
+            folder_plan
+                .copies
+                .iter()
+                .find(|c| c.source == s)
+                .map(|c| c.target.name.clone())
+        };
+        assert_eq!(target_of("[Gmail]/Sent Mail").as_deref(), Some("Sent"));
+        assert_eq!(target_of("[Gmail]/Spam").as_deref(), Some("Junk"));
+        assert_eq!(target_of("Work/2024").as_deref(), Some("Work/2024"));
+        // Another source keeps every folder.
+        let mut other = plan(&src, &tgt, &PlanOptions::default()).unwrap();
+        assert!(
+            gmail_system_folders(
+                &mut other,
+                &src,
+                ServerFamily::Dovecot,
+                ServerFamily::Dovecot
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn nothing_is_appended_to_a_gmail_targets_all_mail_or_starred() {
+        // A Dovecot source with virtual \All and \Flagged folders, into Gmail.
+        let src = listing(
+            "dovecot",
+            vec![
+                folder("INBOX", &[]),
+                folder("Projects", &[]),
+                folder("Virtual/All", &["\\All"]),
+                folder("Virtual/Flagged", &["\\Flagged"]),
+                folder("Sent", &["\\Sent"]),
+            ],
+        );
+        let tgt = gmail();
+        let mut folder_plan = plan(&src, &tgt, &PlanOptions::default()).unwrap();
+        let skipped = gmail_system_folders(
+            &mut folder_plan,
+            &src,
+            ServerFamily::Dovecot,
+            ServerFamily::Gmail,
+        );
+        let skipped: Vec<&str> = skipped.iter().map(|s| s.folder.as_str()).collect();
+        assert_eq!(skipped, ["Virtual/All", "Virtual/Flagged"]);
+        assert!(
+            folder_plan
+                .copies
+                .iter()
+                .all(|c| !c.target.name.starts_with("[Gmail]/All")
+                    && !c.target.name.starts_with("[Gmail]/Starred"))
+        );
+        let sent = folder_plan
+            .copies
+            .iter()
+            .find(|c| c.source == "Sent")
+            .unwrap();
+        assert_eq!(sent.target.name, "[Gmail]/Sent Mail");
+        assert!(sources(&folder_plan).contains(&"Projects"));
+    }
 }

@@ -100,6 +100,14 @@ pub enum FolderSkipReason {
     /// and every pass tries again, so renaming it on the source (or creating it on the
     /// target under that name) brings it over.
     TargetRefusedCreate,
+    /// Gmail's Starred: the starred messages of the other folders, which carry
+    /// `\Flagged` there; not a folder of its own on the target.
+    GmailStarredIsAFlag,
+    /// Gmail's Important: a ranking Gmail computes, not a folder the user made.
+    GmailImportantIsARanking,
+    /// The target is Gmail and this folder maps onto its All Mail, Starred or Important,
+    /// which Gmail fills by itself: nothing is appended there.
+    GmailTargetSystemFolder,
 }
 
 impl FolderSkipReason {
@@ -112,6 +120,15 @@ impl FolderSkipReason {
             }
             FolderSkipReason::TargetRefusedCreate => {
                 "the target refused to create it; rename it on the source and the next pass copies it"
+            }
+            FolderSkipReason::GmailStarredIsAFlag => {
+                "Gmail's Starred: its messages are copied from their own folders, with \\Flagged"
+            }
+            FolderSkipReason::GmailImportantIsARanking => {
+                "Gmail's Important is a ranking Gmail computes, not a folder: not copied"
+            }
+            FolderSkipReason::GmailTargetSystemFolder => {
+                "it maps onto Gmail's All Mail, Starred or Important, which Gmail fills by itself: nothing is appended there"
             }
         }
     }

@@ -244,7 +244,7 @@ mod tests {
                 Quirk::CourierStallsOnPipelinedAppend
             ]
         );
-        assert_eq!(Quirk::of(ServerFamily::Exchange).count(), 0);
+        assert_eq!(Quirk::of(ServerFamily::Unknown).count(), 0);
         for q in Quirk::ALL {
             assert!(!q.to_string().is_empty());
         }

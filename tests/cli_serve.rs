@@ -136,7 +136,8 @@ fn serve_resumes_after_a_kill_and_stops_cleanly_on_sigterm() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         probe.local_addr().expect("addr")
     };
-    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    let token = cli.file("http-token", b"t0ken-for-the-status-pages\n");
+    let mut serve = cli.start_serve(&["--http", &http.to_string(), "--http-token-file", &token]);
     let done = cli.wait_for("b1", Duration::from_secs(240), |s| {
         s["status"] == "Synced" || s["status"] == "Failed"
     });
@@ -166,25 +167,62 @@ fn serve_resumes_after_a_kill_and_stops_cleanly_on_sigterm() {
         (USERS * MESSAGES) as u64,
         "the uid map counts every message once"
     );
-    let body = http_get(http, "/batches/b1");
+    // Probes need no token; everything that names mailboxes does.
+    assert!(http_get(http, "/healthz", None).starts_with("ok"));
+    let refused = http_request(http, "/batches/b1", None);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let bearer = Some("Bearer t0ken-for-the-status-pages");
+    let body = http_get(http, "/batches/b1", bearer);
     let over_http: serde_json::Value = serde_json::from_str(&body).expect("JSON over HTTP");
     assert_eq!(over_http["status"], "Synced", "{body}");
-    assert!(http_get(http, "/healthz").starts_with("ok"));
+    // The status pages: the batch on the overview, every mailbox with its count on the
+    // batch's page, as `batch users --json` has them.
+    let overview = http_get(http, "/", bearer);
+    assert!(overview.contains("href=\"/batch/b1\""), "{overview}");
+    assert!(overview.contains(">Synced<"), "{overview}");
+    let page = http_get(http, "/batch/b1", bearer);
+    for u in users.as_array().expect("array") {
+        let email = u["email"].as_str().expect("email");
+        let row = page
+            .lines()
+            .find(|l| l.starts_with(&format!("<tr id=\"{email}\">")))
+            .unwrap_or_else(|| panic!("a row for {email} in {page}"));
+        assert!(
+            row.contains(&format!("<td class=\"num\">{}</td>", u["items_synced"])),
+            "{email}'s count in {row}"
+        );
+        assert!(row.contains(">Synced<"), "{row}");
+    }
+    let csv = http_get(http, "/batches/b1/report.csv", bearer);
+    assert!(csv.starts_with("Record,Batch,"), "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("mailbox,")).count(),
+        USERS
+    );
     signal(&serve, "TERM");
     assert_eq!(wait_exit(&mut serve, Duration::from_secs(30)), Some(0));
 }
 
-/// A bare HTTP/1.1 GET; returns the body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+/// A bare HTTP/1.1 GET, with an Authorization header if given; returns the response.
+fn http_request(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to --http");
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+/// A GET that must succeed; returns the body.
+fn http_get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
+    let response = http_request(addr, path, auth);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
         .split_once("\r\n\r\n")

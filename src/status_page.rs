@@ -143,7 +143,7 @@ pub fn batch_page(
         card("Throughput", &rate(live)),
         card(
             "Next pass",
-            &opt_time(s.next_sync_due.as_deref()).replace("<span class=\"muted\">—</span>", "—")
+            &s.next_sync_due.as_deref().map_or("—".to_owned(), short_time)
         ),
     );
     let _ = writeln!(
@@ -251,12 +251,13 @@ pub fn batch_page(
     }
 
     if !skipped.is_empty() {
+        let without_keywords = skipped.iter().filter(|i| i.copied).count();
         let _ = writeln!(
             b,
-            "<h2>Skipped items ({}{})</h2><div class=\"scroll\"><table><thead><tr><th>Mailbox</th>\
+            "<h2>Skipped items ({}), copied without keywords ({without_keywords}){}</h2><div class=\"scroll\"><table><thead><tr><th>Mailbox</th>\
 <th>Folder</th><th>Subject</th><th>From</th><th>Date</th><th class=\"num\">Size</th>\
 <th>Reason</th></tr></thead><tbody>",
-            skipped.len(),
+            skipped.len() - without_keywords,
             if skipped.len() > SKIPPED_SHOWN {
                 format!(", the first {SKIPPED_SHOWN} shown; all in the CSV report")
             } else {
@@ -383,14 +384,18 @@ fn pass_times(started: Option<&str>, finished: Option<&str>) -> String {
 fn opt_time(t: Option<&str>) -> String {
     match t {
         Some(t) => {
-            // Seconds are enough on a status page: the fraction goes, the zone stays.
-            let (main, _) = t.split_once('.').unwrap_or((t, ""));
-            let zone = if t.ends_with('Z') { "Z" } else { "" };
-            let short = format!("{}{zone}", main.trim_end_matches('Z').replacen('T', " ", 1));
+            let short = short_time(t);
             format!("<time datetime=\"{}\">{}</time>", esc(t), esc(&short))
         }
         None => "<span class=\"muted\">—</span>".to_owned(),
     }
+}
+
+/// An RFC 3339 time to the second: the fraction goes, the zone stays.
+fn short_time(t: &str) -> String {
+    let (main, _) = t.split_once('.').unwrap_or((t, ""));
+    let zone = if t.ends_with('Z') { "Z" } else { "" };
+    format!("{}{zone}", main.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 fn now_text() -> String {

@@ -143,7 +143,9 @@ pub fn batch_page(
         card("Throughput", &rate(live)),
         card(
             "Next pass",
-            &s.next_sync_due.as_deref().map_or("—".to_owned(), short_time)
+            &s.next_sync_due
+                .as_deref()
+                .map_or("—".to_owned(), short_time)
         ),
     );
     let _ = writeln!(

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustls::RootCertStore;
 
 use super::dovecot::{
-    TlsMode, chown, create_dir, free_port, getent, greets, passwd_ids, set_mode, write_file,
+    TlsMode, chown, create_dir, free_port_pair, getent, greets, passwd_ids, set_mode, write_file,
 };
 use super::imap_client::{Credentials, DEFAULT_TIMEOUT, Endpoint, ImapClient, Security};
 use super::kit_error::KitError;
@@ -285,8 +285,7 @@ wait
         // A port found free may be taken by someone else before Cyrus binds it; retry.
         let mut last_error = None;
         for _attempt in 0..5 {
-            server.plain_addr = free_port()?;
-            server.tls_addr = free_port()?;
+            (server.plain_addr, server.tls_addr) = free_port_pair()?;
             write_file(
                 &server.cyrus_conf_path,
                 &server.render_cyrus_conf(&imapd),

@@ -291,15 +291,16 @@ impl Dovecot {
         // A port found free may be taken by someone else before Dovecot binds it; retry.
         let mut last_error = None;
         for _attempt in 0..5 {
-            server.plain_addr = free_port()?;
-            server.tls_addr = free_port()?;
+            (server.plain_addr, server.tls_addr) = free_port_pair()?;
             write_file(&server.config_path, &server.render_config(&builder), 0o644)?;
             match server.spawn_and_wait(&dovecot_bin) {
                 Ok(()) => return Ok(server),
                 Err(e) => {
                     server.stop_quietly();
                     let tail = server.log_tail(20);
-                    if !tail.contains("Address already in use") {
+                    if !tail.contains("Address already in use")
+                        && !e.to_string().contains("duplicate listener")
+                    {
                         return Err(e);
                     }
                     last_error = Some(e);
@@ -853,17 +854,27 @@ pub(crate) fn passwd_ids(line: &str) -> Result<(u32, u32), KitError> {
     }
 }
 
-pub(crate) fn free_port() -> Result<SocketAddr, KitError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| KitError::Io {
-        server: "127.0.0.1:0".to_owned(),
-        action: "finding a free loopback port".to_owned(),
-        source: e,
-    })?;
-    listener.local_addr().map_err(|e| KitError::Io {
-        server: "127.0.0.1:0".to_owned(),
-        action: "finding a free loopback port".to_owned(),
-        source: e,
-    })
+/// Two different free loopback ports, for a server's plain and TLS listeners. Both
+/// sockets are held until both are known: two separate binds to port 0 can return the
+/// same port (the first socket is closed before the second binds), and Dovecot then
+/// refuses its configuration (`duplicate listener`).
+pub(crate) fn free_port_pair() -> Result<(SocketAddr, SocketAddr), KitError> {
+    let bind = || {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| KitError::Io {
+            server: "127.0.0.1:0".to_owned(),
+            action: "finding a free loopback port".to_owned(),
+            source: e,
+        })?;
+        let addr = listener.local_addr().map_err(|e| KitError::Io {
+            server: "127.0.0.1:0".to_owned(),
+            action: "finding a free loopback port".to_owned(),
+            source: e,
+        })?;
+        Ok::<_, KitError>((listener, addr))
+    };
+    let (_first, a) = bind()?;
+    let (_second, b) = bind()?;
+    Ok((a, b))
 }
 
 /// True once the address answers with an IMAP greeting.

@@ -490,6 +490,12 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             );
             if started {
                 outln!("{}", marked_sentence(&batch, scheduler));
+            } else if args.start {
+                outln!(
+                    "It is {}, so it was not started: `imapmirror batch start {}` resumes it.",
+                    batch.status,
+                    batch.name
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

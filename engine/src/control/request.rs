@@ -835,12 +835,15 @@ impl Control {
         let store = self.runtime.store();
         let name = settings.name.clone();
         let job_name = name.clone();
-        let (batch, merged, total) = store
+        let (batch, merged, total, started) = store
             .run_value(move |db| {
                 let name = job_name;
                 let batch = db
                     .batch(&name)
                     .map_err(state_err(format!("reading batch {name}")))?;
+                // A batch an administrator stopped stays stopped when a worker repeats
+                // its setup (a restarted pod); `batch start` resumes it.
+                let start = start && batch.status != storage::BatchStatus::Stopped;
                 let held = db
                     .mailboxes(batch.id)
                     .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
@@ -881,11 +884,11 @@ impl Control {
                 db.flush()
                     .map_err(state_err(format!("saving batch {name}")))?;
                 let total = held.len() + plan.summary.added;
-                Ok::<_, Error>((batch, plan.summary, total))
+                Ok::<_, Error>((batch, plan.summary, total, start))
             })
             .await
             .map_err(state_err(format!("adding to batch {name}")))??;
-        if start {
+        if started {
             self.wake();
         }
         let summary = store
@@ -895,7 +898,7 @@ impl Control {
         Ok(Reply::BatchAdded {
             batch: summary,
             mailboxes: total,
-            started: start,
+            started,
             scheduler: self.scheduler.is_some(),
             merged: Some(merged),
         })

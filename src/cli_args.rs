@@ -363,6 +363,10 @@ pub struct ProxyArgs {
     /// The most client connections at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): Prometheus
+    /// metrics at /metrics (sessions, logins, routes) and GET /healthz.
+    #[arg(long, value_name = "ADDR", value_parser = http_addr)]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 fn parse_admin_format(text: &str) -> Result<imapmirror_protocol::admin_login::AdminFormat, String> {

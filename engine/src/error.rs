@@ -418,6 +418,126 @@ impl Error {
     }
 }
 
+/// What kind of failure an error is, coarser than the variants and across the layers (a
+/// server's `[THROTTLED]` is throttled whether it came at login or mid-copy): the `kind`
+/// label of `imapmirror_errors_total` ([`crate::migration_metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The server asked us to slow down or come back later.
+    Throttled,
+    /// The connection ended (BYE, closed, reset, network error).
+    ConnectionLost,
+    /// The server went silent past the response timeout.
+    Timeout,
+    /// The server answered a command with NO or BAD.
+    Refused,
+    /// A login, admin login or OAuth token was refused or missing.
+    Auth,
+    /// TLS could not be set up or the certificate was not accepted.
+    Tls,
+    /// The server sent something we cannot use or broke the protocol.
+    Protocol,
+    /// The target refused more messages than the bad-item limit.
+    BadItems,
+    /// The state directory (our side).
+    State,
+    /// A setting, a migration file or a request is wrong.
+    Config,
+    /// Stopped on request (not a failure, but counted apart so that it is not taken for one).
+    Stopped,
+    /// A bug in imapmirror.
+    Internal,
+}
+
+impl FailureKind {
+    /// Every kind, for metrics that start every series at zero.
+    pub const ALL: [FailureKind; 12] = [
+        FailureKind::Throttled,
+        FailureKind::ConnectionLost,
+        FailureKind::Timeout,
+        FailureKind::Refused,
+        FailureKind::Auth,
+        FailureKind::Tls,
+        FailureKind::Protocol,
+        FailureKind::BadItems,
+        FailureKind::State,
+        FailureKind::Config,
+        FailureKind::Stopped,
+        FailureKind::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Throttled => "throttled",
+            FailureKind::ConnectionLost => "connection_lost",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Refused => "refused",
+            FailureKind::Auth => "auth",
+            FailureKind::Tls => "tls",
+            FailureKind::Protocol => "protocol",
+            FailureKind::BadItems => "bad_items",
+            FailureKind::State => "state",
+            FailureKind::Config => "config",
+            FailureKind::Stopped => "stopped",
+            FailureKind::Internal => "internal",
+        }
+    }
+
+    /// The kind of a wire-level error.
+    pub fn of_imap(e: &imapmirror_protocol::Error) -> FailureKind {
+        use imapmirror_protocol::Error as E;
+        match e {
+            E::Backoff { .. } => FailureKind::Throttled,
+            E::Bye { .. }
+            | E::ConnectionClosed { .. }
+            | E::UnexpectedEof { .. }
+            | E::Network { .. }
+            | E::Io(_) => FailureKind::ConnectionLost,
+            E::Timeout { .. } => FailureKind::Timeout,
+            E::Refused { .. } => FailureKind::Refused,
+            E::Tls { .. } | E::CertificateRefused { .. } => FailureKind::Tls,
+            E::InvalidInput { .. } | E::CaFile { .. } | E::CertificatePin { .. } => {
+                FailureKind::Config
+            }
+            E::Misuse(_) => FailureKind::Internal,
+            _ => FailureKind::Protocol,
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is (see [`FailureKind`]).
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Imap { source, .. } | Self::Endpoint { source, .. } => {
+                FailureKind::of_imap(source)
+            }
+            Self::LoginRefused { .. }
+            | Self::MissingAccessToken { .. }
+            | Self::OAuthToken { .. }
+            | Self::OAuthGrant { .. }
+            | Self::OAuthRefused { .. } => FailureKind::Auth,
+            Self::BadItemLimit { .. } => FailureKind::BadItems,
+            Self::InconsistentTarget { .. } | Self::InvalidFolderListing { .. } => {
+                FailureKind::Protocol
+            }
+            Self::Store { .. } | Self::State { .. } | Self::ControlSocket { .. } => {
+                FailureKind::State
+            }
+            Self::Stopped { .. } => FailureKind::Stopped,
+            Self::RowLogin { problem, .. } => problem.failure_kind(),
+            Self::Relayed { fault, .. } => match fault {
+                Fault::UserInput => FailureKind::Config,
+                Fault::Peer => FailureKind::Protocol,
+                Fault::Local => FailureKind::State,
+            },
+            _ => FailureKind::Config,
+        }
+    }
+}
+
 /// Lets a nested error's sentence continue the outer one.
 fn lowercase_first(sentence: &str) -> String {
     let mut chars = sentence.chars();

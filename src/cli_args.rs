@@ -307,8 +307,8 @@ pub struct BatchAddArgs {
 pub struct ServeArgs {
     /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): the status
     /// pages at / and /batch/NAME, GET /healthz, /batches, /batches/NAME,
-    /// /batches/NAME/users (the JSON of `batch status`/`users --json`) and
-    /// /batches/NAME/report.csv. Read-only.
+    /// /batches/NAME/users (the JSON of `batch status`/`users --json`),
+    /// /batches/NAME/report.csv and Prometheus metrics at /metrics. Read-only.
     #[arg(long, value_name = "ADDR", value_parser = http_addr)]
     pub http: Option<std::net::SocketAddr>,
     /// A file holding a token that every HTTP request but /healthz must carry

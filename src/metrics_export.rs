@@ -89,7 +89,9 @@ pub async fn serve_proxy_metrics(
     use axum::Router;
     use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow!("The HTTP metrics address {addr} cannot be bound ({e}); pick a free address for --http.")
+        anyhow!(
+            "The HTTP metrics address {addr} cannot be bound ({e}); pick a free address for --http."
+        )
     })?;
     let app = Router::new()
         .route("/metrics", get(move || async move { render(&handle) }))
@@ -104,4 +106,80 @@ pub async fn serve_proxy_metrics(
             tracing::warn!(error = %e, "the HTTP metrics server stopped");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imapmirror_engine::batch::report::BatchSummary;
+
+    fn summary(items_synced: u64, queued: u64, synced: u64, completed: u64) -> BatchSummary {
+        BatchSummary {
+            name: "b1".into(),
+            status: "Syncing".into(),
+            source: "src".into(),
+            target: "tgt".into(),
+            excluded_folders: vec![],
+            included_folders: vec![],
+            mailboxes_total: queued + synced,
+            mailboxes_queued: queued,
+            mailboxes_syncing: 0,
+            // `batch status` counts Completed mailboxes as synced too.
+            mailboxes_synced: synced,
+            mailboxes_failed: 0,
+            mailboxes_stopped: 0,
+            mailboxes_completed: completed,
+            items_synced,
+            items_skipped: 0,
+            bytes_synced: items_synced * 100,
+            created: "2026-01-01T00:00:00Z".into(),
+            last_sync_started: None,
+            last_sync_finished: None,
+            next_sync_due: None,
+            sync_interval_secs: 86_400,
+        }
+    }
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn batch_counters_follow_the_store_and_never_go_back() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            migration_metrics::record_batch(&summary(10, 2, 1, 0));
+            // The store's total went down (a skipped message copied after all, a folder
+            // erased): the counter holds, as Prometheus requires of a counter.
+            migration_metrics::record_batch(&summary(7, 2, 1, 0));
+        });
+        let text = handle.render();
+        assert_eq!(
+            line(&text, "imapmirror_messages_copied_total{batch=\"b1\"}"),
+            Some("imapmirror_messages_copied_total{batch=\"b1\"} 10"),
+            "{text}"
+        );
+        metrics::with_local_recorder(&recorder, || {
+            migration_metrics::record_batch(&summary(12, 0, 3, 1));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("imapmirror_messages_copied_total{batch=\"b1\"} 12"),
+            "{text}"
+        );
+        assert!(
+            text.contains("imapmirror_bytes_copied_total{batch=\"b1\"} 1200"),
+            "{text}"
+        );
+        // One state per mailbox: a Completed mailbox is not also Synced.
+        for (state, n) in [("Synced", 2), ("Completed", 1), ("Queued", 0)] {
+            let series = format!("imapmirror_mailboxes{{batch=\"b1\",state=\"{state}\"}} {n}");
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+        assert!(
+            text.contains("imapmirror_errors_total{batch=\"b1\",kind=\"throttled\"} 0"),
+            "every kind starts at zero: {text}"
+        );
+    }
 }

@@ -26,8 +26,8 @@ use serde::Deserialize;
 
 use crate::live_progress::LiveProgress;
 use crate::metrics_export;
-use metrics_exporter_prometheus::PrometheusHandle;
 use crate::status_page::{self, MailboxFilter};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// What the handlers share.
 #[derive(Clone)]

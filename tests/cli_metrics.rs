@@ -176,8 +176,7 @@ fn servers(users: usize, messages: usize, seed: u64) -> (Dovecot, Dovecot) {
     let source = source.start().expect("source starts");
     let target = target.start().expect("target starts");
     for i in 0..users {
-        let corpus =
-            Corpus::generate(CorpusSpec::small(seed + i as u64).with_messages(messages));
+        let corpus = Corpus::generate(CorpusSpec::small(seed + i as u64).with_messages(messages));
         source
             .seed(&user(i), corpus.folders(), corpus.messages())
             .expect("seed");
@@ -223,11 +222,7 @@ fn through_serve(cli: &Cli, args: &[&str]) {
         if r.code == 0 {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{args:?} failed: {}",
-            r.stderr
-        );
+        assert!(Instant::now() < deadline, "{args:?} failed: {}", r.stderr);
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -250,7 +245,10 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
         .filter(|(n, l, _)| n == "imapmirror_mailboxes" && l["batch"] == "b1")
         .map(|(_, _, v)| v)
         .sum();
-    assert_eq!(mailboxes as usize, USERS, "every mailbox in one state:\n{fresh}");
+    assert_eq!(
+        mailboxes as usize, USERS,
+        "every mailbox in one state:\n{fresh}"
+    );
     for kind in ["throttled", "connection_lost", "refused", "auth"] {
         assert_eq!(
             value(
@@ -277,7 +275,10 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
     // writes die with it, and the journal has the next pass reconcile those groups.
     let at_kill = cli.status("b1");
     let stored_at_kill = at_kill["items_synced"].as_u64().expect("items_synced");
-    assert_eq!(at_kill["status"], "Syncing", "killed mid-batch: {at_kill:#}");
+    assert_eq!(
+        at_kill["status"], "Syncing",
+        "killed mid-batch: {at_kill:#}"
+    );
 
     let http = free_addr();
     let mut serve = cli.start_serve(&["--http", &http.to_string()]);
@@ -295,10 +296,25 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
     let copied = counter(&finished, "imapmirror_messages_copied_total", "b1");
     let bytes = counter(&finished, "imapmirror_bytes_copied_total", "b1");
     let skipped = counter(&finished, "imapmirror_items_skipped_total", "b1");
-    assert_eq!(copied, done["items_synced"].as_u64().expect("items"), "{finished}");
-    assert_eq!(bytes, done["bytes_synced"].as_u64().expect("bytes"), "{finished}");
-    assert_eq!(skipped, done["items_skipped"].as_u64().expect("skipped"), "{finished}");
-    assert!(skipped > 0, "the size limit skipped some messages:\n{finished}");
+    assert_eq!(
+        copied,
+        done["items_synced"].as_u64().expect("items"),
+        "{finished}"
+    );
+    assert_eq!(
+        bytes,
+        done["bytes_synced"].as_u64().expect("bytes"),
+        "{finished}"
+    );
+    assert_eq!(
+        skipped,
+        done["items_skipped"].as_u64().expect("skipped"),
+        "{finished}"
+    );
+    assert!(
+        skipped > 0,
+        "the size limit skipped some messages:\n{finished}"
+    );
     // The resumed pass reconciled what the killed one had in flight: every message of the
     // source is copied or skipped, once.
     assert_eq!(copied + skipped, (USERS * MESSAGES) as u64, "{done:#}");
@@ -350,7 +366,10 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
         counter(&again, "imapmirror_messages_copied_total", "b1"),
         copied
     );
-    assert_eq!(counter(&again, "imapmirror_bytes_copied_total", "b1"), bytes);
+    assert_eq!(
+        counter(&again, "imapmirror_bytes_copied_total", "b1"),
+        bytes
+    );
     assert_eq!(
         counter(&again, "imapmirror_items_skipped_total", "b1"),
         skipped
@@ -498,33 +517,49 @@ fn the_proxy_counts_logins_and_the_dashboard_uses_only_emitted_metrics() {
     let before = scrape(proxy.http);
     promtool_accepts(&before, "fresh proxy");
     assert_eq!(
-        value(&before, "imapmirror_proxy_logins_total", &[("outcome", "accepted")]),
+        value(
+            &before,
+            "imapmirror_proxy_logins_total",
+            &[("outcome", "accepted")]
+        ),
         Some(0.0)
     );
-    let mut client =
-        ImapClient::connect(proxy.imap, &Security::Plain, Duration::from_secs(10)).expect("connect");
+    let mut client = ImapClient::connect(proxy.imap, &Security::Plain, Duration::from_secs(10))
+        .expect("connect");
     client
         .login(&user(0), "pw")
         .unwrap_or_else(|e| panic!("login through the proxy: {e}\n{}", proxy.log()));
     let open = scrape(proxy.http);
     assert_eq!(
-        value(&open, "imapmirror_proxy_sessions_open", &[("backend", "src")]),
+        value(
+            &open,
+            "imapmirror_proxy_sessions_open",
+            &[("backend", "src")]
+        ),
         Some(1.0),
         "{open}"
     );
     let inbox = client.examine("INBOX").expect("examine");
     assert!(inbox.exists > 0);
     client.logout().expect("logout");
-    let mut wrong =
-        ImapClient::connect(proxy.imap, &Security::Plain, Duration::from_secs(10)).expect("connect");
+    let mut wrong = ImapClient::connect(proxy.imap, &Security::Plain, Duration::from_secs(10))
+        .expect("connect");
     assert!(wrong.login(&user(1), "not-the-password").is_err());
     let proxy_text = scrape_until(proxy.http, "the end of the session", |t| {
         value(t, "imapmirror_proxy_sessions_open", &[("backend", "src")]) == Some(0.0)
-            && value(t, "imapmirror_proxy_logins_total", &[("outcome", "refused")]) == Some(1.0)
+            && value(
+                t,
+                "imapmirror_proxy_logins_total",
+                &[("outcome", "refused")],
+            ) == Some(1.0)
     });
     promtool_accepts(&proxy_text, "proxy");
     assert_eq!(
-        value(&proxy_text, "imapmirror_proxy_logins_total", &[("outcome", "accepted")]),
+        value(
+            &proxy_text,
+            "imapmirror_proxy_logins_total",
+            &[("outcome", "accepted")]
+        ),
         Some(1.0),
         "{proxy_text}"
     );
@@ -555,17 +590,19 @@ fn the_proxy_counts_logins_and_the_dashboard_uses_only_emitted_metrics() {
         .collect();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("deploy/grafana/imapmirror-dashboard.json");
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).expect("the dashboard file"),
-    )
-    .expect("the dashboard is JSON");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the dashboard file"))
+            .expect("the dashboard is JSON");
     let mut exprs = Vec::new();
     dashboard_metric_names(&dashboard, &mut exprs);
     assert!(exprs.len() >= 10, "the dashboard's queries: {exprs:?}");
     let mut used = BTreeSet::new();
     for expr in &exprs {
         let names = names_in(expr);
-        assert!(!names.is_empty(), "`{expr}` asks for none of imapmirror's metrics");
+        assert!(
+            !names.is_empty(),
+            "`{expr}` asks for none of imapmirror's metrics"
+        );
         for name in names {
             assert!(
                 emitted.contains(&name),

@@ -545,3 +545,88 @@ fn lowercase_first(sentence: &str) -> String {
         first.to_lowercase().chain(chars).collect()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imapmirror_protocol::Error as ImapError;
+
+    fn imap(source: ImapError) -> Error {
+        Error::Imap {
+            mailbox: "a@example.test".into(),
+            action: "copying".into(),
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn failure_kinds_name_what_went_wrong_across_the_layers() {
+        let server = || "127.0.0.1:143".to_owned();
+        let throttled = imap(ImapError::Backoff {
+            server: server(),
+            command: "APPEND".into(),
+            delay: std::time::Duration::from_secs(3),
+            text: "[THROTTLED]".into(),
+        });
+        assert_eq!(throttled.failure_kind(), FailureKind::Throttled);
+        let closed = imap(ImapError::ConnectionClosed {
+            server: server(),
+            during: "reading a response",
+        });
+        assert_eq!(closed.failure_kind(), FailureKind::ConnectionLost);
+        let bye = Error::Endpoint {
+            endpoint: "src".into(),
+            action: "testing".into(),
+            source: Box::new(ImapError::Bye {
+                server: server(),
+                text: "shutting down".into(),
+            }),
+        };
+        assert_eq!(bye.failure_kind(), FailureKind::ConnectionLost);
+        let silent = imap(ImapError::Timeout {
+            server: server(),
+            during: "waiting",
+            waited: std::time::Duration::from_secs(60),
+        });
+        assert_eq!(silent.failure_kind(), FailureKind::Timeout);
+        let refused = imap(ImapError::Refused {
+            server: server(),
+            command: "SELECT \"x\"".into(),
+            status: imapmirror_protocol::StatusKind::No,
+            code: None,
+            text: "no such folder".into(),
+        });
+        assert_eq!(refused.failure_kind(), FailureKind::Refused);
+        let login = Error::LoginRefused {
+            role: "source",
+            server: server(),
+            user: "a@example.test".into(),
+            text: "[AUTHENTICATIONFAILED]".into(),
+        };
+        assert_eq!(login.failure_kind(), FailureKind::Auth);
+        // A row's login problem is the problem's kind.
+        let row = Error::RowLogin {
+            line: 2,
+            email: "a@example.test".into(),
+            problem: Box::new(login),
+        };
+        assert_eq!(row.failure_kind(), FailureKind::Auth);
+        let stopped = Error::Stopped {
+            mailbox: "a@example.test".into(),
+        };
+        assert_eq!(stopped.failure_kind(), FailureKind::Stopped);
+        assert_eq!(
+            Error::FileEmpty { file: "f".into() }.failure_kind(),
+            FailureKind::Config
+        );
+        // Label values are distinct and in Prometheus's label-value style.
+        let labels: std::collections::BTreeSet<_> =
+            FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels.len(), FailureKind::ALL.len());
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
+}

@@ -17,7 +17,11 @@
 //!   keeps the highest value set (it is a `fetch_max`), so a total that goes down — a
 //!   skipped message copied after all, a folder erased from the source — holds the
 //!   counter where it was until the store's total passes it again, and Prometheus never
-//!   sees a counter go backwards (which it would take for a restart).
+//!   sees a counter go backwards (which it would take for a restart). After a clean
+//!   stop the next process starts exactly where the last one ended; after a crash, the
+//!   store may hold a few groups less than the dead process showed (sled's last unflushed
+//!   writes, redone by the journal's reconciliation), which Prometheus reads as a counter
+//!   reset, as for any crashed target.
 //! - **Events only this process sees** (errors, throttling waits, open connections, pass
 //!   durations) are recorded where they happen. They are not in the store, so they start
 //!   from zero with the process, as Prometheus expects of a restarted target.

@@ -60,7 +60,7 @@ pub async fn refresh_batches(control: &Control) -> Result<(), imapmirror_engine:
     match control.execute(Request::BatchStatus { name: None }).await? {
         Reply::Batches { batches } => {
             for batch in &batches {
-                migration_metrics::record_batch(batch);
+                migration_metrics::record_batch(&batch.name, &batch.stored_totals());
             }
         }
         other => {
@@ -149,10 +149,12 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            migration_metrics::record_batch(&summary(10, 2, 1, 0));
+            let s = summary(10, 2, 1, 0);
+            migration_metrics::record_batch(&s.name, &s.stored_totals());
             // The store's total went down (a skipped message copied after all, a folder
             // erased): the counter holds, as Prometheus requires of a counter.
-            migration_metrics::record_batch(&summary(7, 2, 1, 0));
+            let s = summary(7, 2, 1, 0);
+            migration_metrics::record_batch(&s.name, &s.stored_totals());
         });
         let text = handle.render();
         assert_eq!(
@@ -161,7 +163,8 @@ mod tests {
             "{text}"
         );
         metrics::with_local_recorder(&recorder, || {
-            migration_metrics::record_batch(&summary(12, 0, 3, 1));
+            let s = summary(12, 0, 3, 1);
+            migration_metrics::record_batch(&s.name, &s.stored_totals());
         });
         let text = handle.render();
         assert!(

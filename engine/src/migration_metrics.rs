@@ -5,8 +5,9 @@
 //!
 //! Two sources, on purpose:
 //! - **Totals of a batch** (messages, bytes, skipped items, mailboxes per state) are the
-//!   store's, set by [`record_batch`] from the same [`BatchSummary`] `batch status` prints,
-//!   each time the metrics are scraped. A copy group's messages reach the store's counters
+//!   store's, set by [`record_batch`] from the summary `batch status` prints
+//!   (`BatchSummary::stored_totals`) each time the metrics are scraped (`serve`'s
+//!   `/metrics` handler reads it first). A copy group's messages reach the store's counters
 //!   in the same atomic write as its uid map ([`imapmirror_storage::Database::commit`]), so
 //!   the store already holds what a running pass copied so far, groups recovered after a
 //!   crash by reconciliation included. Adding live increments from the pass's events on top
@@ -28,9 +29,7 @@
 
 use std::time::Duration;
 
-use crate::batch::report::BatchSummary;
 use crate::error::{Error, FailureKind};
-use crate::pass::mailbox_job::PassKind;
 
 /// Messages copied to the target (`{batch}`): the report's `items_synced`.
 pub const MESSAGES_COPIED: &str = "imapmirror_messages_copied_total";
@@ -60,7 +59,7 @@ pub const PASS_DURATION_BUCKETS: [f64; 14] = [
 ];
 
 /// The mailbox states, as `batch users` prints them.
-const MAILBOX_STATES: [&str; 6] = [
+pub const MAILBOX_STATES: [&str; 6] = [
     "Queued",
     "Syncing",
     "Synced",
@@ -119,36 +118,32 @@ pub fn describe() {
     );
 }
 
-/// Sets a batch's store-derived metrics from its summary (see the module docs), and
-/// starts its event counters at zero so that every series exists from the first scrape
-/// (a query over a missing series shows nothing instead of 0).
-pub fn record_batch(summary: &BatchSummary) {
-    let batch = summary.name.clone();
-    metrics::counter!(MESSAGES_COPIED, "batch" => batch.clone()).absolute(summary.items_synced);
-    metrics::counter!(BYTES_COPIED, "batch" => batch.clone()).absolute(summary.bytes_synced);
-    metrics::counter!(ITEMS_SKIPPED, "batch" => batch.clone()).absolute(summary.items_skipped);
+/// A batch's totals as the store holds them (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredTotals {
+    pub messages: u64,
+    pub bytes: u64,
+    pub skipped: u64,
+    /// Mailboxes in each of [`MAILBOX_STATES`], each mailbox in one.
+    pub mailboxes: [u64; 6],
+}
+
+/// Sets a batch's store-derived metrics, and starts its event counters at zero so that
+/// every series exists from the first scrape (a query over a missing series shows
+/// nothing instead of 0).
+pub fn record_batch(batch: &str, totals: &StoredTotals) {
+    let batch = batch.to_owned();
+    metrics::counter!(MESSAGES_COPIED, "batch" => batch.clone()).absolute(totals.messages);
+    metrics::counter!(BYTES_COPIED, "batch" => batch.clone()).absolute(totals.bytes);
+    metrics::counter!(ITEMS_SKIPPED, "batch" => batch.clone()).absolute(totals.skipped);
     for kind in FailureKind::ALL {
         metrics::counter!(ERRORS, "batch" => batch.clone(), "kind" => kind.as_str()).increment(0);
     }
     metrics::counter!(THROTTLE_WAITS, "batch" => batch.clone()).increment(0);
     metrics::counter!(THROTTLE_WAIT_SECONDS, "batch" => batch.clone()).increment(0);
-    for (state, count) in MAILBOX_STATES.iter().zip(mailboxes_per_state(summary)) {
+    for (state, count) in MAILBOX_STATES.iter().zip(totals.mailboxes) {
         metrics::gauge!(MAILBOXES, "batch" => batch.clone(), "state" => *state).set(count as f64);
     }
-}
-
-/// The summary's mailbox counts in [`MAILBOX_STATES`] order. Its `mailboxes_synced`
-/// counts `Completed` mailboxes too (they are synced for `batch status`); a mailbox is in
-/// one state here.
-fn mailboxes_per_state(s: &BatchSummary) -> [u64; 6] {
-    [
-        s.mailboxes_queued,
-        s.mailboxes_syncing,
-        s.mailboxes_synced.saturating_sub(s.mailboxes_completed),
-        s.mailboxes_failed,
-        s.mailboxes_stopped,
-        s.mailboxes_completed,
-    ]
 }
 
 /// Counts a failure of `batch`'s work (a retried attempt or a failed pass).
@@ -181,13 +176,9 @@ static THROTTLE_NANOS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, u64>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// Records the duration of a mailbox's pass that succeeded.
-pub(crate) fn pass_finished(batch: &str, kind: PassKind, took: Duration) {
-    let kind = match kind {
-        PassKind::Initial => "initial",
-        PassKind::Incremental => "incremental",
-        PassKind::Final => "final",
-    };
+/// Records the duration of a mailbox's pass that succeeded; `kind` is `initial`,
+/// `incremental` or `final`.
+pub(crate) fn pass_finished(batch: &str, kind: &'static str, took: Duration) {
     metrics::histogram!(PASS_DURATION, "batch" => batch.to_owned(), "kind" => kind)
         .record(took.as_secs_f64());
 }

@@ -265,7 +265,14 @@ impl MailboxJob {
             match &result {
                 Err(Error::Stopped { .. }) => {}
                 Err(e) => migration_metrics::error(&self.batch, e),
-                Ok(_) => migration_metrics::pass_finished(&self.batch, kind, took),
+                Ok(_) => {
+                    let label = match kind {
+                        PassKind::Initial => "initial",
+                        PassKind::Incremental => "incremental",
+                        PassKind::Final => "final",
+                    };
+                    migration_metrics::pass_finished(&self.batch, label, took);
+                }
             }
             let (outcome, status, error) = match &result {
                 Ok(_) if kind == PassKind::Final => {

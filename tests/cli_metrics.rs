@@ -3,7 +3,8 @@
 //! equal its report after a real migration between two kit Dovecots, a pass resumed after
 //! a SIGKILL included (nothing counted twice), and start from the stored totals when
 //! `serve` starts again; a login through the proxy is counted; and the Grafana dashboard
-//! (deploy/grafana) asks only for metrics the two processes emit.
+//! (deploy/grafana) asks only for metrics the two processes emit. Behind the kit's
+//! Exchange-like relay, throttling answers and dropped connections are counted by kind.
 
 #![forbid(unsafe_code)]
 
@@ -632,6 +633,105 @@ fn the_proxy_counts_logins_and_the_dashboard_uses_only_emitted_metrics() {
         .any(|v| v["name"] == "batch");
     assert!(batch_variable, "a templated batch variable");
     drop(proxy);
+    signal(&serve, "TERM");
+    assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
+}
+
+#[test]
+fn throttling_and_dropped_connections_are_counted_by_kind() {
+    use std::sync::atomic::Ordering;
+    use support::exchange_like::{ExchangeLike, ExchangeLikeConfig};
+    const USERS: usize = 1;
+    const MESSAGES: usize = 80;
+    let (source, target) = servers(USERS, MESSAGES, 180);
+    // The kit's Exchange-like relay in front of the target: 5 % of the commands throttled
+    // with a short suggested back-off, a connection dropped every 60 commands (the folder plan of a new mailbox, on its first
+    // connection, stays below that: a drop there fails the pass, which is not what this counts).
+    let relay = ExchangeLike::start(
+        target.plain_addr(),
+        ExchangeLikeConfig {
+            throttle_per_mille: 50,
+            backoff_ms: 150,
+            drop_every: Some(60),
+            ..ExchangeLikeConfig::polite()
+        },
+    )
+    .expect("relay starts");
+    let cli = Cli::new();
+    cli.add_dovecot_endpoint("src", &source, "dovecot", &[]);
+    let pw = cli.file(
+        "relay.pw",
+        format!("{}\n", support::MASTER_PASSWORD).as_bytes(),
+    );
+    let port = relay.addr().port().to_string();
+    cli.ok(&[
+        "endpoint",
+        "add",
+        "m365",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
+        "--admin-user",
+        support::MASTER_USER,
+        "--admin-password-file",
+        &pw,
+        "--admin-format",
+        "dovecot",
+    ]);
+    let csv = cli.file("users.csv", &migration_file(&[(&user(0), &user(0), "")]));
+    cli.ok(&[
+        "batch", "add", "b1", "--csv", &csv, "--source", "src", "--target", "m365",
+    ]);
+    let http = free_addr();
+    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    through_serve(&cli, &["batch", "start", "b1"]);
+    let done = cli.wait_for("b1", Duration::from_secs(240), |s| {
+        s["status"] == "Synced" || s["status"] == "Failed"
+    });
+    assert_eq!(done["status"], "Synced", "{done:#}\n{}", cli.serve_log());
+    let text = scrape(http);
+    promtool_accepts(&text, "serve after a throttled batch");
+    let stats = relay.stats();
+    let (throttled, dropped) = (
+        stats.throttled.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed),
+    );
+    assert!(throttled > 0 && dropped > 0, "the relay interfered");
+    let errors = |kind: &str| {
+        value(
+            &text,
+            "imapmirror_errors_total",
+            &[("batch", "b1"), ("kind", kind)],
+        )
+        .unwrap_or_else(|| panic!("errors of kind {kind} in:\n{text}")) as u64
+    };
+    // Every throttling answer was retried after a wait, and counted once.
+    assert!(
+        errors("throttled") >= 1 && errors("throttled") <= throttled,
+        "{throttled} throttled by the relay:\n{text}"
+    );
+    assert!(
+        errors("connection_lost") >= 1 && errors("connection_lost") <= dropped,
+        "{dropped} connections dropped by the relay:\n{text}"
+    );
+    assert_eq!(errors("auth"), 0, "{text}");
+    let waits = counter(&text, "imapmirror_throttle_waits_total", "b1");
+    assert_eq!(
+        waits,
+        errors("throttled"),
+        "one wait per throttling answer:\n{text}"
+    );
+    // Waits of at least the suggested 150 ms each, added up.
+    let waited = counter(&text, "imapmirror_throttle_wait_seconds_total", "b1");
+    assert!(waited >= waits * 150 / 1000, "{text}");
+    // Throttled or not, the counters are the report's.
+    assert_eq!(
+        counter(&text, "imapmirror_messages_copied_total", "b1"),
+        done["items_synced"].as_u64().expect("items")
+    );
     signal(&serve, "TERM");
     assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
 }

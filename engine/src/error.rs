@@ -444,7 +444,7 @@ pub enum FailureKind {
     State,
     /// A setting, a migration file or a request is wrong.
     Config,
-    /// Stopped on request (not a failure, but counted apart so that it is not taken for one).
+    /// Stopped on request: not a failure, and never counted as one in the metrics.
     Stopped,
     /// A bug in imapmirror.
     Internal,

@@ -136,7 +136,11 @@ pub fn record_batch(batch: &str, totals: &StoredTotals) {
     metrics::counter!(MESSAGES_COPIED, "batch" => batch.clone()).absolute(totals.messages);
     metrics::counter!(BYTES_COPIED, "batch" => batch.clone()).absolute(totals.bytes);
     metrics::counter!(ITEMS_SKIPPED, "batch" => batch.clone()).absolute(totals.skipped);
-    for kind in FailureKind::ALL {
+    // A stop on request is not a failure: never counted, so no series.
+    for kind in FailureKind::ALL
+        .into_iter()
+        .filter(|k| *k != FailureKind::Stopped)
+    {
         metrics::counter!(ERRORS, "batch" => batch.clone(), "kind" => kind.as_str()).increment(0);
     }
     metrics::counter!(THROTTLE_WAITS, "batch" => batch.clone()).increment(0);
@@ -148,6 +152,9 @@ pub fn record_batch(batch: &str, totals: &StoredTotals) {
 
 /// Counts a failure of `batch`'s work (a retried attempt or a failed pass).
 pub(crate) fn error(batch: &str, e: &Error) {
+    if e.failure_kind() == FailureKind::Stopped {
+        return;
+    }
     metrics::counter!(ERRORS, "batch" => batch.to_owned(), "kind" => e.failure_kind().as_str())
         .increment(1);
 }

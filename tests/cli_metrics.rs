@@ -53,6 +53,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     None
 }
 
+/// A `serve` that a failed assertion does not leave running.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `GET /metrics`: the body, after checking the status and the content type.
 fn scrape(addr: SocketAddr) -> String {
     use std::io::Read;
@@ -237,7 +249,7 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
 
     // Before any pass: the batch's series exist, at zero, every mailbox queued or created.
     let http = free_addr();
-    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    let mut serve = Serve(cli.start_serve(&["--http", &http.to_string()]));
     let fresh = scrape(http);
     promtool_accepts(&fresh, "fresh serve");
     assert_eq!(counter(&fresh, "imapmirror_messages_copied_total", "b1"), 0);
@@ -270,8 +282,8 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
     let mid_pass = scrape(http);
     let copied_mid = counter(&mid_pass, "imapmirror_messages_copied_total", "b1");
     assert!(copied_mid > 0, "a running batch's copies show:\n{mid_pass}");
-    signal(&serve, "KILL");
-    let _ = wait_exit(&mut serve, Duration::from_secs(10));
+    signal(&serve.0, "KILL");
+    let _ = wait_exit(&mut serve.0, Duration::from_secs(10));
     // The store may hold less than the killed process showed: sled's last unflushed
     // writes die with it, and the journal has the next pass reconcile those groups.
     let at_kill = cli.status("b1");
@@ -282,7 +294,7 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
     );
 
     let http = free_addr();
-    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    let mut serve = Serve(cli.start_serve(&["--http", &http.to_string()]));
     let restarted = scrape(http);
     assert!(
         counter(&restarted, "imapmirror_messages_copied_total", "b1") >= stored_at_kill,
@@ -357,10 +369,10 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
     );
 
     // Stopped and started again with nothing to do: the stored totals from the start.
-    signal(&serve, "TERM");
-    assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
+    signal(&serve.0, "TERM");
+    assert_eq!(wait_exit(&mut serve.0, Duration::from_secs(60)), Some(0));
     let http = free_addr();
-    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    let mut serve = Serve(cli.start_serve(&["--http", &http.to_string()]));
     let again = scrape(http);
     promtool_accepts(&again, "restarted serve");
     assert_eq!(
@@ -384,8 +396,8 @@ fn serve_counters_equal_the_report_and_start_from_the_stored_totals_after_a_rest
         None,
         "no pass ran in the new process:\n{again}"
     );
-    signal(&serve, "TERM");
-    assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
+    signal(&serve.0, "TERM");
+    assert_eq!(wait_exit(&mut serve.0, Duration::from_secs(60)), Some(0));
 }
 
 struct ProxyProcess {
@@ -502,7 +514,7 @@ fn the_proxy_counts_logins_and_the_dashboard_uses_only_emitted_metrics() {
 
     // An incremental pass in serve, so that its pass durations and connections show.
     let serve_http = free_addr();
-    let mut serve = cli.start_serve(&["--http", &serve_http.to_string()]);
+    let mut serve = Serve(cli.start_serve(&["--http", &serve_http.to_string()]));
     through_serve(&cli, &["batch", "sync", "b1"]);
     let serve_text = scrape_until(serve_http, "the incremental passes", |t| {
         value(
@@ -633,8 +645,8 @@ fn the_proxy_counts_logins_and_the_dashboard_uses_only_emitted_metrics() {
         .any(|v| v["name"] == "batch");
     assert!(batch_variable, "a templated batch variable");
     drop(proxy);
-    signal(&serve, "TERM");
-    assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
+    signal(&serve.0, "TERM");
+    assert_eq!(wait_exit(&mut serve.0, Duration::from_secs(60)), Some(0));
 }
 
 #[test]
@@ -686,7 +698,7 @@ fn throttling_and_dropped_connections_are_counted_by_kind() {
         "batch", "add", "b1", "--csv", &csv, "--source", "src", "--target", "m365",
     ]);
     let http = free_addr();
-    let mut serve = cli.start_serve(&["--http", &http.to_string()]);
+    let mut serve = Serve(cli.start_serve(&["--http", &http.to_string()]));
     through_serve(&cli, &["batch", "start", "b1"]);
     let done = cli.wait_for("b1", Duration::from_secs(240), |s| {
         s["status"] == "Synced" || s["status"] == "Failed"
@@ -732,6 +744,6 @@ fn throttling_and_dropped_connections_are_counted_by_kind() {
         counter(&text, "imapmirror_messages_copied_total", "b1"),
         done["items_synced"].as_u64().expect("items")
     );
-    signal(&serve, "TERM");
-    assert_eq!(wait_exit(&mut serve, Duration::from_secs(60)), Some(0));
+    signal(&serve.0, "TERM");
+    assert_eq!(wait_exit(&mut serve.0, Duration::from_secs(60)), Some(0));
 }

@@ -327,8 +327,8 @@ pub struct BatchAddArgs {
 pub struct ServeArgs {
     /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): the status
     /// pages at / and /batch/NAME, GET /healthz, /batches, /batches/NAME,
-    /// /batches/NAME/users (the JSON of `batch status`/`users --json`) and
-    /// /batches/NAME/report.csv. Read-only.
+    /// /batches/NAME/users (the JSON of `batch status`/`users --json`),
+    /// /batches/NAME/report.csv and Prometheus metrics at /metrics. Read-only.
     #[arg(long, value_name = "ADDR", value_parser = http_addr)]
     pub http: Option<std::net::SocketAddr>,
     /// A file holding a token that every HTTP request but /healthz must carry
@@ -383,6 +383,10 @@ pub struct ProxyArgs {
     /// The most client connections at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): Prometheus
+    /// metrics at /metrics (sessions, logins, routes) and GET /healthz.
+    #[arg(long, value_name = "ADDR", value_parser = http_addr)]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 fn parse_admin_format(text: &str) -> Result<imapmirror_protocol::admin_login::AdminFormat, String> {

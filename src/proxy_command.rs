@@ -241,6 +241,20 @@ pub async fn run(dir: &Path, args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut terminate = listen(SignalKind::terminate())?;
     let config = config(&args);
     config.validate()?;
+    // The recorder goes in before the first session; the address is bound now, so that
+    // a taken one fails the command at once.
+    let stop_http = imapmirror_engine::CancellationToken::new();
+    let http_task = match args.http {
+        Some(addr) => Some(
+            crate::metrics_export::serve_proxy_metrics(
+                addr,
+                crate::metrics_export::recorder()?,
+                stop_http.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let dir_owned = dir.to_path_buf();
     // The first snapshot may wait for a short command to let go of the directory.
     let routes = tokio::task::spawn_blocking(move || routes(&dir_owned, &args))
@@ -259,5 +273,9 @@ pub async fn run(dir: &Path, args: ProxyArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("stopping: closing proxied sessions");
         })
         .await?;
+    stop_http.cancel();
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! `serve --http ADDR`: the migration's status over HTTP — the status pages (`/`,
 //! `/batch/NAME`, `status_page.rs`), the JSON of `batch status --json` and `batch users
 //! --json` from the same handlers (`/batches`, `/batches/NAME`, `/batches/NAME/users`), the
-//! CSV report (`/batches/NAME/report.csv`) and `/healthz`. Read-only.
+//! CSV report (`/batches/NAME/report.csv`), the Prometheus metrics (`/metrics`,
+//! `metrics_export.rs`) and `/healthz`. Read-only.
 //!
 //! Pages, JSON and reports name every mailbox of the migration: with `--http-token-file`
 //! every request but `/healthz` needs `Authorization: Bearer TOKEN` (or, for a browser,
@@ -24,13 +25,16 @@ use imapmirror_engine::{CancellationToken, Fault};
 use serde::Deserialize;
 
 use crate::live_progress::LiveProgress;
+use crate::metrics_export;
 use crate::status_page::{self, MailboxFilter};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// What the handlers share.
 #[derive(Clone)]
 struct HttpState {
     control: Arc<Control>,
     live: Arc<LiveProgress>,
+    metrics: PrometheusHandle,
 }
 
 /// The bearer token every request but `/healthz` must carry, when one is set.
@@ -38,6 +42,8 @@ struct HttpState {
 struct Token(Arc<str>);
 
 /// Binds `addr` now (so a taken port fails `serve` at once) and returns the server task.
+/// Installs the process's metrics recorder and sets the batches' metrics from the store,
+/// so call it before the scheduler starts its passes.
 pub async fn start(
     addr: SocketAddr,
     token: Option<String>,
@@ -48,6 +54,11 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("The HTTP status address {addr} cannot be bound; pick a free address for --http.")
     })?;
+    let metrics = metrics_export::recorder()?;
+    imapmirror_engine::migration_metrics::describe();
+    // Seeded now, before any pass of this process: from the first scrape the counters
+    // show the stored totals, not zero.
+    metrics_export::refresh_batches(&control).await?;
     if token.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the status pages and JSON name every mailbox and are served beyond loopback without a token; give --http-token-file to require one");
     }
@@ -58,7 +69,12 @@ pub async fn start(
         .route("/batches/{name}", get(batch))
         .route("/batches/{name}/users", get(users))
         .route("/batches/{name}/report.csv", get(report_csv))
-        .with_state(HttpState { control, live });
+        .route("/metrics", get(metrics_text))
+        .with_state(HttpState {
+            control,
+            live,
+            metrics,
+        });
     if let Some(token) = token {
         app = app.layer(middleware::from_fn_with_state(
             Token(token.into()),
@@ -187,6 +203,15 @@ async fn batch_page(
         &filter,
     ))
     .into_response()
+}
+
+/// Prometheus's scrape: the batches' totals read from the store now, then everything the
+/// recorder holds.
+async fn metrics_text(State(s): State<HttpState>) -> Response {
+    if let Err(e) = metrics_export::refresh_batches(&s.control).await {
+        return error(e);
+    }
+    metrics_export::render(&s.metrics)
 }
 
 async fn batches(State(s): State<HttpState>) -> Response {

@@ -422,10 +422,215 @@ impl Error {
     }
 }
 
+/// What kind of failure an error is, coarser than the variants and across the layers (a
+/// server's `[THROTTLED]` is throttled whether it came at login or mid-copy): the `kind`
+/// label of `imapmirror_errors_total` ([`crate::migration_metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The server asked us to slow down or come back later.
+    Throttled,
+    /// The connection ended (BYE, closed, reset, network error).
+    ConnectionLost,
+    /// The server went silent past the response timeout.
+    Timeout,
+    /// The server answered a command with NO or BAD.
+    Refused,
+    /// A login, admin login or OAuth token was refused or missing.
+    Auth,
+    /// TLS could not be set up or the certificate was not accepted.
+    Tls,
+    /// The server sent something we cannot use or broke the protocol.
+    Protocol,
+    /// The target refused more messages than the bad-item limit.
+    BadItems,
+    /// The state directory (our side).
+    State,
+    /// A setting, a migration file or a request is wrong.
+    Config,
+    /// Stopped on request: not a failure, and never counted as one in the metrics.
+    Stopped,
+    /// A bug in imapmirror.
+    Internal,
+}
+
+impl FailureKind {
+    /// Every kind, for metrics that start every series at zero.
+    pub const ALL: [FailureKind; 12] = [
+        FailureKind::Throttled,
+        FailureKind::ConnectionLost,
+        FailureKind::Timeout,
+        FailureKind::Refused,
+        FailureKind::Auth,
+        FailureKind::Tls,
+        FailureKind::Protocol,
+        FailureKind::BadItems,
+        FailureKind::State,
+        FailureKind::Config,
+        FailureKind::Stopped,
+        FailureKind::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Throttled => "throttled",
+            FailureKind::ConnectionLost => "connection_lost",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Refused => "refused",
+            FailureKind::Auth => "auth",
+            FailureKind::Tls => "tls",
+            FailureKind::Protocol => "protocol",
+            FailureKind::BadItems => "bad_items",
+            FailureKind::State => "state",
+            FailureKind::Config => "config",
+            FailureKind::Stopped => "stopped",
+            FailureKind::Internal => "internal",
+        }
+    }
+
+    /// The kind of a wire-level error.
+    pub fn of_imap(e: &imapmirror_protocol::Error) -> FailureKind {
+        use imapmirror_protocol::Error as E;
+        match e {
+            E::Backoff { .. } => FailureKind::Throttled,
+            E::Bye { .. }
+            | E::ConnectionClosed { .. }
+            | E::UnexpectedEof { .. }
+            | E::Network { .. }
+            | E::Io(_) => FailureKind::ConnectionLost,
+            E::Timeout { .. } => FailureKind::Timeout,
+            E::Refused { .. } => FailureKind::Refused,
+            E::Tls { .. } | E::CertificateRefused { .. } => FailureKind::Tls,
+            E::InvalidInput { .. } | E::CaFile { .. } | E::CertificatePin { .. } => {
+                FailureKind::Config
+            }
+            E::Misuse(_) => FailureKind::Internal,
+            _ => FailureKind::Protocol,
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is (see [`FailureKind`]).
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Imap { source, .. } | Self::Endpoint { source, .. } => {
+                FailureKind::of_imap(source)
+            }
+            Self::LoginRefused { .. }
+            | Self::MissingAccessToken { .. }
+            | Self::OAuthToken { .. }
+            | Self::OAuthGrant { .. }
+            | Self::OAuthRefused { .. } => FailureKind::Auth,
+            Self::BadItemLimit { .. } => FailureKind::BadItems,
+            Self::InconsistentTarget { .. } | Self::InvalidFolderListing { .. } => {
+                FailureKind::Protocol
+            }
+            Self::Store { .. } | Self::State { .. } | Self::ControlSocket { .. } => {
+                FailureKind::State
+            }
+            Self::Stopped { .. } => FailureKind::Stopped,
+            Self::RowLogin { problem, .. } => problem.failure_kind(),
+            Self::Relayed { fault, .. } => match fault {
+                Fault::UserInput => FailureKind::Config,
+                Fault::Peer => FailureKind::Protocol,
+                Fault::Local => FailureKind::State,
+            },
+            _ => FailureKind::Config,
+        }
+    }
+}
+
 /// Lets a nested error's sentence continue the outer one.
 fn lowercase_first(sentence: &str) -> String {
     let mut chars = sentence.chars();
     chars.next().map_or_else(String::new, |first| {
         first.to_lowercase().chain(chars).collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imapmirror_protocol::Error as ImapError;
+
+    fn imap(source: ImapError) -> Error {
+        Error::Imap {
+            mailbox: "a@example.test".into(),
+            action: "copying".into(),
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn failure_kinds_name_what_went_wrong_across_the_layers() {
+        let server = || "127.0.0.1:143".to_owned();
+        let throttled = imap(ImapError::Backoff {
+            server: server(),
+            command: "APPEND".into(),
+            delay: std::time::Duration::from_secs(3),
+            text: "[THROTTLED]".into(),
+        });
+        assert_eq!(throttled.failure_kind(), FailureKind::Throttled);
+        let closed = imap(ImapError::ConnectionClosed {
+            server: server(),
+            during: "reading a response",
+        });
+        assert_eq!(closed.failure_kind(), FailureKind::ConnectionLost);
+        let bye = Error::Endpoint {
+            endpoint: "src".into(),
+            action: "testing".into(),
+            source: Box::new(ImapError::Bye {
+                server: server(),
+                text: "shutting down".into(),
+            }),
+        };
+        assert_eq!(bye.failure_kind(), FailureKind::ConnectionLost);
+        let silent = imap(ImapError::Timeout {
+            server: server(),
+            during: "waiting",
+            waited: std::time::Duration::from_secs(60),
+        });
+        assert_eq!(silent.failure_kind(), FailureKind::Timeout);
+        let refused = imap(ImapError::Refused {
+            server: server(),
+            command: "SELECT \"x\"".into(),
+            status: imapmirror_protocol::StatusKind::No,
+            code: None,
+            text: "no such folder".into(),
+        });
+        assert_eq!(refused.failure_kind(), FailureKind::Refused);
+        let login = Error::LoginRefused {
+            role: "source",
+            server: server(),
+            user: "a@example.test".into(),
+            text: "[AUTHENTICATIONFAILED]".into(),
+        };
+        assert_eq!(login.failure_kind(), FailureKind::Auth);
+        // A row's login problem is the problem's kind.
+        let row = Error::RowLogin {
+            line: 2,
+            email: "a@example.test".into(),
+            problem: Box::new(login),
+        };
+        assert_eq!(row.failure_kind(), FailureKind::Auth);
+        let stopped = Error::Stopped {
+            mailbox: "a@example.test".into(),
+        };
+        assert_eq!(stopped.failure_kind(), FailureKind::Stopped);
+        assert_eq!(
+            Error::FileEmpty { file: "f".into() }.failure_kind(),
+            FailureKind::Config
+        );
+        // Label values are distinct and in Prometheus's label-value style.
+        let labels: std::collections::BTreeSet<_> =
+            FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels.len(), FailureKind::ALL.len());
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+    }
 }

@@ -16,7 +16,8 @@
 //! Between rooms, calls go down this list and never back up: an endpoint knows nothing of
 //! passes, a pass nothing of batches, a batch nothing of the control socket. Beside the
 //! rooms, used by all of them, sit the migration file (`migration_file.rs`, the CSV a
-//! batch is made of) and the engine's one error type (`error.rs`). Each room's module
+//! batch is made of), the engine's one error type (`error.rs`) and the names of the metrics
+//! every room records (`migration_metrics.rs`). Each room's module
 //! doc says what it holds and what it must not touch.
 //!
 //! # Mirroring one mailbox
@@ -53,13 +54,14 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod migration_file;
+pub mod migration_metrics;
 pub mod pass;
 pub mod secret;
 
 pub use endpoint::credentials::{AdminCredentials, AdminFormat, EndpointAccess, LoginMethod};
 pub use endpoint::pool::{CommandCounts, EndpointConfig, EndpointPool, Role};
 pub use endpoint::reconnect_policy::ReconnectPolicy;
-pub use error::{Error, Fault};
+pub use error::{Error, FailureKind, Fault};
 pub use migration_file::{MailboxRow, MigrationFile};
 pub use pass::folder_plan::{FolderPlan, PlanOptions, plan};
 pub use pass::mailbox_job::{JobOptions, MailboxJob, PassKind};

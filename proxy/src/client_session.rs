@@ -20,6 +20,7 @@ use crate::error::ProxyError;
 use crate::login_retry;
 use crate::pre_auth::{ClientLogin, PreAuth, PreAuthAction, PreAuthSettings};
 use crate::proxy_config::ListenerMode;
+use crate::proxy_metrics::{self, LoginResult};
 use crate::relay::{RelayEnd, relay};
 use crate::route_source::{LoginPolicy, Route};
 use crate::server_response::status;
@@ -272,12 +273,14 @@ async fn attempt_login(
             "Too many failed logins from your address; try again in {} s.",
             wait.as_secs().max(1)
         );
+        proxy_metrics::login(LoginResult::Throttled);
         write(client, &no("UNAVAILABLE", &text)).await?;
         return Ok(None);
     }
     let Ok(login) = std::str::from_utf8(request.credentials.mailbox_user()).map(str::to_owned)
     else {
         ctx.throttle.failed(peer.ip(), Instant::now());
+        proxy_metrics::login(LoginResult::Refused);
         write(
             client,
             &no("AUTHENTICATIONFAILED", "Authentication failed."),
@@ -297,6 +300,7 @@ async fn attempt_login(
         let ttl = match client_proxy_ttl(machine) {
             Some(t) if t <= 1 => {
                 tracing::warn!(client_ttl = t, "login refused: proxy loop (x-proxy-ttl exhausted)");
+                proxy_metrics::login(LoginResult::ProxyLoop);
                 write(client, &no("UNAVAILABLE", "Proxy loop detected: check the proxy's routes.")).await?;
                 return Ok(None);
             }
@@ -308,16 +312,19 @@ async fn attempt_login(
             Ok(None) => {
                 tracing::info!("login refused: no route for this user and no default backend");
                 ctx.throttle.failed(peer.ip(), Instant::now());
+                proxy_metrics::login(LoginResult::NoRoute);
                 write(client, &no("AUTHENTICATIONFAILED", "Authentication failed.")).await?;
                 return Ok(None);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot look up the route");
+                proxy_metrics::login(LoginResult::Unavailable);
                 write(client, &no("UNAVAILABLE", "Routing is unavailable right now; try again later.")).await?;
                 return Ok(None);
             }
         };
         tracing::info!(route = %route.origin, backend = %route.backend.label(), "routing login");
+        proxy_metrics::routed(&route);
         let credentials = match &route.login {
             LoginPolicy::PassThrough => request.credentials.clone(),
             LoginPolicy::Admin { verify_with } => {
@@ -326,6 +333,9 @@ async fn attempt_login(
                     Ok(Some(refusal)) => {
                         if refusal.judged_credentials {
                             ctx.throttle.failed(peer.ip(), Instant::now());
+                            proxy_metrics::login(LoginResult::Refused);
+                        } else {
+                            proxy_metrics::login(LoginResult::Unavailable);
                         }
                         for line in refusal.lines {
                             write(client, &line).await?;
@@ -334,6 +344,7 @@ async fn attempt_login(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot verify the user's credentials on the source");
+                        proxy_metrics::login(LoginResult::Unavailable);
                         write(client, &no("UNAVAILABLE", "The mail server is unavailable right now; try again later.")).await?;
                         return Ok(None);
                     }
@@ -342,6 +353,7 @@ async fn attempt_login(
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot build the admin login");
+                        proxy_metrics::login(LoginResult::Unavailable);
                         write(client, &no("UNAVAILABLE", "The mail server is unavailable right now; try again later.")).await?;
                         return Ok(None);
                     }
@@ -354,14 +366,17 @@ async fn attempt_login(
                     write(client, line).await?;
                 }
                 ctx.throttle.succeeded(peer.ip());
+                proxy_metrics::login(LoginResult::Accepted);
                 tracing::info!(backend = %route.backend.label(), "login accepted");
                 Ok(Some((conn, login, route)))
             }
             Ok((_, LoginOutcome::Refused(lines))) => {
                 if login_retry::is_transient_refusal(&lines) {
                     tracing::warn!(backend = %route.backend.label(), "backend still unavailable for login after retries");
+                    proxy_metrics::login(LoginResult::Unavailable);
                 } else {
                     ctx.throttle.failed(peer.ip(), Instant::now());
+                    proxy_metrics::login(LoginResult::Refused);
                     tracing::info!(backend = %route.backend.label(), "login refused by the backend");
                 }
                 for line in &lines {
@@ -371,11 +386,13 @@ async fn attempt_login(
             }
             Ok((_, LoginOutcome::NotSent(line))) => {
                 tracing::info!(backend = %route.backend.label(), "login not sent: the backend cannot act for another user");
+                proxy_metrics::login(LoginResult::Unavailable);
                 write(client, &line).await?;
                 Ok(None)
             }
             Err(e) => {
                 tracing::warn!(backend = %route.backend.label(), error = %e, "backend unavailable for login");
+                proxy_metrics::login(LoginResult::Unavailable);
                 write(client, &no("UNAVAILABLE", "The mail server is unavailable right now; try again later.")).await?;
                 Ok(None)
             }
@@ -495,6 +512,7 @@ async fn relay_session(ctx: &Arc<ProxyContext>, a: Authenticated) {
     let backend_label = route.backend.label();
     let key = route.backend.key();
     let (_guard, kick) = ctx.registry.register(&login, key.clone());
+    let _open = OpenSession::new(proxy_metrics::sessions_open(&route.backend.name));
     // A cut-over between the route lookup and the registration would be missed by the
     // sweep; check once more now that the session is visible to it.
     let moved = !matches!(ctx.routes.resolve(&login), Ok(Some(r)) if r.backend.key() == key);
@@ -544,8 +562,26 @@ async fn relay_session(ctx: &Arc<ProxyContext>, a: Authenticated) {
     } else {
         tracing::info!(user = %login, backend = %backend_label, bytes_from_client = report.client_to_backend, bytes_to_client = report.backend_to_client, end = %report.end, "session closed");
     }
-    if matches!(report.end, RelayEnd::Kicked(Kick::RouteChanged)) {
+    let moved = matches!(report.end, RelayEnd::Kicked(Kick::RouteChanged));
+    if moved {
         tracing::info!(user = %login, "session moved by cut-over");
+    }
+    proxy_metrics::session_ended(report.client_to_backend, report.backend_to_client, moved);
+}
+
+/// A relayed session in `imapmirror_proxy_sessions_open`, whichever way it ends.
+struct OpenSession(metrics::Gauge);
+
+impl OpenSession {
+    fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        OpenSession(gauge)
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

@@ -27,6 +27,7 @@ mod login_retry;
 mod login_throttle;
 mod pre_auth;
 mod proxy_config;
+pub mod proxy_metrics;
 mod relay;
 mod response_boundary;
 mod route_file;

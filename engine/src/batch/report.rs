@@ -117,6 +117,29 @@ fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> E
     move |source| Error::State { action, source }
 }
 
+impl BatchSummary {
+    /// The totals the metrics show ([`crate::migration_metrics::record_batch`]). Its
+    /// `mailboxes_synced` counts `Completed` mailboxes too (they are synced for `batch
+    /// status`); there a mailbox is in one state.
+    pub fn stored_totals(&self) -> crate::migration_metrics::StoredTotals {
+        crate::migration_metrics::StoredTotals {
+            messages: self.items_synced,
+            bytes: self.bytes_synced,
+            skipped: self.items_skipped,
+            // In `MAILBOX_STATES` order.
+            mailboxes: [
+                self.mailboxes_queued,
+                self.mailboxes_syncing,
+                self.mailboxes_synced
+                    .saturating_sub(self.mailboxes_completed),
+                self.mailboxes_failed,
+                self.mailboxes_stopped,
+                self.mailboxes_completed,
+            ],
+        }
+    }
+}
+
 /// The summary of one batch.
 pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary, Error> {
     let name = &batch.settings.name;

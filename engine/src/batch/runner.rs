@@ -949,6 +949,7 @@ impl RoundContext {
         let (kind, job) = match prepared {
             Ok(p) => p,
             Err(e) => {
+                crate::migration_metrics::error(&self.batch, &e);
                 let text = e.to_string();
                 let stored = text.clone();
                 let failed = self

@@ -165,9 +165,11 @@ pub struct EndpointPool {
 /// The connections a pool holds open, and how many slots it still has to give up after
 /// the server showed a lower cap than the endpoint's setting (Courier's `MAXPERIP`: a
 /// connection beyond it is closed before the greeting).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnectionCap {
     open: AtomicUsize,
+    /// `open` as the metrics show it (`imapmirror_connections_open`).
+    open_gauge: metrics::Gauge,
     /// Slots to drop for good as connections close.
     to_forget: AtomicUsize,
     /// The pool's current number of slots.
@@ -200,6 +202,14 @@ impl ConnectionCap {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
     }
+}
+
+/// Whose connection a pool opens: the mailbox (for errors) and its batch (for the
+/// metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct JobLabel<'a> {
+    pub batch: &'a str,
+    pub mailbox: &'a str,
 }
 
 /// One of an endpoint's connection slots, reserved and not yet connected.
@@ -293,6 +303,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.cap.open.fetch_sub(1, Ordering::AcqRel);
+        self.cap.open_gauge.decrement(1.0);
         if self.cap.take_one_to_forget()
             && let Some(permit) = self.permit.take()
         {
@@ -343,8 +354,10 @@ impl EndpointPool {
         }
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let cap = Arc::new(ConnectionCap {
+            open: AtomicUsize::new(0),
+            open_gauge: crate::migration_metrics::connections_open(&config.name, role.as_str()),
+            to_forget: AtomicUsize::new(0),
             slots: AtomicUsize::new(config.max_connections),
-            ..ConnectionCap::default()
         });
         Ok(EndpointPool {
             config,
@@ -371,19 +384,18 @@ impl EndpointPool {
     }
 
     /// Waits for a slot, connects and logs in as `login`, retrying transient failures
-    /// with back-off. `mailbox` names the mailbox in errors.
+    /// with back-off. `who` names the mailbox in errors and its batch in the metrics.
     pub async fn connect(
         &self,
         login: &LoginMethod,
         counters: &Arc<CommandCounters>,
-        mailbox: &str,
+        who: &JobLabel<'_>,
         cancel: &CancellationToken,
     ) -> Result<Connection, Error> {
         // Checked before waiting for a slot: a missing token is the user's to fix.
         self.check_login(login)?;
-        let slot = self.reserve(mailbox, cancel).await?;
-        self.connect_in(slot, login, counters, mailbox, cancel)
-            .await
+        let slot = self.reserve(who.mailbox, cancel).await?;
+        self.connect_in(slot, login, counters, who, cancel).await
     }
 
     /// Waits for one of the endpoint's connection slots. A job that needs a slot on both
@@ -400,15 +412,17 @@ impl EndpointPool {
     }
 
     /// Connects and logs in as `login` in `slot` (reserved from this pool), retrying
-    /// transient failures with back-off. `mailbox` names the mailbox in errors.
+    /// transient failures with back-off. `who` names the mailbox in errors and its batch
+    /// in the metrics (the pool is shared by every batch using the endpoint).
     pub async fn connect_in(
         &self,
         slot: Slot,
         login: &LoginMethod,
         counters: &Arc<CommandCounters>,
-        mailbox: &str,
+        who: &JobLabel<'_>,
         cancel: &CancellationToken,
     ) -> Result<Connection, Error> {
+        let mailbox = who.mailbox;
         debug_assert!(
             Arc::ptr_eq(slot.0.semaphore(), &self.limit),
             "a slot is used with the pool it was reserved from"
@@ -441,6 +455,7 @@ impl EndpointPool {
                     let family =
                         server_family::detect(session.state().greeting_text(), &[], &capabilities);
                     self.cap.open.fetch_add(1, Ordering::AcqRel);
+                    self.cap.open_gauge.increment(1.0);
                     return Ok(Connection {
                         session,
                         counters: counters.clone(),
@@ -475,10 +490,12 @@ impl EndpointPool {
                     );
                 }
                 let delay = self.config.reconnect.delay(1, None, jitter.next_u64());
+                let waiting = std::time::Instant::now();
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
                 }
+                crate::migration_metrics::throttle_wait(who.batch, waiting.elapsed());
                 continue;
             }
             if let (
@@ -527,6 +544,8 @@ impl EndpointPool {
                     source: Box::new(e),
                 });
             }
+            // Counted when retried; the last failure is counted by whoever it reaches.
+            crate::migration_metrics::imap_error(who.batch, &e);
             let delay = self
                 .config
                 .reconnect
@@ -539,9 +558,13 @@ impl EndpointPool {
                 error = %e,
                 "connecting failed; retrying"
             );
+            let waiting = std::time::Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.cancelled() => return Err(Error::Stopped { mailbox: mailbox.to_owned() }),
+            }
+            if server_hint(&e).is_some() {
+                crate::migration_metrics::throttle_wait(who.batch, waiting.elapsed());
             }
         }
     }

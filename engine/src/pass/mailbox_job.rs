@@ -31,11 +31,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::endpoint::credentials::LoginMethod;
-use crate::endpoint::pool::{CommandCounters, Connection, EndpointPool, is_transient, server_hint};
+use crate::endpoint::pool::{
+    CommandCounters, Connection, EndpointPool, JobLabel, is_transient, server_hint,
+};
 use crate::endpoint::provider_profile::{FolderRole, Provider};
 use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy, RetryBudget};
 use crate::endpoint::server_family::ServerFamily;
 use crate::error::Error;
+use crate::migration_metrics;
 use crate::pass::copy_plan::GroupLimits;
 use crate::pass::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
 use crate::pass::folder_plan::{
@@ -254,6 +257,23 @@ impl MailboxJob {
                 source_commands: src_counters.snapshot(),
                 target_commands: tgt_counters.snapshot(),
             };
+            let took = std::time::Duration::from_millis(
+                Timestamp::now()
+                    .unix_millis()
+                    .saturating_sub(started.unix_millis()),
+            );
+            match &result {
+                Err(Error::Stopped { .. }) => {}
+                Err(e) => migration_metrics::error(&self.batch, e),
+                Ok(_) => {
+                    let label = match kind {
+                        PassKind::Initial => "initial",
+                        PassKind::Incremental => "incremental",
+                        PassKind::Final => "final",
+                    };
+                    migration_metrics::pass_finished(&self.batch, label, took);
+                }
+            }
             let (outcome, status, error) = match &result {
                 Ok(_) if kind == PassKind::Final => {
                     (PassOutcome::Succeeded, MailboxStatus::Completed, None)
@@ -811,14 +831,19 @@ impl MailboxJob {
                     .delay(attempt, hint, jitter.next_u64());
                 tracing::warn!(parent: &span, attempt, delay_ms = delay.as_millis() as u64, error = %e, "folder sync failed; retrying on new connections");
                 PassTotals::add(&ctx.totals.retries, 1);
+                migration_metrics::error(&self.batch, &e);
                 // The old connections may be mid-command: drop them, never reuse.
                 pair = None;
+                let waiting = std::time::Instant::now();
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = abort.cancelled() => {
                         fail(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() });
                         return;
                     }
+                }
+                if hint.is_some() {
+                    migration_metrics::throttle_wait(&self.batch, waiting.elapsed());
                 }
             }
         }
@@ -837,13 +862,17 @@ impl MailboxJob {
         cancel: &CancellationToken,
     ) -> Result<(Connection, Connection), Error> {
         let mailbox = self.email.as_str();
+        let who = JobLabel {
+            batch: &self.batch,
+            mailbox,
+        };
         let src_slot = self.source.reserve(mailbox, cancel).await?;
         let tgt_slot = self.target.reserve(mailbox, cancel).await?;
         tokio::try_join!(
             self.source
-                .connect_in(src_slot, &self.source_login, src_counters, mailbox, cancel),
+                .connect_in(src_slot, &self.source_login, src_counters, &who, cancel),
             self.target
-                .connect_in(tgt_slot, &self.target_login, tgt_counters, mailbox, cancel),
+                .connect_in(tgt_slot, &self.target_login, tgt_counters, &who, cancel),
         )
     }
 

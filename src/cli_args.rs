@@ -281,6 +281,10 @@ pub struct BatchAddArgs {
     /// are skipped and reported otherwise.
     #[arg(long, value_name = "FOLDER")]
     pub include: Vec<String>,
+    /// From a Gmail source: the target folder for archived mail (All Mail's messages in no
+    /// label). Default: the target's `\Archive` folder, else a folder named `Archive`.
+    #[arg(long, value_name = "FOLDER")]
+    pub gmail_archive_folder: Option<String>,
     /// Start the batch once added.
     #[arg(long)]
     pub start: bool,

@@ -452,6 +452,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             max_message_size: args.max_message_size,
             bad_item_limit: args.bad_item_limit,
             sync_interval_secs: args.sync_interval.as_secs(),
+            gmail_archive_folder: args.gmail_archive_folder.clone(),
         },
         rows: file
             .rows

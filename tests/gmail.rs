@@ -1,0 +1,473 @@
+//! Gmail as source and as target, through the kit's Gmail-like relay
+//! (tests/support/gmail_like.rs) in front of a Dovecot: Gmail's greeting and
+//! capabilities, labels as folders under `/`, `[Gmail]` system folders with their
+//! attributes, X-GM-MSGID / X-GM-LABELS answered from the account's side table,
+//! `[THROTTLED]` and `[OVERQUOTA]` answers.
+//!
+//! As a source the target must hold each message once per label it has (INBOX and user
+//! labels as folders, system folders on the target's own), archived mail (in All Mail only)
+//! in `Archive`, nothing from All Mail, Starred or Important as a folder, `\Flagged` on
+//! starred messages, every byte as Gmail holds it; a second pass copies nothing, and a
+//! message archived between passes is in `Archive` after the next one, once.
+
+#![forbid(unsafe_code)]
+
+mod cli_harness;
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use cli_harness::Cli;
+use support::gmail_like::{
+    ALL_MAIL, Bin, DRAFTS, GmailLike, GmailLikeConfig, GmailMessage, IMPORTANT, SENT_MAIL, SPAM,
+    STARRED, TRASH,
+};
+use support::{
+    Corpus, CorpusSpec, Family, FamilyServer, Flag, InternalDate, MASTER_PASSWORD, MASTER_USER,
+    MailboxSnapshot, Verifier, append_probe, read_stored, selectable_folders,
+};
+
+const USER: &str = "gina@example.test";
+const PASSWORD: &str = "Gina-pw-5k";
+const PROBE: &str = "probe@example.test";
+const PROBE_PASSWORD: &str = "Probe-pw-3x";
+
+fn start(label: &str) -> FamilyServer {
+    FamilyServer::start(
+        Family::Dovecot,
+        label,
+        &[(USER, PASSWORD), (PROBE, PROBE_PASSWORD)],
+    )
+    .unwrap_or_else(|e| panic!("the {label} Dovecot starts: {e}"))
+}
+
+fn add_endpoint(cli: &Cli, name: &str, port: u16, extra: &[&str]) {
+    let pw = cli.file(
+        &format!("{name}.pw"),
+        format!("{MASTER_PASSWORD}\n").as_bytes(),
+    );
+    let port = port.to_string();
+    let mut args = vec![
+        "endpoint",
+        "add",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
+        "--admin-user",
+        MASTER_USER,
+        "--admin-password-file",
+        &pw,
+        "--admin-format",
+        "dovecot",
+    ];
+    args.extend_from_slice(extra);
+    cli.ok(&args);
+}
+
+fn add_batch(cli: &Cli, extra: &[&str]) {
+    let csv = cli.file(
+        "users.csv",
+        format!("EmailAddress,UserName,Password\r\n{USER},{USER},{PASSWORD}\r\n").as_bytes(),
+    );
+    let mut args = vec![
+        "batch", "add", "gm", "--csv", &csv, "--source", "src", "--target", "dst",
+    ];
+    args.extend_from_slice(extra);
+    cli.ok(&args);
+}
+
+fn pass(cli: &Cli, verb: &str) {
+    let run = cli.run(&["batch", verb, "gm", "--wait"]);
+    if std::env::var_os("GMAIL_TEST_LOG").is_some() {
+        eprintln!("{}{}", run.stdout, run.stderr);
+    }
+    assert!(
+        run.code == 0,
+        "the pass failed:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+/// A message of the test account: distinct bytes unless `twin_of` is given.
+fn message(n: usize, labels: &[&str], bin: Bin, with_message_id: bool) -> GmailMessage {
+    let date = InternalDate::parse_imap(&format!(
+        "{:02}-Nov-2025 09:{:02}:00 +0000",
+        1 + n % 28,
+        n % 60
+    ))
+    .expect("a valid date");
+    let id = if with_message_id {
+        format!("Message-ID: <m{n}@gmail-like.test>\r\n")
+    } else {
+        String::new()
+    };
+    let bytes = format!(
+        "From: sender{n} <s{n}@example.org>\r\nTo: {USER}\r\nSubject: Gmail message {n}\r\nDate: {}\r\n{id}\r\nBody of message {n}.\r\n",
+        date.to_rfc5322()
+    );
+    GmailMessage {
+        bytes: bytes.into_bytes(),
+        internal_date: date,
+        flags: if n % 3 == 0 { vec![Flag::Seen] } else { vec![] },
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        bin,
+    }
+}
+
+/// 80 distinct messages (two of them byte-identical twins of others, three without a
+/// Message-ID): INBOX, two labels with one message in both, Sent, Drafts, starred and
+/// important ones, archived mail (some starred or important), Spam and Trash.
+fn account() -> Vec<GmailMessage> {
+    let mut m = Vec::new();
+    for n in 0..30 {
+        let mut labels = vec!["\\Inbox"];
+        if n % 5 == 0 {
+            labels.push("\\Starred");
+        }
+        if n % 4 == 0 {
+            labels.push("\\Important");
+        }
+        if n % 10 == 3 {
+            labels.push("Work");
+        }
+        m.push(message(n, &labels, Bin::AllMail, n != 7));
+    }
+    for n in 30..40 {
+        m.push(message(n, &["Work"], Bin::AllMail, n != 35));
+    }
+    for n in 40..46 {
+        let labels: &[&str] = if n == 42 {
+            &["Family", "Work"]
+        } else {
+            &["Family"]
+        };
+        m.push(message(n, labels, Bin::AllMail, true));
+    }
+    for n in 46..54 {
+        m.push(message(n, &["\\Sent"], Bin::AllMail, true));
+    }
+    for n in 54..57 {
+        m.push(message(n, &["\\Draft"], Bin::AllMail, true));
+    }
+    for n in 57..70 {
+        let labels: &[&str] = match n % 4 {
+            0 => &["\\Starred"],
+            1 => &["\\Important"],
+            _ => &[],
+        };
+        m.push(message(n, labels, Bin::AllMail, n != 65));
+    }
+    for n in 70..74 {
+        m.push(message(n, &[], Bin::Spam, true));
+    }
+    for n in 74..78 {
+        m.push(message(n, &[], Bin::Trash, true));
+    }
+    // Exact duplicates: two Gmail messages with the bytes of others (an INBOX one and
+    // an archived one); Gmail keeps them apart, so must the target.
+    let mut twin = m[12].clone();
+    twin.labels = vec!["\\Inbox".to_owned()];
+    m.push(twin);
+    let mut twin = m[60].clone();
+    twin.labels = Vec::new();
+    m.push(twin);
+    m
+}
+
+/// The target folder each Gmail folder's messages must be in.
+fn target_folder(gmail_folder: &str) -> Option<&'static str> {
+    Some(match gmail_folder {
+        "INBOX" => "INBOX",
+        "Work" => "Work",
+        "Family" => "Family",
+        SENT_MAIL => "[Gmail]/Sent Mail",
+        DRAFTS => "[Gmail]/Drafts",
+        SPAM => "[Gmail]/Spam",
+        TRASH => "[Gmail]/Trash",
+        ALL_MAIL | STARRED | IMPORTANT => return None,
+        other => panic!("unexpected Gmail folder {other}"),
+    })
+}
+
+/// Folder → sorted (SHA-256, flags) of its messages.
+type Contents = BTreeMap<String, Vec<(String, Vec<String>)>>;
+
+fn contents(snapshot: &MailboxSnapshot) -> Contents {
+    let mut out = Contents::new();
+    for f in snapshot.folders.iter().filter(|f| f.selectable) {
+        let mut v: Vec<(String, Vec<String>)> = f
+            .messages
+            .iter()
+            .map(|m| (m.sha256_hex(), m.flags.iter().cloned().collect()))
+            .collect();
+        v.sort();
+        if !v.is_empty() {
+            out.insert(f.name.clone(), v);
+        }
+    }
+    out
+}
+
+/// What the target must hold for `messages`: each once per label folder, archived ones
+/// in `Archive`, with their flags (`\Flagged` for starred ones).
+fn expected(messages: &[GmailMessage]) -> Contents {
+    let mut out = Contents::new();
+    for m in messages {
+        let mut flags: Vec<String> = m.flags.iter().map(Flag::to_imap).collect();
+        if m.labels.iter().any(|l| l == "\\Starred") {
+            flags.push("\\Flagged".to_owned());
+        }
+        flags.sort();
+        let facts = support::mailbox_verifier::MessageFacts::from_bytes(
+            0,
+            &m.bytes,
+            &flags,
+            m.internal_date,
+        );
+        let entry = (facts.sha256_hex(), facts.flags.iter().cloned().collect());
+        let folders = support::gmail_like::folders_of(&m.labels, m.bin);
+        let mut targets: Vec<&str> = folders.iter().filter_map(|f| target_folder(f)).collect();
+        if m.bin == Bin::AllMail
+            && m.labels
+                .iter()
+                .all(|l| l == "\\Starred" || l == "\\Important")
+        {
+            targets.push("Archive");
+        }
+        for t in targets {
+            out.entry(t.to_owned()).or_default().push(entry.clone());
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+fn read_target(target: &FamilyServer) -> MailboxSnapshot {
+    target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox")
+}
+
+#[test]
+fn gmail_source_each_message_once_per_label_archived_mail_in_archive() {
+    let gmail = start("gmail");
+    let target = start("target");
+    let relay = GmailLike::start(gmail.plain_addr(), GmailLikeConfig::default()).expect("relay");
+    let mut messages = account();
+    assert_eq!(messages.len(), 80);
+    let mut direct = gmail.connect(USER).expect("log in to seed");
+    GmailLike::create_folders(&mut direct, &["Work", "Family"]).expect("folders");
+    let ids = relay.seed(&mut direct, &messages).expect("seed");
+
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", relay.addr().port(), &[]);
+    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
+    // `endpoint test` tells Gmail from its greeting and capabilities.
+    let tested = cli.ok(&["endpoint", "test", "src"]);
+    assert!(tested.contains("Gmail"), "{tested}");
+    add_batch(&cli, &[]);
+    pass(&cli, "start");
+    assert!(
+        relay.stats().gm_fetches.load(Ordering::Relaxed) > 0,
+        "X-GM-LABELS was asked"
+    );
+
+    let first = read_target(&target);
+    let got = contents(&first);
+    let want = expected(&messages);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "target folders"
+    );
+    for (folder, v) in &want {
+        assert_eq!(got.get(folder), Some(v), "folder {folder}");
+    }
+    // Nothing of All Mail, Starred or Important became a folder.
+    for f in &first.folders {
+        assert!(
+            !f.name.contains("All Mail")
+                && !f.name.contains("Starred")
+                && !f.name.contains("Important"),
+            "{} on the target",
+            f.name
+        );
+    }
+    // 80 messages: 30 in INBOX (3 also in Work), 10 in Work, 6 in Family (1 also in
+    // Work), 8 Sent, 3 Drafts, 13 + 1 archived, 4 Spam, 4 Trash, 1 more in INBOX.
+    let copies: usize = got.values().map(Vec::len).sum();
+    assert_eq!(
+        copies,
+        31 + 3 + 10 + 6 + 1 + 8 + 3 + 14 + 4 + 4,
+        "each message once per label"
+    );
+
+    // A second pass copies nothing.
+    pass(&cli, "sync");
+    assert_eq!(
+        contents(&read_target(&target)),
+        got,
+        "the second pass changed nothing"
+    );
+
+    // A message archived in Gmail between passes: in Archive after the next pass, and
+    // in no other folder (it has no label left).
+    let archived = 4; // \Inbox \Important
+    relay
+        .archive(&mut direct, ids[archived])
+        .expect("archive a message");
+    messages[archived].labels.retain(|l| l != "\\Inbox");
+    pass(&cli, "sync");
+    let after = contents(&read_target(&target));
+    assert_eq!(
+        after,
+        expected(&messages),
+        "the archived message moved to Archive"
+    );
+    direct.logout().expect("logout");
+}
+
+#[test]
+fn gmail_target_labels_become_folders_nothing_in_all_mail_throttling_waited_out() {
+    let source = start("source");
+    let gmail = start("gmail");
+    let corpus = Corpus::generate(CorpusSpec::small(17));
+    let mut client = source.connect(USER).expect("log in to seed");
+    for folder in corpus.folders() {
+        if !folder.path.is_inbox() {
+            let _ = client.create(&source.name_of(&folder.path));
+        }
+    }
+    for m in corpus.messages() {
+        let _ = client.append(
+            &source.name_of(&m.folder),
+            &m.flags,
+            Some(m.internal_date),
+            &m.bytes,
+        );
+    }
+    client.logout().expect("logout");
+    let mut direct = gmail.connect(USER).expect("gmail login");
+    GmailLike::create_folders(&mut direct, &[]).expect("system folders");
+    direct.logout().expect("logout");
+    let relay = GmailLike::start(
+        gmail.plain_addr(),
+        GmailLikeConfig {
+            throttle_every: Some(40),
+            ..GmailLikeConfig::default()
+        },
+    )
+    .expect("relay");
+
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", source.plain_addr().port(), &[]);
+    add_endpoint(&cli, "dst", relay.addr().port(), &["--provider", "gmail"]);
+    add_batch(&cli, &[]);
+    pass(&cli, "start");
+    let stats = relay.stats();
+    assert!(
+        stats.throttled.load(Ordering::Relaxed) > 0,
+        "the relay throttled"
+    );
+    assert_eq!(stats.appends_to_all_mail.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        stats.refused.load(Ordering::Relaxed),
+        0,
+        "no MULTIAPPEND, LITERAL- kept"
+    );
+
+    // Exact: what plain APPENDs store, folder by folder, the source's special folders in
+    // Gmail's.
+    let folders = selectable_folders(&source, USER).expect("source folders");
+    let stored = read_stored(&source, USER).expect("source messages");
+    let refused = append_probe(&source, &gmail, PROBE, &folders, &stored).expect("probe");
+    assert_eq!(refused.messages, 0);
+    let expected = gmail
+        .user_endpoint(PROBE)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the probe");
+    let mut migrated = gmail
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    let all_mail = migrated
+        .folders
+        .iter()
+        .find(|f| f.name == ALL_MAIL)
+        .map_or(0, |f| f.messages.len());
+    assert_eq!(all_mail, 0, "nothing appended to All Mail");
+    migrated
+        .folders
+        .retain(|f| ![ALL_MAIL, STARRED, IMPORTANT].contains(&f.name.as_str()));
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| {
+            Some(match name {
+                "Sent" => SENT_MAIL.to_owned(),
+                "Drafts" => DRAFTS.to_owned(),
+                "Trash" => TRASH.to_owned(),
+                "Junk" => SPAM.to_owned(),
+                other => other.replace('.', "/"),
+            })
+        })
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "{report}");
+}
+
+#[test]
+fn gmail_overquota_fails_the_pass_with_the_reason_and_the_next_pass_resumes() {
+    let source = start("source");
+    let gmail = start("gmail");
+    let mut client = source.connect(USER).expect("log in to seed");
+    for n in 0..20 {
+        let m = message(n, &[], Bin::AllMail, true);
+        client
+            .append("INBOX", &m.flags, Some(m.internal_date), &m.bytes)
+            .expect("seed");
+    }
+    client.logout().expect("logout");
+    let mut direct = gmail.connect(USER).expect("gmail login");
+    GmailLike::create_folders(&mut direct, &[]).expect("system folders");
+    direct.logout().expect("logout");
+    let relay = GmailLike::start(
+        gmail.plain_addr(),
+        GmailLikeConfig {
+            overquota_appends: 1,
+            ..GmailLikeConfig::default()
+        },
+    )
+    .expect("relay");
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", source.plain_addr().port(), &[]);
+    add_endpoint(&cli, "dst", relay.addr().port(), &[]);
+    add_batch(&cli, &[]);
+    let run = cli.run(&["batch", "start", "gm", "--wait"]);
+    assert_eq!(run.code, 1, "the pass fails:\n{}{}", run.stdout, run.stderr);
+    let users = cli.json(&["batch", "users", "gm", "--json"]);
+    let error = users[0]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("OVERQUOTA"),
+        "the reason is reported: {error}"
+    );
+    // The next pass resumes and completes.
+    pass(&cli, "start");
+    let inbox = |server: &FamilyServer| {
+        let snapshot = server
+            .user_endpoint(USER)
+            .and_then(|e| MailboxSnapshot::read(&e))
+            .expect("read a mailbox");
+        contents(&snapshot).remove("INBOX").unwrap_or_default()
+    };
+    let want = inbox(&source);
+    assert_eq!(want.len(), 20);
+    assert_eq!(inbox(&gmail), want, "INBOX exact after the resumed pass");
+    assert_eq!(relay.stats().overquota.load(Ordering::Relaxed), 1);
+}

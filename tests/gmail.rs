@@ -361,8 +361,11 @@ fn gmail_target_labels_become_folders_nothing_in_all_mail_throttling_waited_out(
     direct.logout().expect("logout");
     let relay = GmailLike::start(
         gmail.plain_addr(),
+        // Gmail's THROTTLED carries no suggested wait: each costs the default back-off
+        // (60 s), so two are enough to show the wait repeats.
         GmailLikeConfig {
             throttle_every: Some(40),
+            max_throttled: 2,
             ..GmailLikeConfig::default()
         },
     )
@@ -470,4 +473,168 @@ fn gmail_overquota_fails_the_pass_with_the_reason_and_the_next_pass_resumes() {
     assert_eq!(want.len(), 20);
     assert_eq!(inbox(&gmail), want, "INBOX exact after the resumed pass");
     assert_eq!(relay.stats().overquota.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn gmail_archive_folder_named_by_the_admin() {
+    let gmail = start("gmail");
+    let target = start("target");
+    let relay = GmailLike::start(gmail.plain_addr(), GmailLikeConfig::default()).expect("relay");
+    let messages = vec![
+        message(1, &["\\Inbox"], Bin::AllMail, true),
+        message(2, &[], Bin::AllMail, true),
+        message(3, &["\\Starred"], Bin::AllMail, false),
+    ];
+    let mut direct = gmail.connect(USER).expect("log in to seed");
+    GmailLike::create_folders(&mut direct, &[]).expect("folders");
+    relay.seed(&mut direct, &messages).expect("seed");
+    direct.logout().expect("logout");
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", relay.addr().port(), &["--provider", "gmail"]);
+    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
+    add_batch(&cli, &["--gmail-archive-folder", "Old/Gmail archive"]);
+    pass(&cli, "start");
+    let got = contents(&read_target(&target));
+    let mut want = expected(&messages);
+    let archived = want.remove("Archive").expect("archived mail");
+    want.insert("Old/Gmail archive".to_owned(), archived);
+    assert_eq!(got, want);
+}
+
+/// Sends `command` (raw bytes, CRLF included) and reads up to its tagged answer.
+fn exchange(
+    stream: &mut std::net::TcpStream,
+    reader: &mut impl std::io::BufRead,
+    tag: &str,
+    command: &[u8],
+) -> Vec<String> {
+    use std::io::Write;
+    stream.write_all(command).expect("send");
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("read") > 0, "closed");
+        let done = line.starts_with(&format!("{tag} "));
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn gmail_like_relay_shows_gmails_face() {
+    use std::io::BufRead;
+    let server = start("gmail");
+    let relay = GmailLike::start(server.plain_addr(), GmailLikeConfig::default()).expect("relay");
+    let mut direct = server.connect(USER).expect("login");
+    GmailLike::create_folders(&mut direct, &["Work"]).expect("folders");
+    let ids = relay
+        .seed(
+            &mut direct,
+            &[
+                message(1, &["\\Inbox", "Work"], Bin::AllMail, true),
+                message(2, &[], Bin::AllMail, true),
+                message(3, &[], Bin::Trash, true),
+            ],
+        )
+        .expect("seed");
+    direct.logout().expect("logout");
+
+    let mut stream = std::net::TcpStream::connect(relay.addr()).expect("connect");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("greeting");
+    assert!(
+        greeting.starts_with("* OK Gimap ready for requests from 127.0.0.1"),
+        "{greeting}"
+    );
+    let caps = exchange(&mut stream, &mut reader, "a", b"a CAPABILITY\r\n");
+    assert!(caps[0].contains("X-GM-EXT-1 XYZZY SASL-IR"), "{caps:?}");
+    let login = format!("b LOGIN \"{USER}\" \"{PASSWORD}\"\r\n");
+    let answer = exchange(&mut stream, &mut reader, "b", login.as_bytes());
+    assert!(answer.last().unwrap().starts_with("b OK"), "{answer:?}");
+    let caps = exchange(&mut stream, &mut reader, "c", b"c CAPABILITY\r\n");
+    assert_eq!(
+        caps[0].trim_end(),
+        format!("* CAPABILITY {}", support::gmail_like::GMAIL_CAPABILITIES)
+    );
+    assert!(!caps[0].contains("MULTIAPPEND") && caps[0].contains("LITERAL- "));
+    // `[Gmail]` is \Noselect; its folders carry Gmail's attributes.
+    let list = exchange(&mut stream, &mut reader, "d", b"d LIST \"\" \"*\"\r\n");
+    let line_of = |name: &str| {
+        list.iter()
+            .find(|l| {
+                l.trim_end().ends_with(&format!("\"{name}\""))
+                    || l.trim_end().ends_with(&format!(" {name}"))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} listed: {list:?}"))
+    };
+    assert!(line_of("[Gmail]").contains("\\Noselect"), "{list:?}");
+    for (name, attr) in support::gmail_like::GMAIL_SYSTEM_FOLDERS {
+        assert!(line_of(name).contains(attr), "{name}: {list:?}");
+        assert!(line_of(name).contains("\"/\""), "{name}: {list:?}");
+    }
+    // One message, one X-GM-MSGID in INBOX, in its label and in All Mail; its labels.
+    let id = ids[0].to_string();
+    for (tag, folder) in [("e", "INBOX"), ("g", "Work")] {
+        exchange(
+            &mut stream,
+            &mut reader,
+            tag,
+            format!("{tag} EXAMINE \"{folder}\"\r\n").as_bytes(),
+        );
+        let f = exchange(
+            &mut stream,
+            &mut reader,
+            "f",
+            b"f UID FETCH 1:* (UID X-GM-MSGID X-GM-LABELS)\r\n",
+        );
+        assert!(
+            f[0].contains(&format!("X-GM-MSGID {id} ")),
+            "{folder}: {f:?}"
+        );
+        assert!(
+            f[0].contains("X-GM-LABELS (\\Inbox \"Work\")"),
+            "{folder}: {f:?}"
+        );
+    }
+    exchange(
+        &mut stream,
+        &mut reader,
+        "h",
+        b"h EXAMINE \"[Gmail]/All Mail\"\r\n",
+    );
+    let all = exchange(
+        &mut stream,
+        &mut reader,
+        "i",
+        b"i FETCH 1:* (X-GM-MSGID X-GM-THRID X-GM-LABELS)\r\n",
+    );
+    let fetched: Vec<&String> = all.iter().filter(|l| l.contains(" FETCH (")).collect();
+    assert_eq!(fetched.len(), 2, "All Mail holds all but Trash: {all:?}");
+    assert!(fetched[0].contains(&format!("X-GM-MSGID {id} ")), "{all:?}");
+    assert!(
+        fetched[1].contains(&format!("X-GM-MSGID {} ", ids[1])),
+        "{all:?}"
+    );
+    assert!(
+        fetched[1].contains("X-GM-LABELS ()"),
+        "archived: no label: {all:?}"
+    );
+    // No MULTIAPPEND; LITERAL- allows no longer non-synchronizing literal than 4096.
+    let multi = exchange(
+        &mut stream,
+        &mut reader,
+        "j",
+        b"j APPEND INBOX {3+}\r\nabc {3+}\r\nabc\r\n",
+    );
+    assert!(multi[0].starts_with("j BAD"), "{multi:?}");
+    let mut long = b"k APPEND INBOX {5000+}\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 5000));
+    long.extend_from_slice(b"\r\n");
+    let refused = exchange(&mut stream, &mut reader, "k", &long);
+    assert!(refused[0].starts_with("k BAD"), "{refused:?}");
+    assert_eq!(relay.stats().refused.load(Ordering::Relaxed), 2);
 }

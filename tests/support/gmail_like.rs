@@ -155,6 +155,8 @@ impl GmailAccount {
 pub struct GmailLikeConfig {
     /// Answer every `n`th command after login (over all connections) `NO [THROTTLED]`.
     pub throttle_every: Option<u64>,
+    /// At most this many throttled answers (0: no bound).
+    pub max_throttled: u64,
     /// Answer the first `n` APPENDs `NO [OVERQUOTA]`.
     pub overquota_appends: u64,
 }
@@ -452,6 +454,8 @@ fn judge(
         .config
         .throttle_every
         .is_some_and(|every| every > 0 && n.is_multiple_of(every))
+        && (shared.config.max_throttled == 0
+            || shared.stats.throttled.load(Ordering::Relaxed) < shared.config.max_throttled)
     {
         shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
         return Some(
@@ -596,10 +600,13 @@ fn gmail_attributes(text: &str) -> String {
     let (Some(open), Some(close)) = (text.find('('), text.find(')')) else {
         return text.to_owned();
     };
-    let name = text[close..]
-        .rsplit_once(' ')
-        .map(|(_, n)| n.trim_end().trim_matches('"').to_owned())
-        .unwrap_or_default();
+    // `) "/" NAME`: the name follows the delimiter (always `"/"` here, NIL for none).
+    let after = text[close + 1..].trim_start();
+    let after = after
+        .strip_prefix("\"/\"")
+        .or_else(|| after.strip_prefix("NIL"))
+        .unwrap_or(after);
+    let name = after.trim().trim_matches('"').to_owned();
     let mut attrs: Vec<String> = text[open + 1..close]
         .split_ascii_whitespace()
         .filter(|a| {

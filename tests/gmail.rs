@@ -638,3 +638,35 @@ fn gmail_like_relay_shows_gmails_face() {
     assert!(refused[0].starts_with("k BAD"), "{refused:?}");
     assert_eq!(relay.stats().refused.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn the_endpoints_stored_provider_is_what_the_pass_follows() {
+    // A Gmail-like server added with `--provider generic`: the administrator said it is
+    // not Gmail, so All Mail and Starred are copied as the folders they appear to be.
+    let gmail = start("gmail");
+    let target = start("target");
+    let relay = GmailLike::start(gmail.plain_addr(), GmailLikeConfig::default()).expect("relay");
+    let messages = vec![
+        message(1, &["\\Inbox", "\\Starred"], Bin::AllMail, true),
+        message(2, &[], Bin::AllMail, true),
+    ];
+    let mut direct = gmail.connect(USER).expect("log in to seed");
+    GmailLike::create_folders(&mut direct, &[]).expect("folders");
+    relay.seed(&mut direct, &messages).expect("seed");
+    direct.logout().expect("logout");
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", relay.addr().port(), &["--provider", "generic"]);
+    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
+    add_batch(&cli, &[]);
+    pass(&cli, "start");
+    let got = contents(&read_target(&target));
+    let count = |needle: &str| {
+        got.iter()
+            .filter(|(name, _)| name.contains(needle))
+            .map(|(_, v)| v.len())
+            .sum::<usize>()
+    };
+    assert_eq!(count("All Mail"), 2, "{got:?}");
+    assert_eq!(count("Starred"), 1, "{got:?}");
+    assert!(!got.contains_key("Archive"), "{got:?}");
+}

@@ -1480,6 +1480,59 @@ mod tests {
     }
 
     #[test]
+    fn a_gmail_sources_all_mail_goes_to_the_archive_the_admin_or_the_target_names() {
+        let src = gmail();
+        assert_eq!(
+            gmail_all_mail(&src, Provider::Gmail).as_deref(),
+            Some("[Gmail]/All Mail")
+        );
+        // Another provider's \All folder is a folder like the others.
+        assert_eq!(gmail_all_mail(&src, Provider::Generic), None);
+        // Localised: the attribute tells.
+        let german = listing(
+            "gmail",
+            vec![
+                folder("INBOX", &[]),
+                folder("[Google Mail]", &["\\Noselect"]),
+                folder("[Google Mail]/Alle Nachrichten", &["\\All"]),
+            ],
+        );
+        assert_eq!(
+            gmail_all_mail(&german, Provider::Gmail).as_deref(),
+            Some("[Google Mail]/Alle Nachrichten")
+        );
+        // The target's \Archive folder, else `Archive`, unless the admin named one.
+        assert_eq!(archive_path(&dovecot(), None), ["Archive"]);
+        let mut archives = dovecot();
+        archives.folders.retain(|f| f.name != "Archive");
+        archives
+            .folders
+            .push(folder("Old/Archives", &["\\Archive"]));
+        assert_eq!(archive_path(&archives, None), ["Old", "Archives"]);
+        archives.folders.pop();
+        assert_eq!(archive_path(&archives, None), ["Archive"]);
+        assert_eq!(
+            archive_path(&dovecot(), Some("Mail/From Gmail")),
+            ["Mail", "From Gmail"]
+        );
+        // Planned there, created as an archive, never onto a Gmail target's system folder.
+        let mut pinned = BTreeMap::new();
+        pinned.insert("[Gmail]/All Mail".to_owned(), archive_path(&archives, None));
+        let options = PlanOptions {
+            pinned,
+            ..PlanOptions::default()
+        };
+        let folder_plan = plan(&src, &archives, &options).unwrap();
+        let all = folder_plan
+            .copies
+            .iter()
+            .find(|c| c.source == "[Gmail]/All Mail")
+            .unwrap();
+        assert_eq!(all.target.name, "Archive");
+        assert!(all.create);
+    }
+
+    #[test]
     fn nothing_is_appended_to_a_gmail_targets_all_mail_or_starred() {
         // A Dovecot source with virtual \All and \Flagged folders, into Gmail.
         let src = listing(

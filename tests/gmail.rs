@@ -114,7 +114,11 @@ fn message(n: usize, labels: &[&str], bin: Bin, with_message_id: bool) -> GmailM
     GmailMessage {
         bytes: bytes.into_bytes(),
         internal_date: date,
-        flags: if n % 3 == 0 { vec![Flag::Seen] } else { vec![] },
+        flags: if n.is_multiple_of(3) {
+            vec![Flag::Seen]
+        } else {
+            vec![]
+        },
         labels: labels.iter().map(|l| (*l).to_owned()).collect(),
         bin,
     }

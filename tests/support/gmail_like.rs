@@ -525,10 +525,10 @@ fn strip_gm_items(text: &str) -> String {
         }
     }
     let upper = out.to_ascii_uppercase();
-    if !upper.contains("UID") {
-        if let Some(open) = out.find('(') {
-            out.insert_str(open + 1, "UID ");
-        }
+    if !upper.contains("UID")
+        && let Some(open) = out.find('(')
+    {
+        out.insert_str(open + 1, "UID ");
     }
     out.replace("()", "(UID)")
 }

@@ -16,7 +16,7 @@ pub struct Cli {
     pub state_dir: Option<PathBuf>,
 
     /// How log lines are written to stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "IMAPMIRROR_LOG_FORMAT")]
     pub log_format: LogFormat,
 
     /// More log detail (-v: info, -vv: debug, -vvv: trace).
@@ -116,6 +116,10 @@ pub enum EndpointCommand {
 pub struct EndpointAddArgs {
     /// Letters, digits, `-` and `_`.
     pub name: String,
+    /// When an endpoint of that name exists: `error` refuses; `update` replaces its
+    /// settings and admin password with these (after the same connection test).
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = IfExistsArg::Error)]
+    pub if_exists: IfExistsArg,
     #[arg(long)]
     pub host: String,
     /// [default: 993 with ssl, 143 otherwise]
@@ -262,6 +266,17 @@ pub enum BatchCommand {
     Remove { name: String },
 }
 
+/// What `endpoint add` and `batch add` do when the name is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IfExistsArg {
+    /// Refuse, and change nothing (the default).
+    Error,
+    /// Make the stored one match: an endpoint takes the new settings and password; a batch
+    /// takes the file's new rows and changed credentials (same endpoints and shard only),
+    /// so a worker can repeat its setup at every start.
+    Update,
+}
+
 #[derive(Debug, Args)]
 pub struct BatchAddArgs {
     /// Letters, digits, `-` and `_`.
@@ -307,6 +322,11 @@ pub struct BatchAddArgs {
     /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
     #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]
     pub shard: Option<imapmirror_engine::batch::shard::Shard>,
+    /// When the batch exists: `error` refuses; `update` adds the file's new rows, replaces
+    /// changed passwords and later-pass settings, and refuses other endpoints, another
+    /// shard or a row naming another account. Safe to repeat at every start of a worker.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = IfExistsArg::Error)]
+    pub if_exists: IfExistsArg,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use imapmirror_protocol::client::{CertificatePin, SHA256_PREFIX};
 use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
-    AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
+    AuthArg, BatchAddArgs, BatchCommand, IfExistsArg, Cli, Command, EndpointAddArgs, EndpointCommand,
     OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
@@ -82,10 +82,18 @@ async fn endpoint(dir: &Path, command: EndpointCommand) -> anyhow::Result<ExitCo
     let reply = access.execute(request).await?;
     access.flush().await?;
     match (command, reply) {
-        (EndpointCommand::Add(_), Reply::EndpointAdded { endpoint, probe }) => {
+        (
+            EndpointCommand::Add(_),
+            Reply::EndpointAdded {
+                endpoint,
+                probe,
+                updated,
+            },
+        ) => {
             outln!(
-                "Endpoint {} added: {}.",
+                "Endpoint {} {}: {}.",
                 endpoint.settings.name,
+                if updated { "updated" } else { "added" },
                 text_output::endpoint_line(&endpoint)
             );
             if let Some(p) = probe {
@@ -222,6 +230,7 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
         admin_password: admin_password.map(WireSecret::new),
         test: !args.no_test,
         test_user: args.test_user.clone(),
+        update_existing: args.if_exists == IfExistsArg::Update,
     })
 }
 
@@ -462,6 +471,8 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         notify_url: args.notify_url.clone(),
         start: args.start,
+        shard: args.shard.map(Into::into),
+        update_existing: args.if_exists == IfExistsArg::Update,
     };
     let access = state_access::open(dir, None).await?;
     match access.execute(request).await? {
@@ -470,6 +481,25 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             mailboxes,
             started,
             scheduler,
+            merged: Some(merged),
+        } => {
+            access.flush().await?;
+            outln!(
+                "Batch {} exists already ({mailboxes} mailboxes): {}.",
+                batch.name,
+                text_output::merge_summary(&merged)
+            );
+            if started {
+                outln!("{}", marked_sentence(&batch, scheduler));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::BatchAdded {
+            batch,
+            mailboxes,
+            started,
+            scheduler,
+            merged: None,
         } => {
             access.flush().await?;
             let shard = match args.shard {

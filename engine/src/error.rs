@@ -332,6 +332,10 @@ pub enum Error {
         source: imapmirror_storage::StoreError,
     },
 
+    /// `batch add --if-exists update` of a file that does not fit the batch it names.
+    #[error("Batch {batch} exists already and {detail}.")]
+    BatchDiffers { batch: String, detail: String },
+
     #[error("Batch {batch} is {status}, so it cannot be {action}: {remedy}.")]
     BatchState {
         batch: String,

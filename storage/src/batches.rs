@@ -64,6 +64,19 @@ pub struct BatchRecord {
     pub status_changed: Timestamp,
     pub last_sync_started: Option<Timestamp>,
     pub last_sync_finished: Option<Timestamp>,
+    /// The shard of the migration file this state directory holds (`batch add --shard`),
+    /// absent for a whole file and in records written before shards were stored. Kept so
+    /// that adding the file again with another shard count is refused: the mailboxes
+    /// would move to shards with no record of what was copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<BatchShard>,
+}
+
+/// One shard of a migration file: `index` counted from 0, of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchShard {
+    pub index: u32,
+    pub count: u32,
 }
 
 /// Totals over a batch's mailboxes (for `batch status`).
@@ -149,6 +162,7 @@ impl Database {
             status_changed: now,
             last_sync_started: None,
             last_sync_finished: None,
+            shard: None,
         };
         let written = self.write_new_mailboxes(id, mailboxes, now).and_then(|()| {
             let mut batch = WriteSet::default();

@@ -61,7 +61,7 @@ mod timestamp;
 mod uid_map;
 
 pub use batch_status::BatchStatus;
-pub use batches::{BatchRecord, BatchSettings, BatchTotals};
+pub use batches::{BatchRecord, BatchSettings, BatchShard, BatchTotals};
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,

@@ -8,6 +8,8 @@
 //! `B batch:8 mailbox:8 kind:1 -> sealed password` (kind 1 the password, 2 the target
 //! password, 3 the OAuth refresh token).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_write::WriteSet;
@@ -292,6 +294,52 @@ impl Database {
             target_password: read(TARGET_PASSWORD)?,
             refresh_token: read(REFRESH_TOKEN)?,
         })
+    }
+
+    /// Adds rows to an existing batch (a migration file added again with new rows). The
+    /// caller has checked that none of them is in the batch already; this refuses a
+    /// duplicate anyway, before anything is written, since two records for one address
+    /// would migrate it twice.
+    pub fn add_mailboxes(&self, batch: BatchId, rows: &[NewMailbox]) -> Result<()> {
+        let mut emails = HashSet::with_capacity(rows.len());
+        for m in rows {
+            let email = m.row.email_address.trim().to_lowercase();
+            if !emails.insert(email) || self.find_mailbox(batch, &m.row.email_address)?.is_some()
+            {
+                return Err(StoreError::AlreadyExists {
+                    kind: "mailbox",
+                    name: m.row.email_address.clone(),
+                    dir: self.path().to_path_buf(),
+                });
+            }
+        }
+        self.write_new_mailboxes(batch, rows, Timestamp::now())
+    }
+
+    /// Replaces a mailbox's sealed credentials (a password changed in the migration file):
+    /// each kind is sealed anew, or removed when the new row has none.
+    pub fn replace_mailbox_credentials(
+        &self,
+        id: MailboxId,
+        credentials: &MailboxCredentials,
+    ) -> Result<()> {
+        let owner = KeyOwner::Batch(id.batch.0);
+        let mut secrets = WriteSet::default();
+        for (kind, secret) in [
+            (PASSWORD, Some(&credentials.password)),
+            (TARGET_PASSWORD, credentials.target_password.as_ref()),
+            (REFRESH_TOKEN, credentials.refresh_token.as_ref()),
+        ] {
+            let key = secret_key(id, kind);
+            match secret {
+                Some(s) => {
+                    let sealed = self.inner.vault.seal(&owner, &key, s)?;
+                    secrets.insert(key, sealed);
+                }
+                None => secrets.remove(key),
+            }
+        }
+        self.write_atomically(&self.inner.secrets, secrets, "replace mailbox credentials")
     }
 
     /// Totals over a mailbox's folders; they agree with the uid maps by construction.

@@ -9,6 +9,7 @@
 //! (connections come from [`crate::endpoint`]), or the control socket (it is
 //! [`crate::control`] that calls in here, never the other way).
 
+pub mod batch_merge;
 pub mod notification;
 pub mod report;
 pub mod runner;

@@ -30,6 +30,15 @@ impl Shard {
     }
 }
 
+impl From<Shard> for imapmirror_storage::BatchShard {
+    fn from(s: Shard) -> Self {
+        imapmirror_storage::BatchShard {
+            index: s.index,
+            count: s.count,
+        }
+    }
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)

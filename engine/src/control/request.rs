@@ -15,6 +15,7 @@ use imapmirror_storage::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::batch::batch_merge::{self, MergeSummary};
 use crate::batch::notification::check_url;
 use crate::batch::report::{
     BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
@@ -115,6 +116,10 @@ pub enum Request {
         /// A mailbox to log in as through the admin credentials during that test.
         #[serde(default)]
         test_user: Option<String>,
+        /// When the name is taken: replace that endpoint's settings and admin password
+        /// (`--if-exists update`) instead of refusing.
+        #[serde(default)]
+        update_existing: bool,
     },
     EndpointTest {
         name: String,
@@ -130,6 +135,13 @@ pub enum Request {
         rows: Vec<RowInput>,
         notify_url: Option<String>,
         start: bool,
+        /// The shard of the migration file these rows are (`--shard`), stored with the batch.
+        #[serde(default)]
+        shard: Option<storage::BatchShard>,
+        /// When the batch exists: merge the file into it (`--if-exists update`) instead of
+        /// refusing; see [`crate::batch::batch_merge`].
+        #[serde(default)]
+        update_existing: bool,
     },
     BatchStart {
         name: String,
@@ -206,6 +218,9 @@ pub enum Reply {
     EndpointAdded {
         endpoint: EndpointView,
         probe: Option<ProbeReport>,
+        /// Whether an endpoint of that name existed and was updated.
+        #[serde(default)]
+        updated: bool,
     },
     EndpointTested {
         probe: ProbeReport,
@@ -221,6 +236,9 @@ pub enum Reply {
         mailboxes: usize,
         started: bool,
         scheduler: bool,
+        /// Set when the batch existed and the file was merged into it.
+        #[serde(default)]
+        merged: Option<MergeSummary>,
     },
     /// A batch was marked for a pass (`start`, `sync`, `complete`).
     BatchMarked {
@@ -377,8 +395,9 @@ impl Control {
                 admin_password,
                 test,
                 test_user,
+                update_existing,
             } => {
-                self.endpoint_add(settings, admin_password, test, test_user)
+                self.endpoint_add(settings, admin_password, test, test_user, update_existing)
                     .await
             }
             Request::EndpointTest { name, user } => {
@@ -426,7 +445,12 @@ impl Control {
                 rows,
                 notify_url,
                 start,
-            } => self.batch_add(settings, rows, notify_url, start).await,
+                shard,
+                update_existing,
+            } => {
+                self.batch_add(settings, rows, notify_url, start, shard, update_existing)
+                    .await
+            }
             Request::BatchStart { name } => self.mark(&name, PassIntent::Start).await,
             Request::BatchSync { name } => self.mark(&name, PassIntent::Sync).await,
             Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete).await,
@@ -559,15 +583,16 @@ impl Control {
         admin_password: Option<WireSecret>,
         test: bool,
         test_user: Option<String>,
+        update_existing: bool,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
         let name = settings.name.clone();
-        if store
+        let exists = store
             .run(move |db| db.endpoint(&name))
             .await
             .map_err(state_err(format!("reading endpoint {}", settings.name)))?
-            .is_some()
-        {
+            .is_some();
+        if exists && !update_existing {
             return Err(Error::State {
                 action: format!("adding endpoint {}", settings.name),
                 source: storage::StoreError::AlreadyExists {
@@ -646,14 +671,27 @@ impl Control {
             None
         };
         let secret = admin_password.map(|p| storage::Secret::new(p.expose()));
-        let action = format!("adding endpoint {}", settings.name);
-        let record = store
-            .run(move |db| db.add_endpoint(&settings, secret.as_ref()))
-            .await
-            .map_err(state_err(action))?;
+        let name = settings.name.clone();
+        let record = if exists {
+            let action = format!("updating endpoint {name}");
+            let record = store
+                .run(move |db| db.update_endpoint(&settings, secret.as_ref()))
+                .await
+                .map_err(state_err(action))?;
+            // Connections opened with the old settings are not reused.
+            self.runtime.forget_endpoint(&name);
+            record
+        } else {
+            let action = format!("adding endpoint {name}");
+            store
+                .run(move |db| db.add_endpoint(&settings, secret.as_ref()))
+                .await
+                .map_err(state_err(action))?
+        };
         Ok(Reply::EndpointAdded {
             endpoint: EndpointView::from(&record),
             probe,
+            updated: exists,
         })
     }
 
@@ -663,6 +701,8 @@ impl Control {
         rows: Vec<RowInput>,
         notify_url: Option<String>,
         start: bool,
+        shard: Option<storage::BatchShard>,
+        update_existing: bool,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
         let name = settings.name.clone();
@@ -718,12 +758,31 @@ impl Control {
             });
         }
         let count = mailboxes.len();
+        if update_existing {
+            let lookup = name.clone();
+            let exists = store
+                .run(move |db| db.batches())
+                .await
+                .map_err(state_err(format!("reading batch {name}")))?
+                .iter()
+                .any(|b| b.settings.name == lookup);
+            if exists {
+                return self
+                    .merge_into_batch(settings, mailboxes, shard, notify_url, start)
+                    .await;
+            }
+        }
         let batch = store
             .run_value(move |db| {
                 let name = &settings.name;
-                let batch = db
+                let mut batch = db
                     .create_batch(&settings, &mailboxes)
                     .map_err(state_err(format!("adding batch {name}")))?;
+                if shard.is_some() {
+                    batch = db
+                        .update_batch(name, |b| b.shard = shard)
+                        .map_err(state_err(format!("storing the shard of batch {name}")))?;
+                }
                 if let Some(url) = &notify_url
                     && let Err(e) =
                         db.set_batch_notify_url(name, Some(&storage::Secret::new(url.as_str())))
@@ -758,6 +817,87 @@ impl Control {
             mailboxes: count,
             started: start,
             scheduler: self.scheduler.is_some(),
+            merged: None,
+        })
+    }
+
+    /// `batch add --if-exists update` of a batch that exists: the file's new rows are
+    /// added and changed credentials replaced, or the whole request is refused before
+    /// anything is written ([`batch_merge::plan_merge`]).
+    async fn merge_into_batch(
+        &self,
+        settings: BatchSettings,
+        rows: Vec<storage::NewMailbox>,
+        shard: Option<storage::BatchShard>,
+        notify_url: Option<String>,
+        start: bool,
+    ) -> Result<Reply, Error> {
+        let store = self.runtime.store();
+        let name = settings.name.clone();
+        let job_name = name.clone();
+        let (batch, merged, total) = store
+            .run_value(move |db| {
+                let name = job_name;
+                let batch = db
+                    .batch(&name)
+                    .map_err(state_err(format!("reading batch {name}")))?;
+                let held = db
+                    .mailboxes(batch.id)
+                    .map_err(state_err(format!("reading the mailboxes of batch {name}")))?;
+                let plan = batch_merge::plan_merge(
+                    &batch,
+                    &held,
+                    |id| {
+                        db.mailbox_credentials(id)
+                            .map_err(state_err(format!("reading the credentials of {id}")))
+                    },
+                    settings,
+                    shard,
+                    rows,
+                )?;
+                let write = state_err(format!("adding the new rows to batch {name}"));
+                db.add_mailboxes(batch.id, &plan.new_rows).map_err(write)?;
+                for (id, credentials) in &plan.credential_updates {
+                    db.replace_mailbox_credentials(*id, credentials)
+                        .map_err(state_err(format!("replacing the credentials of {id}")))?;
+                }
+                if plan.summary.settings_changed {
+                    let new = plan.settings.clone();
+                    db.update_batch(&name, |b| b.settings = new)
+                        .map_err(state_err(format!("updating the settings of batch {name}")))?;
+                }
+                if let Some(url) = &notify_url {
+                    db.set_batch_notify_url(&name, Some(&storage::Secret::new(url.as_str())))
+                        .map_err(state_err(format!(
+                            "storing the notification URL of batch {name}"
+                        )))?;
+                }
+                let batch = if start {
+                    mark_for_pass(db, &name, PassIntent::Start)?.0
+                } else {
+                    db.batch(&name)
+                        .map_err(state_err(format!("reading batch {name}")))?
+                };
+                db.flush()
+                    .map_err(state_err(format!("saving batch {name}")))?;
+                let total = held.len() + plan.summary.added;
+                Ok::<_, Error>((batch, plan.summary, total))
+            })
+            .await
+            .map_err(state_err(format!("adding to batch {name}")))??;
+        if start {
+            self.wake();
+        }
+        let summary = store
+            .run_value(move |db| batch_summary(db, &batch))
+            .await
+            .map_err(state_err(format!("reading batch {name}")))??;
+        Ok(Reply::BatchAdded {
+            batch: summary,
+            mailboxes: total,
+            started: start,
+            scheduler: self.scheduler.is_some(),
+            merged: Some(merged),
         })
     }
 
@@ -846,6 +986,7 @@ mod tests {
             admin_password: Some(WireSecret::new("hunter2")),
             test: false,
             test_user: None,
+            update_existing: false,
         };
         assert!(!format!("{request:?}").contains("hunter2"));
         let json = serde_json::to_string(&request).expect("encode");

@@ -23,8 +23,8 @@ use imapmirror_protocol::client::{CertificatePin, SHA256_PREFIX};
 use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
-    AuthArg, BatchAddArgs, BatchCommand, IfExistsArg, Cli, Command, EndpointAddArgs, EndpointCommand,
-    OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
+    AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
+    IfExistsArg, OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::live_progress::LiveProgress;

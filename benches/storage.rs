@@ -107,6 +107,7 @@ fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
                 max_message_size: None,
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
+                gmail_archive_folder: None,
             },
             &[NewMailbox {
                 row: MigrationRow {

@@ -217,6 +217,8 @@ pub enum ReportFormat {
     Json,
 }
 
+// Parsed once per run: the size of `batch add`'s arguments costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
     /// Create a batch from a migration file; prints how many mailboxes it will migrate.
@@ -296,6 +298,10 @@ pub struct BatchAddArgs {
     /// are skipped and reported otherwise.
     #[arg(long, value_name = "FOLDER")]
     pub include: Vec<String>,
+    /// From a Gmail source: the target folder for archived mail (All Mail's messages in no
+    /// label). Default: the target's `\Archive` folder, else a folder named `Archive`.
+    #[arg(long, value_name = "FOLDER")]
+    pub gmail_archive_folder: Option<String>,
     /// Start the batch once added.
     #[arg(long)]
     pub start: bool,

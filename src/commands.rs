@@ -23,8 +23,8 @@ use imapmirror_protocol::client::{CertificatePin, SHA256_PREFIX};
 use imapmirror_storage::{self as storage, BatchSettings, EndpointSettings};
 
 use crate::cli_args::{
-    AuthArg, BatchAddArgs, BatchCommand, IfExistsArg, Cli, Command, EndpointAddArgs, EndpointCommand,
-    OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
+    AuthArg, BatchAddArgs, BatchCommand, Cli, Command, EndpointAddArgs, EndpointCommand,
+    IfExistsArg, OAuthProviderArg, ProviderArg, ReportFormat, SecurityArg, ServeArgs,
 };
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::live_progress::LiveProgress;
@@ -461,6 +461,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             max_message_size: args.max_message_size,
             bad_item_limit: args.bad_item_limit,
             sync_interval_secs: args.sync_interval.as_secs(),
+            gmail_archive_folder: args.gmail_archive_folder.clone(),
         },
         rows: file
             .rows

@@ -347,6 +347,29 @@ pub fn users(list: &[MailboxSummary]) -> String {
     )
 }
 
+/// What `batch add --if-exists update` changed in an existing batch, as a clause.
+pub fn merge_summary(m: &MergeSummary) -> String {
+    let mut parts = vec![format!(
+        "{} new mailbox{} added",
+        m.added,
+        if m.added == 1 { "" } else { "es" }
+    )];
+    if m.credentials_updated > 0 {
+        parts.push(format!("credentials of {} replaced", m.credentials_updated));
+    }
+    parts.push(format!("{} unchanged", m.unchanged));
+    if m.not_in_file > 0 {
+        parts.push(format!(
+            "{} no longer in the file (kept with their state; `batch remove` removes the whole batch)",
+            m.not_in_file
+        ));
+    }
+    if m.settings_changed {
+        parts.push("its exclusions, limits and interval set to the new values".to_owned());
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,30 +386,4 @@ mod tests {
         let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    LONG\nxyz  1\n");
     }
-}
-
-/// What `batch add --if-exists update` changed in an existing batch, as a clause.
-pub fn merge_summary(m: &MergeSummary) -> String {
-    let mut parts = vec![format!(
-        "{} new mailbox{} added",
-        m.added,
-        if m.added == 1 { "" } else { "es" }
-    )];
-    if m.credentials_updated > 0 {
-        parts.push(format!(
-            "credentials of {} replaced",
-            m.credentials_updated
-        ));
-    }
-    parts.push(format!("{} unchanged", m.unchanged));
-    if m.not_in_file > 0 {
-        parts.push(format!(
-            "{} no longer in the file (kept with their state; `batch remove` removes the whole batch)",
-            m.not_in_file
-        ));
-    }
-    if m.settings_changed {
-        parts.push("its exclusions, limits and interval set to the new values".to_owned());
-    }
-    parts.join(", ")
 }

@@ -135,6 +135,7 @@ fn a_connection_cap_is_learnt_and_kept_under() {
                 max_message_size: None,
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
+                gmail_archive_folder: None,
             };
             let rows = vec![NewMailbox {
                 row: MigrationRow {

@@ -81,6 +81,7 @@ fn register(store: &Store) -> MailboxId {
                 max_message_size: None,
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
+                gmail_archive_folder: None,
             };
             let rows = vec![NewMailbox {
                 row: MigrationRow {

@@ -87,6 +87,7 @@ fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
         max_message_size: None,
         bad_item_limit: None,
         sync_interval_secs: 86_400,
+        gmail_archive_folder: None,
     };
     let rows = vec![NewMailbox {
         row: MigrationRow {
@@ -1525,6 +1526,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         max_message_size: None,
         bad_item_limit: None,
         sync_interval_secs: 86_400,
+        gmail_archive_folder: None,
     };
     let rows = vec![row(ALICE), row(BOB)];
     let batch = store

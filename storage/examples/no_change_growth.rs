@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,
+            gmail_archive_folder: None,
         };
         let rows: Vec<NewMailbox> = (0..mailboxes)
             .map(|i| NewMailbox {

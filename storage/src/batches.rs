@@ -47,6 +47,11 @@ pub struct BatchSettings {
     pub bad_item_limit: Option<u64>,
     /// Seconds between incremental passes.
     pub sync_interval_secs: u64,
+    /// Where a Gmail source's archived mail goes on the target (`batch add
+    /// --gmail-archive-folder`); absent: the target's `\Archive` folder, else `Archive`
+    /// (absent in records written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmail_archive_folder: Option<String>,
 }
 
 /// A stored batch.

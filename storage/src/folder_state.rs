@@ -391,6 +391,7 @@ impl Database {
         self.delete_prefix(sync, &key_layout::key(key_layout::JOURNAL, &[&mb]))?;
         self.delete_prefix(sync, &key_layout::key(key_layout::SKIPPED, &[&mb]))?;
         self.delete_prefix(sync, &key_layout::key(key_layout::FOLDER_NAME, &[&mb]))?;
+        self.erase_gmail_ids(mailbox)?;
         Ok(())
     }
 
@@ -471,6 +472,7 @@ mod tests {
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,
+            gmail_archive_folder: None,
         };
         let row = NewMailbox {
             row: MigrationRow {

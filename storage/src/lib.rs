@@ -44,6 +44,7 @@ mod database;
 mod endpoints;
 mod error;
 mod folder_state;
+mod gmail_ids;
 mod journal;
 mod key_layout;
 mod mailbox_status;
@@ -68,6 +69,7 @@ pub use endpoints::{
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use folder_state::{FolderCounters, FolderMarks, FolderState};
+pub use gmail_ids::GmailCopy;
 pub use journal::{
     CopiedMessage, CopyGroup, GroupOutcome, JournalEntry, MAX_GROUP_LEN, PendingMessage,
 };

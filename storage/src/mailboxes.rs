@@ -304,8 +304,7 @@ impl Database {
         let mut emails = HashSet::with_capacity(rows.len());
         for m in rows {
             let email = m.row.email_address.trim().to_lowercase();
-            if !emails.insert(email) || self.find_mailbox(batch, &m.row.email_address)?.is_some()
-            {
+            if !emails.insert(email) || self.find_mailbox(batch, &m.row.email_address)?.is_some() {
                 return Err(StoreError::AlreadyExists {
                     kind: "mailbox",
                     name: m.row.email_address.clone(),

@@ -187,6 +187,7 @@ mod tests {
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,
+            gmail_archive_folder: None,
         };
         let row = MigrationRow {
             email_address: "Anna@Example.test".to_owned(),

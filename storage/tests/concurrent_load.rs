@@ -68,6 +68,7 @@ fn add_batch(store: &Database) -> Result<()> {
         max_message_size: None,
         bad_item_limit: None,
         sync_interval_secs: 86_400,
+        gmail_archive_folder: None,
     };
     store.create_batch(&settings, &rows)?;
     Ok(())

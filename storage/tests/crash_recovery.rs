@@ -142,6 +142,7 @@ fn setup(store: &Database) -> Result<MailboxId, StoreError> {
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 60,
+            gmail_archive_folder: None,
         },
         &[NewMailbox {
             row: MigrationRow {

@@ -37,6 +37,7 @@ fn settings(name: &str) -> BatchSettings {
         max_message_size: Some(35 << 20),
         bad_item_limit: Some(10),
         sync_interval_secs: 86_400,
+        gmail_archive_folder: None,
     }
 }
 

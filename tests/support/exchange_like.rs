@@ -143,14 +143,16 @@ impl Drop for ExchangeLike {
 
 /// One command as the client sent it: the text of its lines (literal contents left out)
 /// and the whole bytes to forward, with synchronizing literals made non-synchronizing.
-struct ClientCommand {
-    text: String,
-    forward: Vec<u8>,
-    literal_sizes: Vec<u64>,
+pub(crate) struct ClientCommand {
+    pub(crate) text: String,
+    pub(crate) forward: Vec<u8>,
+    pub(crate) literal_sizes: Vec<u64>,
+    /// Sizes of the literals the client sent without waiting (`{n+}`).
+    pub(crate) nonsync_sizes: Vec<u64>,
 }
 
 /// Reads one line ending in CRLF, with any literals it announces.
-fn read_command(
+pub(crate) fn read_command(
     reader: &mut impl BufRead,
     client_out: &Mutex<TcpStream>,
 ) -> io::Result<Option<ClientCommand>> {
@@ -158,6 +160,7 @@ fn read_command(
         text: String::new(),
         forward: Vec::new(),
         literal_sizes: Vec::new(),
+        nonsync_sizes: Vec::new(),
     };
     loop {
         let mut line = Vec::new();
@@ -173,7 +176,9 @@ fn read_command(
         cmd.forward.extend_from_slice(&line[..open]);
         cmd.forward
             .extend_from_slice(format!("{{{size}+}}\r\n").as_bytes());
-        if !plus {
+        if plus {
+            cmd.nonsync_sizes.push(size);
+        } else {
             lock(client_out).write_all(b"+ Ready for additional command text.\r\n")?;
         }
         let mut body = vec![0u8; size as usize];
@@ -184,7 +189,7 @@ fn read_command(
 }
 
 /// `{n}` or `{n+}` at the end of a line: size, LITERAL+, where the brace opens.
-fn literal_at_end(line: &[u8]) -> Option<(u64, bool, usize)> {
+pub(crate) fn literal_at_end(line: &[u8]) -> Option<(u64, bool, usize)> {
     let body = line.strip_suffix(b"\r\n")?.strip_suffix(b"}")?;
     let open = body.iter().rposition(|&b| b == b'{')?;
     let inner = &body[open + 1..];
@@ -196,7 +201,7 @@ fn literal_at_end(line: &[u8]) -> Option<(u64, bool, usize)> {
     Some((size, plus, open))
 }
 
-fn lock(m: &Mutex<TcpStream>) -> std::sync::MutexGuard<'_, TcpStream> {
+pub(crate) fn lock(m: &Mutex<TcpStream>) -> std::sync::MutexGuard<'_, TcpStream> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -367,10 +372,10 @@ fn judge(
 }
 
 /// One server response as lines, each with the literal it announces (empty if none).
-type Response = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type Response = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Reads one server response.
-fn read_response(reader: &mut impl BufRead) -> io::Result<Option<Response>> {
+pub(crate) fn read_response(reader: &mut impl BufRead) -> io::Result<Option<Response>> {
     let mut parts = Vec::new();
     loop {
         let mut line = Vec::new();

@@ -25,6 +25,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod exchange_like;
 pub mod folder_path;
+pub mod gmail_like;
 pub mod imap_client;
 pub mod imap_response;
 pub mod internal_date;

@@ -112,7 +112,11 @@ pub fn plan_merge(
                 Some(was.user_name.as_str()),
                 Some(now.user_name.as_str()),
             ),
-            ("UserRoot", was.user_root.as_deref(), now.user_root.as_deref()),
+            (
+                "UserRoot",
+                was.user_root.as_deref(),
+                now.user_root.as_deref(),
+            ),
             (
                 "TargetUserName",
                 was.target_user_name.as_deref(),
@@ -160,11 +164,13 @@ fn steering(s: &BatchSettings) -> impl PartialEq + '_ {
         s.max_message_size,
         s.bad_item_limit,
         s.sync_interval_secs,
+        &s.gmail_archive_folder,
     )
 }
 
 fn same_credentials(a: &MailboxCredentials, b: &MailboxCredentials) -> bool {
-    let same = |x: Option<&Secret>, y: Option<&Secret>| x.map(Secret::expose) == y.map(Secret::expose);
+    let same =
+        |x: Option<&Secret>, y: Option<&Secret>| x.map(Secret::expose) == y.map(Secret::expose);
     same(Some(&a.password), Some(&b.password))
         && same(a.target_password.as_ref(), b.target_password.as_ref())
         && same(a.refresh_token.as_ref(), b.refresh_token.as_ref())
@@ -202,6 +208,7 @@ mod tests {
             max_message_size: None,
             bad_item_limit: None,
             sync_interval_secs: 86_400,
+            gmail_archive_folder: None,
         }
     }
 
@@ -245,7 +252,9 @@ mod tests {
         }
     }
 
-    fn stored(password: &'static str) -> impl FnMut(MailboxId) -> Result<MailboxCredentials, Error> {
+    fn stored(
+        password: &'static str,
+    ) -> impl FnMut(MailboxId) -> Result<MailboxCredentials, Error> {
         move |_| {
             Ok(MailboxCredentials {
                 password: Secret::new(password),
@@ -313,9 +322,12 @@ mod tests {
 
         let quarter = Some(BatchShard { index: 1, count: 4 });
         let eighth = Some(BatchShard { index: 1, count: 8 });
-        let e = plan_merge(&batch(quarter), &[], stored(""), settings(), eighth, vec![])
-            .unwrap_err();
-        assert!(e.to_string().contains("shard 1/4") && e.to_string().contains("shard 1/8"), "{e}");
+        let e =
+            plan_merge(&batch(quarter), &[], stored(""), settings(), eighth, vec![]).unwrap_err();
+        assert!(
+            e.to_string().contains("shard 1/4") && e.to_string().contains("shard 1/8"),
+            "{e}"
+        );
 
         let e = plan_merge(
             &batch(None),

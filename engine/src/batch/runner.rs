@@ -617,6 +617,9 @@ impl BatchRuntime {
                 inclusions,
                 max_message_size: s.max_message_size,
                 bad_item_limit: s.bad_item_limit.unwrap_or(self.options.job.bad_item_limit),
+                source_provider: source.settings.provider,
+                target_provider: target.settings.provider,
+                gmail_archive_folder: s.gmail_archive_folder.clone(),
                 ..self.options.job.clone()
             },
             events: events.clone(),
@@ -1048,6 +1051,7 @@ mod tests {
                 max_message_size: None,
                 bad_item_limit: None,
                 sync_interval_secs: 60,
+                gmail_archive_folder: None,
             },
             &rows,
         )?;

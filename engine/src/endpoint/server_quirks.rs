@@ -51,9 +51,11 @@ pub enum Quirk {
     /// other folder (archived mail) are copied, Starred becomes `\Flagged`, Important is
     /// skipped; as a target nothing is appended to them.
     GmailAllMailHoldsEveryMessage,
-    /// Gmail refuses a command with `[THROTTLED]` when an account exceeds its bandwidth,
-    /// and an APPEND with `[OVERQUOTA]` when the account is full: the mailbox waits for the
-    /// next pass, with the reason in the report.
+    /// Gmail refuses a command with `[THROTTLED]` when an account exceeds its bandwidth
+    /// (no suggested wait: the default back-off applies, then the folder goes on over new
+    /// connections under the pass's retry budget), and with `[OVERQUOTA]` when the account
+    /// is full or over its daily bandwidth: the mailbox's pass ends with Gmail's words and
+    /// the next pass resumes (`tests/gmail.rs`).
     GmailThrottlesAndQuotas,
     // -- Microsoft Exchange (Exchange Online / Microsoft 365) --
     /// Exchange Online refuses messages over 35 MB (its default maximum message size)
@@ -156,7 +158,7 @@ impl fmt::Display for Quirk {
                 "All Mail holds every message, Starred the starred ones, Important a ranking: only archived mail is copied from All Mail, Starred becomes \\Flagged, Important is skipped"
             }
             Quirk::GmailThrottlesAndQuotas => {
-                "answers [THROTTLED] over its bandwidth and [OVERQUOTA] when full: the mailbox resumes on the next pass, with the reason in the report"
+                "answers [THROTTLED] over its bandwidth (waited out, then the folder goes on) and [OVERQUOTA] when full or over its daily bandwidth (the mailbox resumes on the next pass, with Gmail's words in the report)"
             }
             Quirk::ExchangeLimitsMessageSize => {
                 "refuses messages over 35 MB without announcing APPENDLIMIT: larger messages are skipped before upload and reported"

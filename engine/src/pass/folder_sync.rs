@@ -25,6 +25,7 @@ use imapmirror_storage::{
 
 mod fingerprint_fetch;
 mod flag_sync;
+mod gmail_archive;
 mod message_copy;
 mod sync_context;
 
@@ -94,7 +95,7 @@ pub(crate) async fn sync_folder(
         task.target_status.as_ref(),
         &check,
     );
-    if quick == FolderWork::Unchanged && pending.is_empty() {
+    if quick == FolderWork::Unchanged && pending.is_empty() && !task.gmail_all_mail {
         return Ok(FolderResult::Unchanged);
     }
     (ctx.progress)(Progress::FolderStarted {

@@ -23,6 +23,7 @@ use imapmirror_protocol::client::{
 use imapmirror_protocol::{
     Command, Error as ImapError, ListCommand, MailboxAttr, MailboxName, StatusAttr, StatusKind,
 };
+use imapmirror_storage::Provider as ProviderChoice;
 use imapmirror_storage::{
     Database, FolderId, FolderRename, FolderSkip, FolderState, JournalEntry, MailboxId,
     MailboxStatus, PassOutcome, PassRecord, Store, StoreError, Timestamp,
@@ -36,7 +37,6 @@ use crate::endpoint::pool::{
 };
 use crate::endpoint::provider_profile::{FolderRole, Provider};
 use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy, RetryBudget};
-use crate::endpoint::server_family::ServerFamily;
 use crate::error::Error;
 use crate::migration_metrics;
 use crate::pass::copy_plan::GroupLimits;
@@ -90,6 +90,14 @@ pub struct JobOptions {
     /// earliest: a crashed process's last APPEND can still be committing in the target's
     /// session, invisible until it is done. Must exceed the target's worst commit time.
     pub crash_settle: std::time::Duration,
+    /// The providers the source and target endpoints were added with (`endpoint add
+    /// --provider`); `None`: told from the server (its greeting, capabilities and ID).
+    pub source_provider: Option<ProviderChoice>,
+    pub target_provider: Option<ProviderChoice>,
+    /// Where a Gmail source's archived mail (All Mail's messages in no label) goes: this
+    /// target folder (`batch add --gmail-archive-folder`), else the target's `\Archive`
+    /// folder, else a folder named `Archive`.
+    pub gmail_archive_folder: Option<String>,
 }
 
 /// Folders of a mailbox synced at once when the endpoints do not say. Four overlap the
@@ -113,6 +121,9 @@ impl Default for JobOptions {
             groups: GroupLimits::default(),
             folder_retry: ReconnectPolicy::default(),
             crash_settle: std::time::Duration::from_secs(10),
+            source_provider: None,
+            target_provider: None,
+            gmail_archive_folder: None,
         }
     }
 }
@@ -355,7 +366,18 @@ impl MailboxJob {
                 action: "reading the folders of earlier passes".into(),
                 source: Box::new(e),
             })?;
-        let pinned = pins(&stored_folders, &tgt_listing);
+        let mut pinned = pins(&stored_folders, &tgt_listing);
+        let source_provider = Provider::resolve(self.options.source_provider, src.family);
+        let target_provider = Provider::resolve(self.options.target_provider, tgt.family);
+        // Gmail's All Mail gives only its archived mail, into the target's archive: its
+        // target is chosen here (kept from an earlier pass when there was one).
+        let all_mail = gmail_all_mail(&src_listing, source_provider);
+        if let Some(all_mail) = &all_mail
+            && !pinned.contains_key(all_mail)
+        {
+            let path = archive_path(&tgt_listing, self.options.gmail_archive_folder.as_deref());
+            pinned.insert(all_mail.clone(), path);
+        }
         let mut reserved = Vec::new();
         if tgt_listing.separator == Some('.') {
             // Dovecot's Maildir++ layout cannot store `/` in a name.
@@ -371,8 +393,31 @@ impl MailboxJob {
             pinned,
         };
         let mut folder_plan = plan(&src_listing, &tgt_listing, &options)?;
-        for skipped in gmail_system_folders(&mut folder_plan, &src_listing, src.family, tgt.family)
-        {
+        if let Some(all_mail) = &all_mail {
+            for copy in folder_plan
+                .copies
+                .iter_mut()
+                .filter(|c| c.source == *all_mail)
+            {
+                // Created as an archive where the target takes a use (not as `\All`).
+                copy.special_use = Some(SpecialUse::Archive);
+            }
+        }
+        // Without X-GM-EXT-1 the labels cannot be asked: All Mail is copied whole into
+        // the archive, so that archived mail is never lost (labelled mail is then there
+        // twice).
+        let gmail_labels = src.has("X-GM-EXT-1");
+        if all_mail.is_some() && !gmail_labels {
+            tracing::warn!(
+                "the Gmail source does not offer X-GM-EXT-1: All Mail is copied whole into the archive folder, so messages with labels are there a second time"
+            );
+        }
+        for skipped in gmail_system_folders(
+            &mut folder_plan,
+            &src_listing,
+            source_provider,
+            target_provider,
+        ) {
             tracing::info!(folder = %skipped.folder, reason = skipped.reason.phrase(), "not copied");
             totals.skip_folder(skipped);
         }
@@ -669,6 +714,8 @@ impl MailboxJob {
                 append_limit: target
                     .and_then(|t| t.status.as_ref())
                     .and_then(|s| s.append_limit),
+                gmail_all_mail: false,
+                gmail_ids: false,
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
             let source = copy.source.clone();
@@ -682,7 +729,15 @@ impl MailboxJob {
                     action: format!("{what} `{}`", copy.source),
                     source: Box::new(e),
                 })?;
-            if let Some((state, pending)) = stored {
+            let all_mail_task = all_mail.as_deref() == Some(copy.source.as_str()) && gmail_labels;
+            let task = FolderTask {
+                gmail_all_mail: all_mail_task,
+                gmail_ids: source_provider == Provider::Gmail && gmail_labels,
+                ..task
+            };
+            // All Mail is looked at every pass: a message archived since (its last label
+            // removed) changes nothing All Mail's status shows.
+            if let Some((state, pending)) = stored.filter(|_| !all_mail_task) {
                 let work = decide(
                     &state.marks,
                     &state.counters,
@@ -1253,11 +1308,11 @@ fn work_done(ctx: &SyncContext<'_>) -> u64 {
 fn gmail_system_folders(
     folder_plan: &mut FolderPlan,
     source: &FolderListing,
-    source_family: ServerFamily,
-    target_family: ServerFamily,
+    source_provider: Provider,
+    target_provider: Provider,
 ) -> Vec<SkippedFolder> {
-    let source_profile = Provider::resolve(None, source_family).profile();
-    let target_profile = Provider::resolve(None, target_family).profile();
+    let source_profile = source_provider.profile();
+    let target_profile = target_provider.profile();
     let mut skipped = Vec::new();
     folder_plan.copies.retain(|copy| {
         let attributes: Vec<&str> = source
@@ -1301,6 +1356,56 @@ fn gmail_system_folders(
         }
     });
     skipped
+}
+
+/// Gmail's All Mail among the source's folders, when the source is Gmail.
+fn gmail_all_mail(source: &FolderListing, provider: Provider) -> Option<String> {
+    let profile = provider.profile();
+    source
+        .folders
+        .iter()
+        .filter(|f| !f.attributes.no_select)
+        .find(|f| {
+            let attributes: Vec<&str> = f
+                .attributes
+                .special_use
+                .iter()
+                .map(|u| u.attribute())
+                .collect();
+            let relative = f
+                .name
+                .strip_prefix(source.prefix.as_str())
+                .unwrap_or(&f.name);
+            let path: Vec<&str> = match source.separator {
+                Some(sep) => relative.split(sep).collect(),
+                None => vec![relative],
+            };
+            profile.folder_role(&attributes, &path) == FolderRole::GmailAllMail
+        })
+        .map(|f| f.name.clone())
+}
+
+/// The target path (relative to its personal namespace) of a Gmail source's archived
+/// mail: the folder the administrator named, else the target's `\Archive` folder, else
+/// `Archive`.
+fn archive_path(target: &FolderListing, named: Option<&str>) -> Vec<String> {
+    let split = |name: &str| -> Vec<String> {
+        let relative = name.strip_prefix(target.prefix.as_str()).unwrap_or(name);
+        match target.separator {
+            Some(sep) => relative.split(sep).map(str::to_owned).collect(),
+            None => vec![relative.to_owned()],
+        }
+    };
+    if let Some(name) = named.filter(|n| !n.is_empty()) {
+        return split(name);
+    }
+    target
+        .folders
+        .iter()
+        .find(|f| {
+            !f.attributes.no_select && f.attributes.special_use.contains(&SpecialUse::Archive)
+        })
+        .map_or_else(|| vec!["Archive".to_owned()], |f| split(&f.name))
 }
 
 #[cfg(test)]
@@ -1368,12 +1473,8 @@ mod tests {
     fn a_gmail_source_leaves_out_starred_and_important_and_says_why() {
         let (src, tgt) = (gmail(), dovecot());
         let mut folder_plan = plan(&src, &tgt, &PlanOptions::default()).unwrap();
-        let skipped = gmail_system_folders(
-            &mut folder_plan,
-            &src,
-            ServerFamily::Gmail,
-            ServerFamily::Dovecot,
-        );
+        let skipped =
+            gmail_system_folders(&mut folder_plan, &src, Provider::Gmail, Provider::Generic);
         let reasons: Vec<(&str, FolderSkipReason)> = skipped
             .iter()
             .map(|s| (s.folder.as_str(), s.reason))
@@ -1403,14 +1504,61 @@ mod tests {
         // Another source keeps every folder.
         let mut other = plan(&src, &tgt, &PlanOptions::default()).unwrap();
         assert!(
-            gmail_system_folders(
-                &mut other,
-                &src,
-                ServerFamily::Dovecot,
-                ServerFamily::Dovecot
-            )
-            .is_empty()
+            gmail_system_folders(&mut other, &src, Provider::Generic, Provider::Generic).is_empty()
         );
+    }
+
+    #[test]
+    fn a_gmail_sources_all_mail_goes_to_the_archive_the_admin_or_the_target_names() {
+        let src = gmail();
+        assert_eq!(
+            gmail_all_mail(&src, Provider::Gmail).as_deref(),
+            Some("[Gmail]/All Mail")
+        );
+        // Another provider's \All folder is a folder like the others.
+        assert_eq!(gmail_all_mail(&src, Provider::Generic), None);
+        // Localised: the attribute tells.
+        let german = listing(
+            "gmail",
+            vec![
+                folder("INBOX", &[]),
+                folder("[Google Mail]", &["\\Noselect"]),
+                folder("[Google Mail]/Alle Nachrichten", &["\\All"]),
+            ],
+        );
+        assert_eq!(
+            gmail_all_mail(&german, Provider::Gmail).as_deref(),
+            Some("[Google Mail]/Alle Nachrichten")
+        );
+        // The target's \Archive folder, else `Archive`, unless the admin named one.
+        assert_eq!(archive_path(&dovecot(), None), ["Archive"]);
+        let mut archives = dovecot();
+        archives.folders.retain(|f| f.name != "Archive");
+        archives
+            .folders
+            .push(folder("Old/Archives", &["\\Archive"]));
+        assert_eq!(archive_path(&archives, None), ["Old", "Archives"]);
+        archives.folders.pop();
+        assert_eq!(archive_path(&archives, None), ["Archive"]);
+        assert_eq!(
+            archive_path(&dovecot(), Some("Mail/From Gmail")),
+            ["Mail", "From Gmail"]
+        );
+        // Planned there, created as an archive, never onto a Gmail target's system folder.
+        let mut pinned = BTreeMap::new();
+        pinned.insert("[Gmail]/All Mail".to_owned(), archive_path(&archives, None));
+        let options = PlanOptions {
+            pinned,
+            ..PlanOptions::default()
+        };
+        let folder_plan = plan(&src, &archives, &options).unwrap();
+        let all = folder_plan
+            .copies
+            .iter()
+            .find(|c| c.source == "[Gmail]/All Mail")
+            .unwrap();
+        assert_eq!(all.target.name, "Archive");
+        assert!(all.create);
     }
 
     #[test]
@@ -1428,12 +1576,8 @@ mod tests {
         );
         let tgt = gmail();
         let mut folder_plan = plan(&src, &tgt, &PlanOptions::default()).unwrap();
-        let skipped = gmail_system_folders(
-            &mut folder_plan,
-            &src,
-            ServerFamily::Dovecot,
-            ServerFamily::Gmail,
-        );
+        let skipped =
+            gmail_system_folders(&mut folder_plan, &src, Provider::Generic, Provider::Gmail);
         let skipped: Vec<&str> = skipped.iter().map(|s| s.folder.as_str()).collect();
         assert_eq!(skipped, ["Virtual/All", "Virtual/Flagged"]);
         assert!(

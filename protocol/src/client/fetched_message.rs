@@ -45,6 +45,10 @@ pub struct MessageMeta {
     pub size: Option<u64>,
     /// `MODSEQ`
     pub modseq: Option<u64>,
+    /// Gmail's `X-GM-MSGID`: one id per message in every folder it shows in.
+    pub gm_msgid: Option<u64>,
+    /// Gmail's `X-GM-LABELS`, decoded (`\Inbox`, `\Starred`, user labels).
+    pub gm_labels: Option<Vec<String>>,
 }
 
 /// One body item (`BODY[section]<origin>`, `BINARY[...]`, `RFC822`).
@@ -183,6 +187,15 @@ impl MessageMeta {
                 }
                 FetchItem::Rfc822Size(n) => self.size = Some(n),
                 FetchItem::ModSeq(m) => self.modseq = Some(m),
+                FetchItem::GmMsgId(id) => self.gm_msgid = Some(id),
+                FetchItem::GmLabels(labels) => {
+                    self.gm_labels = Some(
+                        labels
+                            .iter()
+                            .map(|l| String::from_utf8_lossy(&l.to_bytes()).into_owned())
+                            .collect(),
+                    )
+                }
                 FetchItem::Body { section, data } | FetchItem::Binary { section, data } => parts
                     .push(BodyPart {
                         section: section_name(&section),

@@ -164,6 +164,7 @@ impl Harness {
                         max_message_size: None,
                         bad_item_limit: None,
                         sync_interval_secs: 86_400,
+                        gmail_archive_folder: None,
                     },
                     &rows,
                 )?;

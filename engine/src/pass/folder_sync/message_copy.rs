@@ -12,13 +12,14 @@ use imapmirror_protocol::{
     AppendMessage, Error as ImapError, FetchAttr, Flag, InternalDate, LiteralBody, MailboxName,
 };
 use imapmirror_storage::{
-    CopiedMessage, CopyGroup, Database, FolderId, GroupOutcome, JournalId, MailboxId, MessageFlags,
-    PendingMessage, SkipReason, SkippedItem, StoreError,
+    CopiedMessage, CopyGroup, Database, FolderId, GmailCopy, GroupOutcome, JournalId, MailboxId,
+    MessageFlags, PendingMessage, SkipReason, SkippedItem, StoreError,
 };
 
 use super::fingerprint_fetch::unclaimed_target_messages;
 use super::sync_context::{FolderTask, SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
+use crate::endpoint::provider_profile::gmail_archived_only;
 use crate::error::Error;
 use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
 use crate::pass::fingerprint::{self, PREFIX_LEN};
@@ -93,6 +94,10 @@ struct SourceMeta {
     size: u64,
     flags: Option<WireFlags>,
     internal_date: Option<InternalDate>,
+    /// Gmail's labels, asked in All Mail only.
+    gm_labels: Option<Vec<String>>,
+    /// Gmail's X-GM-MSGID, asked of a Gmail source.
+    gm_msgid: Option<u64>,
 }
 
 pub(super) struct Copier<'c, 'a> {
@@ -108,6 +113,9 @@ pub(super) struct Copier<'c, 'a> {
     /// The mailbox went over its bad-item limit: no new group is sent, the pass fails
     /// with this once the groups in flight are settled.
     limit_reached: Option<Error>,
+    /// Source UID → X-GM-MSGID of the messages to copy (a Gmail source), recorded with
+    /// each copy.
+    gm_ids: HashMap<u32, u64>,
 }
 
 impl<'c, 'a> Copier<'c, 'a> {
@@ -128,6 +136,7 @@ impl<'c, 'a> Copier<'c, 'a> {
             copied: 0,
             skipped: 0,
             limit_reached: None,
+            gm_ids: HashMap::new(),
         }
     }
 
@@ -145,11 +154,34 @@ impl<'c, 'a> Copier<'c, 'a> {
             .await
             .map_err(ctx.store_err("reading the folder state"))?;
         let watermark = state.marks.highest_copied_uid;
-        if s_next.is_some_and(|n| n <= watermark.saturating_add(1)) {
+        let all_mail = self.task.gmail_all_mail;
+        if s_next.is_some_and(|n| n <= watermark.saturating_add(1)) && !all_mail {
             return Ok(());
         }
-        let from = watermark.saturating_add(1);
-        let metas = self.fetch_meta(src, from).await?;
+        // All Mail: a message below the watermark may have lost its last label since.
+        let from = if all_mail {
+            1
+        } else {
+            watermark.saturating_add(1)
+        };
+        let mut metas = self.fetch_meta(src, from).await?;
+        if all_mail {
+            // Only archived mail: a message with a label is copied from that label's folder.
+            metas.retain(|_, m| {
+                m.gm_labels
+                    .as_ref()
+                    .is_some_and(|labels| gmail_archived_only(labels.iter().map(String::as_str)))
+            });
+        }
+        self.gm_ids = metas
+            .iter()
+            .filter_map(|(uid, m)| m.gm_msgid.map(|id| (*uid, id)))
+            .collect();
+        let archived: Vec<(u32, u64)> = if all_mail {
+            self.gm_ids.iter().map(|(u, id)| (*u, *id)).collect()
+        } else {
+            Vec::new()
+        };
         if metas.is_empty() {
             return Ok(());
         }
@@ -243,10 +275,11 @@ impl<'c, 'a> Copier<'c, 'a> {
         while !self.in_flight.is_empty() {
             self.complete_oldest(tgt).await?;
         }
-        match self.limit_reached.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = self.limit_reached.take() {
+            return Err(e);
         }
+        // Archived since their earlier copies were made: those leave the label folders.
+        super::gmail_archive::move_archived(ctx, tgt, folder, self.task, archived).await
     }
 
     async fn fetch_meta(
@@ -260,12 +293,18 @@ impl<'c, 'a> Copier<'c, 'a> {
             self.task.source_name
         );
         CommandCounters::bump(&src.counters.fetches);
-        let attrs = [
+        let mut attrs = vec![
             FetchAttr::Uid,
             FetchAttr::Rfc822Size,
             FetchAttr::Flags,
             FetchAttr::InternalDate,
         ];
+        if self.task.gmail_all_mail {
+            attrs.push(FetchAttr::GmLabels);
+        }
+        if self.task.gmail_ids {
+            attrs.push(FetchAttr::GmMsgId);
+        }
         let mut stream = src
             .session
             .uid_fetch(&format!("{from}:*"), &attrs, None, false)
@@ -290,6 +329,8 @@ impl<'c, 'a> Copier<'c, 'a> {
                     size,
                     flags: m.meta.flags,
                     internal_date: m.meta.internal_date,
+                    gm_labels: m.meta.gm_labels,
+                    gm_msgid: m.meta.gm_msgid,
                 },
             );
         }
@@ -749,8 +790,11 @@ impl<'c, 'a> Copier<'c, 'a> {
         let mut all_uids: Vec<u32> = Vec::new();
         let mut bytes = 0u64;
         let mut last_refusal = String::new();
+        // Source UID → fingerprint, for the Gmail ids recorded with the copies.
+        let mut fingerprints: HashMap<u32, imapmirror_storage::Fingerprint> = HashMap::new();
         for (tag, msgs) in group.parts {
             all_uids.extend(msgs.iter().map(|m| m.source_uid));
+            fingerprints.extend(msgs.iter().map(|m| (m.source_uid, m.fingerprint)));
             let c = tgt
                 .session
                 .wait(tag)
@@ -862,6 +906,21 @@ impl<'c, 'a> Copier<'c, 'a> {
             }
         }
         let n = copied.len() as u64;
+        let gmail_ids: Vec<(u64, GmailCopy)> = copied
+            .iter()
+            .filter_map(|c| {
+                let msgid = self.gm_ids.get(&c.source_uid)?;
+                let fingerprint = *fingerprints.get(&c.source_uid)?;
+                Some((
+                    *msgid,
+                    GmailCopy {
+                        folder: self.folder,
+                        source_uid: c.source_uid,
+                        fingerprint,
+                    },
+                ))
+            })
+            .collect();
         let n_skipped = skipped.iter().filter(|i| i.reason.left_behind()).count() as u64;
         let n_dropped = skipped.len() as u64 - n_skipped;
         let outcome = GroupOutcome {
@@ -875,6 +934,13 @@ impl<'c, 'a> Copier<'c, 'a> {
             .run(move |db| db.commit(journal, &outcome))
             .await
             .map_err(ctx.store_err("committing a copy group"))?;
+        if !gmail_ids.is_empty() {
+            let mailbox = ctx.mailbox;
+            ctx.store
+                .run(move |db| db.record_gmail_ids(mailbox, &gmail_ids))
+                .await
+                .map_err(ctx.store_err("recording Gmail message ids"))?;
+        }
         self.copied += n;
         self.skipped += n_skipped;
         PassTotals::add(&ctx.totals.copied, n);

@@ -25,6 +25,13 @@ pub(crate) struct FolderTask {
     pub target_status: Option<StatusValues>,
     /// APPENDLIMIT of the target folder, if announced.
     pub append_limit: Option<u64>,
+    /// Gmail's All Mail, read for its archived mail only: every pass asks the
+    /// `X-GM-LABELS` of the messages not copied yet and copies those in no label
+    /// ([`crate::endpoint::provider_profile::gmail_archived_only`]).
+    pub gmail_all_mail: bool,
+    /// A Gmail source with X-GM-EXT-1: each copied message's X-GM-MSGID is recorded, so
+    /// that a message archived later moves to the archive ([`super::gmail_archive`]).
+    pub gmail_ids: bool,
 }
 
 /// The settings a folder sync needs.

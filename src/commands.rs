@@ -461,6 +461,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         notify_url: args.notify_url.clone(),
         start: args.start,
+        report_mailbox: args.report_mailbox.clone(),
     };
     let access = state_access::open(dir, None).await?;
     match access.execute(request).await? {

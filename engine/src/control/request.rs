@@ -20,6 +20,7 @@ use crate::batch::report::{
     BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
     rfc3339,
 };
+use crate::batch::report_delivery;
 use crate::batch::runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped};
 use crate::endpoint::connection::endpoint_access;
 use crate::endpoint::credentials::{self, Secret, source_login, target_login};
@@ -130,6 +131,9 @@ pub enum Request {
         rows: Vec<RowInput>,
         notify_url: Option<String>,
         start: bool,
+        /// Deliver the report after every pass into this address's INBOX on the target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report_mailbox: Option<String>,
     },
     BatchStart {
         name: String,
@@ -426,7 +430,11 @@ impl Control {
                 rows,
                 notify_url,
                 start,
-            } => self.batch_add(settings, rows, notify_url, start).await,
+                report_mailbox,
+            } => {
+                self.batch_add(settings, rows, notify_url, start, report_mailbox)
+                    .await
+            }
             Request::BatchStart { name } => self.mark(&name, PassIntent::Start).await,
             Request::BatchSync { name } => self.mark(&name, PassIntent::Sync).await,
             Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete).await,
@@ -663,6 +671,7 @@ impl Control {
         rows: Vec<RowInput>,
         notify_url: Option<String>,
         start: bool,
+        report_mailbox: Option<String>,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
         let name = settings.name.clone();
@@ -694,6 +703,10 @@ impl Control {
         }
         // Every row must be able to log in on both sides before anything is stored.
         let (source_access, target_access) = access?;
+        if let Some(address) = &report_mailbox {
+            report_delivery::check_address(address)?;
+            report_delivery::report_login(address, &target_access)?;
+        }
         let mut mailboxes = Vec::with_capacity(rows.len());
         for input in &rows {
             let row = input.to_row();
@@ -732,6 +745,19 @@ impl Control {
                     let _ = db.remove_batch(name);
                     return Err(state_err(format!(
                         "storing the notification URL of batch {name}"
+                    ))(e));
+                }
+                if let Some(address) = report_mailbox
+                    && let Err(e) = db.update_batch(name, |b| {
+                        b.report_mailbox = Some(storage::ReportMailbox {
+                            address,
+                            last_delivery: None,
+                        });
+                    })
+                {
+                    let _ = db.remove_batch(name);
+                    return Err(state_err(format!(
+                        "storing the report mailbox of batch {name}"
                     ))(e));
                 }
                 if start {

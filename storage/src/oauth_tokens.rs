@@ -6,7 +6,7 @@
 //! `secrets` tree, sealed with the endpoint's key (so removing the endpoint shreds them):
 //!
 //! ```text
-//! O endpoint 0x00 subject -> expires-ms varint, sealed access token
+//! O endpoint 0x00 subject -> fresh-until-ms varint, sealed access token
 //! R endpoint 0x00 subject -> SHA-256 of the refresh token it replaced (32), sealed current one
 //! ```
 //!
@@ -32,7 +32,7 @@ const REFRESH: u8 = b'R';
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
     pub token: Secret,
-    pub expires: Timestamp,
+    pub fresh_until: Timestamp,
 }
 
 fn token_key(kind: u8, endpoint: &str, subject: &str) -> Vec<u8> {
@@ -50,13 +50,14 @@ fn fingerprint(secret: &Secret) -> [u8; 32] {
 }
 
 impl Database {
-    /// Keeps `endpoint`'s access token for `subject` (empty: the app's own) until `expires`.
+    /// Keeps `endpoint`'s access token for `subject` (empty: the app's own), to be used
+    /// until `fresh_until`.
     pub fn save_oauth_token(
         &self,
         endpoint: &str,
         subject: &str,
         token: &Secret,
-        expires: Timestamp,
+        fresh_until: Timestamp,
     ) -> Result<()> {
         let key = token_key(ACCESS, endpoint, subject);
         let sealed =
@@ -64,7 +65,7 @@ impl Database {
                 .vault
                 .seal(&KeyOwner::Endpoint(endpoint.to_owned()), &key, token)?;
         let mut w = Writer::versioned(sealed.len() + 10);
-        w.varint(expires.unix_millis());
+        w.varint(fresh_until.unix_millis());
         w.bytes(&sealed);
         self.inner
             .secrets
@@ -73,7 +74,7 @@ impl Database {
         Ok(())
     }
 
-    /// The kept access token of `endpoint` for `subject`, expired or not (the caller
+    /// The kept access token of `endpoint` for `subject`, fresh or not (the caller
     /// judges). A value that no longer opens (the endpoint was removed and added again,
     /// or the record is damaged) reads as none: a token can always be fetched anew.
     pub fn oauth_token(&self, endpoint: &str, subject: &str) -> Result<Option<StoredToken>> {
@@ -89,7 +90,7 @@ impl Database {
         let Ok(mut r) = Reader::versioned(&v) else {
             return Ok(None);
         };
-        let (Ok(expires), Ok(sealed)) = (r.varint(), r.bytes()) else {
+        let (Ok(fresh_until), Ok(sealed)) = (r.varint(), r.bytes()) else {
             return Ok(None);
         };
         let owner = KeyOwner::Endpoint(endpoint.to_owned());
@@ -100,7 +101,7 @@ impl Database {
             .ok()
             .map(|token| StoredToken {
                 token,
-                expires: Timestamp::from_unix_millis(expires),
+                fresh_until: Timestamp::from_unix_millis(fresh_until),
             }))
     }
 
@@ -198,16 +199,16 @@ mod tests {
     #[test]
     fn access_tokens_are_sealed_per_endpoint_and_subject() {
         let (tmp, db) = db_with(&["m365", "m3"]);
-        let expires = Timestamp::from_unix_millis(1_800_000_000_000);
+        let fresh_until = Timestamp::from_unix_millis(1_800_000_000_000);
         let token = Secret::new("eyJ0eXAi-access-token-1");
-        db.save_oauth_token("m365", "alice@example.test", &token, expires)
+        db.save_oauth_token("m365", "alice@example.test", &token, fresh_until)
             .expect("save");
         db.flush().expect("flush");
         assert_eq!(
             db.oauth_token("m365", "alice@example.test").expect("read"),
             Some(StoredToken {
                 token: token.clone(),
-                expires
+                fresh_until
             })
         );
         // Another subject, another endpoint whose name is a prefix of this one.
@@ -262,9 +263,9 @@ mod tests {
     #[test]
     fn removing_the_endpoint_erases_its_tokens_only() {
         let (_tmp, db) = db_with(&["a", "ab"]);
-        let expires = Timestamp::from_unix_millis(1_800_000_000_000);
+        let fresh_until = Timestamp::from_unix_millis(1_800_000_000_000);
         for ep in ["a", "ab"] {
-            db.save_oauth_token(ep, "", &Secret::new("t"), expires)
+            db.save_oauth_token(ep, "", &Secret::new("t"), fresh_until)
                 .expect("save");
             db.save_rotated_refresh_token(ep, "u", &Secret::new("r0"), &Secret::new("r1"))
                 .expect("save");

@@ -471,10 +471,12 @@ impl BatchRuntime {
             .max_concurrent_migrations
             .max(s.max_concurrent_syncs)
             .max(1) as usize;
-        let pool = Arc::new(EndpointPool::new(
-            pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?,
-            role,
-        )?);
+        let config = pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?;
+        if let Some(grant) = &config.oauth_grant {
+            // Tokens outlive this process: the next run reuses a fresh one.
+            grant.keep_in(self.store.clone());
+        }
+        let pool = Arc::new(EndpointPool::new(config, role)?);
         Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
     }
 

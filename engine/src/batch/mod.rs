@@ -9,6 +9,8 @@
 //! (connections come from [`crate::endpoint`]), or the control socket (it is
 //! [`crate::control`] that calls in here, never the other way).
 
+pub mod dry_run;
+pub mod estimate;
 pub mod notification;
 pub mod report;
 pub mod runner;

@@ -1,0 +1,898 @@
+//! `batch estimate`: how much a pass over a batch would copy and how long it would take,
+//! before it runs.
+//!
+//! Every mailbox is planned as the dry run plans it ([`plan_mailboxes`]): logged in to
+//! on both sides, listed, its folders mapped, and what is not yet migrated sized on the
+//! source (`STATUS (MESSAGES SIZE)` where the source offers `STATUS=SIZE`, else `UID
+//! FETCH … RFC822.SIZE` of what the uid map lacks). The time then comes from one of two
+//! bases:
+//!
+//! - **history**: the batch's own earlier passes (each mailbox's pass history): a
+//!   mailbox costs `a + bytes / r`, fitted from those passes (least squares when their
+//!   sizes differ enough, else the mean rate), and `a0` (the passes that copied
+//!   nothing) when it has nothing to copy. The passes ran under the batch's
+//!   concurrency, so contention is in the figures.
+//! - **sample**: without history, a short copy into a scratch folder
+//!   (`imapmirror-estimate-<random>`) on the target, made the way the pass would copy:
+//!   as many mailboxes at once as the endpoints let migrate, each with up to its
+//!   connections-per-mailbox folders at once, real APPEND groups of real messages, for a
+//!   few seconds. It gives the cost of creating a target folder, of opening a folder on
+//!   both sides, and the bytes per second of one copy stream under that load. The
+//!   scratch folders are deleted afterwards, whatever happened meanwhile; one left by an
+//!   interrupted estimate is deleted by the next.
+//!
+//! A mailbox then takes its login and listing time (measured while planning it), the
+//! folders it creates, and its folders' copy time spread over its connections (never
+//! less than its largest folder). The batch takes the sum over mailboxes divided by the
+//! mailboxes run at once, and never less than its longest mailbox: a batch of many small
+//! mailboxes is priced by their fixed costs, one of few large ones by its bytes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use imapmirror_protocol::client::CommandTag;
+use imapmirror_protocol::{AppendMessage, FetchAttr, Flag, InternalDate, LiteralBody, MailboxName};
+use imapmirror_storage::{PassOutcome, PassRecord};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::dry_run::{PlanFailure, any_initial, plan_mailboxes};
+use crate::batch::runner::{BatchRuntime, PlanningJobs};
+use crate::endpoint::pool::{CommandCounters, Connection};
+use crate::error::Error;
+use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
+use crate::pass::mailbox_job::{MailboxJob, close_pair};
+use crate::pass::mailbox_plan::{FolderPlanRow, MailboxPlan, SCRATCH_PREFIX};
+
+/// How long each stream of the sample copies.
+const SAMPLE_COPY: Duration = Duration::from_secs(3);
+
+/// Passes per mailbox the history basis reads, newest first.
+const HISTORY_PASSES_PER_MAILBOX: usize = 10;
+
+/// One mailbox's share of the estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxEstimate {
+    pub email: String,
+    pub status: String,
+    /// Folders the pass would copy into.
+    pub folders: usize,
+    /// What the pass would copy (what is not migrated yet).
+    pub messages: u64,
+    pub bytes: u64,
+    /// Skipped as too large.
+    pub too_large: u64,
+    pub already_migrated: u64,
+    /// Messages in the source folders the pass covers.
+    pub source_messages: u64,
+    /// This mailbox's pass alone, in seconds.
+    pub estimated_seconds: f64,
+}
+
+/// What the sample copy measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleReport {
+    /// Mailboxes sampled at once, and copy streams over all of them.
+    pub mailboxes: usize,
+    pub streams: usize,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Seconds the streams copied, added up.
+    pub stream_seconds: f64,
+    /// The scratch folders made and deleted (and leftovers of earlier estimates deleted).
+    pub scratch_folders_deleted: usize,
+}
+
+/// The rates the estimate used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateModel {
+    /// Seconds a mailbox costs whatever it holds: logins and listings (sample: the mean
+    /// measured while planning; history: the fitted intercept).
+    pub per_mailbox_seconds: f64,
+    /// History: seconds of a pass that copied nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_mailbox_seconds: Option<f64>,
+    /// Sample: seconds to create a target folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_folder_seconds: Option<f64>,
+    /// Sample: seconds to open a folder on both sides and list its messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_folder_seconds: Option<f64>,
+    /// Sample: bytes per second of one copy stream under the batch's concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_bytes_per_second: Option<f64>,
+    /// History: bytes per second of one mailbox's pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_bytes_per_second: Option<f64>,
+}
+
+/// The estimate of a pass over a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchEstimate {
+    pub batch: String,
+    pub status: String,
+    /// What the pass would copy: messages and bytes not yet migrated.
+    pub messages: u64,
+    pub bytes: u64,
+    pub too_large: u64,
+    pub already_migrated: u64,
+    pub source_messages: u64,
+    /// The predicted duration of the pass, in whole seconds (rounded up).
+    pub estimated_seconds: u64,
+    /// `history` (the batch's earlier passes) or `sample` (a sample copy just made).
+    pub basis: String,
+    /// Mailboxes run at once (the endpoints' limit, at most the mailboxes there are).
+    pub concurrency: usize,
+    /// Folders of one mailbox copied at once.
+    pub connections_per_mailbox: usize,
+    pub model: RateModel,
+    /// Earlier passes the history basis used.
+    pub history_passes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleReport>,
+    pub mailboxes: Vec<MailboxEstimate>,
+    pub failed: Vec<PlanFailure>,
+}
+
+/// Estimates a pass over batch `name` (see the module docs).
+pub async fn estimate(
+    runtime: &BatchRuntime,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<BatchEstimate, Error> {
+    let jobs = runtime.planning_jobs(name).await?;
+    let planned = plan_mailboxes(runtime, &jobs, cancel).await;
+    if cancel.is_cancelled() {
+        return Err(Error::Stopped {
+            mailbox: format!("the estimate of batch {name}"),
+        });
+    }
+    let mut plans: Vec<(usize, MailboxPlan)> = Vec::new();
+    let mut failed = Vec::new();
+    for (index, result) in planned.into_iter().enumerate() {
+        match result {
+            Ok(p) => plans.push((index, p)),
+            Err(f) => failed.push(f),
+        }
+    }
+    let at_once = if any_initial(&jobs) {
+        jobs.migrations
+    } else {
+        jobs.syncs
+    };
+    let concurrency = at_once.min(plans.len()).max(1);
+    let k = jobs.connections.max(1);
+
+    let history = history_points(runtime, &jobs).await?;
+    let to_copy = plans.iter().any(|(_, p)| p.bytes > 0);
+    let (basis, model, sample) = match fit_history(&history, to_copy) {
+        Some(model) => ("history", model, None),
+        None if !to_copy => {
+            let model = RateModel {
+                per_mailbox_seconds: mean(plans.iter().map(|(_, p)| p.connect_seconds)),
+                idle_mailbox_seconds: None,
+                create_folder_seconds: Some(0.0),
+                open_folder_seconds: Some(0.0),
+                stream_bytes_per_second: None,
+                mailbox_bytes_per_second: None,
+            };
+            ("sample", model, None)
+        }
+        None => {
+            let (model, report) = sample(&jobs, &plans, concurrency, k, name, cancel).await?;
+            ("sample", model, Some(report))
+        }
+    };
+
+    let mut mailboxes = Vec::with_capacity(plans.len());
+    let mut total = 0.0f64;
+    let mut longest = 0.0f64;
+    for (_, p) in &plans {
+        let seconds = mailbox_seconds(p, &model, k);
+        total += seconds;
+        longest = longest.max(seconds);
+        mailboxes.push(MailboxEstimate {
+            email: p.email.clone(),
+            status: p.status.clone(),
+            folders: p.folders.len(),
+            messages: p.messages,
+            bytes: p.bytes,
+            too_large: p.too_large,
+            already_migrated: p.already_migrated,
+            source_messages: p.source_messages,
+            estimated_seconds: seconds,
+        });
+    }
+    let batch_seconds = (total / concurrency as f64).max(longest);
+    let sum = |f: fn(&MailboxPlan) -> u64| plans.iter().map(|(_, p)| f(p)).sum::<u64>();
+    Ok(BatchEstimate {
+        batch: jobs.batch.settings.name.clone(),
+        status: jobs.batch.status.as_str().to_owned(),
+        messages: sum(|p| p.messages),
+        bytes: sum(|p| p.bytes),
+        too_large: sum(|p| p.too_large),
+        already_migrated: sum(|p| p.already_migrated),
+        source_messages: sum(|p| p.source_messages),
+        estimated_seconds: batch_seconds.ceil() as u64,
+        basis: basis.to_owned(),
+        concurrency,
+        connections_per_mailbox: k,
+        model,
+        history_passes: history.len(),
+        sample,
+        mailboxes,
+        failed,
+    })
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+/// One mailbox's pass, in seconds, under `model` (see the module docs).
+fn mailbox_seconds(p: &MailboxPlan, model: &RateModel, connections: usize) -> f64 {
+    if let Some(rate) = model.mailbox_bytes_per_second {
+        if p.bytes == 0 {
+            return model
+                .idle_mailbox_seconds
+                .unwrap_or(model.per_mailbox_seconds);
+        }
+        return model.per_mailbox_seconds + p.bytes as f64 / rate;
+    }
+    let create = model.create_folder_seconds.unwrap_or(0.0);
+    let open = model.open_folder_seconds.unwrap_or(0.0);
+    let fixed = p.connect_seconds + p.folders_to_create as f64 * create;
+    let folder_times: Vec<f64> = p
+        .folders
+        .iter()
+        .filter(|f| f.messages > 0)
+        .map(|f| match model.stream_bytes_per_second {
+            Some(rate) if rate > 0.0 => open + f.bytes as f64 / rate,
+            _ => open,
+        })
+        .collect();
+    if folder_times.is_empty() {
+        return fixed;
+    }
+    let workers = connections.min(folder_times.len()).max(1) as f64;
+    let spread = folder_times.iter().sum::<f64>() / workers;
+    let largest = folder_times.iter().copied().fold(0.0, f64::max);
+    fixed + spread.max(largest)
+}
+
+// ---------------------------------------------------------------- history
+
+/// A finished pass of a mailbox: bytes copied, seconds taken.
+type HistoryPoint = (u64, f64);
+
+async fn history_points(
+    runtime: &BatchRuntime,
+    jobs: &PlanningJobs,
+) -> Result<Vec<HistoryPoint>, Error> {
+    let ids: Vec<_> = jobs.jobs.iter().map(|j| j.id).collect();
+    let name = jobs.batch.settings.name.clone();
+    runtime
+        .store()
+        .run(move |db| {
+            let mut points = Vec::new();
+            for id in ids {
+                let history: Vec<PassRecord> = db.pass_history(id)?;
+                points.extend(
+                    history
+                        .iter()
+                        .rev()
+                        .filter(|r| r.outcome == PassOutcome::Succeeded)
+                        .take(HISTORY_PASSES_PER_MAILBOX)
+                        .map(|r| {
+                            let ms = r.finished.unix_millis().saturating_sub(r.started.unix_millis());
+                            (r.bytes_copied, ms as f64 / 1000.0)
+                        }),
+                );
+            }
+            Ok(points)
+        })
+        .await
+        .map_err(|source| Error::State {
+            action: format!("reading the pass history of batch {name}"),
+            source,
+        })
+}
+
+/// The history basis, when the batch's passes give one: a rate needs a pass that copied
+/// something; with nothing to copy now, passes that copied nothing suffice.
+fn fit_history(points: &[HistoryPoint], to_copy: bool) -> Option<RateModel> {
+    let copying: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(b, _)| *b > 0)
+        .map(|(b, s)| (*b as f64, *s))
+        .collect();
+    let idle = median(
+        points
+            .iter()
+            .filter(|(b, _)| *b == 0)
+            .map(|(_, s)| *s)
+            .collect(),
+    );
+    if copying.is_empty() {
+        if to_copy {
+            return None;
+        }
+        let idle = idle?;
+        return Some(RateModel {
+            per_mailbox_seconds: idle,
+            idle_mailbox_seconds: Some(idle),
+            create_folder_seconds: None,
+            open_folder_seconds: None,
+            stream_bytes_per_second: None,
+            mailbox_bytes_per_second: Some(f64::INFINITY),
+        });
+    }
+    let shortest = copying.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+    let (small, large) = copying
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), (b, _)| (lo.min(*b), hi.max(*b)));
+    // Least squares only where the sizes spread enough to tell the fixed cost from the
+    // rate; mailboxes of one size fit any line through their mean.
+    let fitted = (copying.len() >= 3 && large >= 2.0 * small)
+        .then(|| least_squares(&copying))
+        .flatten()
+        .filter(|(a, slope)| *slope > 0.0 && *a >= 0.0 && *a <= shortest);
+    let (a, slope) = match fitted {
+        Some(fit) => fit,
+        None => {
+            let a = idle.unwrap_or(0.0).min(shortest);
+            let bytes: f64 = copying.iter().map(|(b, _)| b).sum();
+            let seconds: f64 = copying.iter().map(|(_, s)| (s - a).max(0.0)).sum();
+            (a, seconds / bytes)
+        }
+    };
+    let rate = if slope > 0.0 {
+        1.0 / slope
+    } else {
+        f64::INFINITY
+    };
+    Some(RateModel {
+        per_mailbox_seconds: a,
+        idle_mailbox_seconds: Some(idle.unwrap_or(a)),
+        create_folder_seconds: None,
+        open_folder_seconds: None,
+        stream_bytes_per_second: None,
+        mailbox_bytes_per_second: Some(rate),
+    })
+}
+
+/// `seconds = a + slope × bytes`, or `None` when the bytes do not vary.
+fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|(x, _)| x).sum::<f64>() / n;
+    let my = points.iter().map(|(_, y)| y).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some((my - slope * mx, slope))
+}
+
+// ---------------------------------------------------------------- sample
+
+/// What one copy stream of the sample measured.
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamSample {
+    open_seconds: f64,
+    copy_seconds: f64,
+    messages: u64,
+    bytes: u64,
+}
+
+/// What one sampled mailbox measured.
+#[derive(Debug, Default)]
+struct MailboxSample {
+    create_seconds: f64,
+    streams: Vec<StreamSample>,
+    deleted: usize,
+}
+
+/// The sample copy: the mailboxes with the most to copy, as many at once as the pass
+/// would run, each with up to `k` folders at once.
+async fn sample(
+    jobs: &PlanningJobs,
+    plans: &[(usize, MailboxPlan)],
+    concurrency: usize,
+    k: usize,
+    batch: &str,
+    cancel: &CancellationToken,
+) -> Result<(RateModel, SampleReport), Error> {
+    let mut candidates: Vec<&(usize, MailboxPlan)> =
+        plans.iter().filter(|(_, p)| p.bytes > 0).collect();
+    candidates.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    candidates.truncate(concurrency);
+    let runs = candidates.iter().filter_map(|(index, plan)| {
+        let job = match jobs.jobs.get(*index).map(|j| &j.job) {
+            Some(Ok((_, job))) => job,
+            _ => return None,
+        };
+        Some(sample_mailbox(job, plan, k, cancel))
+    });
+    let results = join_all(runs).await;
+    let mut samples = Vec::new();
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(s) => samples.push(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "a mailbox of the estimate's sample failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        // A scratch folder that could not be deleted must be reported, never hidden
+        // behind an estimate made without it.
+        return Err(e);
+    }
+    if cancel.is_cancelled() {
+        return Err(Error::Stopped {
+            mailbox: format!("the estimate of batch {batch}"),
+        });
+    }
+    let streams: Vec<StreamSample> = samples.iter().flat_map(|s| s.streams.clone()).collect();
+    let bytes: u64 = streams.iter().map(|s| s.bytes).sum();
+    let messages: u64 = streams.iter().map(|s| s.messages).sum();
+    let stream_seconds: f64 = streams.iter().map(|s| s.copy_seconds).sum();
+    if bytes == 0 || stream_seconds <= 0.0 {
+        return Err(Error::Estimate {
+            batch: batch.to_owned(),
+            problem: "the sample copy to the target's scratch folder moved no message (the target refused them, or the sample had nothing to send); run `imapmirror batch start --dry-run` to see what the pass would copy".to_owned(),
+        });
+    }
+    let model = RateModel {
+        per_mailbox_seconds: mean(plans.iter().map(|(_, p)| p.connect_seconds)),
+        idle_mailbox_seconds: None,
+        create_folder_seconds: Some(mean(samples.iter().map(|s| s.create_seconds))),
+        open_folder_seconds: Some(mean(streams.iter().map(|s| s.open_seconds))),
+        stream_bytes_per_second: Some(bytes as f64 / stream_seconds),
+        mailbox_bytes_per_second: None,
+    };
+    let report = SampleReport {
+        mailboxes: samples.len(),
+        streams: streams.len(),
+        messages,
+        bytes,
+        stream_seconds,
+        scratch_folders_deleted: samples.iter().map(|s| s.deleted).sum(),
+    };
+    Ok((model, report))
+}
+
+/// A scratch folder name no user folder has: the prefix and 48 random bits.
+fn scratch_name(prefix: &str) -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 6];
+    // Without the system's randomness the clock is unique enough for a folder name.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&nanos.to_be_bytes()[10..16]);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{SCRATCH_PREFIX}{hex}")
+}
+
+/// Samples one mailbox: creates its scratch folder, copies into it from up to `k` of its
+/// folders at once, and deletes it again whatever happened.
+async fn sample_mailbox(
+    job: &MailboxJob,
+    plan: &MailboxPlan,
+    k: usize,
+    cancel: &CancellationToken,
+) -> Result<MailboxSample, Error> {
+    let src_counters = Arc::new(CommandCounters::default());
+    let tgt_counters = Arc::new(CommandCounters::default());
+    let imap_err = |action: String| {
+        let mailbox = job.email.clone();
+        move |e| Error::Imap {
+            mailbox,
+            action,
+            source: Box::new(e),
+        }
+    };
+    let (src, mut tgt) = job
+        .connect_pair(&src_counters, &tgt_counters, cancel)
+        .await?;
+    let mut out = MailboxSample::default();
+    for leftover in &plan.leftover_scratch {
+        match tgt.session.delete(MailboxName::Unicode(leftover)).await {
+            Ok(()) => {
+                tracing::info!(mailbox = %job.email, folder = %leftover, "deleted the scratch folder an interrupted estimate left");
+                out.deleted += 1;
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %job.email, folder = %leftover, error = %e, "could not delete an interrupted estimate's scratch folder")
+            }
+        }
+    }
+    let scratch = scratch_name(&plan.target_prefix);
+    let started = Instant::now();
+    CommandCounters::bump(&tgt.counters.creates);
+    if let Err(e) = tgt.session.create(MailboxName::Unicode(&scratch), &[]).await {
+        close_pair(src, tgt).await;
+        return Err(imap_err(format!(
+            "creating the estimate's scratch folder `{scratch}` on the target"
+        ))(e));
+    }
+    out.create_seconds = started.elapsed().as_secs_f64();
+
+    let mut folders: Vec<&FolderPlanRow> = plan.folders.iter().filter(|f| f.messages > 0).collect();
+    folders.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    folders.truncate(k.max(1));
+    let streams = join_all(
+        folders
+            .iter()
+            .map(|f| sample_stream(job, f, &scratch, cancel)),
+    )
+    .await;
+
+    // The scratch folder goes, whatever the streams did: on the connection that made it,
+    // else on a fresh one.
+    let deleted = match delete_scratch(&mut tgt, &scratch).await {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            tracing::warn!(mailbox = %job.email, folder = %scratch, error = %first, "deleting the scratch folder failed; trying on a new connection");
+            match job
+                .connect_pair(&src_counters, &tgt_counters, &CancellationToken::new())
+                .await
+            {
+                Ok((s2, mut t2)) => {
+                    let again = delete_scratch(&mut t2, &scratch).await;
+                    close_pair(s2, t2).await;
+                    again
+                }
+                Err(_) => Err(first),
+            }
+        }
+    };
+    close_pair(src, tgt).await;
+    deleted.map_err(imap_err(format!(
+        "deleting the estimate's scratch folder `{scratch}` on the target (delete it by hand; the next estimate also deletes it)"
+    )))?;
+    out.deleted += 1;
+    for s in streams {
+        out.streams.push(s?);
+    }
+    Ok(out)
+}
+
+async fn delete_scratch(
+    tgt: &mut Connection,
+    scratch: &str,
+) -> Result<(), imapmirror_protocol::Error> {
+    CommandCounters::bump(&tgt.counters.other);
+    tgt.session.delete(MailboxName::Unicode(scratch)).await
+}
+
+/// One copy stream of the sample: a folder's messages, in the pass's APPEND groups, into
+/// the scratch folder, for [`SAMPLE_COPY`] at most.
+async fn sample_stream(
+    job: &MailboxJob,
+    folder: &FolderPlanRow,
+    scratch: &str,
+    cancel: &CancellationToken,
+) -> Result<StreamSample, Error> {
+    let src_counters = Arc::new(CommandCounters::default());
+    let tgt_counters = Arc::new(CommandCounters::default());
+    let (mut src, mut tgt) = job
+        .connect_pair(&src_counters, &tgt_counters, cancel)
+        .await?;
+    let result = copy_sample(job, &mut src, &mut tgt, folder, scratch, cancel).await;
+    close_pair(src, tgt).await;
+    result
+}
+
+/// A group fetched from the source, ready to append.
+struct FetchedGroup {
+    bodies: Vec<(Bytes, Vec<Flag<'static>>, Option<InternalDate>)>,
+}
+
+async fn copy_sample(
+    job: &MailboxJob,
+    src: &mut Connection,
+    tgt: &mut Connection,
+    folder: &FolderPlanRow,
+    scratch: &str,
+    cancel: &CancellationToken,
+) -> Result<StreamSample, Error> {
+    let imap_err = |action: String| {
+        let mailbox = job.email.clone();
+        move |e| Error::Imap {
+            mailbox,
+            action,
+            source: Box::new(e),
+        }
+    };
+    let source_name = folder.source.as_str();
+    let opened = Instant::now();
+    CommandCounters::bump(&src.counters.selects);
+    src.session
+        .examine(MailboxName::Unicode(source_name), false)
+        .await
+        .map_err(imap_err(format!("opening the source folder `{source_name}`")))?;
+    CommandCounters::bump(&tgt.counters.selects);
+    tgt.session
+        .select(MailboxName::Unicode(scratch), false)
+        .await
+        .map_err(imap_err(format!("opening the scratch folder `{scratch}`")))?;
+    let action = format!("listing the messages of the source folder `{source_name}`");
+    let mut sizes = Vec::new();
+    {
+        let mut stream = src
+            .session
+            .uid_fetch("1:*", &[FetchAttr::Uid, FetchAttr::Rfc822Size], None, false)
+            .await
+            .map_err(imap_err(action.clone()))?;
+        while let Some(m) = stream
+            .next_message()
+            .await
+            .map_err(imap_err(action.clone()))?
+        {
+            if let (Some(uid), Some(size)) = (m.meta.uid, m.meta.size) {
+                sizes.push(NewMessage { uid, size });
+            }
+        }
+    }
+    let mut out = StreamSample {
+        open_seconds: opened.elapsed().as_secs_f64(),
+        ..StreamSample::default()
+    };
+    let steps = plan_copies(
+        &sizes,
+        &job.options.groups,
+        job.options.max_message_size,
+        tgt.append_limit(),
+    );
+    let multi = tgt.has("MULTIAPPEND");
+    let copy_started = Instant::now();
+    let mut in_flight: Option<(Vec<CommandTag>, u64, u64)> = None;
+    for step in steps {
+        if copy_started.elapsed() >= SAMPLE_COPY || cancel.is_cancelled() {
+            break;
+        }
+        let uids: Vec<u32> = match step {
+            CopyStep::Group(ms) => ms.iter().map(|m| m.uid).collect(),
+            CopyStep::Large(m) => vec![m.uid],
+            CopyStep::Skip { .. } => continue,
+        };
+        // The source reads the next group while the target stores the last, as in the pass.
+        let group = fetch_group(src, &uids)
+            .await
+            .map_err(imap_err(format!("copying from the source folder `{source_name}`")))?;
+        if let Some((tags, messages, bytes)) = in_flight.take() {
+            settle(tgt, tags, messages, bytes, &mut out)
+                .await
+                .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+        }
+        if group.bodies.is_empty() {
+            continue;
+        }
+        let messages: Vec<AppendMessage<'_>> = group
+            .bodies
+            .iter()
+            .map(|(body, flags, date)| AppendMessage {
+                flags,
+                internal_date: *date,
+                body: LiteralBody::Bytes(body.clone()),
+            })
+            .collect();
+        let bytes: u64 = group.bodies.iter().map(|(b, _, _)| b.len() as u64).sum();
+        let mut tags = Vec::new();
+        let chunks: Vec<&[AppendMessage<'_>]> = if multi {
+            vec![&messages[..]]
+        } else {
+            messages.chunks(1).collect()
+        };
+        for chunk in chunks {
+            CommandCounters::bump(&tgt.counters.appends);
+            let tag = tgt
+                .session
+                .send_append(MailboxName::Unicode(scratch), chunk)
+                .await
+                .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+            tags.push(tag);
+        }
+        in_flight = Some((tags, messages.len() as u64, bytes));
+    }
+    if let Some((tags, messages, bytes)) = in_flight.take() {
+        settle(tgt, tags, messages, bytes, &mut out)
+            .await
+            .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+    }
+    out.copy_seconds = copy_started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Waits for a group's APPENDs; counts it when the target took it (a refusal costs the
+/// sample that group, not the estimate).
+async fn settle(
+    tgt: &mut Connection,
+    tags: Vec<CommandTag>,
+    messages: u64,
+    bytes: u64,
+    out: &mut StreamSample,
+) -> Result<(), imapmirror_protocol::Error> {
+    let mut accepted = true;
+    for tag in tags {
+        accepted &= tgt.session.wait(tag).await?.is_ok();
+    }
+    if accepted {
+        out.messages += messages;
+        out.bytes += bytes;
+    }
+    Ok(())
+}
+
+/// The bodies of `uids` with their system flags (keywords are left out: a target that
+/// limits them would refuse the group, and they change nothing in the timing).
+async fn fetch_group(
+    src: &mut Connection,
+    uids: &[u32],
+) -> Result<FetchedGroup, imapmirror_protocol::Error> {
+    CommandCounters::bump(&src.counters.fetches);
+    let attrs = [
+        FetchAttr::Uid,
+        FetchAttr::Flags,
+        FetchAttr::InternalDate,
+        FetchAttr::BodyPeek(""),
+    ];
+    let mut stream = src
+        .session
+        .uid_fetch(&uid_set(uids.iter().copied()), &attrs, None, false)
+        .await?;
+    let mut bodies = Vec::with_capacity(uids.len());
+    while let Some(m) = stream.next_message().await? {
+        let Some(body) = m.body().cloned() else {
+            continue;
+        };
+        let flags: Vec<Flag<'static>> = m
+            .meta
+            .flags
+            .as_ref()
+            .map(|f| {
+                f.storable()
+                    .into_iter()
+                    .filter_map(|f| match f {
+                        Flag::Seen => Some(Flag::Seen),
+                        Flag::Answered => Some(Flag::Answered),
+                        Flag::Flagged => Some(Flag::Flagged),
+                        Flag::Deleted => Some(Flag::Deleted),
+                        Flag::Draft => Some(Flag::Draft),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bodies.push((body, flags, m.meta.internal_date));
+    }
+    Ok(FetchedGroup { bodies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(connect: f64, folders: &[(u64, u64)], creates: u64) -> MailboxPlan {
+        MailboxPlan {
+            email: "a@example.test".into(),
+            status: "Queued".into(),
+            folders: folders
+                .iter()
+                .enumerate()
+                .map(|(i, (messages, bytes))| FolderPlanRow {
+                    source: format!("F{i}"),
+                    target: format!("F{i}"),
+                    create: true,
+                    state: "new".into(),
+                    source_messages: *messages,
+                    messages: *messages,
+                    bytes: *bytes,
+                    already_migrated: 0,
+                    too_large: 0,
+                    too_large_bytes: 0,
+                    size_limit: None,
+                    sized_by: "fetch".into(),
+                })
+                .collect(),
+            skipped_folders: Vec::new(),
+            messages: folders.iter().map(|f| f.0).sum(),
+            bytes: folders.iter().map(|f| f.1).sum(),
+            too_large: 0,
+            already_migrated: 0,
+            source_messages: 0,
+            folders_to_create: creates,
+            connect_seconds: connect,
+            target_prefix: String::new(),
+            leftover_scratch: Vec::new(),
+        }
+    }
+
+    fn sample_model() -> RateModel {
+        RateModel {
+            per_mailbox_seconds: 0.1,
+            idle_mailbox_seconds: None,
+            create_folder_seconds: Some(0.01),
+            open_folder_seconds: Some(0.02),
+            stream_bytes_per_second: Some(1_000_000.0),
+            mailbox_bytes_per_second: None,
+        }
+    }
+
+    #[test]
+    fn a_mailbox_spreads_its_folders_over_its_connections_but_waits_for_the_largest() {
+        // Four equal folders over four connections: one folder's time.
+        let even = mailbox_seconds(&plan(0.1, &[(10, 1_000_000); 4], 4), &sample_model(), 4);
+        assert!((even - (0.1 + 0.04 + 1.02)).abs() < 1e-9, "{even}");
+        // One large folder and small ones: the large one sets the time.
+        let skewed = mailbox_seconds(
+            &plan(0.1, &[(10, 4_000_000), (1, 1000), (1, 1000)], 0),
+            &sample_model(),
+            4,
+        );
+        assert!((skewed - (0.1 + 4.02)).abs() < 1e-9, "{skewed}");
+        // Nothing to copy: the fixed costs alone.
+        let idle = mailbox_seconds(&plan(0.3, &[], 0), &sample_model(), 4);
+        assert!((idle - 0.3).abs() < 1e-9, "{idle}");
+    }
+
+    #[test]
+    fn history_fits_a_fixed_cost_and_a_rate_when_sizes_differ() {
+        // 0.5 s per mailbox plus 1 MB/s, exactly.
+        let points: Vec<HistoryPoint> = [1_000_000u64, 3_000_000, 6_000_000, 10_000_000]
+            .iter()
+            .map(|b| (*b, 0.5 + *b as f64 / 1_000_000.0))
+            .collect();
+        let model = fit_history(&points, true).expect("a model");
+        assert!((model.per_mailbox_seconds - 0.5).abs() < 1e-6, "{model:?}");
+        let rate = model.mailbox_bytes_per_second.expect("a rate");
+        assert!((rate - 1_000_000.0).abs() < 1.0, "{model:?}");
+    }
+
+    #[test]
+    fn history_of_equal_mailboxes_gives_the_mean_rate_after_the_idle_cost() {
+        let points = vec![(2_000_000, 2.2), (2_000_000, 2.2), (0, 0.2)];
+        let model = fit_history(&points, true).expect("a model");
+        assert!((model.per_mailbox_seconds - 0.2).abs() < 1e-9);
+        assert!((model.mailbox_bytes_per_second.unwrap_or(0.0) - 1_000_000.0).abs() < 1.0);
+        assert_eq!(model.idle_mailbox_seconds, Some(0.2));
+    }
+
+    #[test]
+    fn history_without_a_copying_pass_gives_no_rate() {
+        assert_eq!(fit_history(&[(0, 0.2)], true), None);
+        assert_eq!(fit_history(&[], false), None);
+        // Nothing to copy now: idle passes are enough.
+        let model = fit_history(&[(0, 0.2), (0, 0.4), (0, 0.3)], false).expect("a model");
+        assert_eq!(model.idle_mailbox_seconds, Some(0.3));
+    }
+
+    #[test]
+    fn scratch_names_are_unmistakable_and_differ() {
+        let a = scratch_name("INBOX.");
+        let b = scratch_name("INBOX.");
+        assert!(a.starts_with("INBOX.imapmirror-estimate-"), "{a}");
+        assert_eq!(a.len(), "INBOX.imapmirror-estimate-".len() + 12);
+        assert_ne!(a, b);
+    }
+}

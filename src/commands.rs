@@ -50,13 +50,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding the output as JSON")?;
     outln!("{text}");
     Ok(())
 }
 
-fn unexpected(reply: Reply) -> anyhow::Error {
+pub(crate) fn unexpected(reply: Reply) -> anyhow::Error {
     anyhow!(
         "The state directory's owner answered with an unexpected {} reply: run the same imapmirror version for commands and for `serve`.",
         serde_json::to_value(&reply)
@@ -277,7 +277,16 @@ fn certificate_pin(given: &str) -> anyhow::Result<CertificatePin> {
 async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         BatchCommand::Add(args) => batch_add(dir, args).await,
-        BatchCommand::Start { name, wait } => {
+        BatchCommand::Start {
+            name,
+            dry_run: true,
+            json,
+            ..
+        } => crate::plan_command::dry_run(dir, &name, json).await,
+        BatchCommand::Estimate { name, json } => {
+            crate::plan_command::estimate(dir, &name, json).await
+        }
+        BatchCommand::Start { name, wait, .. } => {
             pass(
                 dir,
                 Request::BatchStart { name: name.clone() },

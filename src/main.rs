@@ -24,6 +24,7 @@ mod duration_arg;
 mod exit_status;
 mod live_progress;
 mod log_setup;
+mod plan_command;
 mod progress_display;
 mod proxy_command;
 mod state_access;

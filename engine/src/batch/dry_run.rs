@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::runner::{BatchRuntime, PlanningJobs};
+use crate::batch::runner::{BatchRuntime, PlanningJob, PlanningJobs};
 use crate::error::Error;
 use crate::pass::mailbox_job::PassKind;
 use crate::pass::mailbox_plan::MailboxPlan;
@@ -47,23 +47,35 @@ pub(crate) async fn plan_mailboxes(
 ) -> Vec<Result<MailboxPlan, PlanFailure>> {
     let store = runtime.store();
     let at_once = jobs.migrations.max(1);
-    futures::stream::iter(&jobs.jobs)
-        .map(|planned| async move {
-            let failure = |e: &Error| PlanFailure {
-                email: planned.email.clone(),
-                error: e.to_string(),
-            };
-            match &planned.job {
-                Ok((_, job)) => job
-                    .plan_only(store, planned.status.as_str(), cancel)
-                    .await
-                    .map_err(|e| failure(&e)),
-                Err(e) => Err(failure(e)),
-            }
-        })
+    // Collected first: a stream over a borrowing closure is not `Send` enough for the
+    // control socket's tasks.
+    let plans: Vec<_> = jobs
+        .jobs
+        .iter()
+        .map(|planned| plan_one(store, planned, cancel))
+        .collect();
+    futures::stream::iter(plans)
         .buffered(at_once)
         .collect()
         .await
+}
+
+async fn plan_one(
+    store: &imapmirror_storage::Store,
+    planned: &PlanningJob,
+    cancel: &CancellationToken,
+) -> Result<MailboxPlan, PlanFailure> {
+    let failure = |e: &Error| PlanFailure {
+        email: planned.email.clone(),
+        error: e.to_string(),
+    };
+    match &planned.job {
+        Ok((_, job)) => job
+            .plan_only(store, planned.status.as_str(), cancel)
+            .await
+            .map_err(|e| failure(&e)),
+        Err(e) => Err(failure(e)),
+    }
 }
 
 /// Whether any mailbox of `jobs` would get its initial pass.

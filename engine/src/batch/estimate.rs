@@ -295,7 +295,10 @@ async fn history_points(
                         .filter(|r| r.outcome == PassOutcome::Succeeded)
                         .take(HISTORY_PASSES_PER_MAILBOX)
                         .map(|r| {
-                            let ms = r.finished.unix_millis().saturating_sub(r.started.unix_millis());
+                            let ms = r
+                                .finished
+                                .unix_millis()
+                                .saturating_sub(r.started.unix_millis());
                             (r.bytes_copied, ms as f64 / 1000.0)
                         }),
                 );
@@ -338,10 +341,15 @@ fn fit_history(points: &[HistoryPoint], to_copy: bool) -> Option<RateModel> {
             mailbox_bytes_per_second: Some(f64::INFINITY),
         });
     }
-    let shortest = copying.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
+    let shortest = copying
+        .iter()
+        .map(|(_, s)| *s)
+        .fold(f64::INFINITY, f64::min);
     let (small, large) = copying
         .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), (b, _)| (lo.min(*b), hi.max(*b)));
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), (b, _)| {
+            (lo.min(*b), hi.max(*b))
+        });
     // Least squares only where the sizes spread enough to tell the fixed cost from the
     // rate; mailboxes of one size fit any line through their mean.
     let fitted = (copying.len() >= 3 && large >= 2.0 * small)
@@ -529,7 +537,11 @@ async fn sample_mailbox(
     let scratch = scratch_name(&plan.target_prefix);
     let started = Instant::now();
     CommandCounters::bump(&tgt.counters.creates);
-    if let Err(e) = tgt.session.create(MailboxName::Unicode(&scratch), &[]).await {
+    if let Err(e) = tgt
+        .session
+        .create(MailboxName::Unicode(&scratch), &[])
+        .await
+    {
         close_pair(src, tgt).await;
         return Err(imap_err(format!(
             "creating the estimate's scratch folder `{scratch}` on the target"
@@ -630,7 +642,9 @@ async fn copy_sample(
     src.session
         .examine(MailboxName::Unicode(source_name), false)
         .await
-        .map_err(imap_err(format!("opening the source folder `{source_name}`")))?;
+        .map_err(imap_err(format!(
+            "opening the source folder `{source_name}`"
+        )))?;
     CommandCounters::bump(&tgt.counters.selects);
     tgt.session
         .select(MailboxName::Unicode(scratch), false)
@@ -677,13 +691,15 @@ async fn copy_sample(
             CopyStep::Skip { .. } => continue,
         };
         // The source reads the next group while the target stores the last, as in the pass.
-        let group = fetch_group(src, &uids)
-            .await
-            .map_err(imap_err(format!("copying from the source folder `{source_name}`")))?;
+        let group = fetch_group(src, &uids).await.map_err(imap_err(format!(
+            "copying from the source folder `{source_name}`"
+        )))?;
         if let Some((tags, messages, bytes)) = in_flight.take() {
             settle(tgt, tags, messages, bytes, &mut out)
                 .await
-                .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+                .map_err(imap_err(format!(
+                    "appending to the scratch folder `{scratch}`"
+                )))?;
         }
         if group.bodies.is_empty() {
             continue;
@@ -710,7 +726,9 @@ async fn copy_sample(
                 .session
                 .send_append(MailboxName::Unicode(scratch), chunk)
                 .await
-                .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+                .map_err(imap_err(format!(
+                    "appending to the scratch folder `{scratch}`"
+                )))?;
             tags.push(tag);
         }
         in_flight = Some((tags, messages.len() as u64, bytes));
@@ -718,7 +736,9 @@ async fn copy_sample(
     if let Some((tags, messages, bytes)) = in_flight.take() {
         settle(tgt, tags, messages, bytes, &mut out)
             .await
-            .map_err(imap_err(format!("appending to the scratch folder `{scratch}`")))?;
+            .map_err(imap_err(format!(
+                "appending to the scratch folder `{scratch}`"
+            )))?;
     }
     out.copy_seconds = copy_started.elapsed().as_secs_f64();
     Ok(out)

@@ -123,10 +123,9 @@ fn exclusion_phrase(excluded: &ExcludedFolder) -> Option<String> {
                 format!("excluded by the batch (--exclude {})", u.attribute())
             }
         }),
-        ExclusionReason::ExcludedSpecialUse(u) => Some(format!(
-            "a {} folder, excluded by the batch",
-            u.attribute()
-        )),
+        ExclusionReason::ExcludedSpecialUse(u) => {
+            Some(format!("a {} folder, excluded by the batch", u.attribute()))
+        }
         ExclusionReason::OutsideUserRoot => Some("not under the row's UserRoot".to_owned()),
         // Reported from the pass's own skips, with how to include it.
         ExclusionReason::OutsidePersonalNamespace
@@ -303,8 +302,7 @@ impl MailboxJob {
                 // Listed, but its STATUS refused: gone since the LIST, as a pass finds.
                 plan.skipped_folders.push(SkippedFolderRow {
                     folder: copy.source.clone(),
-                    reason: "the source refused its STATUS (gone since it was listed?)"
-                        .to_owned(),
+                    reason: "the source refused its STATUS (gone since it was listed?)".to_owned(),
                 });
                 continue;
             };
@@ -371,9 +369,9 @@ impl MailboxJob {
                 sized_by: "stored".to_owned(),
             };
             let limited = self.options.max_message_size.is_some() || append_limit.is_some();
-            let copied_nothing = stored
-                .as_ref()
-                .is_none_or(|(_, s, p)| s.counters.messages == 0 && s.counters.skipped == 0 && *p == 0);
+            let copied_nothing = stored.as_ref().is_none_or(|(_, s, p)| {
+                s.counters.messages == 0 && s.counters.skipped == 0 && *p == 0
+            });
             if state == "unchanged" {
                 // Nothing new, decided from STATUS alone, as the pass decides it.
             } else if let (true, false, Some(size)) = (copied_nothing, limited, source_size) {

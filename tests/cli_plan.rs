@@ -131,6 +131,11 @@ fn dry_run_and_estimate_predict_the_pass_and_write_nothing() {
         &limit,
     ]);
 
+    // A batch that does not exist, or --json without --dry-run, is a bad request.
+    cli.fails(&["batch", "start", "nope", "--dry-run"], 2);
+    cli.fails(&["batch", "estimate", "nope"], 2);
+    cli.fails(&["batch", "start", "plan-1", "--json"], 2);
+
     // ---- The dry run writes nothing.
     let target_before: Vec<BTreeMap<String, String>> =
         (0..USERS).map(|i| folders(&target, &user(i))).collect();
@@ -138,10 +143,10 @@ fn dry_run_and_estimate_predict_the_pass_and_write_nothing() {
     let users_before = cli.json(&["batch", "users", "plan-1", "--json"]);
     let plan = cli.json(&["batch", "start", "plan-1", "--dry-run", "--json"]);
     let text = cli.ok(&["batch", "start", "plan-1", "--dry-run"]);
-    for i in 0..USERS {
+    for (i, before) in target_before.iter().enumerate() {
         assert_eq!(
-            folders(&target, &user(i)),
-            target_before[i],
+            &folders(&target, &user(i)),
+            before,
             "the dry run changed the target of {}",
             user(i)
         );
@@ -211,6 +216,11 @@ fn dry_run_and_estimate_predict_the_pass_and_write_nothing() {
 
     // ---- The estimate: what the dry run counts, and its scratch folders are gone.
     let estimate = cli.json(&["batch", "estimate", "plan-1", "--json"]);
+    let text = cli.ok(&["batch", "estimate", "plan-1"]);
+    assert!(
+        text.contains("Estimated duration:") && text.contains("sample copy"),
+        "{text}"
+    );
     assert_eq!(estimate["basis"], "sample", "{estimate:#}");
     assert_eq!(estimate["messages"], plan["messages"], "{estimate:#}");
     assert_eq!(estimate["bytes"], plan["bytes"], "{estimate:#}");

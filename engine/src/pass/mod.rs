@@ -21,3 +21,4 @@ pub mod mailbox_job;
 pub mod mailbox_plan;
 pub mod reconcile;
 pub mod report;
+pub mod sample_copy;

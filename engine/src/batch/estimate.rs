@@ -89,6 +89,10 @@ pub struct RateModel {
     /// Sample: seconds to open a folder on both sides and list its messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_folder_seconds: Option<f64>,
+    /// Sample: seconds of one APPEND group beyond its bytes (the target's commit, the
+    /// round trips), fitted with the rate from the sample's streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_seconds: Option<f64>,
     /// Sample: bytes per second of one copy stream under the batch's concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_bytes_per_second: Option<f64>,
@@ -164,6 +168,7 @@ pub async fn estimate(
                 idle_mailbox_seconds: None,
                 create_folder_seconds: Some(0.0),
                 open_folder_seconds: Some(0.0),
+                group_seconds: None,
                 stream_bytes_per_second: None,
                 mailbox_bytes_per_second: None,
             };
@@ -246,9 +251,12 @@ fn mailbox_seconds(p: &MailboxPlan, model: &RateModel, connections: usize) -> f6
         .folders
         .iter()
         .filter(|f| f.messages > 0)
-        .map(|f| match model.stream_bytes_per_second {
-            Some(rate) if rate > 0.0 => open + f.bytes as f64 / rate,
-            _ => open,
+        .map(|f| {
+            let groups = f.groups as f64 * model.group_seconds.unwrap_or(0.0);
+            match model.stream_bytes_per_second {
+                Some(rate) if rate > 0.0 => open + groups + f.bytes as f64 / rate,
+                _ => open + groups,
+            }
         })
         .collect();
     if folder_times.is_empty() {
@@ -261,6 +269,38 @@ fn mailbox_seconds(p: &MailboxPlan, model: &RateModel, connections: usize) -> f6
 }
 
 // ---------------------------------------------------------------- history
+
+/// A stream's seconds as `groups × g + bytes / r`, fitted over the sample's streams by
+/// least squares: small folders are priced by their groups' commits, large ones by their
+/// bytes. Where the streams cannot tell the two apart (or the fit is not physical), all
+/// time goes to the bytes: `g = 0`, `r` the mean rate.
+fn stream_fit(streams: &[StreamSample]) -> (f64, f64) {
+    let copied: Vec<(f64, f64, f64)> = streams
+        .iter()
+        .filter(|s| s.bytes > 0)
+        .map(|s| (s.groups as f64, s.bytes as f64, s.copy_seconds))
+        .collect();
+    let bytes: f64 = copied.iter().map(|c| c.1).sum();
+    let seconds: f64 = copied.iter().map(|c| c.2).sum();
+    let mean_rate = if seconds > 0.0 { bytes / seconds } else { 0.0 };
+    let (mut gg, mut gb, mut bb, mut gt, mut bt) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (g, b, t) in &copied {
+        gg += g * g;
+        gb += g * b;
+        bb += b * b;
+        gt += g * t;
+        bt += b * t;
+    }
+    let det = gg * bb - gb * gb;
+    if copied.len() >= 3 && det > 1e-9 * gg * bb {
+        let g = (gt * bb - bt * gb) / det;
+        let h = (gg * bt - gb * gt) / det;
+        if g >= 0.0 && h > 0.0 {
+            return (g, 1.0 / h);
+        }
+    }
+    (0.0, mean_rate)
+}
 
 /// A finished pass of a mailbox: bytes copied, seconds taken.
 type HistoryPoint = (u64, f64);
@@ -326,6 +366,7 @@ fn fit_history(points: &[HistoryPoint], to_copy: bool) -> Option<RateModel> {
             idle_mailbox_seconds: Some(idle),
             create_folder_seconds: None,
             open_folder_seconds: None,
+            group_seconds: None,
             stream_bytes_per_second: None,
             mailbox_bytes_per_second: Some(f64::INFINITY),
         });
@@ -364,6 +405,7 @@ fn fit_history(points: &[HistoryPoint], to_copy: bool) -> Option<RateModel> {
         idle_mailbox_seconds: Some(idle.unwrap_or(a)),
         create_folder_seconds: None,
         open_folder_seconds: None,
+        group_seconds: None,
         stream_bytes_per_second: None,
         mailbox_bytes_per_second: Some(rate),
     })
@@ -438,12 +480,14 @@ async fn sample(
             problem: "the sample copy to the target's scratch folder moved no message (the target refused them, or the sample had nothing to send); run `imapmirror batch start --dry-run` to see what the pass would copy".to_owned(),
         });
     }
+    let (group_seconds, rate) = stream_fit(&streams);
     let model = RateModel {
         per_mailbox_seconds: mean(plans.iter().map(|(_, p)| p.connect_seconds)),
         idle_mailbox_seconds: None,
         create_folder_seconds: Some(mean(samples.iter().map(|s| s.create_seconds))),
         open_folder_seconds: Some(mean(streams.iter().map(|s| s.open_seconds))),
-        stream_bytes_per_second: Some(bytes as f64 / stream_seconds),
+        group_seconds: Some(group_seconds),
+        stream_bytes_per_second: Some(rate),
         mailbox_bytes_per_second: None,
     };
     let report = SampleReport {
@@ -477,6 +521,7 @@ mod tests {
                     source_messages: *messages,
                     messages: *messages,
                     bytes: *bytes,
+                    groups: 1,
                     already_migrated: 0,
                     too_large: 0,
                     too_large_bytes: 0,
@@ -503,6 +548,7 @@ mod tests {
             idle_mailbox_seconds: None,
             create_folder_seconds: Some(0.01),
             open_folder_seconds: Some(0.02),
+            group_seconds: Some(0.0),
             stream_bytes_per_second: Some(1_000_000.0),
             mailbox_bytes_per_second: None,
         }
@@ -523,6 +569,29 @@ mod tests {
         // Nothing to copy: the fixed costs alone.
         let idle = mailbox_seconds(&plan(0.3, &[], 0), &sample_model(), 4);
         assert!((idle - 0.3).abs() < 1e-9, "{idle}");
+    }
+
+    #[test]
+    fn streams_give_a_group_cost_and_a_rate() {
+        let stream = |groups: u64, bytes: u64| StreamSample {
+            open_seconds: 0.0,
+            copy_seconds: groups as f64 * 0.05 + bytes as f64 / 2_000_000.0,
+            messages: groups * 10,
+            bytes,
+            groups,
+        };
+        let (g, r) = stream_fit(&[
+            stream(1, 30_000),
+            stream(4, 1_000_000),
+            stream(2, 90_000),
+            stream(3, 600_000),
+        ]);
+        assert!((g - 0.05).abs() < 1e-6, "{g}");
+        assert!((r - 2_000_000.0).abs() < 1.0, "{r}");
+        // Streams that cannot separate the two: the mean rate.
+        let (g, r) = stream_fit(&[stream(2, 100_000)]);
+        assert_eq!(g, 0.0);
+        assert!((r - 100_000.0 / 0.15).abs() < 1e-6, "{r}");
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct FolderPlanRow {
     /// Messages the pass would copy, and their bytes.
     pub messages: u64,
     pub bytes: u64,
+    /// APPEND groups (and large messages sent alone) those messages would take.
+    #[serde(default)]
+    pub groups: u64,
     /// Messages copied by earlier passes (the store's counters).
     pub already_migrated: u64,
     /// Messages the pass would skip as too large, their bytes, and why.
@@ -362,6 +365,7 @@ impl MailboxJob {
                 source_messages: source_status.messages.map_or(0, u64::from),
                 messages: 0,
                 bytes: 0,
+                groups: 0,
                 already_migrated,
                 too_large: 0,
                 too_large_bytes: 0,
@@ -377,6 +381,13 @@ impl MailboxJob {
             } else if let (true, false, Some(size)) = (copied_nothing, limited, source_size) {
                 row.messages = row.source_messages;
                 row.bytes = size;
+                // The copier cuts groups by count and by bytes; with sizes unknown, the
+                // larger of the two counts.
+                let limits = &self.options.groups;
+                row.groups = row
+                    .messages
+                    .div_ceil(limits.max_messages.max(1) as u64)
+                    .max(size.div_ceil(limits.max_bytes.max(1)));
                 row.sized_by = "status-size".to_owned();
             } else {
                 let (watermark, folder) = match (&stored, work) {
@@ -401,10 +412,12 @@ impl MailboxJob {
                             ) {
                                 match step {
                                     CopyStep::Group(ms) => {
+                                        row.groups += 1;
                                         row.messages += ms.len() as u64;
                                         row.bytes += ms.iter().map(|m| m.size).sum::<u64>();
                                     }
                                     CopyStep::Large(m) => {
+                                        row.groups += 1;
                                         row.messages += 1;
                                         row.bytes += m.size;
                                     }

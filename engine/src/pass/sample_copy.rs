@@ -30,6 +30,8 @@ pub struct StreamSample {
     pub copy_seconds: f64,
     pub messages: u64,
     pub bytes: u64,
+    /// APPEND groups the target took.
+    pub groups: u64,
 }
 
 /// What one sampled mailbox measured.
@@ -313,6 +315,7 @@ async fn settle(
         accepted &= tgt.session.wait(tag).await?.is_ok();
     }
     if accepted {
+        out.groups += 1;
         out.messages += messages;
         out.bytes += bytes;
     }

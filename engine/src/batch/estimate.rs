@@ -262,10 +262,12 @@ fn mailbox_seconds(p: &MailboxPlan, model: &RateModel, connections: usize) -> f6
     if folder_times.is_empty() {
         return fixed;
     }
-    let workers = connections.min(folder_times.len()).max(1) as f64;
-    let spread = folder_times.iter().sum::<f64>() / workers;
+    let workers = connections.min(folder_times.len()).max(1);
+    let spread = folder_times.iter().sum::<f64>() / workers as f64;
     let largest = folder_times.iter().copied().fold(0.0, f64::max);
-    fixed + spread.max(largest)
+    // Each worker past the first logs in on a pair of its own, all at once.
+    let logins = if workers > 1 { p.connect_seconds } else { 0.0 };
+    fixed + logins + spread.max(largest)
 }
 
 // ---------------------------------------------------------------- history
@@ -558,14 +560,14 @@ mod tests {
     fn a_mailbox_spreads_its_folders_over_its_connections_but_waits_for_the_largest() {
         // Four equal folders over four connections: one folder's time.
         let even = mailbox_seconds(&plan(0.1, &[(10, 1_000_000); 4], 4), &sample_model(), 4);
-        assert!((even - (0.1 + 0.04 + 1.02)).abs() < 1e-9, "{even}");
+        assert!((even - (0.1 + 0.04 + 0.1 + 1.02)).abs() < 1e-9, "{even}");
         // One large folder and small ones: the large one sets the time.
         let skewed = mailbox_seconds(
             &plan(0.1, &[(10, 4_000_000), (1, 1000), (1, 1000)], 0),
             &sample_model(),
             4,
         );
-        assert!((skewed - (0.1 + 4.02)).abs() < 1e-9, "{skewed}");
+        assert!((skewed - (0.1 + 0.1 + 4.02)).abs() < 1e-9, "{skewed}");
         // Nothing to copy: the fixed costs alone.
         let idle = mailbox_seconds(&plan(0.3, &[], 0), &sample_model(), 4);
         assert!((idle - 0.3).abs() < 1e-9, "{idle}");

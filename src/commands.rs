@@ -50,13 +50,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("encoding the output as JSON")?;
     outln!("{text}");
     Ok(())
 }
 
-pub(crate) fn unexpected(reply: Reply) -> anyhow::Error {
+fn unexpected(reply: Reply) -> anyhow::Error {
     anyhow!(
         "The state directory's owner answered with an unexpected {} reply: run the same imapmirror version for commands and for `serve`.",
         serde_json::to_value(&reply)

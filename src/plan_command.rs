@@ -5,14 +5,32 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::{Context, anyhow};
 use imapmirror_engine::batch::dry_run::{BatchPlan, PlanFailure};
 use imapmirror_engine::batch::estimate::BatchEstimate;
 use imapmirror_engine::control::request::{Reply, Request};
 
-use crate::commands::{print_json, unexpected};
 use crate::exit_status::WorkFailed;
 use crate::state_access::{self, StateAccess};
 use crate::text_output::{bytes, table};
+
+// The two helpers below are `commands.rs`'s own, repeated so that this module does not
+// depend back on it (scripts/module-cycles).
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding the output as JSON")?;
+    outln!("{text}");
+    Ok(())
+}
+
+fn unexpected(reply: Reply) -> anyhow::Error {
+    anyhow!(
+        "The state directory's owner answered with an unexpected {} reply: run the same imapmirror version for commands and for `serve`.",
+        serde_json::to_value(&reply)
+            .ok()
+            .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned())
+    )
+}
 
 /// Runs `request`; an interrupt (SIGINT, SIGTERM) while it runs here stops it cleanly,
 /// so that the estimate's scratch folders are deleted before the process ends.

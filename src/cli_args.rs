@@ -229,6 +229,22 @@ pub enum BatchCommand {
         /// Run it in the foreground with progress, without `serve`.
         #[arg(long)]
         wait: bool,
+        /// Plan the pass without making it: per mailbox the folder map (source → target),
+        /// the messages and bytes that would be copied, what would be skipped and why.
+        /// Nothing is written to the target or to the batch's state.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
+        /// With --dry-run: print the plan as JSON.
+        #[arg(long, requires = "dry_run")]
+        json: bool,
+    },
+    /// Size every mailbox on the source and predict how long a pass would take at the
+    /// endpoints' concurrency, from the batch's earlier passes or, without any, from a
+    /// short sample copy into a scratch folder on the target that is deleted again.
+    Estimate {
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
     /// An incremental pass now.
     Sync {

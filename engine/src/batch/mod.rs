@@ -11,6 +11,8 @@
 //! [`crate::control`] that calls in here, never the other way).
 
 pub mod batch_merge;
+pub mod dry_run;
+pub mod estimate;
 pub mod notification;
 pub mod report;
 pub mod report_delivery;

@@ -289,6 +289,30 @@ enum RoundStart {
     Run(BatchRecord, Vec<MailboxRecord>),
 }
 
+/// A batch's mailboxes as a pass would run them; see [`BatchRuntime::planning_jobs`].
+pub struct PlanningJobs {
+    pub batch: BatchRecord,
+    /// In the batch's order.
+    pub jobs: Vec<PlanningJob>,
+    /// Mailboxes in an initial pass at once: the lower of both endpoints'
+    /// `max_concurrent_migrations`.
+    pub migrations: usize,
+    /// The same for incremental passes (`max_concurrent_syncs`).
+    pub syncs: usize,
+    /// Folders of one mailbox synced at once.
+    pub connections: usize,
+}
+
+/// One mailbox of [`PlanningJobs`].
+pub struct PlanningJob {
+    pub id: MailboxId,
+    pub email: String,
+    pub status: MailboxStatus,
+    /// The kind of pass and the job, or why the mailbox cannot be planned (its stored
+    /// credentials are unreadable, its login cannot be made).
+    pub job: Result<(PassKind, MailboxJob), Error>,
+}
+
 /// The slots of one endpoint.
 #[derive(Debug)]
 struct EndpointSlots {
@@ -575,6 +599,33 @@ impl BatchRuntime {
         events: &EventSink,
     ) -> Result<(), Error> {
         let s = &batch.settings;
+        let shared = Arc::new(self.round_context(batch, token, events).await?);
+        events(&BatchEvent::Planned {
+            batch: s.name.clone(),
+            mailboxes: waiting.len(),
+        });
+        let mut tasks = JoinSet::new();
+        for (index, mailbox) in waiting {
+            let ctx = shared.clone();
+            tasks.spawn(async move { ctx.run_mailbox(index, mailbox).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                // A panicked pass is a bug; its mailbox keeps its status and is retried.
+                tracing::error!(batch = %s.name, error = %e, "a mailbox task ended abnormally");
+            }
+        }
+        Ok(())
+    }
+
+    /// What every mailbox of a round of `batch` shares: endpoints, pools, slots, options.
+    async fn round_context(
+        &self,
+        batch: &BatchRecord,
+        token: &CancellationToken,
+        events: &EventSink,
+    ) -> Result<RoundContext, Error> {
+        let s = &batch.settings;
         let (source_name, target_name) = (s.source_endpoint.clone(), s.target_endpoint.clone());
         let (source, target, source_access, target_access) = self
             .store
@@ -600,7 +651,7 @@ impl BatchRuntime {
             .iter()
             .map(|p| Exclusion::parse_inclusion(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let shared = Arc::new(RoundContext {
+        Ok(RoundContext {
             store: self.store.clone(),
             batch: s.name.clone(),
             final_pass: batch.status == BatchStatus::Completing,
@@ -627,23 +678,64 @@ impl BatchRuntime {
             },
             events: events.clone(),
             token: token.clone(),
-        });
-        events(&BatchEvent::Planned {
-            batch: s.name.clone(),
-            mailboxes: waiting.len(),
-        });
-        let mut tasks = JoinSet::new();
-        for (index, mailbox) in waiting {
-            let ctx = shared.clone();
-            tasks.spawn(async move { ctx.run_mailbox(index, mailbox).await });
+        })
+    }
+
+    /// Every mailbox of batch `name` as the job a pass would run, with its status and the
+    /// kind of pass it would get, for planning a pass without making it (the dry run, the
+    /// estimate): the same pools, logins and options as a round. Writes nothing.
+    pub async fn planning_jobs(&self, name: &str) -> Result<PlanningJobs, Error> {
+        let owned = name.to_owned();
+        let (batch, mailboxes, source, target) = self
+            .store
+            .run_value(move |db| {
+                let batch = db
+                    .batch(&owned)
+                    .map_err(state_err(format!("reading batch {owned}")))?;
+                let mailboxes = db
+                    .mailboxes(batch.id)
+                    .map_err(state_err(format!("reading the mailboxes of batch {owned}")))?;
+                let source = endpoint_record(db, &batch.settings.source_endpoint)?;
+                let target = endpoint_record(db, &batch.settings.target_endpoint)?;
+                Ok::<_, Error>((batch, mailboxes, source, target))
+            })
+            .await
+            .map_err(state_err(format!("reading batch {name}")))??;
+        let context = self
+            .round_context(&batch, &self.shutdown, &no_events())
+            .await?;
+        let mut jobs = Vec::with_capacity(mailboxes.len());
+        for (index, mailbox) in mailboxes.into_iter().enumerate() {
+            let (id, who) = (mailbox.id, mailbox.row.email_address.clone());
+            let prepared = self
+                .store
+                .run_value(move |db| prepare(db, false, id, &who))
+                .await
+                .map_err(state_err(format!(
+                    "reading the stored credentials of {}",
+                    mailbox.row.email_address
+                )))
+                .flatten()
+                .and_then(|(kind, credentials)| {
+                    Ok((kind, context.job(index, &mailbox, &credentials)?))
+                });
+            jobs.push(PlanningJob {
+                id,
+                email: mailbox.row.email_address.clone(),
+                status: mailbox.status,
+                job: prepared,
+            });
         }
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                // A panicked pass is a bug; its mailbox keeps its status and is retried.
-                tracing::error!(batch = %s.name, error = %e, "a mailbox task ended abnormally");
-            }
-        }
-        Ok(())
+        let lower = |f: fn(&imapmirror_storage::EndpointSettings) -> u32| {
+            f(&source.settings).min(f(&target.settings)).max(1) as usize
+        };
+        Ok(PlanningJobs {
+            migrations: lower(|s| s.max_concurrent_migrations),
+            syncs: lower(|s| s.max_concurrent_syncs),
+            connections: context.options.connections.max(1),
+            batch,
+            jobs,
+        })
     }
 
     /// After a cancelled run: when the process is shutting down, mailboxes stopped by the

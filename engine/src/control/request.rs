@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::batch::batch_merge::{self, MergeSummary};
+use crate::batch::dry_run::{BatchPlan, dry_run};
+use crate::batch::estimate::{BatchEstimate, estimate};
 use crate::batch::notification::check_url;
 use crate::batch::report::{
     BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
@@ -153,6 +155,14 @@ pub enum Request {
     BatchSync {
         name: String,
     },
+    /// `batch start --dry-run`: what a pass would do, found without writing anything.
+    BatchDryRun {
+        name: String,
+    },
+    /// `batch estimate`: what a pass would copy and how long it would take.
+    BatchEstimate {
+        name: String,
+    },
     BatchStop {
         name: String,
     },
@@ -251,6 +261,12 @@ pub enum Reply {
         queued: usize,
         /// Whether a scheduler in the owning process will run it.
         scheduler: bool,
+    },
+    DryRun {
+        plan: BatchPlan,
+    },
+    Estimate {
+        estimate: BatchEstimate,
     },
     BatchStopped {
         batch: BatchSummary,
@@ -474,6 +490,12 @@ impl Control {
             Request::BatchStart { name } => self.mark(&name, PassIntent::Start).await,
             Request::BatchSync { name } => self.mark(&name, PassIntent::Sync).await,
             Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete).await,
+            Request::BatchDryRun { name } => Ok(Reply::DryRun {
+                plan: dry_run(&self.runtime, &name, self.runtime.shutdown_token()).await?,
+            }),
+            Request::BatchEstimate { name } => Ok(Reply::Estimate {
+                estimate: estimate(&self.runtime, &name, self.runtime.shutdown_token()).await?,
+            }),
             Request::BatchStop { name } => {
                 self.batch(&name).await?;
                 let _hold = self.runtime.hold(&name);

@@ -5,9 +5,11 @@
 //! [`EndpointPool`]s), list both at once with LIST-STATUS (one command per side gives
 //! every folder's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ), plan the folders, create
 //! missing target folders and mirror subscriptions, then hand the folders that changed to
-//! `connections` workers, each with its own source and target connection. A folder that
-//! has not changed costs nothing beyond its line in the LIST-STATUS answer, and an
-//! unchanged mailbox opens no connection beyond the first pair. A folder whose connection
+//! up to `connections` workers, each with its own source and target connection — one more
+//! pair per [`MESSAGES_PER_CONNECTION_PAIR`] new messages, so a small mailbox is synced on
+//! the pair it logged in with. A folder that has not changed costs nothing beyond its
+//! line in the LIST-STATUS answer, and an unchanged mailbox opens no connection beyond
+//! the first pair. A folder whose connection
 //! fails is retried with back-off on fresh connections, starting with the reconciliation
 //! of whatever the failure left pending. A source folder that is gone by the time it is
 //! opened (deleted or renamed after the LIST) is skipped for the pass with a warning and
@@ -104,6 +106,22 @@ pub struct JobOptions {
 /// target's commits well (the 10,000-message bench: 8.7 s with 4, 10.9 s with 2) and stay
 /// well inside common per-account limits (Dovecot 10 per user and IP, Gmail 15).
 pub const DEFAULT_CONNECTIONS_PER_MAILBOX: usize = 4;
+
+/// New messages a mailbox's pass must expect per connection pair it opens beyond the
+/// first. Another pair costs a TLS handshake, a login and the session setup on both
+/// servers; on a batch of small mailboxes those were most of the work (1,000 mailboxes
+/// × 5 messages: four pairs a mailbox where one does), while a large mailbox still gets
+/// its folders copied side by side.
+pub const MESSAGES_PER_CONNECTION_PAIR: u64 = 250;
+
+/// How many connection pairs (source and target) a mailbox's pass uses for `folders`
+/// queued folders holding about `expected_new` new messages: the one it has, one more per
+/// [`MESSAGES_PER_CONNECTION_PAIR`], at most `connections` and no more than folders.
+pub fn connection_pairs(expected_new: u64, folders: usize, connections: usize) -> usize {
+    let by_volume =
+        1 + usize::try_from(expected_new / MESSAGES_PER_CONNECTION_PAIR).unwrap_or(usize::MAX);
+    by_volume.min(connections.max(1)).min(folders).max(1)
+}
 
 /// How long a pass runs before its mailbox shows `Syncing` (see `MailboxJob::run_pass`).
 pub const SHOW_SYNCING_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -600,6 +618,9 @@ impl MailboxJob {
             },
         )?;
         let mut queue = VecDeque::new();
+        // New messages the queued folders hold (about: what the source has beyond what
+        // the uid map and the skipped items account for), to size the connections.
+        let mut expected_new: u64 = 0;
         for copy in copies {
             let Some(listed) = src_names.get(&copy.source) else {
                 continue;
@@ -698,7 +719,8 @@ impl MailboxJob {
             };
             // All Mail is looked at every pass: a message archived since (its last label
             // removed) changes nothing All Mail's status shows.
-            if let Some((state, pending)) = stored.filter(|_| !all_mail_task) {
+            let stored = stored.filter(|_| !all_mail_task);
+            if let Some((state, pending)) = &stored {
                 let work = decide(
                     &state.marks,
                     &state.counters,
@@ -717,6 +739,14 @@ impl MailboxJob {
                     continue;
                 }
             }
+            expected_new += match (task.source_status.messages, &stored) {
+                // Unknown (no MESSAGES in STATUS): as much as a connection pair is worth.
+                (None, _) => MESSAGES_PER_CONNECTION_PAIR,
+                (Some(n), Some((state, _))) => {
+                    u64::from(n).saturating_sub(state.counters.messages + state.counters.skipped)
+                }
+                (Some(n), None) => u64::from(n),
+            };
             queue.push_back(task);
         }
         let folders = folder_plan.copies.len();
@@ -730,7 +760,7 @@ impl MailboxJob {
         queue
             .make_contiguous()
             .sort_by_key(|t| std::cmp::Reverse(t.source_status.messages.unwrap_or(u32::MAX)));
-        let workers = self.options.connections.max(1).min(queue.len());
+        let workers = connection_pairs(expected_new, queue.len(), self.options.connections);
         let queue = Mutex::new(queue);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let abort = cancel.child_token();
@@ -1642,5 +1672,21 @@ mod tests {
             .unwrap();
         assert_eq!(sent.target.name, "[Gmail]/Sent Mail");
         assert!(sources(&folder_plan).contains(&"Projects"));
+    }
+
+    #[test]
+    fn small_mailboxes_use_the_open_connection_pair_alone() {
+        // 5 new messages over 3 folders: the pair the pass opened does it all.
+        assert_eq!(connection_pairs(5, 3, 4), 1);
+        assert_eq!(connection_pairs(249, 21, 4), 1);
+        assert_eq!(connection_pairs(250, 21, 4), 2);
+        // A large mailbox gets every connection it may have, never more than folders.
+        assert_eq!(connection_pairs(100_000, 21, 4), 4);
+        assert_eq!(connection_pairs(100_000, 2, 4), 2);
+        assert_eq!(connection_pairs(100_000, 21, 1), 1);
+        // Nothing queued or no connection allowed still means the one pair.
+        assert_eq!(connection_pairs(0, 0, 4), 1);
+        assert_eq!(connection_pairs(10_000, 5, 0), 1);
+        assert_eq!(connection_pairs(u64::MAX, 21, 4), 4);
     }
 }

@@ -103,7 +103,7 @@ pub fn endpoint_line(e: &EndpointView) -> String {
             (None, Some(_)) => ", OAuth tokens from a command".to_owned(),
             (None, None) => String::new(),
         }
-    ) + &rate_budget_clause(e.rate_budget.as_ref())
+    ) + &rate_budget_clause(e.rate_budget.as_deref())
 }
 
 /// `, at most RATE` for an endpoint with `--max-rate`, else nothing.

@@ -192,7 +192,7 @@ pub struct EndpointView {
     /// `--max-rate` and this process's share of it, when the endpoint has one
     /// ([`EndpointView::with_rate_budget`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_budget: Option<RateShare>,
+    pub rate_budget: Option<Box<RateShare>>,
 }
 
 impl From<&EndpointRecord> for EndpointView {
@@ -216,7 +216,7 @@ impl EndpointView {
                 r.settings.name
             )))?;
         Ok(EndpointView {
-            rate_budget: RateShare::of(&r.settings.max_rate, shards),
+            rate_budget: RateShare::of(&r.settings.max_rate, shards).map(Box::new),
             ..EndpointView::from(r)
         })
     }
@@ -234,6 +234,8 @@ pub struct RouteView {
 }
 
 /// What a request produced.
+// One reply per request, moved once to be rendered: its size costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
@@ -723,7 +725,7 @@ impl Control {
         // Passes running now draw from the endpoint's budget: the new rate applies at once.
         self.runtime
             .rate_budget(&name)
-            .set_share(endpoint.rate_budget.as_ref());
+            .set_share(endpoint.rate_budget.as_deref());
         Ok(Reply::EndpointAdded {
             endpoint,
             probe,

@@ -67,7 +67,7 @@ pub struct ProbeReport {
     /// The endpoint's `--max-rate` and this process's share of it (set by the caller,
     /// which knows the batches that divide it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_budget: Option<crate::endpoint::rate_budget::RateShare>,
+    pub rate_budget: Option<Box<crate::endpoint::rate_budget::RateShare>>,
 }
 
 /// How the server's certificate was checked; a report never claims a verification that

@@ -12,7 +12,8 @@
 //! waits until the debt is paid: takers are served in the order they came, a message
 //! larger than the burst still passes (after the time its size takes at the rate), and
 //! nothing can wait for tokens that never come. Waiting is not an error and not a server's
-//! throttling: it shows in `imapmirror_rate_limit_wait_seconds_total{endpoint}`.
+//! throttling: it shows in `imapmirror_rate_limit_waits_total{endpoint}` and
+//! `imapmirror_rate_limit_wait_seconds_total{endpoint}`.
 //!
 //! The text form of a rate (`50msg/s`, `3MB/s`, `10GB/h`) is parsed and printed here.
 
@@ -135,7 +136,7 @@ fn suffix_of(rate: &MaxRate) -> (&'static str, u64) {
         RateUnit::Bytes => BYTE_UNITS
             .iter()
             .copied()
-            .find(|(_, m)| rate.amount % m == 0)
+            .find(|(_, m)| rate.amount.is_multiple_of(*m))
             .unwrap_or(("B", 1)),
     }
 }
@@ -347,7 +348,7 @@ impl RateBudget {
         );
         if share.is_some() {
             // The series exists from the first scrape, at 0 until a wait.
-            crate::migration_metrics::rate_limit_wait(&self.endpoint, 0);
+            crate::migration_metrics::rate_limit_series(&self.endpoint);
         }
     }
 

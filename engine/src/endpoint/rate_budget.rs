@@ -165,8 +165,14 @@ fn divided_text(rate: &MaxRate, by: u32) -> String {
     format!("{number}{suffix}/{}", period_text(rate.per))
 }
 
-/// Refuses two rates of one unit (`--max-rate` given twice for messages).
+/// Refuses two rates of one unit (`--max-rate` given twice for messages), and a rate of 0
+/// (which the parser refuses too, but a request may come from elsewhere).
 pub fn check_max_rates(rates: &[MaxRate]) -> Result<(), Error> {
+    if rates.iter().any(|r| r.amount == 0) {
+        return Err(Error::InvalidSetting {
+            problem: format!("--max-rate must be above 0; {EXAMPLES}"),
+        });
+    }
     for unit in [RateUnit::Messages, RateUnit::Bytes] {
         let given: Vec<String> = rates
             .iter()
@@ -283,7 +289,8 @@ impl Bucket {
         if self.level >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-self.level / self.rate)
+            // Far beyond any run (a byte an hour against terabytes of debt): wait "forever".
+            Duration::try_from_secs_f64(-self.level / self.rate).unwrap_or(Duration::MAX)
         }
     }
 
@@ -508,6 +515,12 @@ mod tests {
         let err = check_max_rates(&[rate("50msg/s"), rate("10msg/s")]).expect_err("twice");
         assert_eq!(err.fault(), crate::Fault::UserInput);
         assert!(err.to_string().contains("--max-rate"), "{err}");
+        let zero = MaxRate {
+            amount: 0,
+            ..rate("1MB/s")
+        };
+        let err = check_max_rates(&[zero]).expect_err("zero");
+        assert_eq!(err.fault(), crate::Fault::UserInput);
     }
 
     #[test]

@@ -325,6 +325,12 @@ pub struct BatchAddArgs {
     /// POST the batch summary (JSON) here when a pass finishes or fails.
     #[arg(long, value_name = "URL")]
     pub notify_url: Option<String>,
+    /// After every pass, deliver the batch report into this address's INBOX on the target
+    /// endpoint (logged in with its admin credentials): a text summary, with the CSV of
+    /// `batch report NAME --format csv` attached as NAME-report.csv. No SMTP needed; a
+    /// failed delivery is logged and shown by `batch status`, and never fails the pass.
+    #[arg(long, value_name = "ADDRESS")]
+    pub report_mailbox: Option<String>,
     /// Keep only this shard of the file's rows (by a fixed hash of EmailAddress), to split
     /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
     #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]

@@ -474,6 +474,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
         start: args.start,
         shard: args.shard.map(Into::into),
         update_existing: args.if_exists == IfExistsArg::Update,
+        report_mailbox: args.report_mailbox.clone(),
     };
     let access = state_access::open(dir, None).await?;
     match access.execute(request).await? {

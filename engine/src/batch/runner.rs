@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::notification::{Notification, Notifier, PassEvent};
 use crate::batch::report::{BatchSummary, batch_summary};
+use crate::batch::report_delivery;
 use crate::endpoint::connection::{endpoint_access, pool_config};
 use crate::endpoint::credentials::{EndpointAccess, Secret, source_login, target_login};
 use crate::endpoint::pool::{EndpointPool, Role};
@@ -484,13 +485,13 @@ impl BatchRuntime {
             .max_concurrent_migrations
             .max(s.max_concurrent_syncs)
             .max(1) as usize;
-        let pool = Arc::new(
-            EndpointPool::new(
-                pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?,
-                role,
-            )?
-            .with_rate_budget(self.rate_budget(&s.name)),
-        );
+        let config = pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?;
+        if let Some(grant) = &config.oauth_grant {
+            // Tokens outlive this process: the next run reuses a fresh one.
+            grant.keep_in(self.store.clone());
+        }
+        let pool =
+            Arc::new(EndpointPool::new(config, role)?.with_rate_budget(self.rate_budget(&s.name)));
         Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
     }
 
@@ -718,7 +719,7 @@ impl BatchRuntime {
         let name = &batch.settings.name;
         let with_notice = self.notifier.is_some();
         let owned = batch.clone();
-        let (updated, failed, notice) = self
+        let (updated, failed, notice, report) = self
             .store
             .run_value(move |db| {
                 let batch = owned;
@@ -744,6 +745,7 @@ impl BatchRuntime {
                 };
                 let now = Timestamp::now();
                 let before = batch.status;
+                let mut ended = false;
                 let updated = db
                     .update_batch(name, |b| {
                         // A stop that raced with the last mailbox wins.
@@ -751,13 +753,18 @@ impl BatchRuntime {
                             b.status = status;
                             b.status_changed = now;
                             b.last_sync_finished = Some(now);
+                            b.passes_finished += 1;
+                            ended = true;
                         }
                     })
                     .map_err(state_err(format!(
                         "recording the end of a pass over batch {name}"
                     )))?;
                 let notice = with_notice.then(|| notice(db, &updated));
-                Ok::<_, Error>((updated, failed, notice))
+                let report = ended
+                    .then(|| report_delivery::prepare(db, &updated))
+                    .flatten();
+                Ok::<_, Error>((updated, failed, notice, report))
             })
             .await
             .map_err(state_err(format!(
@@ -765,6 +772,7 @@ impl BatchRuntime {
             )))??;
         tracing::info!(batch = %name, status = updated.status.as_str(), failed, "pass over the batch finished");
         self.send_notice(&updated, notice);
+        self.deliver_report(name, report).await;
         Ok(BatchOutcome {
             status: updated.status,
             mailboxes_failed: failed,
@@ -804,6 +812,51 @@ impl BatchRuntime {
         );
     }
 
+    /// Delivers the report of the pass that just ended into the batch's report mailbox
+    /// (see [`report_delivery`]) and records how it went. Never fails the pass.
+    async fn deliver_report(
+        &self,
+        name: &str,
+        job: Option<Result<report_delivery::ReportJob, (u64, Error)>>,
+    ) {
+        let Some(job) = job else { return };
+        let (pass, outcome) = match job {
+            Err((pass, e)) => {
+                tracing::warn!(batch = %name, pass, error = %e, "the batch report could not be prepared; the pass is not affected");
+                (pass, Err(e.to_string()))
+            }
+            Ok(job) => {
+                let outcome = match self.pool_of(&job.target, Role::Target) {
+                    Ok(pool) => job.deliver(&pool, &self.shutdown).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match &outcome {
+                    Ok(()) => {
+                        tracing::info!(batch = %name, pass = job.pass, mailbox = %job.address, "batch report delivered")
+                    }
+                    Err(e) => {
+                        tracing::warn!(batch = %name, pass = job.pass, mailbox = %job.address, error = %e, "the batch report could not be delivered; the pass is not affected")
+                    }
+                }
+                (job.pass, outcome)
+            }
+        };
+        let owned = name.to_owned();
+        let recorded = self
+            .store
+            .run_value(move |db| report_delivery::record(db, &owned, pass, outcome.err()))
+            .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+            }
+            Err(e) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+            }
+        }
+    }
+
     /// A run that could not even begin (an endpoint gone, a bad exclusion): its waiting
     /// mailboxes fail with the reason (`text`) and the batch is `Failed`, so the
     /// scheduler does not retry it before the next interval.
@@ -828,13 +881,18 @@ impl BatchRuntime {
                     b.status = BatchStatus::Failed;
                     b.status_changed = now;
                     b.last_sync_finished = Some(now);
+                    b.passes_finished += 1;
                 })?;
                 let notice = with_notice.then(|| notice(db, &updated));
-                Ok(Some((updated, notice)))
+                let report = report_delivery::prepare(db, &updated);
+                Ok(Some((updated, notice, report)))
             })
             .await;
         match result {
-            Ok(Some((updated, notice))) => self.send_notice(&updated, notice),
+            Ok(Some((updated, notice, report))) => {
+                self.send_notice(&updated, notice);
+                self.deliver_report(name, report).await;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(batch = %name, error = %e, "could not record the failure of the batch");

@@ -203,6 +203,13 @@ pub struct EndpointAddArgs {
     /// capabilities tell.
     #[arg(long, value_enum, default_value_t = ProviderArg::Auto)]
     pub provider: ProviderArg,
+    /// The most this endpoint takes in all, across every shard: a message rate
+    /// (`50msg/s`, `600msg/min`) and/or a byte rate (`3MB/s`, `10GB/h`; KB, MB, GB are
+    /// powers of 1000, KiB, MiB, GiB of 1024), per s, min or h. Give the flag twice for
+    /// both. Each process keeps to this divided by its batches' shard count (`batch add
+    /// --shard I/N`), so N shards together stay within it. Without it: no limit.
+    #[arg(long, value_name = "RATE", value_parser = parse_max_rate)]
+    pub max_rate: Vec<imapmirror_engine::endpoint::rate_budget::RateArg>,
     /// Add without testing the connection.
     #[arg(long, conflicts_with = "test_user")]
     pub no_test: bool,
@@ -425,4 +432,9 @@ fn parse_admin_format(text: &str) -> Result<imapmirror_protocol::admin_login::Ad
 fn parse_shard(text: &str) -> Result<imapmirror_engine::batch::shard::Shard, String> {
     text.parse()
         .map_err(|e: imapmirror_engine::batch::shard::InvalidShard| e.to_string())
+}
+
+fn parse_max_rate(text: &str) -> Result<imapmirror_engine::endpoint::rate_budget::RateArg, String> {
+    text.parse()
+        .map_err(|e: imapmirror_engine::endpoint::rate_budget::InvalidRate| e.to_string())
 }

@@ -226,6 +226,7 @@ fn endpoint_add_request(args: &EndpointAddArgs) -> anyhow::Result<Request> {
             oauth_token_command: args.oauth_token_command.clone(),
             oauth: oauth_settings(args)?,
             connections_per_mailbox: args.connections_per_mailbox,
+            max_rate: args.max_rate.iter().map(|r| r.0).collect(),
         },
         admin_password: admin_password.map(WireSecret::new),
         test: !args.no_test,

@@ -8,6 +8,7 @@ use imapmirror_engine::batch::batch_merge::MergeSummary;
 use imapmirror_engine::batch::report::{BatchSummary, MailboxSummary};
 use imapmirror_engine::control::request::EndpointView;
 use imapmirror_engine::endpoint::probe::{CertificateStatus, LoginCheck, ProbeReport};
+use imapmirror_engine::endpoint::rate_budget::RateShare;
 use imapmirror_storage::Security;
 
 /// Writes to stdout. A reader that went away (`imapmirror batch users X | head`) ends
@@ -102,7 +103,12 @@ pub fn endpoint_line(e: &EndpointView) -> String {
             (None, Some(_)) => ", OAuth tokens from a command".to_owned(),
             (None, None) => String::new(),
         }
-    )
+    ) + &rate_budget_clause(e.rate_budget.as_deref())
+}
+
+/// `, at most RATE` for an endpoint with `--max-rate`, else nothing.
+fn rate_budget_clause(share: Option<&RateShare>) -> String {
+    share.map_or_else(String::new, |s| format!(", at most {s}"))
 }
 
 pub fn endpoints(list: &[EndpointView]) -> String {
@@ -136,6 +142,16 @@ pub fn endpoints(list: &[EndpointView]) -> String {
                 },
                 s.max_concurrent_migrations.to_string(),
                 s.max_concurrent_syncs.to_string(),
+                match &e.rate_budget {
+                    None => "-".to_owned(),
+                    Some(r) if r.shard_count > 1 => format!(
+                        "{} ({} over {} shards)",
+                        r.per_process.join(", "),
+                        r.max_rate.join(", "),
+                        r.shard_count
+                    ),
+                    Some(r) => r.max_rate.join(", "),
+                },
             ]
         })
         .collect();
@@ -149,6 +165,7 @@ pub fn endpoints(list: &[EndpointView]) -> String {
             "ADMIN",
             "MIGRATIONS",
             "SYNCS",
+            "MAX RATE",
         ],
         &rows,
     )
@@ -226,6 +243,9 @@ pub fn probe(p: &ProbeReport) -> String {
     let _ = writeln!(out, "What this means for a migration:");
     for note in &p.notes {
         let _ = writeln!(out, "  - {note}");
+    }
+    if let Some(share) = &p.rate_budget {
+        let _ = writeln!(out, "Rate budget (--max-rate): at most {share}.");
     }
     out
 }

@@ -10,7 +10,8 @@
 //! pass/       one pass over one mailbox: folder plan, folder check, renames,
 //!             folder sync, APPEND groups, reconciliation, the pass's report
 //! endpoint/   the servers at either end: connection pool, `endpoint test`, login
-//!             methods and admin credentials, OAuth tokens, back-off, server quirks
+//!             methods and admin credentials, OAuth tokens, back-off, server quirks,
+//!             the rate budget (`--max-rate`)
 //! ```
 //!
 //! Between rooms, calls go down this list and never back up: an endpoint knows nothing of

@@ -44,6 +44,11 @@ pub const ERRORS: &str = "imapmirror_errors_total";
 pub const THROTTLE_WAITS: &str = "imapmirror_throttle_waits_total";
 /// Their time (`{batch}`).
 pub const THROTTLE_WAIT_SECONDS: &str = "imapmirror_throttle_wait_seconds_total";
+/// Copy steps that waited for an endpoint's rate budget (`{endpoint}`, `--max-rate`):
+/// our own pacing, not a server's throttling.
+pub const RATE_LIMIT_WAITS: &str = "imapmirror_rate_limit_waits_total";
+/// Their time (`{endpoint}`).
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "imapmirror_rate_limit_wait_seconds_total";
 /// Connections open now (`{endpoint, role}`).
 pub const CONNECTIONS_OPEN: &str = "imapmirror_connections_open";
 /// How long one mailbox's pass took (`{batch, kind}`), a histogram; passes that
@@ -100,6 +105,16 @@ pub fn describe() {
         THROTTLE_WAIT_SECONDS,
         Unit::Seconds,
         "Time spent in those waits."
+    );
+    describe_counter!(
+        RATE_LIMIT_WAITS,
+        Unit::Count,
+        "Copy steps that waited for the endpoint's rate budget (--max-rate divided by the shard count)."
+    );
+    describe_counter!(
+        RATE_LIMIT_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time spent waiting for the endpoint's rate budget (--max-rate divided by the shard count)."
     );
     describe_gauge!(
         CONNECTIONS_OPEN,
@@ -182,6 +197,21 @@ pub(crate) fn throttle_wait(batch: &str, waited: Duration) {
 static THROTTLE_NANOS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, u64>>,
 > = std::sync::LazyLock::new(Default::default);
+
+/// Starts `endpoint`'s rate-budget series at zero once it has a budget.
+pub(crate) fn rate_limit_series(endpoint: &str) {
+    metrics::counter!(RATE_LIMIT_WAITS, "endpoint" => endpoint.to_owned()).increment(0);
+    metrics::counter!(RATE_LIMIT_WAIT_SECONDS, "endpoint" => endpoint.to_owned()).increment(0);
+}
+
+/// Counts a wait for `endpoint`'s rate budget; `total_ns` is what this process has waited
+/// for it in all (kept by the budget, so sub-second waits add up; the counter shows
+/// whole seconds).
+pub(crate) fn rate_limit_wait(endpoint: &str, total_ns: u64) {
+    metrics::counter!(RATE_LIMIT_WAITS, "endpoint" => endpoint.to_owned()).increment(1);
+    metrics::counter!(RATE_LIMIT_WAIT_SECONDS, "endpoint" => endpoint.to_owned())
+        .absolute(total_ns / 1_000_000_000);
+}
 
 /// Records the duration of a mailbox's pass that succeeded; `kind` is `initial`,
 /// `incremental` or `final`.

@@ -142,6 +142,58 @@ pub struct EndpointSettings {
     /// one detected from its ID, greeting and capabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<Provider>,
+    /// The most this endpoint takes in all, across every shard (`--max-rate`): at most one
+    /// message rate and one byte rate. Each process keeps to its share, this divided by
+    /// the shard count of the batches that use the endpoint
+    /// ([`Database::endpoint_shard_count`]). Empty: no limit; absent in older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_rate: Vec<MaxRate>,
+}
+
+/// What a [`MaxRate`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateUnit {
+    Messages,
+    Bytes,
+}
+
+/// The period a [`MaxRate`] is given over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePeriod {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl RatePeriod {
+    /// Its length in seconds.
+    pub fn seconds(self) -> u32 {
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3600,
+        }
+    }
+}
+
+/// A rate as the administrator gave it: `amount` messages or bytes per `per` (the
+/// engine's `rate_budget` parses and prints its text form, e.g. `10GB/h`). Kept in the
+/// period it was given in, so that `endpoint list` shows what was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxRate {
+    /// Messages or bytes (never 0).
+    pub amount: u64,
+    pub unit: RateUnit,
+    pub per: RatePeriod,
+}
+
+impl MaxRate {
+    /// Messages or bytes per second.
+    pub fn per_second(&self) -> f64 {
+        self.amount as f64 / f64::from(self.per.seconds())
+    }
 }
 
 /// Mailboxes in their initial pass at once per endpoint, by default (Exchange's value).
@@ -178,6 +230,7 @@ impl EndpointSettings {
             insecure_skip_verify: false,
             pinned_certificate: None,
             provider: None,
+            max_rate: Vec::new(),
         }
     }
 }
@@ -336,6 +389,21 @@ impl Database {
         .transpose()
     }
 
+    /// The strictest shard count among the batches stored here that use endpoint `name`
+    /// (as source or target): 1 when none is sharded. A process keeps to the endpoint's
+    /// `max_rate` divided by this, so that its N shards, each in its own process and state
+    /// directory, stay within the whole rate together. Batches sharded N ways on the same
+    /// endpoint in one process share the one budget; the largest N keeps every one of
+    /// them within its own share.
+    pub fn endpoint_shard_count(&self, name: &str) -> Result<u32> {
+        Ok(self
+            .batches()?
+            .iter()
+            .filter(|b| b.settings.source_endpoint == name || b.settings.target_endpoint == name)
+            .filter_map(|b| b.shard.map(|s| s.count))
+            .fold(1, u32::max))
+    }
+
     /// Removes an endpoint and shreds its credential. Refused while a batch uses it.
     pub fn remove_endpoint(&self, name: &str) -> Result<()> {
         if self.endpoint(name)?.is_none() {
@@ -375,6 +443,29 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_without_a_max_rate_still_decode() {
+        // Written before `--max-rate` existed: no `max_rate` key.
+        let old = r#"{"settings":{"name":"old","host":"imap.example.test","port":993,
+            "security":"ssl","auth":"plain","admin_user":null,"admin_format":null,
+            "max_concurrent_migrations":20,"max_concurrent_syncs":10,"ca_file":null,
+            "insecure_skip_verify":false},"has_admin_password":false,"created":0}"#;
+        let record: EndpointRecord = serde_json::from_str(old).expect("old record");
+        assert!(record.settings.max_rate.is_empty());
+        // And a record with rates makes the round trip.
+        let mut settings = record.settings.clone();
+        settings.max_rate = vec![MaxRate {
+            amount: 10_000_000_000,
+            unit: RateUnit::Bytes,
+            per: RatePeriod::Hour,
+        }];
+        let text = serde_json::to_string(&settings).expect("encode");
+        assert!(text.contains(r#""unit":"bytes""#), "{text}");
+        let back: EndpointSettings = serde_json::from_str(&text).expect("decode");
+        assert_eq!(back, settings);
+        assert!((back.max_rate[0].per_second() - 10_000_000_000.0 / 3600.0).abs() < 1e-6);
+    }
 
     #[test]
     fn names_are_checked() {

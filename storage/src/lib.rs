@@ -68,7 +68,8 @@ pub use batches::{
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
-    EndpointRecord, EndpointSettings, OAuthProvider, OAuthSettings, Provider, Security,
+    EndpointRecord, EndpointSettings, MaxRate, OAuthProvider, OAuthSettings, Provider, RatePeriod,
+    RateUnit, Security,
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use folder_state::{FolderCounters, FolderMarks, FolderState};

@@ -29,6 +29,7 @@ use crate::batch::report_delivery;
 use crate::endpoint::connection::{endpoint_access, pool_config};
 use crate::endpoint::credentials::{EndpointAccess, Secret, source_login, target_login};
 use crate::endpoint::pool::{EndpointPool, Role};
+use crate::endpoint::rate_budget::{RateBudget, RateShare};
 use crate::endpoint::reconnect_policy::ReconnectPolicy;
 use crate::error::Error;
 use crate::migration_file::MailboxRow;
@@ -328,6 +329,10 @@ pub struct BatchRuntime {
     notifier: Option<Notifier>,
     slots: Mutex<HashMap<String, Arc<EndpointSlots>>>,
     pools: Mutex<HashMap<(String, &'static str), Arc<EndpointPool>>>,
+    /// Each endpoint's rate budget, shared by its pools on both sides. Kept when an
+    /// endpoint is updated or forgotten: passes still running on the old pools and the
+    /// new ones must draw from the one budget.
+    budgets: Mutex<HashMap<String, Arc<RateBudget>>>,
     active: Mutex<HashMap<String, CancellationToken>>,
     /// Batches being stopped or removed: no run may start until the request is done.
     held: Mutex<HashMap<String, usize>>,
@@ -388,6 +393,7 @@ impl BatchRuntime {
             notifier,
             slots: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -453,6 +459,14 @@ impl BatchRuntime {
         lock(&self.pools).retain(|(n, _), _| n != name);
     }
 
+    /// The rate budget of endpoint `name` in this process.
+    pub fn rate_budget(&self, name: &str) -> Arc<RateBudget> {
+        lock(&self.budgets)
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(RateBudget::unlimited(name)))
+            .clone()
+    }
+
     fn slots_of(&self, record: &EndpointRecord) -> Arc<EndpointSlots> {
         let s = &record.settings;
         lock(&self.slots)
@@ -500,7 +514,8 @@ impl BatchRuntime {
             // Tokens outlive this process: the next run reuses a fresh one.
             grant.keep_in(self.store.clone());
         }
-        let pool = Arc::new(EndpointPool::new(config, role)?);
+        let pool =
+            Arc::new(EndpointPool::new(config, role)?.with_rate_budget(self.rate_budget(&s.name)));
         Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
     }
 
@@ -627,14 +642,20 @@ impl BatchRuntime {
     ) -> Result<RoundContext, Error> {
         let s = &batch.settings;
         let (source_name, target_name) = (s.source_endpoint.clone(), s.target_endpoint.clone());
-        let (source, target, source_access, target_access) = self
+        let (source, target, source_access, target_access, shard_counts) = self
             .store
             .run_value(move |db| {
                 let source = endpoint_record(db, &source_name)?;
                 let target = endpoint_record(db, &target_name)?;
                 let source_access = endpoint_access(db, &source)?;
                 let target_access = endpoint_access(db, &target)?;
-                Ok::<_, Error>((source, target, source_access, target_access))
+                let shard_counts = (
+                    db.endpoint_shard_count(&source_name)
+                        .map_err(state_err(format!("reading the batches of {source_name}")))?,
+                    db.endpoint_shard_count(&target_name)
+                        .map_err(state_err(format!("reading the batches of {target_name}")))?,
+                );
+                Ok::<_, Error>((source, target, source_access, target_access, shard_counts))
             })
             .await
             .map_err(state_err(format!(
@@ -651,6 +672,13 @@ impl BatchRuntime {
             .iter()
             .map(|p| Exclusion::parse_inclusion(p))
             .collect::<Result<Vec<_>, _>>()?;
+        // This process's share of each endpoint's `--max-rate`, as stored now (`endpoint
+        // add` also applies a changed rate at once, `batch add` a new shard count here).
+        for (record, shards) in [(&source, shard_counts.0), (&target, shard_counts.1)] {
+            let share = RateShare::of(&record.settings.max_rate, shards);
+            self.rate_budget(&record.settings.name)
+                .set_share(share.as_ref());
+        }
         Ok(RoundContext {
             store: self.store.clone(),
             batch: s.name.clone(),

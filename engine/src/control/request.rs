@@ -28,6 +28,7 @@ use crate::batch::runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped
 use crate::endpoint::connection::endpoint_access;
 use crate::endpoint::credentials::{self, Secret, source_login, target_login};
 use crate::endpoint::probe::{ProbeReport, probe};
+use crate::endpoint::rate_budget::{RateShare, check_max_rates};
 use crate::error::{Error, Fault};
 use crate::migration_file::MailboxRow;
 use crate::pass::folder_plan::Exclusion;
@@ -196,12 +197,16 @@ pub enum Request {
 }
 
 /// An endpoint as listed (never its password).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointView {
     #[serde(flatten)]
     pub settings: EndpointSettings,
     pub has_admin_password: bool,
     pub created: String,
+    /// `--max-rate` and this process's share of it, when the endpoint has one
+    /// ([`EndpointView::with_rate_budget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_budget: Option<Box<RateShare>>,
 }
 
 impl From<&EndpointRecord> for EndpointView {
@@ -210,7 +215,24 @@ impl From<&EndpointRecord> for EndpointView {
             settings: r.settings.clone(),
             has_admin_password: r.has_admin_password,
             created: rfc3339(r.created),
+            rate_budget: None,
         }
+    }
+}
+
+impl EndpointView {
+    /// The view with this process's share of the endpoint's rate. Runs inside a storage job.
+    fn with_rate_budget(r: &EndpointRecord, db: &Database) -> Result<Self, Error> {
+        let shards = db
+            .endpoint_shard_count(&r.settings.name)
+            .map_err(state_err(format!(
+                "reading the batches of {}",
+                r.settings.name
+            )))?;
+        Ok(EndpointView {
+            rate_budget: RateShare::of(&r.settings.max_rate, shards).map(Box::new),
+            ..EndpointView::from(r)
+        })
     }
 }
 
@@ -226,6 +248,8 @@ pub struct RouteView {
 }
 
 /// What a request produced.
+// One reply per request, moved once to be rendered: its size costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
@@ -431,9 +455,10 @@ impl Control {
             }
             Request::EndpointTest { name, user } => {
                 let action = format!("reading endpoint {name}");
-                let (record, password, user) = store
+                let (record, password, user, share) = store
                     .run_value(move |db| {
                         let record = endpoint_record(db, &name)?;
+                        let share = EndpointView::with_rate_budget(&record, db)?.rate_budget;
                         let password = db
                             .endpoint_admin_password(&name)
                             .map_err(state_err(format!(
@@ -444,21 +469,25 @@ impl Control {
                             Some(u) => Some(u),
                             None => some_mailbox_of(db, &name)?,
                         };
-                        Ok::<_, Error>((record, password, user))
+                        Ok::<_, Error>((record, password, user, share))
                     })
                     .await
                     .map_err(state_err(action))??;
-                let probe = probe(&record, password.as_ref(), user.as_deref()).await?;
+                let mut probe = probe(&record, password.as_ref(), user.as_deref()).await?;
+                probe.rate_budget = share;
                 Ok(Reply::EndpointTested { probe })
             }
             Request::EndpointList => Ok(Reply::Endpoints {
                 endpoints: store
-                    .run(|db| db.endpoints())
+                    .run_value(|db| {
+                        db.endpoints()
+                            .map_err(state_err("listing endpoints".to_owned()))?
+                            .iter()
+                            .map(|r| EndpointView::with_rate_budget(r, db))
+                            .collect::<Result<Vec<_>, Error>>()
+                    })
                     .await
-                    .map_err(state_err("listing endpoints".to_owned()))?
-                    .iter()
-                    .map(EndpointView::from)
-                    .collect(),
+                    .map_err(state_err("listing endpoints".to_owned()))??,
             }),
             Request::EndpointRemove { name } => {
                 let owned = name.clone();
@@ -644,6 +673,7 @@ impl Control {
                 },
             });
         }
+        check_max_rates(&settings.max_rate)?;
         let xoauth2 = settings.auth == storage::AuthMechanism::Xoauth2;
         match (&settings.oauth_token_command, &settings.oauth, xoauth2) {
             (None, None, true) => {
@@ -730,8 +760,16 @@ impl Control {
                 .await
                 .map_err(state_err(action))?
         };
+        let endpoint = store
+            .run_value(move |db| EndpointView::with_rate_budget(&record, db))
+            .await
+            .map_err(state_err(format!("reading endpoint {name}")))??;
+        // Passes running now draw from the endpoint's budget: the new rate applies at once.
+        self.runtime
+            .rate_budget(&name)
+            .set_share(endpoint.rate_budget.as_deref());
         Ok(Reply::EndpointAdded {
-            endpoint: EndpointView::from(&record),
+            endpoint,
             probe,
             updated: exists,
         })

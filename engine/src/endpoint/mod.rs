@@ -2,8 +2,9 @@
 //!
 //! Holds the per-endpoint connection pool (limit, connect and login with back-off, command
 //! counts), the translation of a stored endpoint into the protocol crate's settings,
-//! `endpoint test`, the login methods and admin credentials, OAuth tokens, the reconnect
-//! back-off, and what is known of each server family and its quirks.
+//! `endpoint test`, the login methods and admin credentials, the rate budget
+//! (`--max-rate`), OAuth tokens, the reconnect back-off, and what is known of each server
+//! family and its quirks.
 //!
 //! Must not touch: batches, passes, folders or the control socket. It reads the store's
 //! endpoint records only (`connection.rs`), never a batch's or a mailbox's state, and a
@@ -17,6 +18,7 @@ pub mod oauth_token;
 pub mod pool;
 pub mod probe;
 pub mod provider_profile;
+pub mod rate_budget;
 pub mod reconnect_policy;
 pub mod server_family;
 pub mod server_quirks;

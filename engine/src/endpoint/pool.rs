@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::endpoint::credentials::LoginMethod;
+use crate::endpoint::rate_budget::RateBudget;
 use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy};
 use crate::endpoint::server_family::{self, ServerFamily};
 use crate::endpoint::server_quirks::LearntQuirks;
@@ -160,6 +161,8 @@ pub struct EndpointPool {
     learnt: Arc<LearntQuirks>,
     /// Open connections and the connection cap learnt from the server.
     cap: Arc<ConnectionCap>,
+    /// The endpoint's rate budget in this process, shared with its pool on the other side.
+    budget: Arc<RateBudget>,
 }
 
 /// The connections a pool holds open, and how many slots it still has to give up after
@@ -230,6 +233,8 @@ pub struct Connection {
     /// command in flight.
     closed: bool,
     cap: Arc<ConnectionCap>,
+    /// The endpoint's rate budget (`--max-rate`), shared by all its connections.
+    pub(crate) budget: Arc<RateBudget>,
     /// The pool slot, given back (or dropped for good, see [`ConnectionCap`]) on drop.
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -359,13 +364,26 @@ impl EndpointPool {
             to_forget: AtomicUsize::new(0),
             slots: AtomicUsize::new(config.max_connections),
         });
+        let budget = Arc::new(RateBudget::unlimited(&config.name));
         Ok(EndpointPool {
             config,
             role,
             limit,
             learnt: Arc::default(),
             cap,
+            budget,
         })
+    }
+
+    /// Shares `budget` (the endpoint's, in this process) with every connection of the pool.
+    pub fn with_rate_budget(mut self, budget: Arc<RateBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The endpoint's rate budget.
+    pub fn rate_budget(&self) -> &Arc<RateBudget> {
+        &self.budget
     }
 
     /// The endpoint's settings.
@@ -469,6 +487,7 @@ impl EndpointPool {
                         learnt: Arc::clone(&self.learnt),
                         closed: false,
                         cap: Arc::clone(&self.cap),
+                        budget: Arc::clone(&self.budget),
                         permit: Some(permit),
                     });
                 }

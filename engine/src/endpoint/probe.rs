@@ -23,7 +23,7 @@ fn generic_provider() -> Provider {
 use crate::error::Error;
 
 /// What a test of an endpoint found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
     pub endpoint: String,
     /// `host:port`.
@@ -64,6 +64,10 @@ pub struct ProbeReport {
     pub login_with: String,
     /// What the capabilities mean for a migration, one sentence each.
     pub notes: Vec<String>,
+    /// The endpoint's `--max-rate` and this process's share of it (set by the caller,
+    /// which knows the batches that divide it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_budget: Option<Box<crate::endpoint::rate_budget::RateShare>>,
 }
 
 /// How the server's certificate was checked; a report never claims a verification that
@@ -263,6 +267,7 @@ pub async fn probe(
     let provider_notes = provider.profile().notes();
     Ok(ProbeReport {
         login_with,
+        rate_budget: None,
         endpoint: s.name.clone(),
         server,
         security: match s.security {
@@ -568,6 +573,7 @@ mod tests {
     fn a_refused_login_fails_the_test() {
         let mut report = ProbeReport {
             login_with: String::new(),
+            rate_budget: None,
             endpoint: "src".into(),
             server: "127.0.0.1:143".into(),
             security: "none".into(),

@@ -20,6 +20,7 @@ use super::fingerprint_fetch::unclaimed_target_messages;
 use super::sync_context::{FolderTask, SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::endpoint::provider_profile::gmail_archived_only;
+use crate::endpoint::rate_budget::take_both;
 use crate::error::Error;
 use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
 use crate::pass::fingerprint::{self, PREFIX_LEN};
@@ -234,6 +235,26 @@ impl<'c, 'a> Copier<'c, 'a> {
                     self.complete_oldest(tgt).await?;
                 }
                 ctx.check_cancel()?;
+            }
+            // The endpoints' rate budgets (`--max-rate`), charged once per message moved,
+            // before its body is fetched: the FETCH and the APPEND both wait here.
+            let (messages, bytes) = match &step {
+                CopyStep::Group(m) => (m.len() as u64, m.iter().map(|m| m.size).sum()),
+                CopyStep::Large(m) => (1, m.size),
+                CopyStep::Skip { .. } => (0, 0),
+            };
+            if messages > 0 {
+                let budgets = take_both(&src.budget, &tgt.budget, messages, bytes);
+                let stopped = tokio::select! {
+                    _ = budgets => false,
+                    () = ctx.cancel.cancelled() => true,
+                };
+                if stopped {
+                    while !self.in_flight.is_empty() {
+                        self.complete_oldest(tgt).await?;
+                    }
+                    ctx.check_cancel()?;
+                }
             }
             match step {
                 CopyStep::Skip { message, limit } => {

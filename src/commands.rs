@@ -365,7 +365,19 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             name,
             format,
             output,
+            merge,
+            http_token_file,
+            timeout,
         } => {
+            if !merge.is_empty() {
+                let fleet = crate::fleet_report::FleetRequest {
+                    name,
+                    sources: merge,
+                    token_file: http_token_file,
+                    timeout,
+                };
+                return crate::fleet_report::run(fleet, format, output).await;
+            }
             let access = state_access::open(dir, None).await?;
             let report = match access.execute(Request::BatchReport { name }).await? {
                 Reply::Report { report } => report,
@@ -415,7 +427,7 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
 }
 
 /// Reports name mailboxes and subjects: readable by the owner only.
-fn write_private(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

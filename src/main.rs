@@ -22,6 +22,7 @@ mod cli_args;
 mod commands;
 mod duration_arg;
 mod exit_status;
+mod fleet_report;
 mod live_progress;
 mod log_setup;
 mod metrics_export;

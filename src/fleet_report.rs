@@ -252,7 +252,7 @@ fn write_report(
     };
     match output {
         Some(path) => {
-            crate::commands::write_private(path, &bytes)?;
+            crate::report_file::write_private(path, &bytes)?;
             note!(
                 "Fleet report of batch {} written to {} ({} shards, {} mailboxes, {} skipped items).",
                 fleet.batch.name,

@@ -28,6 +28,7 @@ mod log_setup;
 mod metrics_export;
 mod progress_display;
 mod proxy_command;
+mod report_file;
 mod state_access;
 mod status_http;
 mod status_page;

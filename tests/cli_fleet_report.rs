@@ -14,6 +14,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -453,6 +454,32 @@ fn the_shards_reports_merge_over_http_and_from_state_directories() {
     assert_eq!(from_dirs["mailboxes"], over_http["mailboxes"]);
     assert_eq!(from_dirs["skipped"], over_http["skipped"]);
     assert_eq!(from_dirs["batch"], over_http["batch"]);
+
+    // Into a file, readable by its owner only.
+    let out = admin.files.path().join("fleet.csv");
+    let out_arg = out.display().to_string();
+    let run = merge(&admin, &dir_refs, &["--output", &out_arg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "Fleet report of batch {BATCH} written to {out_arg} (3 shards, {USERS} mailboxes"
+        )),
+        "{}",
+        run.stderr
+    );
+    let written = std::fs::read_to_string(&out).expect("the report file");
+    assert!(written.starts_with("Record,Batch,"), "{written}");
+    assert!(
+        written
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with(",Shard"))
+    );
+    let mode = std::fs::metadata(&out)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 
     // A directory that is no state directory is named, not created.
     let empty = admin.files.path().join("not-a-state-dir");

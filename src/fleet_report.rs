@@ -147,11 +147,7 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     refuse_repeats(&request.sources)?;
     let token = request.token_file.as_ref().map(read_token).transpose()?;
-    let client = if sources.iter().any(|s| matches!(s, Source::Http(_))) {
-        Some(http_client(request.timeout)?)
-    } else {
-        None
-    };
+    let client = http_client(request.timeout)?;
 
     let mut reads = tokio::task::JoinSet::new();
     for (i, source) in sources.into_iter().enumerate() {
@@ -161,12 +157,9 @@ pub async fn run(
         let limit = request.timeout;
         reads.spawn(async move {
             let read = async {
-                match (source, client) {
-                    (Source::Http(url), Some(client)) => {
-                        fetch(&client, url, &name, token.as_deref()).await
-                    }
-                    (Source::Dir(dir), _) => read_dir(dir, name).await,
-                    (Source::Http(_), None) => Err("no HTTP client".to_owned()),
+                match source {
+                    Source::Http(url) => fetch(&client, url, &name, token.as_deref()).await,
+                    Source::Dir(dir) => read_dir(dir, name).await,
                 }
             };
             let result = match tokio::time::timeout(limit, read).await {

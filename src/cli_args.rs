@@ -282,6 +282,17 @@ pub enum BatchCommand {
         /// Write here instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The fleet report: merge the reports of the batch's shards, each a shard's `serve
+        /// --http` URL (http://imapmirror-0.imapmirror:8080) or its state directory, into one
+        /// with a Shard column; names the shards that did not answer (exit 1 if any).
+        #[arg(long, value_name = "SOURCE", num_args = 1..)]
+        merge: Vec<String>,
+        /// With --merge: a file holding the token of the shards' --http-token-file.
+        #[arg(long, value_name = "FILE", requires = "merge")]
+        http_token_file: Option<PathBuf>,
+        /// With --merge: how long each shard may take to answer (30s, 2m).
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration_arg::parse_duration, requires = "merge")]
+        timeout: std::time::Duration,
     },
     /// A final pass, then the batch is Completed (the proxy routes its users to the target).
     Complete { name: String },
@@ -363,7 +374,8 @@ pub struct ServeArgs {
     /// Also answer HTTP on this address (a bare PORT means 127.0.0.1:PORT): the status
     /// pages at / and /batch/NAME, GET /healthz, /batches, /batches/NAME,
     /// /batches/NAME/users (the JSON of `batch status`/`users --json`),
-    /// /batches/NAME/report.csv and Prometheus metrics at /metrics. Read-only.
+    /// /batches/NAME/report.csv, /batches/NAME/report.json (what `batch report --merge`
+    /// reads) and Prometheus metrics at /metrics. Read-only.
     #[arg(long, value_name = "ADDR", value_parser = http_addr)]
     pub http: Option<std::net::SocketAddr>,
     /// A file holding a token that every HTTP request but /healthz must carry

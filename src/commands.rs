@@ -2,7 +2,6 @@
 //! here or in the owning process, and print the reply.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +28,7 @@ use crate::cli_args::{
 use crate::exit_status::{BadRequest, WorkFailed};
 use crate::live_progress::LiveProgress;
 use crate::progress_display::ProgressDisplay;
+use crate::report_file::write_private;
 use crate::state_access::{self, StateAccess};
 use crate::text_output;
 
@@ -375,7 +375,19 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             name,
             format,
             output,
+            merge,
+            http_token_file,
+            timeout,
         } => {
+            if !merge.is_empty() {
+                let fleet = crate::fleet_report::FleetRequest {
+                    name,
+                    sources: merge,
+                    token_file: http_token_file,
+                    timeout,
+                };
+                return crate::fleet_report::run(fleet, format, output).await;
+            }
             let access = state_access::open(dir, None).await?;
             let report = match access.execute(Request::BatchReport { name }).await? {
                 Reply::Report { report } => report,
@@ -422,30 +434,6 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
             }
         }
     }
-}
-
-/// Reports name mailboxes and subjects: readable by the owner only.
-fn write_private(path: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            BadRequest(format!(
-                "The report file {} cannot be written ({e}): check the directory exists and is writable.",
-                path.display()
-            ))
-        })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| {
-            format!(
-                "The report file {} could not be written completely; check the disk.",
-                path.display()
-            )
-        })
 }
 
 async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,8 @@
 //! `serve --http ADDR`: the migration's status over HTTP — the status pages (`/`,
 //! `/batch/NAME`, `status_page.rs`), the JSON of `batch status --json` and `batch users
 //! --json` from the same handlers (`/batches`, `/batches/NAME`, `/batches/NAME/users`), the
-//! CSV report (`/batches/NAME/report.csv`), the Prometheus metrics (`/metrics`,
+//! CSV report (`/batches/NAME/report.csv`) and the whole report as JSON with the batch's
+//! shard (`/batches/NAME/report.json`, what `batch report --merge` reads), the Prometheus metrics (`/metrics`,
 //! `metrics_export.rs`) and `/healthz`. Read-only.
 //!
 //! Pages, JSON and reports name every mailbox of the migration: with `--http-token-file`
@@ -69,6 +70,7 @@ pub async fn start(
         .route("/batches/{name}", get(batch))
         .route("/batches/{name}/users", get(users))
         .route("/batches/{name}/report.csv", get(report_csv))
+        .route("/batches/{name}/report.json", get(report_json))
         .route("/metrics", get(metrics_text))
         .with_state(HttpState {
             control,
@@ -262,6 +264,16 @@ async fn report_csv(State(s): State<HttpState>, Path(name): Path<String>) -> Res
             }
             response
         }
+        Ok(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+/// The report of `batch report --format json`, with the batch's shard: what a fleet
+/// report (`batch report NAME --merge URL...`) merges.
+async fn report_json(State(s): State<HttpState>, Path(name): Path<String>) -> Response {
+    match s.control.execute(Request::BatchReport { name }).await {
+        Ok(Reply::Report { report }) => Json(report).into_response(),
         Ok(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Err(e) => error(e),
     }

@@ -353,6 +353,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// `batch report --merge` of reports that are not shards of one migration file.
+    #[error("The shards' reports of batch {batch} cannot be merged: {problem}.")]
+    ShardsDisagree { batch: String, problem: String },
+
     /// An error the owning process reported over the control socket, passed on as it was.
     #[error("{message}")]
     Relayed { message: String, fault: Fault },

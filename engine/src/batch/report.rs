@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use imapmirror_storage::{
-    BatchRecord, BatchStatus, Database, MailboxRecord, MailboxStatus, PassOutcome, Timestamp,
+    BatchRecord, BatchShard, BatchStatus, Database, MailboxRecord, MailboxStatus, PassOutcome,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,10 @@ pub struct BatchReport {
     pub batch: BatchSummary,
     pub mailboxes: Vec<MailboxSummary>,
     pub skipped: Vec<SkippedSummary>,
+    /// The shard of the migration file this state directory holds (`batch add --shard`),
+    /// so that a fleet report (`fleet_report.rs`) can check the shards fit together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<BatchShard>,
 }
 
 fn state_err(action: String) -> impl FnOnce(imapmirror_storage::StoreError) -> Error {
@@ -319,10 +324,11 @@ pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, E
             .map(|m| mailbox_summary(db, m))
             .collect::<Result<_, _>>()?,
         skipped,
+        shard: batch.shard,
     })
 }
 
-const CSV_HEADER: [&str; 20] = [
+pub(crate) const CSV_HEADER: [&str; 20] = [
     "Record",
     "Batch",
     "Status",
@@ -346,7 +352,7 @@ const CSV_HEADER: [&str; 20] = [
 ];
 
 /// One CSV row: the named columns filled, the others empty.
-fn csv_row(cells: &[(&str, String)]) -> Vec<String> {
+pub(crate) fn csv_row(cells: &[(&str, String)]) -> Vec<String> {
     let mut row = vec![String::new(); CSV_HEADER.len()];
     for (name, value) in cells {
         let column = CSV_HEADER.iter().position(|h| h == name);
@@ -367,6 +373,17 @@ impl BatchReport {
     /// them and no second file is needed.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut w = csv::Writer::from_writer(Vec::new());
+        // Writing to a Vec cannot fail; the csv crate still returns Results.
+        let _ = w.write_record(CSV_HEADER);
+        for row in self.csv_records() {
+            let _ = w.write_record(row);
+        }
+        w.into_inner().unwrap_or_default()
+    }
+
+    /// The rows of [`BatchReport::to_csv`] below its header, the `batch` row first; every
+    /// other row names its mailbox in `EmailAddress`.
+    pub(crate) fn csv_records(&self) -> Vec<Vec<String>> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
         let b = &self.batch;
@@ -445,12 +462,7 @@ impl BatchReport {
                 ]));
             }
         }
-        // Writing to a Vec cannot fail; the csv crate still returns Results.
-        let _ = w.write_record(CSV_HEADER);
-        for row in rows {
-            let _ = w.write_record(row);
-        }
-        w.into_inner().unwrap_or_default()
+        rows
     }
 }
 
@@ -575,6 +587,7 @@ mod tests {
                 reason: "too large".into(),
                 detail: None,
             }],
+            shard: None,
         };
         let text = String::from_utf8(report.to_csv()).expect("utf-8");
         let mut reader = csv::Reader::from_reader(text.as_bytes());

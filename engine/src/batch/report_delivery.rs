@@ -409,6 +409,7 @@ mod tests {
                 report_delivered: None,
                 report_delivery_error: None,
             },
+            shard: None,
             mailboxes: vec![
                 mailbox("a@example.test", None),
                 mailbox("b@example.test", None),

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::dry_run::{PlanFailure, any_initial, plan_mailboxes};
 use crate::batch::runner::{BatchRuntime, PlanningJobs};
 use crate::error::Error;
+use crate::pass::mailbox_job::connection_pairs;
 use crate::pass::mailbox_plan::MailboxPlan;
 use crate::pass::sample_copy::{StreamSample, sample_mailbox};
 
@@ -263,7 +264,8 @@ fn mailbox_seconds(p: &MailboxPlan, model: &RateModel, connections: usize) -> f6
     if folder_times.is_empty() {
         return fixed;
     }
-    let workers = connections.min(folder_times.len()).max(1);
+    // As many pairs as the pass would open for this many new messages.
+    let workers = connection_pairs(p.messages, folder_times.len(), connections);
     let spread = folder_times.iter().sum::<f64>() / workers as f64;
     let largest = folder_times.iter().copied().fold(0.0, f64::max);
     // Each worker past the first logs in on a pair of its own, all at once.
@@ -560,12 +562,16 @@ mod tests {
 
     #[test]
     fn a_mailbox_spreads_its_folders_over_its_connections_but_waits_for_the_largest() {
-        // Four equal folders over four connections: one folder's time.
-        let even = mailbox_seconds(&plan(0.1, &[(10, 1_000_000); 4], 4), &sample_model(), 4);
+        // Four equal folders with enough mail for four connections: one folder's time.
+        let even = mailbox_seconds(&plan(0.1, &[(300, 1_000_000); 4], 4), &sample_model(), 4);
         assert!((even - (0.1 + 0.04 + 0.1 + 1.02)).abs() < 1e-9, "{even}");
+        // The same bytes in few messages: the pass keeps to its first pair, folder after
+        // folder, as `connection_pairs` decides.
+        let few = mailbox_seconds(&plan(0.1, &[(10, 1_000_000); 4], 4), &sample_model(), 4);
+        assert!((few - (0.1 + 0.04 + 4.0 * 1.02)).abs() < 1e-9, "{few}");
         // One large folder and small ones: the large one sets the time.
         let skewed = mailbox_seconds(
-            &plan(0.1, &[(10, 4_000_000), (1, 1000), (1, 1000)], 0),
+            &plan(0.1, &[(600, 4_000_000), (1, 1000), (1, 1000)], 0),
             &sample_model(),
             4,
         );

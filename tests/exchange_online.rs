@@ -211,6 +211,80 @@ fn dovecot_to_exchange_online_through_throttling_and_drops() {
     );
 }
 
+/// Migrates the corpus of `seed` into a fresh Exchange-like target behind a relay with
+/// `config`, checks the result exact, and returns the relay's connections and throttled
+/// commands.
+fn migrate_into_exchange(seed: u64, config: ExchangeLikeConfig) -> (u64, u64) {
+    let source = start("source");
+    let target = start("exchange");
+    let corpus = Corpus::generate(CorpusSpec::small(seed));
+    let seeded = seed_corpus(&source, &corpus);
+    assert!(seeded >= 290, "the source holds {seeded} messages");
+    let mut client = target.connect(USER).expect("target login");
+    for name in EXCHANGE_FOLDERS {
+        client.create(name).expect("create an Exchange folder");
+    }
+    client.logout().expect("logout");
+    let relay = ExchangeLike::start(target.plain_addr(), config).expect("relay starts");
+    let cli = Cli::new();
+    migrate(&cli, source.plain_addr().port(), relay.addr().port());
+    let stats = relay.stats();
+    let expected = probe(&source, &target);
+    let migrated = target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
+    (
+        stats.connections.load(Ordering::Relaxed),
+        stats.throttled.load(Ordering::Relaxed),
+    )
+}
+
+fn seed_corpus(server: &FamilyServer, corpus: &Corpus) -> usize {
+    seed(server, corpus, false)
+}
+
+/// A source folder's name as the migration names it on an Exchange target.
+fn exchange_name_of(name: &str) -> String {
+    let mut parts: Vec<String> = name.split('/').map(str::to_owned).collect();
+    if let Some(first) = parts.first_mut() {
+        *first = match first.as_str() {
+            "Sent" => "Sent Items".to_owned(),
+            "Trash" => "Deleted Items".to_owned(),
+            "Junk" => "Junk Email".to_owned(),
+            other => other.to_owned(),
+        };
+    }
+    parts.join("/")
+}
+
+/// Exchange's throttling answer to an APPEND means "wait and send it again": the
+/// message is sent again on the same connection after the suggested back-off, so a
+/// throttled migration opens exactly the connections of an unthrottled one, and every
+/// message is there once.
+#[test]
+fn throttled_appends_are_sent_again_on_the_same_connection() {
+    let (polite_connections, none) = migrate_into_exchange(17, ExchangeLikeConfig::polite());
+    assert_eq!(none, 0);
+    let (connections, throttled) = migrate_into_exchange(
+        17,
+        ExchangeLikeConfig {
+            throttle_per_mille: 60,
+            backoff_ms: 40,
+            ..ExchangeLikeConfig::polite()
+        },
+    );
+    assert!(throttled >= 10, "the relay throttled {throttled} commands");
+    assert_eq!(
+        connections, polite_connections,
+        "throttling ({throttled} commands) cost no reconnect"
+    );
+}
+
 #[test]
 fn exchange_online_to_dovecot_through_throttling_and_drops() {
     let source = start("exchange");

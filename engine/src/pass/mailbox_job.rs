@@ -716,6 +716,7 @@ impl MailboxJob {
                     .and_then(|s| s.append_limit),
                 gmail_all_mail: false,
                 gmail_ids: false,
+                retry_attempt: 0,
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
             let source = copy.source.clone();
@@ -831,7 +832,7 @@ impl MailboxJob {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pop_front();
-            let Some(task) = task else { break };
+            let Some(mut task) = task else { break };
             let span = tracing::info_span!("folder", folder = %task.source_name);
             let mut budget = RetryBudget::default();
             loop {
@@ -885,6 +886,7 @@ impl MailboxJob {
                     .folder_retry
                     .delay(attempt, hint, jitter.next_u64());
                 tracing::warn!(parent: &span, attempt, delay_ms = delay.as_millis() as u64, error = %e, "folder sync failed; retrying on new connections");
+                task.retry_attempt = attempt;
                 PassTotals::add(&ctx.totals.retries, 1);
                 migration_metrics::error(&self.batch, &e);
                 // The old connections may be mid-command: drop them, never reuse.

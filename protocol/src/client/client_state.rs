@@ -119,11 +119,11 @@ pub enum Event {
 /// gone), so that whoever reads the mailbox next knows whether to let it settle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnansweredCommands {
-    /// Nothing can still happen: every command was answered, or the server refused a
-    /// command and said BYE (Exchange Online's `BAD User is authenticated but not
-    /// connected.` then `* BYE Connection closed. 14`) and every unanswered command was
-    /// sent after that one — a server works through a connection's commands in order and
-    /// starts none after it has closed.
+    /// Nothing can still happen: every command was answered, or the server answered a
+    /// command that the session is lost and said BYE (Exchange Online's `BAD User is
+    /// authenticated but not connected.` then `* BYE Connection closed. 14`) and every
+    /// unanswered command was sent after that one — a server works through a
+    /// connection's commands in order and starts none after it has closed.
     None,
     /// The server said BYE, and commands sent before its last answer, or the one it may
     /// have been working on, are unanswered: the server ended the session itself, but
@@ -159,10 +159,10 @@ pub struct ClientState {
     streaming: Option<StreamingMessage>,
     throttle_hint: Option<Duration>,
     closed_by_server: bool,
-    /// The latest tagged answer and whether it was OK.
+    /// The latest tagged answer, and whether it said the session is lost (Exchange).
     last_answer: Option<(CommandTag, bool)>,
-    /// The command the server refused right before its BYE, if it did.
-    refused_before_bye: Option<CommandTag>,
+    /// The command answered "session lost" right before the server's BYE, if any.
+    lost_before_bye: Option<CommandTag>,
     /// The greeting's human-readable text: it often names the server software.
     greeting_text: String,
     /// Server notices already logged at warning level in this session.
@@ -221,7 +221,7 @@ impl ClientState {
             throttle_hint: None,
             closed_by_server: false,
             last_answer: None,
-            refused_before_bye: None,
+            lost_before_bye: None,
             greeting_text: String::new(),
             notices_logged: Vec::new(),
             plaintext_capabilities: None,
@@ -304,7 +304,7 @@ impl ClientState {
         if !self.closed_by_server {
             return UnansweredCommands::Unknown;
         }
-        match self.refused_before_bye {
+        match self.lost_before_bye {
             Some(last) if self.pending.iter().all(|p| p.tag > last) => UnansweredCommands::None,
             _ => UnansweredCommands::AfterBye,
         }
@@ -569,8 +569,8 @@ impl ClientState {
     fn handle_untagged_status(&mut self, s: &StatusResponse<'_>) -> Option<Event> {
         if s.kind == StatusKind::Bye {
             if !self.closed_by_server {
-                self.refused_before_bye = match self.last_answer {
-                    Some((tag, false)) => Some(tag),
+                self.lost_before_bye = match self.last_answer {
+                    Some((tag, true)) => Some(tag),
                     _ => None,
                 };
             }
@@ -640,7 +640,10 @@ impl ClientState {
             self.apply_code(code);
         }
         let ok = s.kind == StatusKind::Ok;
-        self.last_answer = Some((cmd.tag, ok));
+        self.last_answer = Some((
+            cmd.tag,
+            !ok && super::completion::says_session_lost(&String::from_utf8_lossy(s.text)),
+        ));
         match &cmd.kind {
             CommandKind::Login | CommandKind::Authenticate if ok => {
                 self.phase = Phase::Authenticated;

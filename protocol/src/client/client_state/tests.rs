@@ -497,6 +497,19 @@ fn what_a_given_up_session_leaves_undecided() {
     .expect("frames");
     assert_eq!(s.unanswered_commands(), UnansweredCommands::AfterBye);
 
+    // An ordinary refusal, then a BYE while the next APPEND is unanswered: the server
+    // may have been storing that one when it closed.
+    let mut s = state();
+    for _ in 0..2 {
+        s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    }
+    feed(
+        &mut s,
+        b"A1 NO Keyword length too long\r\n* BYE Server shutting down\r\n",
+    )
+    .expect("frames");
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::AfterBye);
+
     // A bare BYE while an APPEND is unanswered: the server may have been storing it.
     let mut s = state();
     s.begin(CommandKind::Simple, "APPEND \"INBOX\"");

@@ -52,6 +52,10 @@ use crate::pass::folder_sync::{
 };
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 
+/// How long a target connection whose write failed is read for what the server said
+/// before it closed: it is already in the socket's buffer, or nothing more comes.
+const LAST_WORDS_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Which pass this is; they differ in what the mailbox's status becomes afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassKind {
@@ -889,6 +893,15 @@ impl MailboxJob {
                 task.retry_attempt = attempt;
                 PassTotals::add(&ctx.totals.retries, 1);
                 migration_metrics::error(&self.batch, &e);
+                // A write to the target failed because it had closed the connection:
+                // what it said before closing (its BYE, its last answers) tells whether
+                // an APPEND can still be stored, and how long a reconcile must let the
+                // target settle (`folder_sync::settle_wait`).
+                if let (Some((_, tgt)), Error::Imap { source, .. }) = (pair.as_mut(), &e)
+                    && matches!(**source, ImapError::Network { ref server, .. } if server == tgt.server())
+                {
+                    tgt.session.read_last_words(LAST_WORDS_WAIT).await;
+                }
                 // The old connections may be mid-command: drop them, never reuse.
                 pair = None;
                 let waiting = std::time::Instant::now();
@@ -1293,11 +1306,17 @@ fn listed_name(e: &ListEntry) -> Result<String, ImapError> {
     e.name(false)
 }
 
-/// Messages copied or skipped and flags updated so far in this pass: when it grows
-/// during a failed attempt, the attempt made progress.
+/// Messages copied, skipped or found by a reconcile, and flags updated so far in this
+/// pass: when it grows during a failed attempt, the attempt made progress. A reconcile's
+/// finds count: behind a server that drops connections every few dozen commands
+/// (Exchange Online), a group of pipelined APPENDs is often cut before its answers are
+/// read, and its stored messages are recorded only by the next attempt's reconcile.
 fn work_done(ctx: &SyncContext<'_>) -> u64 {
     let t = &ctx.totals;
-    PassTotals::get(&t.copied) + PassTotals::get(&t.skipped) + PassTotals::get(&t.flags_updated)
+    PassTotals::get(&t.copied)
+        + PassTotals::get(&t.skipped)
+        + PassTotals::get(&t.flags_updated)
+        + PassTotals::get(&t.reconciled)
 }
 
 /// Takes Gmail's system folders that are not folders of their own out of the plan

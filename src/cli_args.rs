@@ -229,6 +229,22 @@ pub enum BatchCommand {
         /// Run it in the foreground with progress, without `serve`.
         #[arg(long)]
         wait: bool,
+        /// Plan the pass without making it: per mailbox the folder map (source → target),
+        /// the messages and bytes that would be copied, what would be skipped and why.
+        /// Nothing is written to the target or to the batch's state.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
+        /// With --dry-run: print the plan as JSON.
+        #[arg(long, requires = "dry_run")]
+        json: bool,
+    },
+    /// Size every mailbox on the source and predict how long a pass would take at the
+    /// endpoints' concurrency, from the batch's earlier passes or, without any, from a
+    /// short sample copy into a scratch folder on the target that is deleted again.
+    Estimate {
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
     /// An incremental pass now.
     Sync {
@@ -318,6 +334,12 @@ pub struct BatchAddArgs {
     /// POST the batch summary (JSON) here when a pass finishes or fails.
     #[arg(long, value_name = "URL")]
     pub notify_url: Option<String>,
+    /// After every pass, deliver the batch report into this address's INBOX on the target
+    /// endpoint (logged in with its admin credentials): a text summary, with the CSV of
+    /// `batch report NAME --format csv` attached as NAME-report.csv. No SMTP needed; a
+    /// failed delivery is logged and shown by `batch status`, and never fails the pass.
+    #[arg(long, value_name = "ADDRESS")]
+    pub report_mailbox: Option<String>,
     /// Keep only this shard of the file's rows (by a fixed hash of EmailAddress), to split
     /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
     #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]

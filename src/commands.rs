@@ -286,7 +286,16 @@ fn certificate_pin(given: &str) -> anyhow::Result<CertificatePin> {
 async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result<ExitCode> {
     match command {
         BatchCommand::Add(args) => batch_add(dir, args).await,
-        BatchCommand::Start { name, wait } => {
+        BatchCommand::Start {
+            name,
+            dry_run: true,
+            json,
+            ..
+        } => crate::plan_command::dry_run(dir, &name, json).await,
+        BatchCommand::Estimate { name, json } => {
+            crate::plan_command::estimate(dir, &name, json).await
+        }
+        BatchCommand::Start { name, wait, .. } => {
             pass(
                 dir,
                 Request::BatchStart { name: name.clone() },
@@ -473,6 +482,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
         start: args.start,
         shard: args.shard.map(Into::into),
         update_existing: args.if_exists == IfExistsArg::Update,
+        report_mailbox: args.report_mailbox.clone(),
     };
     let access = state_access::open(dir, None).await?;
     match access.execute(request).await? {

@@ -25,6 +25,7 @@ mod exit_status;
 mod live_progress;
 mod log_setup;
 mod metrics_export;
+mod plan_command;
 mod progress_display;
 mod proxy_command;
 mod state_access;

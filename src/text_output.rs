@@ -275,6 +275,14 @@ pub fn batch_detail(b: &BatchSummary) -> String {
             b.sync_interval_secs
         );
     }
+    if let Some(mailbox) = &b.report_mailbox {
+        let last = match (&b.report_delivery_error, &b.report_delivered) {
+            (Some(error), _) => format!("the last delivery failed: {error}"),
+            (None, Some(at)) => format!("last delivered {at}"),
+            (None, None) => "none delivered yet".to_owned(),
+        };
+        let _ = writeln!(out, "  report mailbox: {mailbox} ({last})");
+    }
     out
 }
 

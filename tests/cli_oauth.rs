@@ -53,6 +53,7 @@ fn token_server(lifetime: Duration, scope: Option<&str>) -> TokenServer {
         ],
         app_user: Some(ALICE.to_owned()),
         lifetime,
+        rotate_refresh_tokens: false,
     })
 }
 
@@ -583,4 +584,263 @@ fn generic_refresh_tokens_from_the_migration_file() {
         run.stderr
     );
     assert!(!run.stderr.contains("stale-token"), "{}", run.stderr);
+}
+
+/// Tokens are kept sealed in the state directory: a second process (the next `batch
+/// sync --wait`, a restarted `serve`) uses the app's token while it is fresh instead of
+/// asking the provider again. The token is in no state file in the clear.
+#[test]
+fn a_fresh_token_outlives_the_process() {
+    let tokens = token_server(
+        Duration::from_secs(3600),
+        Some(token_server::MICROSOFT_SCOPE),
+    );
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 101);
+    let secret = cli.file("client.secret", CLIENT_SECRET.as_bytes());
+    let url = tokens.url("/t/oauth2/v2.0/token");
+    let add = add_oauth_source(
+        &cli,
+        "m365",
+        &source,
+        &[
+            "--oauth-provider",
+            "microsoft",
+            "--tenant",
+            "t",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &secret,
+            "--token-url",
+            &url,
+            "--no-test",
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    // The kit's app tokens introspect as Alice (see token_server.rs): her mailbox only.
+    migrate_and_verify(&cli, "m365", &[ALICE], &source, &target);
+    assert_eq!(tokens.issued(), 1, "one app token for the first run");
+
+    // A new process: new mail, an incremental pass, and still the one token.
+    let more = Corpus::generate(CorpusSpec::small(910).with_messages(4));
+    source
+        .append_messages(ALICE, more.messages())
+        .expect("new mail");
+    let run = cli.run(&["batch", "sync", "b", "--wait"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        tokens.issued(),
+        1,
+        "the second process reused the kept token"
+    );
+    verify_users(
+        &source,
+        ALICE,
+        &target,
+        ALICE,
+        &Verifier::new().with_folder_map(separator_mapping),
+    )
+    .expect("verifier reads both sides")
+    .assert_equal();
+    // So does `serve`, started afresh.
+    let mut serve = cli.start_serve(&[]);
+    let before = cli.status("b")["last_sync_finished"].clone();
+    std::thread::sleep(Duration::from_millis(1100));
+    cli.ok(&["batch", "sync", "b"]);
+    wait_for_pass(&cli, &before);
+    assert_eq!(tokens.issued(), 1, "serve reused the kept token");
+    let log = cli.serve_log();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_no_secrets(&cli, &tokens, &[&run.stdout, &run.stderr, &log]);
+}
+
+/// A provider that rotates refresh tokens answers each refresh with a new one and
+/// refuses the old: the new one is kept sealed and redeemed by the next process (the
+/// migration file's token no longer works by then). 1-second tokens make every run ask.
+#[test]
+fn a_rotated_refresh_token_is_kept_and_used_next_time() {
+    let tokens = TokenServer::start(TokenServerConfig {
+        required_scope: None,
+        service_account: None,
+        mailboxes: vec![ALICE.to_owned(), BOB.to_owned()],
+        refresh_tokens: vec![
+            (ALICE_REFRESH.to_owned(), ALICE.to_owned()),
+            (BOB_REFRESH.to_owned(), BOB.to_owned()),
+        ],
+        app_user: None,
+        lifetime: Duration::from_secs(1),
+        rotate_refresh_tokens: true,
+    });
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 103);
+    let secret = cli.file("client.secret", CLIENT_SECRET.as_bytes());
+    let url = tokens.url("/token");
+    let add = add_oauth_source(
+        &cli,
+        "corp",
+        &source,
+        &[
+            "--oauth-provider",
+            "generic",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-file",
+            &secret,
+            "--token-url",
+            &url,
+            "--no-test",
+        ],
+    );
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users.csv",
+        format!(
+            "EmailAddress,UserName,Password,RefreshToken\n{ALICE},{ALICE},,{ALICE_REFRESH}\n{BOB},{BOB},,{BOB_REFRESH}\n"
+        )
+        .as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "corp", "--target", "tgt",
+    ]);
+    let first = cli.run(&["batch", "start", "b", "--wait"]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let rotated = tokens.rotated_refresh_tokens();
+    assert!(
+        rotated.len() >= 2,
+        "each mailbox's refresh token rotated: {rotated:?}"
+    );
+
+    // Past the access tokens' life; the file's refresh tokens are dead by now.
+    std::thread::sleep(Duration::from_millis(1100));
+    for (i, user) in [ALICE, BOB].into_iter().enumerate() {
+        let more = Corpus::generate(CorpusSpec::small(920 + i as u64).with_messages(4));
+        source
+            .append_messages(user, more.messages())
+            .expect("new mail");
+    }
+    let issued = tokens.issued();
+    let second = cli.run(&["batch", "sync", "b", "--wait"]);
+    assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    assert!(
+        tokens.issued() > issued,
+        "the second run redeemed a refresh token"
+    );
+    assert_eq!(tokens.refused(), 0, "no dead refresh token was presented");
+    for user in [ALICE, BOB] {
+        verify_users(
+            &source,
+            user,
+            &target,
+            user,
+            &Verifier::new().with_folder_map(separator_mapping),
+        )
+        .expect("verifier reads both sides")
+        .assert_equal();
+    }
+    let outputs = [&first.stdout, &first.stderr, &second.stdout, &second.stderr];
+    assert_no_secrets(&cli, &tokens, &outputs.map(String::as_str));
+    for refresh in tokens.rotated_refresh_tokens() {
+        assert!(
+            cli.state_files_containing(refresh.as_bytes()).is_empty(),
+            "{refresh} is sealed"
+        );
+        for out in outputs {
+            assert!(!out.contains(&refresh), "{refresh} in output");
+        }
+    }
+}
+
+/// A token that expires in the middle of a pass: 1-second tokens, and a relay in front
+/// of the source that cuts the connection every 15 commands as Exchange does and holds
+/// each reconnect 1.5 s, so every reconnect comes after the token it had has expired
+/// (Dovecot's `passdb oauth2` refuses expired ones). Each reconnect logs in with a fresh
+/// token, no login is refused, and the mailbox is exact.
+#[test]
+fn a_token_that_expires_mid_pass_is_refreshed_on_reconnect() {
+    use support::exchange_like::{ExchangeLike, ExchangeLikeConfig};
+    let tokens = token_server(Duration::from_secs(1), Some(token_server::MICROSOFT_SCOPE));
+    let cli = Cli::new();
+    let (source, target) = servers(&cli, &tokens, 107);
+    let relay = ExchangeLike::start(
+        source.plain_addr(),
+        ExchangeLikeConfig {
+            dovecot_capabilities: true,
+            drop_every: Some(15),
+            delay_reconnects: Some(Duration::from_millis(1500)),
+            ..ExchangeLikeConfig::polite()
+        },
+    )
+    .expect("relay starts");
+    let secret = cli.file("client.secret", CLIENT_SECRET.as_bytes());
+    let url = tokens.url("/t/oauth2/v2.0/token");
+    let port = relay.addr().port().to_string();
+    let add = cli.run(&[
+        "endpoint",
+        "add",
+        "m365",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
+        "--auth",
+        "xoauth2",
+        "--oauth-provider",
+        "microsoft",
+        "--tenant",
+        "t",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-file",
+        &secret,
+        "--token-url",
+        &url,
+        "--connections-per-mailbox",
+        "1",
+        "--no-test",
+    ]);
+    assert_eq!(add.code, 0, "{}{}", add.stdout, add.stderr);
+    let csv = cli.file(
+        "users.csv",
+        format!("EmailAddress,UserName,Password\n{ALICE},{ALICE},\n").as_bytes(),
+    );
+    cli.ok(&[
+        "batch", "add", "b", "--csv", &csv, "--source", "m365", "--target", "tgt",
+    ]);
+    let run = cli.run(&["batch", "start", "b", "--wait"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    verify_users(
+        &source,
+        ALICE,
+        &target,
+        ALICE,
+        &Verifier::new().with_folder_map(separator_mapping),
+    )
+    .expect("verifier reads both sides")
+    .assert_equal();
+    let dropped = relay
+        .stats()
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped >= 1, "the relay cut the pass's connection");
+    assert!(
+        tokens.issued() as u64 > dropped,
+        "a fresh token for every reconnect: {} tokens, {dropped} cuts",
+        tokens.issued()
+    );
+    assert!(
+        run.stderr
+            .contains("folder sync failed; retrying on new connections"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("refused the OAuth token"),
+        "no reconnect logged in with an expired token:\n{}",
+        run.stderr
+    );
+    assert_no_secrets(&cli, &tokens, &[&run.stdout, &run.stderr]);
 }

@@ -365,6 +365,10 @@ pub enum Error {
         problem: &'static str,
     },
 
+    // ---- Estimating a batch ----
+    #[error("The estimate of batch {batch} could not be made: {problem}.")]
+    Estimate { batch: String, problem: String },
+
     // ---- A row's UserRoot (user input) ----
     #[error("The UserRoot `{}` matches no folder on the source server {server} ({listed_with} listed nothing there): correct the row's UserRoot in the migration file, or give the source login access to that user's folders.", user_root.escape_debug())]
     UserRootMatchesNothing {
@@ -380,6 +384,7 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Self::InvalidFolderListing { .. }
+            | Self::Estimate { .. }
             | Self::BadItemLimit { .. }
             | Self::InconsistentTarget { .. } => Fault::Peer,
             Self::Imap { source, .. } => {

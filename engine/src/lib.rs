@@ -6,7 +6,7 @@
 //! ```text
 //! control/    the CLI's requests, their one set of handlers, the control socket
 //! batch/      batches in motion, the `serve` scheduler, status and reports, shards,
-//!             the notification webhook
+//!             the notification webhook, the dry run and the estimate
 //! pass/       one pass over one mailbox: folder plan, folder check, renames,
 //!             folder sync, APPEND groups, reconciliation, the pass's report
 //! endpoint/   the servers at either end: connection pool, `endpoint test`, login

@@ -272,6 +272,11 @@ pub enum Command<'a> {
         /// Its new name.
         to: MailboxName<'a>,
     },
+    /// `DELETE mailbox`
+    Delete {
+        /// The mailbox.
+        mailbox: MailboxName<'a>,
+    },
     /// `SUBSCRIBE mailbox`
     Subscribe {
         /// The mailbox.

@@ -667,6 +667,10 @@ impl CommandEncoder {
                 out.put(b" ");
                 write_mailbox(&mut out, to, utf8)?;
             }
+            Command::Delete { mailbox } => {
+                out.put(b"DELETE ");
+                write_mailbox(&mut out, mailbox, utf8)?;
+            }
             Command::Subscribe { mailbox } => {
                 out.put(b"SUBSCRIBE ");
                 write_mailbox(&mut out, mailbox, utf8)?;

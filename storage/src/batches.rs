@@ -70,6 +70,13 @@ pub struct BatchRecord {
     /// would move to shards with no record of what was copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<BatchShard>,
+    /// Passes over the batch that have ended (0 in records written before it was kept).
+    #[serde(default)]
+    pub passes_finished: u64,
+    /// Where the report goes after every pass (`batch add --report-mailbox`); absent in
+    /// records written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_mailbox: Option<ReportMailbox>,
 }
 
 /// One shard of a migration file: `index` counted from 0, of `count`.
@@ -77,6 +84,27 @@ pub struct BatchRecord {
 pub struct BatchShard {
     pub index: u32,
     pub count: u32,
+}
+
+/// A mailbox on the target that receives the batch report after every pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportMailbox {
+    /// The address whose INBOX gets the report.
+    pub address: String,
+    /// How the last delivery went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<ReportDelivery>,
+}
+
+/// One delivery of a batch report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportDelivery {
+    /// The pass it reported ([`BatchRecord::passes_finished`] after that pass).
+    pub pass: u64,
+    pub at: Timestamp,
+    /// Why it failed; `None` when the report is in the mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Totals over a batch's mailboxes (for `batch status`).
@@ -163,6 +191,8 @@ impl Database {
             last_sync_started: None,
             last_sync_finished: None,
             shard: None,
+            passes_finished: 0,
+            report_mailbox: None,
         };
         let written = self.write_new_mailboxes(id, mailboxes, now).and_then(|()| {
             let mut batch = WriteSet::default();
@@ -343,5 +373,67 @@ impl Database {
             .batches
             .contains_key(record_key(BatchId(id)))
             .map_err(self.db_err("read a batch"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> BatchRecord {
+        BatchRecord {
+            id: BatchId(7),
+            settings: BatchSettings {
+                name: "wave-1".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "tgt".into(),
+                excluded_folders: vec!["Junk".into()],
+                included_folders: Vec::new(),
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 86_400,
+                gmail_archive_folder: None,
+            },
+            status: BatchStatus::Synced,
+            created: Timestamp::from_unix_millis(1_700_000_000_000),
+            status_changed: Timestamp::from_unix_millis(1_700_000_100_000),
+            last_sync_started: None,
+            last_sync_finished: Some(Timestamp::from_unix_millis(1_700_000_100_000)),
+            shard: Some(BatchShard { index: 1, count: 4 }),
+            passes_finished: 3,
+            report_mailbox: Some(ReportMailbox {
+                address: "admin@example.test".into(),
+                last_delivery: Some(ReportDelivery {
+                    pass: 3,
+                    at: Timestamp::from_unix_millis(1_700_000_101_000),
+                    error: Some("login refused".into()),
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn records_written_before_the_report_fields_still_read() {
+        let mut json = serde_json::to_value(record()).expect("json");
+        let fields = json.as_object_mut().expect("object");
+        fields.remove("passes_finished");
+        fields.remove("report_mailbox");
+        let old = encode_json(&json, "batch").expect("encodes");
+        let read: BatchRecord = decode_json(&old).expect("an old record reads");
+        assert_eq!(read.passes_finished, 0);
+        assert_eq!(read.report_mailbox, None);
+        assert_eq!(read.settings, record().settings);
+    }
+
+    #[test]
+    fn the_report_fields_round_trip() {
+        let bytes = encode_json(&record(), "batch").expect("encodes");
+        assert_eq!(decode_json::<BatchRecord>(&bytes), Ok(record()));
+        // Without a report mailbox the record has no trace of one.
+        let mut plain = record();
+        plain.report_mailbox = None;
+        let text =
+            String::from_utf8_lossy(&encode_json(&plain, "batch").expect("encodes")).into_owned();
+        assert!(!text.contains("report_mailbox"), "{text}");
     }
 }

@@ -363,6 +363,7 @@ impl Database {
             .secrets
             .remove(secret_key(name))
             .map_err(self.db_err("remove an endpoint credential"))?;
+        self.erase_oauth_tokens(name)?;
         self.inner
             .endpoints
             .remove(name.as_bytes())

@@ -49,6 +49,7 @@ mod journal;
 mod key_layout;
 mod mailbox_status;
 mod mailboxes;
+mod oauth_tokens;
 mod pass_history;
 mod record_codec;
 mod routing_snapshot;
@@ -61,7 +62,9 @@ mod timestamp;
 mod uid_map;
 
 pub use batch_status::BatchStatus;
-pub use batches::{BatchRecord, BatchSettings, BatchShard, BatchTotals};
+pub use batches::{
+    BatchRecord, BatchSettings, BatchShard, BatchTotals, ReportDelivery, ReportMailbox,
+};
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
@@ -78,6 +81,7 @@ pub use mailbox_status::MailboxStatus;
 pub use mailboxes::{
     LoginRoute, MailboxCounters, MailboxCredentials, MailboxRecord, MigrationRow, NewMailbox,
 };
+pub use oauth_tokens::StoredToken;
 pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;

@@ -59,9 +59,13 @@ pub struct ExchangeLikeConfig {
     pub size_limit: u64,
     /// Seed of the throttling choices (mixed with the connection's ordinal).
     pub seed: u64,
-    /// Keep Dovecot's capabilities and MULTIAPPEND (a control for benchmarks: the
-    /// relay's own cost without Exchange's missing extensions).
+    /// Keep Dovecot's face: its greeting, capabilities, MULTIAPPEND and extensions (a
+    /// control for benchmarks: the relay's own cost without Exchange's missing
+    /// extensions; or Exchange's drops and throttling in front of a plain Dovecot).
     pub dovecot_capabilities: bool,
+    /// Every connection after the first waits this long before the server's greeting
+    /// reaches it: reconnects come late, e.g. after an OAuth token has expired.
+    pub delay_reconnects: Option<std::time::Duration>,
 }
 
 impl ExchangeLikeConfig {
@@ -74,6 +78,7 @@ impl ExchangeLikeConfig {
             size_limit: EXCHANGE_SIZE_LIMIT,
             seed: 13,
             dovecot_capabilities: false,
+            delay_reconnects: None,
         }
     }
 }
@@ -115,7 +120,11 @@ impl ExchangeLike {
                 stats2.connections.fetch_add(1, Ordering::Relaxed);
                 let stats = stats2.clone();
                 let seed = config.seed ^ ordinal.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let delay = config.delay_reconnects.filter(|_| ordinal > 1);
                 std::thread::spawn(move || {
+                    if let Some(delay) = delay {
+                        std::thread::sleep(delay);
+                    }
                     let _ = relay(client, upstream, config, seed, &stats);
                 });
             }
@@ -335,15 +344,16 @@ fn judge(
     if tag.eq_ignore_ascii_case("DONE") {
         return Verdict::Forward;
     }
-    if config.dovecot_capabilities {
-        return Verdict::Forward;
-    }
+    let exchange = !config.dovecot_capabilities;
     let upper = cmd.text.to_ascii_uppercase();
-    if UNSUPPORTED_VERBS.contains(&verb) || UNSUPPORTED_WORDS.iter().any(|w| upper.contains(w)) {
+    if exchange
+        && (UNSUPPORTED_VERBS.contains(&verb)
+            || UNSUPPORTED_WORDS.iter().any(|w| upper.contains(w)))
+    {
         return Verdict::Answer("BAD Command Argument Error. 11".to_owned());
     }
     // MULTIAPPEND: more than one message in one APPEND.
-    if verb == "APPEND" && cmd.literal_sizes.len() > 1 {
+    if exchange && verb == "APPEND" && cmd.literal_sizes.len() > 1 {
         return Verdict::Answer("BAD Command Argument Error. 11".to_owned());
     }
     if !authenticated || matches!(verb, "LOGOUT" | "CAPABILITY" | "NOOP" | "IDLE") {
@@ -363,7 +373,7 @@ fn judge(
             config.backoff_ms
         ));
     }
-    if verb == "APPEND" && cmd.literal_sizes.iter().any(|&s| s > config.size_limit) {
+    if exchange && verb == "APPEND" && cmd.literal_sizes.iter().any(|&s| s > config.size_limit) {
         return Verdict::Answer(
             "NO [LIMIT] Message size exceeds the maximum allowed size.".to_owned(),
         );

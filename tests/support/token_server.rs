@@ -4,7 +4,9 @@
 //! - `client_credentials` (Microsoft's app-only grant, and the generic one): the client
 //!   id and secret, and the scope when one is required;
 //! - `refresh_token` (the generic grant with a mailbox's refresh token): the client's
-//!   credentials and a refresh token it knows;
+//!   credentials and a refresh token it knows; with `rotate_refresh_tokens` each answer
+//!   carries a new refresh token and the one redeemed is no longer honoured (RFC 6749
+//!   section 6, as Microsoft's and many identity providers' rotation does);
 //! - `urn:ietf:params:oauth:grant-type:jwt-bearer` (Google's service account): the JWT's
 //!   RS256 signature against the account's public key, its header, `iss`, `aud`,
 //!   `scope`, `iat`/`exp` and a `sub` among the delegated mailboxes.
@@ -55,6 +57,8 @@ pub struct TokenServerConfig {
     pub app_user: Option<String>,
     /// How long an issued token lives.
     pub lifetime: Duration,
+    /// Answer every refresh-token grant with a new refresh token, and refuse the old one.
+    pub rotate_refresh_tokens: bool,
 }
 
 /// A granted token, as the server remembers it.
@@ -71,6 +75,10 @@ struct Ledger {
     issued: usize,
     refused: usize,
     next: u64,
+    /// Refresh tokens honoured now, and the mailbox each is for.
+    refresh: HashMap<String, String>,
+    /// Refresh tokens issued by rotation (to look for them in logs and state files).
+    rotated: Vec<String>,
 }
 
 struct Shared {
@@ -88,9 +96,13 @@ pub struct TokenServer {
 
 impl TokenServer {
     pub fn start(config: TokenServerConfig) -> TokenServer {
+        let ledger = Ledger {
+            refresh: config.refresh_tokens.iter().cloned().collect(),
+            ..Ledger::default()
+        };
         let shared = Arc::new(Shared {
             config,
-            ledger: Mutex::new(Ledger::default()),
+            ledger: Mutex::new(ledger),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -144,6 +156,11 @@ impl TokenServer {
         self.ledger().tokens.keys().cloned().collect()
     }
 
+    /// Refresh tokens issued by rotation so far.
+    pub fn rotated_refresh_tokens(&self) -> Vec<String> {
+        self.ledger().rotated.clone()
+    }
+
     /// Revokes every token (as an administrator who rotates the app's secret would).
     pub fn revoke_all(&self) {
         self.ledger().tokens.clear();
@@ -195,17 +212,18 @@ async fn token(
     State(shared): State<Arc<Shared>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let verdict = match form.get("grant_type").map(String::as_str) {
+    let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
+    let grant_type = form.get("grant_type").map(String::as_str);
+    let verdict = match grant_type {
         Some("client_credentials") => client_credentials(&shared.config, &form),
         Some(JWT_BEARER) => jwt_bearer(&shared.config, &form),
-        Some("refresh_token") => refresh_token(&shared.config, &form),
+        Some("refresh_token") => refresh_token(&shared.config, &ledger.refresh, &form),
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             &format!("grant_type {other:?} is not supported"),
         )),
     };
-    let mut ledger = shared.ledger.lock().unwrap_or_else(|e| e.into_inner());
     match verdict {
         Err(refusal) => {
             ledger.refused += 1;
@@ -222,12 +240,22 @@ async fn token(
                     expires: Instant::now() + shared.config.lifetime,
                 },
             );
-            axum::Json(serde_json::json!({
+            let mut answer = serde_json::json!({
                 "access_token": token,
                 "token_type": "Bearer",
                 "expires_in": shared.config.lifetime.as_secs(),
-            }))
-            .into_response()
+            });
+            if grant_type == Some("refresh_token")
+                && shared.config.rotate_refresh_tokens
+                && let Some(old) = form.get("refresh_token")
+                && let Some(owner) = ledger.refresh.remove(old)
+            {
+                let new = format!("rotated-refresh-{}-{}", ledger.next, std::process::id());
+                ledger.refresh.insert(new.clone(), owner);
+                ledger.rotated.push(new.clone());
+                answer["refresh_token"] = serde_json::Value::String(new);
+            }
+            axum::Json(answer).into_response()
         }
     }
 }
@@ -265,6 +293,7 @@ fn client_credentials(
 /// RFC 6749 section 6: the client's credentials, and a refresh token the server knows.
 fn refresh_token(
     config: &TokenServerConfig,
+    honoured: &HashMap<String, String>,
     form: &HashMap<String, String>,
 ) -> Result<Option<String>, Refusal> {
     client_credentials(
@@ -274,12 +303,9 @@ fn refresh_token(
         },
         form,
     )?;
-    let given = form.get("refresh_token").map(String::as_str);
-    config
-        .refresh_tokens
-        .iter()
-        .find(|(token, _)| Some(token.as_str()) == given)
-        .map(|(_, user)| Some(user.clone()))
+    form.get("refresh_token")
+        .and_then(|given| honoured.get(given))
+        .map(|user| Some(user.clone()))
         .ok_or_else(|| {
             oauth_error(
                 StatusCode::BAD_REQUEST,

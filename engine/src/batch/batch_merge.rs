@@ -223,6 +223,8 @@ mod tests {
             last_sync_started: None,
             last_sync_finished: None,
             shard,
+            passes_finished: 0,
+            report_mailbox: None,
         }
     }
 

@@ -39,6 +39,16 @@ pub struct BatchSummary {
     /// When the scheduler runs the next incremental pass (Synced and Failed batches).
     pub next_sync_due: Option<String>,
     pub sync_interval_secs: u64,
+    /// The address whose INBOX on the target gets the report after every pass (absent
+    /// when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_mailbox: Option<String>,
+    /// When the last report was delivered there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_delivered: Option<String>,
+    /// Why the last delivery failed (cleared by the next one that succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_delivery_error: Option<String>,
 }
 
 /// One mailbox (`batch users --json`).
@@ -151,6 +161,10 @@ pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary,
         .map_err(state_err(format!("adding up batch {name}")))?;
     let count =
         |status: MailboxStatus| mailboxes.iter().filter(|m| m.status == status).count() as u64;
+    let last_delivery = batch
+        .report_mailbox
+        .as_ref()
+        .and_then(|r| r.last_delivery.as_ref());
     let next_sync_due = match batch.status {
         BatchStatus::Synced | BatchStatus::Failed => batch
             .last_sync_finished
@@ -179,6 +193,11 @@ pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary,
         last_sync_finished: batch.last_sync_finished.map(rfc3339),
         next_sync_due,
         sync_interval_secs: batch.settings.sync_interval_secs,
+        report_mailbox: batch.report_mailbox.as_ref().map(|r| r.address.clone()),
+        report_delivered: last_delivery
+            .filter(|d| d.error.is_none())
+            .map(|d| rfc3339(d.at)),
+        report_delivery_error: last_delivery.and_then(|d| d.error.clone()),
     })
 }
 
@@ -511,6 +530,9 @@ mod tests {
             last_sync_finished: None,
             next_sync_due: None,
             sync_interval_secs: 86_400,
+            report_mailbox: None,
+            report_delivered: None,
+            report_delivery_error: None,
         }
     }
 

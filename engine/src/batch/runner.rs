@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::notification::{Notification, Notifier, PassEvent};
 use crate::batch::report::{BatchSummary, batch_summary};
+use crate::batch::report_delivery;
 use crate::endpoint::connection::{endpoint_access, pool_config};
 use crate::endpoint::credentials::{EndpointAccess, Secret, source_login, target_login};
 use crate::endpoint::pool::{EndpointPool, Role};
@@ -288,6 +289,30 @@ enum RoundStart {
     Run(BatchRecord, Vec<MailboxRecord>),
 }
 
+/// A batch's mailboxes as a pass would run them; see [`BatchRuntime::planning_jobs`].
+pub struct PlanningJobs {
+    pub batch: BatchRecord,
+    /// In the batch's order.
+    pub jobs: Vec<PlanningJob>,
+    /// Mailboxes in an initial pass at once: the lower of both endpoints'
+    /// `max_concurrent_migrations`.
+    pub migrations: usize,
+    /// The same for incremental passes (`max_concurrent_syncs`).
+    pub syncs: usize,
+    /// Folders of one mailbox synced at once.
+    pub connections: usize,
+}
+
+/// One mailbox of [`PlanningJobs`].
+pub struct PlanningJob {
+    pub id: MailboxId,
+    pub email: String,
+    pub status: MailboxStatus,
+    /// The kind of pass and the job, or why the mailbox cannot be planned (its stored
+    /// credentials are unreadable, its login cannot be made).
+    pub job: Result<(PassKind, MailboxJob), Error>,
+}
+
 /// The slots of one endpoint.
 #[derive(Debug)]
 struct EndpointSlots {
@@ -470,10 +495,12 @@ impl BatchRuntime {
             .max_concurrent_migrations
             .max(s.max_concurrent_syncs)
             .max(1) as usize;
-        let pool = Arc::new(EndpointPool::new(
-            pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?,
-            role,
-        )?);
+        let config = pool_config(record, per_mailbox * mailboxes, self.options.connect_retry)?;
+        if let Some(grant) = &config.oauth_grant {
+            // Tokens outlive this process: the next run reuses a fresh one.
+            grant.keep_in(self.store.clone());
+        }
+        let pool = Arc::new(EndpointPool::new(config, role)?);
         Ok(lock(&self.pools).entry(key).or_insert(pool).clone())
     }
 
@@ -572,6 +599,33 @@ impl BatchRuntime {
         events: &EventSink,
     ) -> Result<(), Error> {
         let s = &batch.settings;
+        let shared = Arc::new(self.round_context(batch, token, events).await?);
+        events(&BatchEvent::Planned {
+            batch: s.name.clone(),
+            mailboxes: waiting.len(),
+        });
+        let mut tasks = JoinSet::new();
+        for (index, mailbox) in waiting {
+            let ctx = shared.clone();
+            tasks.spawn(async move { ctx.run_mailbox(index, mailbox).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                // A panicked pass is a bug; its mailbox keeps its status and is retried.
+                tracing::error!(batch = %s.name, error = %e, "a mailbox task ended abnormally");
+            }
+        }
+        Ok(())
+    }
+
+    /// What every mailbox of a round of `batch` shares: endpoints, pools, slots, options.
+    async fn round_context(
+        &self,
+        batch: &BatchRecord,
+        token: &CancellationToken,
+        events: &EventSink,
+    ) -> Result<RoundContext, Error> {
+        let s = &batch.settings;
         let (source_name, target_name) = (s.source_endpoint.clone(), s.target_endpoint.clone());
         let (source, target, source_access, target_access) = self
             .store
@@ -597,7 +651,7 @@ impl BatchRuntime {
             .iter()
             .map(|p| Exclusion::parse_inclusion(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let shared = Arc::new(RoundContext {
+        Ok(RoundContext {
             store: self.store.clone(),
             batch: s.name.clone(),
             final_pass: batch.status == BatchStatus::Completing,
@@ -624,23 +678,64 @@ impl BatchRuntime {
             },
             events: events.clone(),
             token: token.clone(),
-        });
-        events(&BatchEvent::Planned {
-            batch: s.name.clone(),
-            mailboxes: waiting.len(),
-        });
-        let mut tasks = JoinSet::new();
-        for (index, mailbox) in waiting {
-            let ctx = shared.clone();
-            tasks.spawn(async move { ctx.run_mailbox(index, mailbox).await });
+        })
+    }
+
+    /// Every mailbox of batch `name` as the job a pass would run, with its status and the
+    /// kind of pass it would get, for planning a pass without making it (the dry run, the
+    /// estimate): the same pools, logins and options as a round. Writes nothing.
+    pub async fn planning_jobs(&self, name: &str) -> Result<PlanningJobs, Error> {
+        let owned = name.to_owned();
+        let (batch, mailboxes, source, target) = self
+            .store
+            .run_value(move |db| {
+                let batch = db
+                    .batch(&owned)
+                    .map_err(state_err(format!("reading batch {owned}")))?;
+                let mailboxes = db
+                    .mailboxes(batch.id)
+                    .map_err(state_err(format!("reading the mailboxes of batch {owned}")))?;
+                let source = endpoint_record(db, &batch.settings.source_endpoint)?;
+                let target = endpoint_record(db, &batch.settings.target_endpoint)?;
+                Ok::<_, Error>((batch, mailboxes, source, target))
+            })
+            .await
+            .map_err(state_err(format!("reading batch {name}")))??;
+        let context = self
+            .round_context(&batch, &self.shutdown, &no_events())
+            .await?;
+        let mut jobs = Vec::with_capacity(mailboxes.len());
+        for (index, mailbox) in mailboxes.into_iter().enumerate() {
+            let (id, who) = (mailbox.id, mailbox.row.email_address.clone());
+            let prepared = self
+                .store
+                .run_value(move |db| prepare(db, false, id, &who))
+                .await
+                .map_err(state_err(format!(
+                    "reading the stored credentials of {}",
+                    mailbox.row.email_address
+                )))
+                .flatten()
+                .and_then(|(kind, credentials)| {
+                    Ok((kind, context.job(index, &mailbox, &credentials)?))
+                });
+            jobs.push(PlanningJob {
+                id,
+                email: mailbox.row.email_address.clone(),
+                status: mailbox.status,
+                job: prepared,
+            });
         }
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                // A panicked pass is a bug; its mailbox keeps its status and is retried.
-                tracing::error!(batch = %s.name, error = %e, "a mailbox task ended abnormally");
-            }
-        }
-        Ok(())
+        let lower = |f: fn(&imapmirror_storage::EndpointSettings) -> u32| {
+            f(&source.settings).min(f(&target.settings)).max(1) as usize
+        };
+        Ok(PlanningJobs {
+            migrations: lower(|s| s.max_concurrent_migrations),
+            syncs: lower(|s| s.max_concurrent_syncs),
+            connections: context.options.connections.max(1),
+            batch,
+            jobs,
+        })
     }
 
     /// After a cancelled run: when the process is shutting down, mailboxes stopped by the
@@ -688,7 +783,7 @@ impl BatchRuntime {
         let name = &batch.settings.name;
         let with_notice = self.notifier.is_some();
         let owned = batch.clone();
-        let (updated, failed, notice) = self
+        let (updated, failed, notice, report) = self
             .store
             .run_value(move |db| {
                 let batch = owned;
@@ -714,6 +809,7 @@ impl BatchRuntime {
                 };
                 let now = Timestamp::now();
                 let before = batch.status;
+                let mut ended = false;
                 let updated = db
                     .update_batch(name, |b| {
                         // A stop that raced with the last mailbox wins.
@@ -721,13 +817,18 @@ impl BatchRuntime {
                             b.status = status;
                             b.status_changed = now;
                             b.last_sync_finished = Some(now);
+                            b.passes_finished += 1;
+                            ended = true;
                         }
                     })
                     .map_err(state_err(format!(
                         "recording the end of a pass over batch {name}"
                     )))?;
                 let notice = with_notice.then(|| notice(db, &updated));
-                Ok::<_, Error>((updated, failed, notice))
+                let report = ended
+                    .then(|| report_delivery::prepare(db, &updated))
+                    .flatten();
+                Ok::<_, Error>((updated, failed, notice, report))
             })
             .await
             .map_err(state_err(format!(
@@ -735,6 +836,7 @@ impl BatchRuntime {
             )))??;
         tracing::info!(batch = %name, status = updated.status.as_str(), failed, "pass over the batch finished");
         self.send_notice(&updated, notice);
+        self.deliver_report(name, report).await;
         Ok(BatchOutcome {
             status: updated.status,
             mailboxes_failed: failed,
@@ -774,6 +876,51 @@ impl BatchRuntime {
         );
     }
 
+    /// Delivers the report of the pass that just ended into the batch's report mailbox
+    /// (see [`report_delivery`]) and records how it went. Never fails the pass.
+    async fn deliver_report(
+        &self,
+        name: &str,
+        job: Option<Result<report_delivery::ReportJob, (u64, Error)>>,
+    ) {
+        let Some(job) = job else { return };
+        let (pass, outcome) = match job {
+            Err((pass, e)) => {
+                tracing::warn!(batch = %name, pass, error = %e, "the batch report could not be prepared; the pass is not affected");
+                (pass, Err(e.to_string()))
+            }
+            Ok(job) => {
+                let outcome = match self.pool_of(&job.target, Role::Target) {
+                    Ok(pool) => job.deliver(&pool, &self.shutdown).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match &outcome {
+                    Ok(()) => {
+                        tracing::info!(batch = %name, pass = job.pass, mailbox = %job.address, "batch report delivered")
+                    }
+                    Err(e) => {
+                        tracing::warn!(batch = %name, pass = job.pass, mailbox = %job.address, error = %e, "the batch report could not be delivered; the pass is not affected")
+                    }
+                }
+                (job.pass, outcome)
+            }
+        };
+        let owned = name.to_owned();
+        let recorded = self
+            .store
+            .run_value(move |db| report_delivery::record(db, &owned, pass, outcome.err()))
+            .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+            }
+            Err(e) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+            }
+        }
+    }
+
     /// A run that could not even begin (an endpoint gone, a bad exclusion): its waiting
     /// mailboxes fail with the reason (`text`) and the batch is `Failed`, so the
     /// scheduler does not retry it before the next interval.
@@ -798,13 +945,18 @@ impl BatchRuntime {
                     b.status = BatchStatus::Failed;
                     b.status_changed = now;
                     b.last_sync_finished = Some(now);
+                    b.passes_finished += 1;
                 })?;
                 let notice = with_notice.then(|| notice(db, &updated));
-                Ok(Some((updated, notice)))
+                let report = report_delivery::prepare(db, &updated);
+                Ok(Some((updated, notice, report)))
             })
             .await;
         match result {
-            Ok(Some((updated, notice))) => self.send_notice(&updated, notice),
+            Ok(Some((updated, notice, report))) => {
+                self.send_notice(&updated, notice);
+                self.deliver_report(name, report).await;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(batch = %name, error = %e, "could not record the failure of the batch");

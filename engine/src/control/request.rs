@@ -16,11 +16,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::batch::batch_merge::{self, MergeSummary};
+use crate::batch::dry_run::{BatchPlan, dry_run};
+use crate::batch::estimate::{BatchEstimate, estimate};
 use crate::batch::notification::check_url;
 use crate::batch::report::{
     BatchReport, BatchSummary, MailboxSummary, batch_report, batch_summary, mailbox_summaries,
     rfc3339,
 };
+use crate::batch::report_delivery;
 use crate::batch::runner::{BatchRuntime, PassIntent, mark_for_pass, mark_stopped};
 use crate::endpoint::connection::endpoint_access;
 use crate::endpoint::credentials::{self, Secret, source_login, target_login};
@@ -142,11 +145,22 @@ pub enum Request {
         /// refusing; see [`crate::batch::batch_merge`].
         #[serde(default)]
         update_existing: bool,
+        /// Deliver the report after every pass into this address's INBOX on the target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report_mailbox: Option<String>,
     },
     BatchStart {
         name: String,
     },
     BatchSync {
+        name: String,
+    },
+    /// `batch start --dry-run`: what a pass would do, found without writing anything.
+    BatchDryRun {
+        name: String,
+    },
+    /// `batch estimate`: what a pass would copy and how long it would take.
+    BatchEstimate {
         name: String,
     },
     BatchStop {
@@ -247,6 +261,12 @@ pub enum Reply {
         queued: usize,
         /// Whether a scheduler in the owning process will run it.
         scheduler: bool,
+    },
+    DryRun {
+        plan: BatchPlan,
+    },
+    Estimate {
+        estimate: BatchEstimate,
     },
     BatchStopped {
         batch: BatchSummary,
@@ -375,6 +395,15 @@ pub struct Control {
     scheduler: Option<Arc<Notify>>,
 }
 
+/// What `batch add` does besides storing the rows (the fields of [`Request::BatchAdd`]).
+struct BatchAddOptions {
+    notify_url: Option<String>,
+    start: bool,
+    shard: Option<storage::BatchShard>,
+    update_existing: bool,
+    report_mailbox: Option<String>,
+}
+
 impl Control {
     /// `scheduler`: the scheduler's wake-up, when this process runs one (`serve`).
     pub fn new(runtime: Arc<BatchRuntime>, scheduler: Option<Arc<Notify>>) -> Self {
@@ -447,13 +476,26 @@ impl Control {
                 start,
                 shard,
                 update_existing,
+                report_mailbox,
             } => {
-                self.batch_add(settings, rows, notify_url, start, shard, update_existing)
-                    .await
+                let options = BatchAddOptions {
+                    notify_url,
+                    start,
+                    shard,
+                    update_existing,
+                    report_mailbox,
+                };
+                self.batch_add(settings, rows, options).await
             }
             Request::BatchStart { name } => self.mark(&name, PassIntent::Start).await,
             Request::BatchSync { name } => self.mark(&name, PassIntent::Sync).await,
             Request::BatchComplete { name } => self.mark(&name, PassIntent::Complete).await,
+            Request::BatchDryRun { name } => Ok(Reply::DryRun {
+                plan: dry_run(&self.runtime, &name, self.runtime.shutdown_token()).await?,
+            }),
+            Request::BatchEstimate { name } => Ok(Reply::Estimate {
+                estimate: estimate(&self.runtime, &name, self.runtime.shutdown_token()).await?,
+            }),
             Request::BatchStop { name } => {
                 self.batch(&name).await?;
                 let _hold = self.runtime.hold(&name);
@@ -699,11 +741,15 @@ impl Control {
         &self,
         settings: BatchSettings,
         rows: Vec<RowInput>,
-        notify_url: Option<String>,
-        start: bool,
-        shard: Option<storage::BatchShard>,
-        update_existing: bool,
+        options: BatchAddOptions,
     ) -> Result<Reply, Error> {
+        let BatchAddOptions {
+            notify_url,
+            start,
+            shard,
+            update_existing,
+            report_mailbox,
+        } = options;
         let store = self.runtime.store();
         let name = settings.name.clone();
         let (source_name, target_name) = (
@@ -734,6 +780,10 @@ impl Control {
         }
         // Every row must be able to log in on both sides before anything is stored.
         let (source_access, target_access) = access?;
+        if let Some(address) = &report_mailbox {
+            report_delivery::check_address(address)?;
+            report_delivery::report_login(address, &target_access)?;
+        }
         let mut mailboxes = Vec::with_capacity(rows.len());
         for input in &rows {
             let row = input.to_row();
@@ -768,7 +818,14 @@ impl Control {
                 .any(|b| b.settings.name == lookup);
             if exists {
                 return self
-                    .merge_into_batch(settings, mailboxes, shard, notify_url, start)
+                    .merge_into_batch(
+                        settings,
+                        mailboxes,
+                        shard,
+                        notify_url,
+                        report_mailbox,
+                        start,
+                    )
                     .await;
             }
         }
@@ -791,6 +848,19 @@ impl Control {
                     let _ = db.remove_batch(name);
                     return Err(state_err(format!(
                         "storing the notification URL of batch {name}"
+                    ))(e));
+                }
+                if let Some(address) = report_mailbox
+                    && let Err(e) = db.update_batch(name, |b| {
+                        b.report_mailbox = Some(storage::ReportMailbox {
+                            address,
+                            last_delivery: None,
+                        });
+                    })
+                {
+                    let _ = db.remove_batch(name);
+                    return Err(state_err(format!(
+                        "storing the report mailbox of batch {name}"
                     ))(e));
                 }
                 if start {
@@ -830,6 +900,7 @@ impl Control {
         rows: Vec<storage::NewMailbox>,
         shard: Option<storage::BatchShard>,
         notify_url: Option<String>,
+        report_mailbox: Option<String>,
         start: bool,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
@@ -874,6 +945,21 @@ impl Control {
                         .map_err(state_err(format!(
                             "storing the notification URL of batch {name}"
                         )))?;
+                }
+                // A new address replaces the old one; the same address keeps its
+                // last delivery, so a repeated setup does not hide a failed one.
+                if let Some(address) = report_mailbox
+                    && batch.report_mailbox.as_ref().map(|r| &r.address) != Some(&address)
+                {
+                    db.update_batch(&name, |b| {
+                        b.report_mailbox = Some(storage::ReportMailbox {
+                            address,
+                            last_delivery: None,
+                        });
+                    })
+                    .map_err(state_err(format!(
+                        "storing the report mailbox of batch {name}"
+                    )))?;
                 }
                 let batch = if start {
                     mark_for_pass(db, &name, PassIntent::Start)?.0

@@ -451,7 +451,8 @@ impl EndpointPool {
             Arc::ptr_eq(slot.0.semaphore(), &self.limit),
             "a slot is used with the pool it was reserved from"
         );
-        let mut credentials = self.credentials(login).await?;
+        // Fails before connecting when the login can never work (no token source).
+        self.check_login(login)?;
         // A cached OAuth token the server refuses (revoked, or the grant changed) earns
         // one retry with a fresh one.
         let mut fresh_token = false;
@@ -462,16 +463,20 @@ impl EndpointPool {
         loop {
             CommandCounters::bump(&counters.connects);
             // Whether it failed before the greeting (connect, TLS, greeting) or after.
-            let result = async {
-                let mut session = client::connect(&options).await.map_err(|e| (true, e))?;
-                CommandCounters::bump(&counters.logins);
-                session
-                    .authenticate(&credentials)
-                    .await
-                    .map_err(|e| (false, e))?;
-                Ok::<_, (bool, ImapError)>(session)
-            }
-            .await;
+            let result = match client::connect(&options).await {
+                Err(e) => Err((true, e)),
+                Ok(mut session) => {
+                    // The credentials (an OAuth token) are taken once the server has
+                    // greeted: a slow connect or a reconnect after a long pass must not
+                    // carry a token that lapsed on the way.
+                    let credentials = self.credentials(login).await?;
+                    CommandCounters::bump(&counters.logins);
+                    match session.authenticate(&credentials).await {
+                        Ok(()) => Ok(session),
+                        Err(e) => Err((false, e)),
+                    }
+                }
+            };
             let (before_greeting, e) = match result {
                 Ok(session) => {
                     let capabilities: Vec<String> =
@@ -524,7 +529,10 @@ impl EndpointPool {
             }
             if let (
                 ImapError::Refused { server, text, .. },
-                LoginMethod::XOAuth2 { user, .. },
+                LoginMethod::XOAuth2 {
+                    user,
+                    refresh_token,
+                },
                 Some(grant),
             ) = (&e, login, &self.config.oauth_grant)
             {
@@ -535,8 +543,7 @@ impl EndpointPool {
                         user = %user,
                         "the server refused the OAuth token; retrying once with a fresh one"
                     );
-                    grant.forget(user);
-                    credentials = self.credentials(login).await?;
+                    grant.forget(user, refresh_token.as_ref()).await;
                     fresh_token = true;
                     continue;
                 }

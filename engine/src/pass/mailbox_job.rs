@@ -149,15 +149,15 @@ pub struct MailboxJob {
 }
 
 /// A folder of a listing: its decoded name, wire name, status.
-struct Listed {
-    wire: Vec<u8>,
-    status: Option<WireStatus>,
+pub(crate) struct Listed {
+    pub(crate) wire: Vec<u8>,
+    pub(crate) status: Option<WireStatus>,
 }
 
 /// STATUS of every `(key, wire name)` at once: all commands sent, then all answers read.
 /// A folder the server refuses the STATUS of (gone meanwhile) is left out; the caller
 /// asks it alone, where a vanished folder is told apart.
-async fn pipelined_status(
+pub(crate) async fn pipelined_status(
     conn: &mut Connection,
     folders: &[(&str, &[u8])],
     attrs: &[StatusAttr<'_>],
@@ -194,13 +194,24 @@ async fn pipelined_status(
     Ok(out)
 }
 
-fn status_values(s: &WireStatus) -> StatusValues {
+pub(crate) fn status_values(s: &WireStatus) -> StatusValues {
     StatusValues {
         uid_validity: s.uid_validity,
         uid_next: s.uid_next,
         highest_modseq: s.highest_modseq,
         messages: s.messages,
     }
+}
+
+/// A mailbox's folder plan for one pass ([`MailboxJob::plan_folders`]).
+pub(crate) struct PlannedFolders {
+    pub(crate) plan: FolderPlan,
+    /// Source folders left out that hold mail, reported.
+    pub(crate) skipped: Vec<SkippedFolder>,
+    /// The folders earlier passes copied, with their state.
+    pub(crate) stored: Vec<(FolderId, FolderState)>,
+    /// A Gmail source's All Mail, planned into the target's archive.
+    pub(crate) gmail_all_mail: Option<String>,
 }
 
 impl MailboxJob {
@@ -362,51 +373,22 @@ impl MailboxJob {
             tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
 
         let mailbox_id = self.mailbox;
-        let stored_folders = store
-            .run(move |db| db.folders(mailbox_id))
-            .await
-            .map_err(|e| Error::Store {
-                mailbox: mailbox.to_owned(),
-                action: "reading the folders of earlier passes".into(),
-                source: Box::new(e),
-            })?;
-        let mut pinned = pins(&stored_folders, &tgt_listing);
         let source_provider = Provider::resolve(self.options.source_provider, src.family);
         let target_provider = Provider::resolve(self.options.target_provider, tgt.family);
-        // Gmail's All Mail gives only its archived mail, into the target's archive: its
-        // target is chosen here (kept from an earlier pass when there was one).
-        let all_mail = gmail_all_mail(&src_listing, source_provider);
-        if let Some(all_mail) = &all_mail
-            && !pinned.contains_key(all_mail)
-        {
-            let path = archive_path(&tgt_listing, self.options.gmail_archive_folder.as_deref());
-            pinned.insert(all_mail.clone(), path);
-        }
-        let mut reserved = Vec::new();
-        if tgt_listing.separator == Some('.') {
-            // Dovecot's Maildir++ layout cannot store `/` in a name.
-            reserved.push('/');
-        }
-        let options = PlanOptions {
-            exclusions: self.options.exclusions.clone(),
-            inclusions: self.options.inclusions.clone(),
-            user_root: self.options.user_root.clone(),
-            target_needs_explicit_parents: false,
-            target_case_insensitive: true,
-            target_reserved_chars: reserved,
-            pinned,
-        };
-        let mut folder_plan = plan(&src_listing, &tgt_listing, &options)?;
-        if let Some(all_mail) = &all_mail {
-            for copy in folder_plan
-                .copies
-                .iter_mut()
-                .filter(|c| c.source == *all_mail)
-            {
-                // Created as an archive where the target takes a use (not as `\All`).
-                copy.special_use = Some(SpecialUse::Archive);
-            }
-        }
+        let PlannedFolders {
+            plan: folder_plan,
+            skipped: skipped_folders,
+            stored: stored_folders,
+            gmail_all_mail: all_mail,
+        } = self
+            .plan_folders(
+                store,
+                &src_listing,
+                &tgt_listing,
+                source_provider,
+                target_provider,
+            )
+            .await?;
         // Without X-GM-EXT-1 the labels cannot be asked: All Mail is copied whole into
         // the archive, so that archived mail is never lost (labelled mail is then there
         // twice).
@@ -416,30 +398,9 @@ impl MailboxJob {
                 "the Gmail source does not offer X-GM-EXT-1: All Mail is copied whole into the archive folder, so messages with labels are there a second time"
             );
         }
-        for skipped in gmail_system_folders(
-            &mut folder_plan,
-            &src_listing,
-            source_provider,
-            target_provider,
-        ) {
+        for skipped in skipped_folders {
             tracing::info!(folder = %skipped.folder, reason = skipped.reason.phrase(), "not copied");
             totals.skip_folder(skipped);
-        }
-        // Folders of other namespaces hold mail (unlike their `\Noselect` hierarchy), so
-        // leaving them out is reported, with how to bring them in.
-        for excluded in &folder_plan.excluded {
-            let selectable = src_listing
-                .folders
-                .iter()
-                .any(|f| f.name == excluded.source && !f.attributes.no_select);
-            if excluded.reason == ExclusionReason::OutsidePersonalNamespace && selectable {
-                tracing::info!(folder = %excluded.source, "not copied: outside the personal namespace");
-                totals.skip_folder(SkippedFolder {
-                    folder: excluded.source.clone(),
-                    reason: FolderSkipReason::OutsidePersonalNamespace,
-                    detail: None,
-                });
-            }
         }
         progress(Progress::Planned {
             folders: folder_plan.copies.len(),
@@ -922,10 +883,97 @@ impl MailboxJob {
         }
     }
 
+    /// The folder plan of a pass from both listings and the folders earlier passes
+    /// copied (pinned to their targets), with the source folders it leaves out that hold
+    /// mail and are reported: Gmail's system folders and folders outside the personal
+    /// namespace. A Gmail source's All Mail is planned into the target's archive (kept
+    /// from an earlier pass when there was one). The real pass and the dry run
+    /// ([`crate::pass::mailbox_plan`]) both plan here. Reads the store, writes nothing.
+    pub(crate) async fn plan_folders(
+        &self,
+        store: &Store,
+        src_listing: &FolderListing,
+        tgt_listing: &FolderListing,
+        source_provider: Provider,
+        target_provider: Provider,
+    ) -> Result<PlannedFolders, Error> {
+        let mailbox_id = self.mailbox;
+        let stored = store
+            .run(move |db| db.folders(mailbox_id))
+            .await
+            .map_err(|e| Error::Store {
+                mailbox: self.email.clone(),
+                action: "reading the folders of earlier passes".into(),
+                source: Box::new(e),
+            })?;
+        let mut pinned = pins(&stored, tgt_listing);
+        // Gmail's All Mail gives only its archived mail, into the target's archive: its
+        // target is chosen here (kept from an earlier pass when there was one).
+        let all_mail = gmail_all_mail(src_listing, source_provider);
+        if let Some(all_mail) = &all_mail
+            && !pinned.contains_key(all_mail)
+        {
+            let path = archive_path(tgt_listing, self.options.gmail_archive_folder.as_deref());
+            pinned.insert(all_mail.clone(), path);
+        }
+        let mut reserved = Vec::new();
+        if tgt_listing.separator == Some('.') {
+            // Dovecot's Maildir++ layout cannot store `/` in a name.
+            reserved.push('/');
+        }
+        let options = PlanOptions {
+            exclusions: self.options.exclusions.clone(),
+            inclusions: self.options.inclusions.clone(),
+            user_root: self.options.user_root.clone(),
+            target_needs_explicit_parents: false,
+            target_case_insensitive: true,
+            target_reserved_chars: reserved,
+            pinned,
+        };
+        let mut folder_plan = plan(src_listing, tgt_listing, &options)?;
+        if let Some(all_mail) = &all_mail {
+            for copy in folder_plan
+                .copies
+                .iter_mut()
+                .filter(|c| c.source == *all_mail)
+            {
+                // Created as an archive where the target takes a use (not as `\All`).
+                copy.special_use = Some(SpecialUse::Archive);
+            }
+        }
+        let mut skipped = gmail_system_folders(
+            &mut folder_plan,
+            src_listing,
+            source_provider,
+            target_provider,
+        );
+        // Folders of other namespaces hold mail (unlike their `\Noselect` hierarchy), so
+        // leaving them out is reported, with how to bring them in.
+        for excluded in &folder_plan.excluded {
+            let selectable = src_listing
+                .folders
+                .iter()
+                .any(|f| f.name == excluded.source && !f.attributes.no_select);
+            if excluded.reason == ExclusionReason::OutsidePersonalNamespace && selectable {
+                skipped.push(SkippedFolder {
+                    folder: excluded.source.clone(),
+                    reason: FolderSkipReason::OutsidePersonalNamespace,
+                    detail: None,
+                });
+            }
+        }
+        Ok(PlannedFolders {
+            plan: folder_plan,
+            skipped,
+            stored,
+            gmail_all_mail: all_mail,
+        })
+    }
+
     /// A logged-in source and target connection. The slots are taken in a fixed order
     /// (source, then target) as every job takes them; the two logins, a handful of round
     /// trips each and most of an unchanged pass's time, then run at once.
-    async fn connect_pair(
+    pub(crate) async fn connect_pair(
         &self,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
@@ -954,7 +1002,7 @@ impl MailboxJob {
     /// `*` would list every user's folders. The root's separator must be known first, so
     /// that takes a round trip more: NAMESPACE and `LIST "" ""` (RFC 3501: the
     /// delimiter), then `LIST "" root` and `LIST "" root<sep>*` together.
-    async fn listing(
+    pub(crate) async fn listing(
         &self,
         conn: &mut Connection,
         source: bool,
@@ -1236,12 +1284,12 @@ impl MailboxJob {
 }
 
 /// A folder's stored state and pending journal groups.
-type StoredFolder = (FolderState, Vec<JournalEntry>);
+pub(crate) type StoredFolder = (FolderState, Vec<JournalEntry>);
 
 /// A folder's [`StoredFolder`], if earlier passes saw it; on a failure, what was being
 /// read (`looking up the folder`, `reading the folder`, `reading the journal of`) with the
 /// error. Runs inside a storage job.
-fn stored_folder(
+pub(crate) fn stored_folder(
     db: &Database,
     mailbox: MailboxId,
     source_name: &str,
@@ -1284,7 +1332,7 @@ fn pins(
 }
 
 /// Logs out of both sides at once: nothing waits on either answer.
-async fn close_pair(src: Connection, tgt: Connection) {
+pub(crate) async fn close_pair(src: Connection, tgt: Connection) {
     tokio::join!(src.close(), tgt.close());
 }
 

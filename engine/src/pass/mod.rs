@@ -18,5 +18,7 @@ mod folder_rename;
 mod folder_sync;
 pub mod header_text;
 pub mod mailbox_job;
+pub mod mailbox_plan;
 pub mod reconcile;
 pub mod report;
+pub mod sample_copy;

@@ -1007,6 +1007,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(drop)
     }
 
+    /// DELETE: removes the folder and its messages (RFC 3501 6.3.4).
+    pub async fn delete(&mut self, mailbox: MailboxName<'_>) -> Result<()> {
+        let label = format!("DELETE {}", mailbox_label(&mailbox));
+        self.run(CommandKind::Simple, label, &Command::Delete { mailbox })
+            .await
+            .map(drop)
+    }
+
     /// SUBSCRIBE.
     pub async fn subscribe(&mut self, mailbox: MailboxName<'_>) -> Result<()> {
         let label = format!("SUBSCRIBE {}", mailbox_label(&mailbox));

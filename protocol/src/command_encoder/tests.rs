@@ -202,6 +202,12 @@ fn mailbox_names_mutf7_and_utf8() {
         "A1 SUBSCRIBE \"Sent Items\"\r\n"
     );
     assert_eq!(
+        line(&Command::Delete {
+            mailbox: MailboxName::Unicode("imapmirror-estimate-1f")
+        }),
+        "A1 DELETE imapmirror-estimate-1f\r\n"
+    );
+    assert_eq!(
         line(&Command::Rename {
             from: MailboxName::Unicode("Projects/Old"),
             to: MailboxName::Unicode("Archiv/Entwürfe 2024")

@@ -175,6 +175,9 @@ fn pem_body(pem: &str) -> Result<Vec<u8>, String> {
 pub struct Granted {
     pub access_token: Secret,
     pub expires_in: Duration,
+    /// A new refresh token, when the provider rotates them (RFC 6749 section 6: the
+    /// client must then use it and forget the old one).
+    pub refresh_token: Option<Secret>,
 }
 
 /// Tokens without `expires_in` are taken to live this long (the providers' usual hour).
@@ -186,6 +189,7 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Granted, String> {
     struct Answer {
         access_token: Option<String>,
         expires_in: Option<serde_json::Value>,
+        refresh_token: Option<String>,
         error: Option<String>,
         error_description: Option<String>,
     }
@@ -220,9 +224,15 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<Granted, String> {
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     };
+    // A refresh token goes into a form body later: the same care as the access token.
+    let refresh_token = answer
+        .refresh_token
+        .filter(|t| !t.is_empty() && !t.contains(['\r', '\n', '\0']))
+        .map(Secret::new);
     Ok(Granted {
         access_token: Secret::new(token),
         expires_in: seconds.map_or(DEFAULT_LIFETIME, Duration::from_secs),
+        refresh_token,
     })
 }
 
@@ -272,6 +282,16 @@ mod tests {
         .expect("token");
         assert_eq!(ok.access_token.expose(), "t");
         assert_eq!(ok.expires_in, Duration::from_secs(5));
+        assert!(ok.refresh_token.is_none());
+        let rotated = parse_response(
+            200,
+            br#"{"access_token":"t","expires_in":60,"refresh_token":"r-2"}"#,
+        )
+        .expect("token");
+        assert_eq!(
+            rotated.refresh_token.as_ref().map(Secret::expose),
+            Some("r-2")
+        );
         let no = parse_response(
             401,
             br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,

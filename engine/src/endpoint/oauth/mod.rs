@@ -5,14 +5,23 @@
 //! files, POSTs to the token endpoint and keeps each token until shortly before it
 //! expires, so connections of one run share it. Microsoft's token is app-wide (one per
 //! endpoint); Google's and the generic grant's are per mailbox.
+//!
+//! Given the state store ([`TokenGrant::keep_in`], as a batch's passes do), tokens are also
+//! kept there, sealed with the endpoint's key: a restarted `serve` or the next `batch
+//! start --wait` uses a token that is still fresh instead of asking the provider again.
+//! A refresh token the provider rotates (the generic grant, answering a new
+//! `refresh_token`) is kept the same way and used from then on in place of the migration
+//! file's. No token is ever logged.
 
 pub mod grant;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use imapmirror_storage::{OAuthProvider, OAuthSettings};
+use imapmirror_storage::{
+    OAuthProvider, OAuthSettings, Secret as StoredSecret, Store, StoredToken, Timestamp,
+};
 
 use crate::error::Error;
 use crate::secret::Secret;
@@ -32,6 +41,14 @@ pub struct TokenGrant {
     endpoint: String,
     settings: OAuthSettings,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Refresh tokens the provider rotated: subject → (the migration file's, the current).
+    rotated: Mutex<HashMap<String, (Secret, Secret)>>,
+    /// One token request per subject at a time: connections that need the same token
+    /// wait for the first one's answer instead of each asking (and a rotated refresh
+    /// token is never redeemed twice).
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where tokens outlive the process, once a runtime hands its store over.
+    store: OnceLock<Store>,
     client: reqwest::Client,
 }
 
@@ -49,6 +66,10 @@ impl std::fmt::Debug for TokenGrant {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl TokenGrant {
     /// The grant of `endpoint`'s `settings`; fails only if no HTTP client can be built.
     pub fn new(endpoint: &str, settings: &OAuthSettings) -> Result<Arc<Self>, Error> {
@@ -62,6 +83,9 @@ impl TokenGrant {
             endpoint: endpoint.to_owned(),
             settings: settings.clone(),
             cache: Mutex::new(HashMap::new()),
+            rotated: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
+            store: OnceLock::new(),
             client,
         }))
     }
@@ -70,38 +94,72 @@ impl TokenGrant {
         self.settings.provider
     }
 
-    /// The cache key: Microsoft's token is the app's, the others are the mailbox's.
-    fn key(&self, user: &str) -> String {
-        match self.settings.provider {
-            OAuthProvider::Microsoft => String::new(),
+    /// Keeps tokens (and rotated refresh tokens) in `store` from now on, and looks there
+    /// before asking the provider. A second store is ignored: a grant serves one process.
+    pub fn keep_in(&self, store: Store) {
+        let _ = self.store.set(store);
+    }
+
+    /// The cache key: Microsoft's token is the app's, the others are the mailbox's; one
+    /// got with a refresh token is that token's (a migration file that brings another
+    /// refresh token for the mailbox does not inherit a token the old one bought). The
+    /// digest is short and of a high-entropy secret: it tells nothing of it.
+    fn key(&self, user: &str, refresh_token: Option<&Secret>) -> String {
+        match (self.settings.provider, refresh_token) {
+            (OAuthProvider::Microsoft, _) => String::new(),
+            (OAuthProvider::Generic, Some(refresh)) => {
+                let digest =
+                    ring::digest::digest(&ring::digest::SHA256, refresh.expose().as_bytes());
+                let short: String = digest.as_ref()[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{user}#{short}")
+            }
             _ => user.to_owned(),
         }
     }
 
     /// Forgets `user`'s token, after the server refused it.
-    pub fn forget(&self, user: &str) {
-        let key = self.key(user);
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+    pub async fn forget(&self, user: &str, refresh_token: Option<&Secret>) {
+        let key = self.key(user, refresh_token);
+        lock(&self.cache).remove(&key);
+        if let Some(store) = self.store.get() {
+            let endpoint = self.endpoint.clone();
+            if let Err(e) = store
+                .run(move |db| db.forget_oauth_token(&endpoint, &key))
+                .await
+            {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "could not drop a refused OAuth token from the state");
+            }
+        }
     }
 
-    /// A token for `user`'s mailbox: the cached one while it is fresh, else a new one
-    /// (the generic provider redeems the mailbox's `refresh_token` when it has one).
+    /// A token for `user`'s mailbox: the cached one while it is fresh (in memory, else in
+    /// the store), else a new one (the generic provider redeems the mailbox's
+    /// `refresh_token` when it has one, or the token the provider rotated it into).
     pub async fn token(&self, user: &str, refresh_token: Option<&Secret>) -> Result<Secret, Error> {
-        let key = self.key(user);
-        if let Some(c) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .filter(|c| Instant::now() < c.refresh_at)
-        {
-            return Ok(c.token.clone());
+        let key = self.key(user, refresh_token);
+        if let Some(token) = self.fresh(&key) {
+            return Ok(token);
         }
+        let turn = lock(&self.turns).entry(key.clone()).or_default().clone();
+        let _turn = turn.lock().await;
+        // Another connection may have got one while this one waited.
+        if let Some(token) = self.fresh(&key) {
+            return Ok(token);
+        }
+        if let Some(token) = self.stored(&key).await {
+            return Ok(token);
+        }
+        let refresh = match refresh_token {
+            Some(given) if self.settings.provider == OAuthProvider::Generic => {
+                Some(self.current_refresh_token(&key, given).await)
+            }
+            other => other.cloned(),
+        };
         let granted =
-            self.fetch(user, refresh_token)
+            self.fetch(user, refresh.as_ref())
                 .await
                 .map_err(|detail| Error::OAuthGrant {
                     endpoint: self.endpoint.clone(),
@@ -109,6 +167,14 @@ impl TokenGrant {
                     user: user.to_owned(),
                     detail,
                 })?;
+        if let (Some(given), Some(used), Some(new)) = (
+            refresh_token,
+            refresh.as_ref(),
+            granted.refresh_token.as_ref(),
+        ) && new != used
+        {
+            self.keep_rotated(&key, given, new).await;
+        }
         let margin = REFRESH_MARGIN.min(granted.expires_in / 2);
         let token = granted.access_token;
         tracing::debug!(
@@ -118,14 +184,128 @@ impl TokenGrant {
             expires_in_s = granted.expires_in.as_secs(),
             "got an OAuth access token"
         );
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        let fresh_for = granted.expires_in - margin;
+        self.keep(&key, &token, fresh_for).await;
+        lock(&self.cache).insert(
             key,
             Cached {
                 token: token.clone(),
-                refresh_at: Instant::now() + granted.expires_in - margin,
+                refresh_at: Instant::now() + fresh_for,
             },
         );
         Ok(token)
+    }
+
+    /// The token in memory for `key`, while it is fresh.
+    fn fresh(&self, key: &str) -> Option<Secret> {
+        lock(&self.cache)
+            .get(key)
+            .filter(|c| Instant::now() < c.refresh_at)
+            .map(|c| c.token.clone())
+    }
+
+    /// The token kept in the store for `key`, while it is fresh (then cached in memory).
+    async fn stored(&self, key: &str) -> Option<Secret> {
+        let store = self.store.get()?;
+        let (endpoint, subject) = (self.endpoint.clone(), key.to_owned());
+        let kept: Option<StoredToken> = match store
+            .run(move |db| db.oauth_token(&endpoint, &subject))
+            .await
+        {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "could not read a kept OAuth token; asking the provider");
+                None
+            }
+        };
+        let kept = kept?;
+        let left = kept
+            .fresh_until
+            .to_system_time()
+            .duration_since(SystemTime::now())
+            .ok()
+            .filter(|left| !left.is_zero())?;
+        let token = Secret::new(kept.token.expose());
+        tracing::debug!(endpoint = %self.endpoint, fresh_for_s = left.as_secs(), "using a kept OAuth access token");
+        lock(&self.cache).insert(
+            key.to_owned(),
+            Cached {
+                token: token.clone(),
+                refresh_at: Instant::now() + left,
+            },
+        );
+        Some(token)
+    }
+
+    /// Keeps `token` in the store, to be used for `fresh_for` from now.
+    async fn keep(&self, key: &str, token: &Secret, fresh_for: Duration) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        let (endpoint, subject) = (self.endpoint.clone(), key.to_owned());
+        let sealed = StoredSecret::new(token.expose());
+        let until = Timestamp::from_system_time(SystemTime::now() + fresh_for);
+        if let Err(e) = store
+            .run(move |db| db.save_oauth_token(&endpoint, &subject, &sealed, until))
+            .await
+        {
+            tracing::warn!(endpoint = %self.endpoint, error = %e, "could not keep an OAuth token in the state; the next run asks the provider again");
+        }
+    }
+
+    /// The refresh token to redeem for `key` when the migration file gives `given`: the
+    /// one the provider rotated it into, if it did.
+    async fn current_refresh_token(&self, key: &str, given: &Secret) -> Secret {
+        if let Some((original, current)) = lock(&self.rotated).get(key)
+            && original == given
+        {
+            return current.clone();
+        }
+        let Some(store) = self.store.get() else {
+            return given.clone();
+        };
+        let (endpoint, subject) = (self.endpoint.clone(), key.to_owned());
+        let original = StoredSecret::new(given.expose());
+        match store
+            .run(move |db| db.rotated_refresh_token(&endpoint, &subject, &original))
+            .await
+        {
+            Ok(Some(current)) => {
+                let current = Secret::new(current.expose());
+                lock(&self.rotated).insert(key.to_owned(), (given.clone(), current.clone()));
+                current
+            }
+            Ok(None) => given.clone(),
+            Err(e) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "could not read a rotated refresh token; using the migration file's");
+                given.clone()
+            }
+        }
+    }
+
+    /// The provider answered `new` for the refresh token that descends from `given`: use
+    /// it from now on, in this process and the next.
+    async fn keep_rotated(&self, key: &str, given: &Secret, new: &Secret) {
+        lock(&self.rotated).insert(key.to_owned(), (given.clone(), new.clone()));
+        tracing::info!(endpoint = %self.endpoint, user = key, "the provider rotated the mailbox's refresh token; the new one is kept");
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        let (endpoint, subject) = (self.endpoint.clone(), key.to_owned());
+        let (original, current) = (
+            StoredSecret::new(given.expose()),
+            StoredSecret::new(new.expose()),
+        );
+        if let Err(e) = store
+            .run(move |db| {
+                db.save_rotated_refresh_token(&endpoint, &subject, &original, &current)?;
+                // A rotated token is the only one the provider still honours: on disk now.
+                db.flush().map(drop)
+            })
+            .await
+        {
+            tracing::error!(endpoint = %self.endpoint, user = key, error = %e, "could not keep the rotated refresh token; the next process may have to be given a new one");
+        }
     }
 
     /// Asks the token endpoint; the error is the provider's answer or what went wrong.

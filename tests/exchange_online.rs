@@ -557,3 +557,44 @@ fn a_message_over_exchanges_size_limit_is_skipped_and_reported_one_under_it_is_c
         .compare_snapshots(&expected, &migrated);
     assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
 }
+
+/// A connection Exchange drops while a new mailbox's folders are planned (its CREATEs
+/// on the target) is retried on new connections like a drop while copying, instead of
+/// failing the mailbox's pass.
+#[test]
+fn a_drop_while_the_folders_are_planned_is_retried() {
+    let source = start("source");
+    let target = start("exchange");
+    let corpus = Corpus::generate(CorpusSpec::small(23).with_messages(60));
+    let seeded = seed_corpus(&source, &corpus);
+    assert!(seeded >= 50, "the source holds {seeded} messages");
+    let mut client = target.connect(USER).expect("target login");
+    for name in EXCHANGE_FOLDERS {
+        client.create(name).expect("create an Exchange folder");
+    }
+    client.logout().expect("logout");
+    let relay = ExchangeLike::start(
+        target.plain_addr(),
+        ExchangeLikeConfig {
+            drop_once_on: Some("CREATE"),
+            ..ExchangeLikeConfig::polite()
+        },
+    )
+    .expect("relay starts");
+    let cli = Cli::new();
+    migrate(&cli, source.plain_addr().port(), relay.addr().port());
+    assert!(
+        relay.stats().dropped_once.load(Ordering::Relaxed),
+        "the relay dropped the connection at a CREATE"
+    );
+    assert_eq!(relay.stats().dropped.load(Ordering::Relaxed), 1);
+    let expected = probe(&source, &target);
+    let migrated = target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
+}

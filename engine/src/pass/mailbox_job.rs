@@ -355,6 +355,14 @@ impl MailboxJob {
         .await
     }
 
+    /// One pass, its folder planning retried: a connection lost while the folders are
+    /// listed, renamed, created or subscribed (Exchange Online drops connections every
+    /// few dozen commands, and a new mailbox's plan takes dozens) is retried on new
+    /// connections under the folder retry budget, as a drop while copying is. Every step
+    /// of the planning can run again: the listings are read afresh, a rename already done
+    /// is found done, a folder already created "exists", subscribing is idempotent and
+    /// registering folders keeps their ids. Once the folders are handed to the workers,
+    /// each retries its own.
     async fn run_inner(
         &self,
         store: &Store,
@@ -363,6 +371,64 @@ impl MailboxJob {
         totals: &PassTotals,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
+    ) -> Result<usize, Error> {
+        let mut budget = RetryBudget::default();
+        let mut jitter = Jitter::seeded(u64::MAX);
+        loop {
+            let planned = std::sync::atomic::AtomicBool::new(false);
+            let e = match self
+                .run_attempt(
+                    store,
+                    cancel,
+                    progress,
+                    totals,
+                    src_counters,
+                    tgt_counters,
+                    &planned,
+                )
+                .await
+            {
+                Ok(folders) => return Ok(folders),
+                Err(e) => e,
+            };
+            let retryable = !planned.load(std::sync::atomic::Ordering::Acquire)
+                && !cancel.is_cancelled()
+                && matches!(&e, Error::Imap { source, .. } if is_transient(source));
+            let attempt = match budget.failed(&self.options.folder_retry, false) {
+                Some(attempt) if retryable => attempt,
+                _ => return Err(e),
+            };
+            let hint = match &e {
+                Error::Imap { source, .. } => server_hint(source),
+                _ => None,
+            };
+            let delay = self
+                .options
+                .folder_retry
+                .delay(attempt, hint, jitter.next_u64());
+            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "planning the folders failed; retrying on new connections");
+            PassTotals::add(&totals.retries, 1);
+            migration_metrics::error(&self.batch, &e);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => {
+                    return Err(Error::Stopped { mailbox: self.email.clone() });
+                }
+            }
+        }
+    }
+
+    /// One attempt at the pass; `planned` is set once the folders go to the workers.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_attempt(
+        &self,
+        store: &Store,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        totals: &PassTotals,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+        planned: &std::sync::atomic::AtomicBool,
     ) -> Result<usize, Error> {
         let mailbox = self.email.as_str();
         let (mut src, mut tgt) = self
@@ -725,6 +791,7 @@ impl MailboxJob {
             queue.push_back(task);
         }
         let folders = folder_plan.copies.len();
+        planned.store(true, std::sync::atomic::Ordering::Release);
         if queue.is_empty() {
             close_pair(src, tgt).await;
             return Ok(folders);

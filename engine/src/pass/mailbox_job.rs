@@ -482,6 +482,7 @@ impl MailboxJob {
             store,
             mailbox: self.mailbox,
             mailbox_label: mailbox,
+            batch: &self.batch,
             settings,
             totals,
             progress,

@@ -743,11 +743,16 @@ impl<'c, 'a> Copier<'c, 'a> {
             "the target throttled APPENDs; sending them again after its suggested back-off"
         );
         tokio::select! {
-            () = tokio::time::sleep(wait) => Ok(()),
-            () = ctx.cancel.cancelled() => Err(Error::Stopped {
-                mailbox: ctx.mailbox_label.to_owned(),
-            }),
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.cancel.cancelled() => {
+                return Err(Error::Stopped {
+                    mailbox: ctx.mailbox_label.to_owned(),
+                });
+            }
         }
+        // A wait the server asked for, though no error: the APPENDs go on.
+        crate::migration_metrics::throttle_wait(ctx.batch, wait);
+        Ok(())
     }
 
     /// Waits until the APPEND `tag` has completed; its answer stays for `wait`.

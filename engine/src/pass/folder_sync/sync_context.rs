@@ -53,6 +53,8 @@ pub(crate) struct SyncContext<'a> {
     pub store: &'a Store,
     pub mailbox: MailboxId,
     pub mailbox_label: &'a str,
+    /// The batch's name, for the metrics.
+    pub batch: &'a str,
     pub settings: SyncSettings,
     pub totals: &'a PassTotals,
     pub progress: &'a (dyn Fn(Progress) + Send + Sync),

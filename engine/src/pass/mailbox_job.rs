@@ -52,6 +52,12 @@ use crate::pass::folder_sync::{
 };
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 
+/// How far one attempt at a pass got ([`MailboxJob::run_inner`]): logging in, planning
+/// the folders on the connections it got, or copying (the folders in the workers' hands).
+const STAGE_CONNECTING: u8 = 0;
+const STAGE_PLANNING: u8 = 1;
+const STAGE_COPYING: u8 = 2;
+
 /// How long a target connection whose write failed is read for what the server said
 /// before it closed: it is already in the socket's buffer, or nothing more comes.
 const LAST_WORDS_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -362,7 +368,8 @@ impl MailboxJob {
     /// of the planning can run again: the listings are read afresh, a rename already done
     /// is found done, a folder already created "exists", subscribing is idempotent and
     /// registering folders keeps their ids. Once the folders are handed to the workers,
-    /// each retries its own.
+    /// each retries its own; a pair that cannot be connected at all fails the pass as
+    /// before (the pool has its own retries for that).
     async fn run_inner(
         &self,
         store: &Store,
@@ -375,7 +382,7 @@ impl MailboxJob {
         let mut budget = RetryBudget::default();
         let mut jitter = Jitter::seeded(u64::MAX);
         loop {
-            let planned = std::sync::atomic::AtomicBool::new(false);
+            let stage = std::sync::atomic::AtomicU8::new(STAGE_CONNECTING);
             let e = match self
                 .run_attempt(
                     store,
@@ -384,14 +391,16 @@ impl MailboxJob {
                     totals,
                     src_counters,
                     tgt_counters,
-                    &planned,
+                    &stage,
                 )
                 .await
             {
                 Ok(folders) => return Ok(folders),
                 Err(e) => e,
             };
-            let retryable = !planned.load(std::sync::atomic::Ordering::Acquire)
+            // Connecting has its own retries in the pool (a server that cannot be
+            // reached fails the pass as before); copying retries per folder.
+            let retryable = stage.load(std::sync::atomic::Ordering::Acquire) == STAGE_PLANNING
                 && !cancel.is_cancelled()
                 && matches!(&e, Error::Imap { source, .. } if is_transient(source));
             let attempt = match budget.failed(&self.options.folder_retry, false) {
@@ -418,7 +427,7 @@ impl MailboxJob {
         }
     }
 
-    /// One attempt at the pass; `planned` is set once the folders go to the workers.
+    /// One attempt at the pass; `stage` says how far it got.
     #[allow(clippy::too_many_arguments)]
     async fn run_attempt(
         &self,
@@ -428,12 +437,13 @@ impl MailboxJob {
         totals: &PassTotals,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
-        planned: &std::sync::atomic::AtomicBool,
+        stage: &std::sync::atomic::AtomicU8,
     ) -> Result<usize, Error> {
         let mailbox = self.email.as_str();
         let (mut src, mut tgt) = self
             .connect_pair(src_counters, tgt_counters, cancel)
             .await?;
+        stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
         // The two sides do not depend on each other until the plan: list them at once.
         let ((src_listing, src_names), (tgt_listing, tgt_names)) =
             tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
@@ -792,7 +802,7 @@ impl MailboxJob {
             queue.push_back(task);
         }
         let folders = folder_plan.copies.len();
-        planned.store(true, std::sync::atomic::Ordering::Release);
+        stage.store(STAGE_COPYING, std::sync::atomic::Ordering::Release);
         if queue.is_empty() {
             close_pair(src, tgt).await;
             return Ok(folders);

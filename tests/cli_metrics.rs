@@ -657,8 +657,7 @@ fn throttling_and_dropped_connections_are_counted_by_kind() {
     const MESSAGES: usize = 80;
     let (source, target) = servers(USERS, MESSAGES, 180);
     // The kit's Exchange-like relay in front of the target: 5 % of the commands throttled
-    // with a short suggested back-off, a connection dropped every 60 commands (the folder plan of a new mailbox, on its first
-    // connection, stays below that: a drop there fails the pass, which is not what this counts).
+    // with a short suggested back-off, a connection dropped every 60 commands.
     let relay = ExchangeLike::start(
         target.plain_addr(),
         ExchangeLikeConfig {
@@ -720,9 +719,11 @@ fn throttling_and_dropped_connections_are_counted_by_kind() {
         )
         .unwrap_or_else(|| panic!("errors of kind {kind} in:\n{text}")) as u64
     };
-    // Every throttling answer was retried after a wait, and counted once.
+    // Every throttling answer was retried after a wait, and counted once: a throttled
+    // APPEND is sent again on its connection (a wait, no error), another command that
+    // ends its attempt is an error and a wait.
     assert!(
-        errors("throttled") >= 1 && errors("throttled") <= throttled,
+        errors("throttled") <= throttled,
         "{throttled} throttled by the relay:\n{text}"
     );
     assert!(
@@ -731,10 +732,9 @@ fn throttling_and_dropped_connections_are_counted_by_kind() {
     );
     assert_eq!(errors("auth"), 0, "{text}");
     let waits = counter(&text, "imapmirror_throttle_waits_total", "b1");
-    assert_eq!(
-        waits,
-        errors("throttled"),
-        "one wait per throttling answer:\n{text}"
+    assert!(
+        waits >= 1 && waits >= errors("throttled") && waits <= throttled,
+        "at most one wait per throttling answer ({throttled}):\n{text}"
     );
     // Waits of at least the suggested 150 ms each, added up.
     let waited = counter(&text, "imapmirror_throttle_wait_seconds_total", "b1");

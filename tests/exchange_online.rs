@@ -211,6 +211,80 @@ fn dovecot_to_exchange_online_through_throttling_and_drops() {
     );
 }
 
+/// Migrates the corpus of `seed` into a fresh Exchange-like target behind a relay with
+/// `config`, checks the result exact, and returns the relay's connections and throttled
+/// commands.
+fn migrate_into_exchange(seed: u64, config: ExchangeLikeConfig) -> (u64, u64) {
+    let source = start("source");
+    let target = start("exchange");
+    let corpus = Corpus::generate(CorpusSpec::small(seed));
+    let seeded = seed_corpus(&source, &corpus);
+    assert!(seeded >= 290, "the source holds {seeded} messages");
+    let mut client = target.connect(USER).expect("target login");
+    for name in EXCHANGE_FOLDERS {
+        client.create(name).expect("create an Exchange folder");
+    }
+    client.logout().expect("logout");
+    let relay = ExchangeLike::start(target.plain_addr(), config).expect("relay starts");
+    let cli = Cli::new();
+    migrate(&cli, source.plain_addr().port(), relay.addr().port());
+    let stats = relay.stats();
+    let expected = probe(&source, &target);
+    let migrated = target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
+    (
+        stats.connections.load(Ordering::Relaxed),
+        stats.throttled.load(Ordering::Relaxed),
+    )
+}
+
+fn seed_corpus(server: &FamilyServer, corpus: &Corpus) -> usize {
+    seed(server, corpus, false)
+}
+
+/// A source folder's name as the migration names it on an Exchange target.
+fn exchange_name_of(name: &str) -> String {
+    let mut parts: Vec<String> = name.split('/').map(str::to_owned).collect();
+    if let Some(first) = parts.first_mut() {
+        *first = match first.as_str() {
+            "Sent" => "Sent Items".to_owned(),
+            "Trash" => "Deleted Items".to_owned(),
+            "Junk" => "Junk Email".to_owned(),
+            other => other.to_owned(),
+        };
+    }
+    parts.join("/")
+}
+
+/// Exchange's throttling answer to an APPEND means "wait and send it again": the
+/// message is sent again on the same connection after the suggested back-off, so a
+/// throttled migration opens exactly the connections of an unthrottled one, and every
+/// message is there once.
+#[test]
+fn throttled_appends_are_sent_again_on_the_same_connection() {
+    let (polite_connections, none) = migrate_into_exchange(17, ExchangeLikeConfig::polite());
+    assert_eq!(none, 0);
+    let (connections, throttled) = migrate_into_exchange(
+        17,
+        ExchangeLikeConfig {
+            throttle_per_mille: 60,
+            backoff_ms: 40,
+            ..ExchangeLikeConfig::polite()
+        },
+    );
+    assert!(throttled >= 10, "the relay throttled {throttled} commands");
+    assert_eq!(
+        connections, polite_connections,
+        "throttling ({throttled} commands) cost no reconnect"
+    );
+}
+
 #[test]
 fn exchange_online_to_dovecot_through_throttling_and_drops() {
     let source = start("exchange");
@@ -335,4 +409,192 @@ fn exchange_like_relay_shows_exchanges_face() {
     assert!(!list.iter().any(|l| l.contains("\\Sent")), "{list:?}");
     assert_eq!(relay.stats().refused.load(Ordering::Relaxed), 2);
     assert_eq!(relay.stats().too_large.load(Ordering::Relaxed), 1);
+}
+
+/// A message of about `size` bytes (CRLF lines of base64-like text), with `subject`.
+fn sized_message(subject: &str, size: usize, salt: u64) -> Vec<u8> {
+    let head = format!(
+        "From: Big Sender <big@example.net>\r\nTo: {USER}\r\nSubject: {subject}\r\n\
+         Date: Tue, 3 Mar 2026 10:00:00 +0000\r\nMessage-ID: <size-{salt}@example.net>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    );
+    const LINE: usize = 76;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(size + LINE + 2);
+    out.extend_from_slice(head.as_bytes());
+    let mut rng = support::SplitMix64::new(salt);
+    while out.len() + LINE + 2 <= size {
+        let word = rng.next_u64();
+        for i in 0..LINE {
+            out.push(ALPHABET[((word >> ((i % 10) * 6)) as usize + i) % 64]);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Exchange Online refuses messages over 35 MB (its default maximum message size) and
+/// does not announce it: a message over it in the source is skipped before upload, with
+/// the reason in the batch report; one just under it is copied byte for byte, and the
+/// rest of the folder is exact. The big messages are written once into the source's
+/// Maildir, one at a time, and travel streamed (the engine's large-message path).
+#[test]
+fn a_message_over_exchanges_size_limit_is_skipped_and_reported_one_under_it_is_copied() {
+    use support::exchange_like::EXCHANGE_SIZE_LIMIT;
+    use support::{Flag, InternalDate, SeedFolder, SeedMessage};
+    let source = start("source");
+    let target = start("exchange");
+    let FamilyServer::Dovecot(dovecot) = &source else {
+        panic!("the source is a Dovecot");
+    };
+    let limit = EXCHANGE_SIZE_LIMIT as usize;
+    let inbox = || SeedFolder {
+        path: FolderPath::inbox(),
+        subscribed: true,
+    };
+    let date = InternalDate::new(1_772_532_000, 60);
+    let one = |bytes: Vec<u8>, flags: Vec<Flag>| SeedMessage {
+        folder: FolderPath::inbox(),
+        bytes,
+        flags,
+        internal_date: date,
+    };
+    // Small mail around the big ones, so that "the rest of the folder" means something.
+    let small: Vec<SeedMessage> = (0..6)
+        .map(|i| {
+            one(
+                sized_message(&format!("small {i}"), 2_000 + i * 700, i as u64),
+                vec![Flag::Seen],
+            )
+        })
+        .collect();
+    dovecot
+        .seed(USER, &[inbox()], small)
+        .expect("seed small mail");
+    dovecot
+        .seed(
+            USER,
+            &[inbox()],
+            [one(
+                sized_message("over the limit", limit + 64 * 1024, 100),
+                vec![],
+            )],
+        )
+        .expect("seed the message over the limit");
+    dovecot
+        .seed(
+            USER,
+            &[inbox()],
+            [one(
+                sized_message("just under the limit", limit - 16 * 1024, 200),
+                vec![Flag::Flagged],
+            )],
+        )
+        .expect("seed the message under the limit");
+    let more: Vec<SeedMessage> = (6..9)
+        .map(|i| {
+            one(
+                sized_message(&format!("small {i}"), 3_000 + i * 500, i as u64),
+                vec![],
+            )
+        })
+        .collect();
+    dovecot
+        .seed(USER, &[inbox()], more)
+        .expect("seed more small mail");
+
+    let relay = ExchangeLike::start(target.plain_addr(), ExchangeLikeConfig::polite())
+        .expect("relay starts");
+    let cli = Cli::new();
+    migrate(&cli, source.plain_addr().port(), relay.addr().port());
+    assert_eq!(
+        relay.stats().too_large.load(Ordering::Relaxed),
+        0,
+        "the message over the limit was never sent"
+    );
+
+    let report = cli.json(&["batch", "report", "m365", "--format", "json"]);
+    let skipped = report["skipped"].as_array().expect("skipped items");
+    assert_eq!(skipped.len(), 1, "{report:#}");
+    let item = &skipped[0];
+    assert_eq!(item["reason"], "too large", "{item:#}");
+    assert_eq!(item["subject"], "over the limit", "{item:#}");
+    assert!(
+        item["size"]
+            .as_u64()
+            .is_some_and(|s| s > EXCHANGE_SIZE_LIMIT),
+        "{item:#}"
+    );
+    assert_eq!(report["batch"]["items_skipped"], 1, "{report:#}");
+
+    // The target holds exactly the source's INBOX but the message over the limit.
+    let mut expected = source
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the source");
+    let mut left_out = 0;
+    for folder in &mut expected.folders {
+        let before = folder.messages.len();
+        folder.messages.retain(|m| m.size <= limit);
+        left_out += before - folder.messages.len();
+    }
+    assert_eq!(left_out, 1, "one source message is over the limit");
+    let migrated = target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    assert!(
+        migrated
+            .folders
+            .iter()
+            .flat_map(|f| &f.messages)
+            .any(|m| m.subject == "just under the limit" && m.size > limit - 32 * 1024),
+        "the message just under the limit is there"
+    );
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
+}
+
+/// A connection Exchange drops while a new mailbox's folders are planned (its CREATEs
+/// on the target) is retried on new connections like a drop while copying, instead of
+/// failing the mailbox's pass.
+#[test]
+fn a_drop_while_the_folders_are_planned_is_retried() {
+    let source = start("source");
+    let target = start("exchange");
+    let corpus = Corpus::generate(CorpusSpec::small(23).with_messages(60));
+    let seeded = seed_corpus(&source, &corpus);
+    assert!(seeded >= 50, "the source holds {seeded} messages");
+    let mut client = target.connect(USER).expect("target login");
+    for name in EXCHANGE_FOLDERS {
+        client.create(name).expect("create an Exchange folder");
+    }
+    client.logout().expect("logout");
+    let relay = ExchangeLike::start(
+        target.plain_addr(),
+        ExchangeLikeConfig {
+            drop_once_on: Some("CREATE"),
+            ..ExchangeLikeConfig::polite()
+        },
+    )
+    .expect("relay starts");
+    let cli = Cli::new();
+    migrate(&cli, source.plain_addr().port(), relay.addr().port());
+    assert!(
+        relay.stats().dropped_once.load(Ordering::Relaxed),
+        "the relay dropped the connection at a CREATE"
+    );
+    assert_eq!(relay.stats().dropped.load(Ordering::Relaxed), 1);
+    let expected = probe(&source, &target);
+    let migrated = target
+        .user_endpoint(USER)
+        .and_then(|e| MailboxSnapshot::read(&e))
+        .expect("read the migrated mailbox");
+    let report = Verifier::new()
+        .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
+        .compare_snapshots(&expected, &migrated);
+    assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
 }

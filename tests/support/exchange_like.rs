@@ -66,6 +66,10 @@ pub struct ExchangeLikeConfig {
     /// Every connection after the first waits this long before the server's greeting
     /// reaches it: reconnects come late, e.g. after an OAuth token has expired.
     pub delay_reconnects: Option<std::time::Duration>,
+    /// Drop the connection (as `drop_every` does) at the first command with this verb
+    /// after login, once for the whole relay: e.g. `CREATE`, in a new mailbox's folder
+    /// plan.
+    pub drop_once_on: Option<&'static str>,
 }
 
 impl ExchangeLikeConfig {
@@ -79,6 +83,7 @@ impl ExchangeLikeConfig {
             seed: 13,
             dovecot_capabilities: false,
             delay_reconnects: None,
+            drop_once_on: None,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct ExchangeLikeStats {
     pub dropped: AtomicU64,
     pub refused: AtomicU64,
     pub too_large: AtomicU64,
+    /// Set once `drop_once_on` has dropped its connection.
+    pub dropped_once: AtomicBool,
 }
 
 /// A running relay; stops accepting when dropped.
@@ -298,6 +305,16 @@ fn relay(
             &mut rng,
             &config,
         );
+        let verdict = match config.drop_once_on {
+            Some(once)
+                if authenticated
+                    && verb.eq_ignore_ascii_case(once)
+                    && !stats.dropped_once.swap(true, Ordering::Relaxed) =>
+            {
+                Verdict::Drop
+            }
+            _ => verdict,
+        };
         if verb == "LOGIN" || verb == "AUTHENTICATE" {
             authenticated = true;
         }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use imapmirror_protocol::Error as ImapError;
 use imapmirror_protocol::client::{
     self, ConnectOptions, Credentials, ImapStream, Security, Session, SessionConfig, TlsSettings,
+    UnansweredCommands,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -239,17 +240,33 @@ pub struct Connection {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-/// When this process last dropped a target connection without closing it (Unix ms; 0:
-/// never). The server may still be committing an APPEND it had read in full, so a
-/// journal reconcile waits a settle time counted from here. Process-wide and only ever
-/// raised: a later drop of another mailbox's connection can only lengthen a wait.
-static LAST_ABANDONED_TARGET_MS: AtomicU64 = AtomicU64::new(0);
+/// When this process last dropped a target connection whose link broke with commands
+/// unanswered and no word from the server (Unix ms; 0: never). The server may still be
+/// committing an APPEND it had read in full, so a journal reconcile waits the whole
+/// settle time counted from here. Process-wide and only ever raised: a later drop of
+/// another mailbox's connection can only lengthen a wait.
+static LAST_CUT_TARGET_MS: AtomicU64 = AtomicU64::new(0);
 
-/// When this process last dropped a target connection that might have been mid-command.
-pub(crate) fn last_abandoned_target_connection() -> Option<imapmirror_storage::Timestamp> {
-    match LAST_ABANDONED_TARGET_MS.load(Ordering::Acquire) {
-        0 => None,
-        ms => Some(imapmirror_storage::Timestamp::from_unix_millis(ms)),
+/// The same for a target connection the server closed itself (BYE) while commands it
+/// may have started were unanswered: a short settle time counts from here.
+static LAST_CLOSED_TARGET_MS: AtomicU64 = AtomicU64::new(0);
+
+/// When this process last gave up target connections that may have left an APPEND
+/// undecided: `cut` when the link broke without a word from the server, `closed` when
+/// the server had said BYE. A connection whose every command was answered, or that the
+/// server closed after refusing the command in flight (Exchange Online's drop), leaves
+/// nothing to settle and is in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AbandonedTargets {
+    pub cut: Option<imapmirror_storage::Timestamp>,
+    pub closed: Option<imapmirror_storage::Timestamp>,
+}
+
+pub(crate) fn abandoned_target_connections() -> AbandonedTargets {
+    let at = |ms: u64| (ms > 0).then(|| imapmirror_storage::Timestamp::from_unix_millis(ms));
+    AbandonedTargets {
+        cut: at(LAST_CUT_TARGET_MS.load(Ordering::Acquire)),
+        closed: at(LAST_CLOSED_TARGET_MS.load(Ordering::Acquire)),
     }
 }
 
@@ -317,8 +334,15 @@ impl Drop for Connection {
         let peak = self.session.buffer_high_water_mark() as u64;
         self.counters.peak_buffer.fetch_max(peak, Ordering::Relaxed);
         if self.role == Role::Target && !self.closed {
-            let now = imapmirror_storage::Timestamp::now().unix_millis();
-            LAST_ABANDONED_TARGET_MS.fetch_max(now.max(1), Ordering::AcqRel);
+            let mark = match self.session.state().unanswered_commands() {
+                UnansweredCommands::None => None,
+                UnansweredCommands::AfterBye => Some(&LAST_CLOSED_TARGET_MS),
+                UnansweredCommands::Unknown => Some(&LAST_CUT_TARGET_MS),
+            };
+            if let Some(mark) = mark {
+                let now = imapmirror_storage::Timestamp::now().unix_millis();
+                mark.fetch_max(now.max(1), Ordering::AcqRel);
+            }
         }
     }
 }

@@ -62,6 +62,36 @@ pub enum Quirk {
     /// without announcing APPENDLIMIT: larger messages are skipped before upload and
     /// reported ([`EXCHANGE_MESSAGE_SIZE_LIMIT`]).
     ExchangeLimitsMessageSize,
+    /// Exchange Online throttles busy mailboxes per command: `NO Request is throttled.
+    /// Suggested Backoff Time: N milliseconds`, the command not executed. Other commands
+    /// are sent again by the session after that wait (`Session::run`); a throttled
+    /// APPEND is sent again on the same connection after it, up to
+    /// [`APPEND_THROTTLE_RETRIES`] times per message ([`resend_after_throttling`]),
+    /// instead of ending the attempt and reconnecting (`tests/exchange_online.rs`).
+    ExchangeThrottlesWithBackoff,
+}
+
+/// How often one message's throttled APPEND is sent again on the same connection;
+/// throttling that goes on past this ends the attempt, and the folder continues on new
+/// connections as for any transient error.
+pub const APPEND_THROTTLE_RETRIES: u8 = 5;
+
+/// The longest suggested back-off waited out on the connection; a longer one ends the
+/// attempt, whose retry then waits at least that long.
+pub const MAX_APPEND_THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The back-off after which a refused APPEND goes out again on the same connection
+/// ([`Quirk::ExchangeThrottlesWithBackoff`]): the answer is a NO or BAD suggesting a wait
+/// of at most [`MAX_APPEND_THROTTLE_WAIT`]. Such a command was not executed, so nothing
+/// was stored and sending it again cannot double the message; Gmail's `[THROTTLED]`
+/// names no wait and still ends the attempt ([`Quirk::GmailThrottlesAndQuotas`]).
+pub fn resend_after_throttling(
+    c: &imapmirror_protocol::client::Completion,
+) -> Option<std::time::Duration> {
+    if c.is_ok() {
+        return None;
+    }
+    c.backoff_hint.filter(|w| *w <= MAX_APPEND_THROTTLE_WAIT)
 }
 
 /// The size over which Exchange Online refuses a message (35 MB, the default maximum
@@ -78,7 +108,7 @@ pub fn unannounced_append_limit(family: ServerFamily) -> Option<u64> {
 
 impl Quirk {
     /// Every quirk, for `endpoint test` and the tests.
-    pub const ALL: [Quirk; 11] = [
+    pub const ALL: [Quirk; 12] = [
         Quirk::CyrusRefusesAppendLimitStatus,
         Quirk::CyrusCapsKeywordsPerFolder,
         Quirk::CyrusAddsLoginDisabledAfterLogin,
@@ -87,6 +117,7 @@ impl Quirk {
         Quirk::CourierHidesSharedFoldersFromListAll,
         Quirk::CourierStallsOnPipelinedAppend,
         Quirk::ExchangeLimitsMessageSize,
+        Quirk::ExchangeThrottlesWithBackoff,
         Quirk::GmailLabelsAreFolders,
         Quirk::GmailAllMailHoldsEveryMessage,
         Quirk::GmailThrottlesAndQuotas,
@@ -102,7 +133,9 @@ impl Quirk {
             Quirk::CourierLimitsConnectionsPerAddress
             | Quirk::CourierHidesSharedFoldersFromListAll
             | Quirk::CourierStallsOnPipelinedAppend => ServerFamily::Courier,
-            Quirk::ExchangeLimitsMessageSize => ServerFamily::Exchange,
+            Quirk::ExchangeLimitsMessageSize | Quirk::ExchangeThrottlesWithBackoff => {
+                ServerFamily::Exchange
+            }
             Quirk::GmailLabelsAreFolders
             | Quirk::GmailAllMailHoldsEveryMessage
             | Quirk::GmailThrottlesAndQuotas => ServerFamily::Gmail,
@@ -162,6 +195,9 @@ impl fmt::Display for Quirk {
             }
             Quirk::ExchangeLimitsMessageSize => {
                 "refuses messages over 35 MB without announcing APPENDLIMIT: larger messages are skipped before upload and reported"
+            }
+            Quirk::ExchangeThrottlesWithBackoff => {
+                "throttles commands with a suggested back-off: the command, APPEND included, is sent again on the same connection after that wait"
             }
         })
     }
@@ -256,13 +292,62 @@ mod tests {
     fn exchange_limits_message_size() {
         assert_eq!(
             Quirk::of(ServerFamily::Exchange).collect::<Vec<_>>(),
-            [Quirk::ExchangeLimitsMessageSize]
+            [
+                Quirk::ExchangeLimitsMessageSize,
+                Quirk::ExchangeThrottlesWithBackoff
+            ]
         );
         assert_eq!(
             unannounced_append_limit(ServerFamily::Exchange),
             Some(35 * 1024 * 1024)
         );
         assert_eq!(unannounced_append_limit(ServerFamily::Dovecot), None);
+    }
+
+    #[test]
+    fn exchange_throttles_with_backoff() {
+        use imapmirror_protocol::StatusKind;
+        use imapmirror_protocol::client::{CommandData, CommandTag, Completion, ResponseCode};
+        use std::time::Duration;
+        let answer = |kind, code, text: &str, hint: Option<u64>| Completion {
+            tag: CommandTag::from_wire(b"A7").expect("a tag of ours"),
+            command: "APPEND \"INBOX\"".into(),
+            kind,
+            code,
+            text: text.into(),
+            backoff_hint: hint.map(Duration::from_millis),
+            data: CommandData::None,
+        };
+        let throttled = answer(
+            StatusKind::No,
+            None,
+            "Request is throttled. Suggested Backoff Time: 1500 milliseconds",
+            Some(1500),
+        );
+        assert_eq!(
+            resend_after_throttling(&throttled),
+            Some(Duration::from_millis(1500))
+        );
+        // Longer than is worth holding the connection for: the attempt ends instead.
+        let long = answer(StatusKind::No, None, "throttled", Some(3_600_000));
+        assert_eq!(resend_after_throttling(&long), None);
+        // Gmail's [THROTTLED] names no wait; a refusal or a lost back end is no throttle.
+        let gmail = answer(
+            StatusKind::No,
+            Some(ResponseCode::Throttled),
+            "slow down",
+            None,
+        );
+        assert_eq!(resend_after_throttling(&gmail), None);
+        let gone = answer(
+            StatusKind::Bad,
+            None,
+            "User is authenticated but not connected.",
+            None,
+        );
+        assert_eq!(resend_after_throttling(&gone), None);
+        let ok = answer(StatusKind::Ok, None, "APPEND completed", Some(10));
+        assert_eq!(resend_after_throttling(&ok), None);
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub(crate) async fn sync_folder(
     };
 
     for entry in &pending {
-        reconcile_pending(ctx, tgt, folder, entry, t_validity).await?;
+        reconcile_pending(ctx, tgt, folder, entry, t_validity, task.retry_attempt).await?;
     }
 
     let state = store
@@ -324,6 +324,7 @@ async fn reconcile_pending(
     folder: FolderId,
     entry: &JournalEntry,
     t_validity: u32,
+    task_attempt: u32,
 ) -> Result<(), Error> {
     let group = &entry.group;
     if group.target_uidvalidity != t_validity {
@@ -339,15 +340,18 @@ async fn reconcile_pending(
     // died, and the server may still be committing it: reconciling before that commit
     // would miss the messages and send them twice. A group found whole is settled; one
     // with messages missing is looked for again once a settle time has passed since the
-    // latest moment that session can have sent anything.
+    // latest moment that session can have sent anything — unless every command of the
+    // connections given up since was answered (or refused before the server's BYE), so
+    // that nothing of the group can still arrive (`settle_wait`).
     let (mut found, mut missing) = find_group_on_target(ctx, tgt, folder, group).await?;
     if !missing.is_empty() {
         let wait = settle_wait(
             entry.begun,
             ctx.store.opened_at(),
-            crate::endpoint::pool::last_abandoned_target_connection(),
+            crate::endpoint::pool::abandoned_target_connections(),
             imapmirror_storage::Timestamp::now(),
             ctx.settings.crash_settle,
+            settle_after_bye(ctx.settings.crash_settle, task_attempt),
         );
         if !wait.is_zero() {
             tracing::info!(
@@ -431,31 +435,54 @@ async fn find_group_on_target(
 }
 
 /// How long a reconcile of a journal group begun at `begun` waits before reading the
-/// target. The session that carried the group ended no later than:
+/// target again, its messages not all found. The session that carried the group ended no
+/// later than:
 /// - `store_opened`, if an earlier process began the group: that process had exited
 ///   (and its connections were closed) before this one took the state directory's lock,
-///   however long its group took to send;
-/// - otherwise the last time this process abandoned a target connection mid-command
-///   (or the group's begin, if later): a group of this process is pending only because
-///   the connection carrying it failed and was dropped.
+///   however long its group took to send; the whole `settle` counts from there;
+/// - otherwise the last time this process gave up a target connection that may have
+///   left an APPEND undecided, after the group began (`abandoned`): the whole `settle`
+///   after a link that broke without a word from the server (a test relay shows Dovecot
+///   committing an APPEND half a second after such a cut), `after_bye` after a
+///   connection the server closed itself. A connection whose every command was answered,
+///   or that the server closed after refusing the command in flight (Exchange Online
+///   drops connections so, dozens of times in a long migration), is in neither: nothing
+///   of the group can still arrive, and there is no wait.
 ///
-/// The wait runs until `settle` after that moment, and never longer than `settle`.
+/// Never longer than `settle`.
 fn settle_wait(
     begun: imapmirror_storage::Timestamp,
     store_opened: imapmirror_storage::Timestamp,
-    last_abandoned: Option<imapmirror_storage::Timestamp>,
+    abandoned: crate::endpoint::pool::AbandonedTargets,
     now: imapmirror_storage::Timestamp,
     settle: std::time::Duration,
+    after_bye: std::time::Duration,
 ) -> std::time::Duration {
-    let ended_by = if begun < store_opened {
-        store_opened
-    } else {
-        last_abandoned.map_or(begun, |t| t.max(begun))
-    };
-    let settle_ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
-    let deadline = ended_by.unix_millis().saturating_add(settle_ms);
-    let left = deadline.saturating_sub(now.unix_millis()).min(settle_ms);
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let since_begun = |t: Option<imapmirror_storage::Timestamp>| t.filter(|t| *t >= begun);
+    let deadlines = [
+        (begun < store_opened).then_some((store_opened, settle)),
+        since_begun(abandoned.cut).map(|t| (t, settle)),
+        since_begun(abandoned.closed).map(|t| (t, after_bye.min(settle))),
+    ];
+    let deadline = deadlines
+        .into_iter()
+        .flatten()
+        .map(|(t, wait)| t.unix_millis().saturating_add(ms(wait)))
+        .max()
+        .unwrap_or(0);
+    let left = deadline.saturating_sub(now.unix_millis()).min(ms(settle));
     std::time::Duration::from_millis(left)
+}
+
+/// The settle time after a connection the server closed with commands unanswered: a
+/// tenth of the full one, doubled with each retry in a row that made no progress
+/// (`attempt`, 0 for a folder's first attempt), up to the full one. A server that said
+/// BYE has ended the session itself and commits what it had taken at once; if drops
+/// keep coming without progress, the wait grows back to the full settle time.
+fn settle_after_bye(settle: std::time::Duration, attempt: u32) -> std::time::Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    (settle / 10).saturating_mul(1u32 << doublings).min(settle)
 }
 
 /// Starts the folder's map afresh after a UIDVALIDITY change and fills it by matching
@@ -600,32 +627,67 @@ mod tests {
 
     #[test]
     fn settle_counts_from_the_end_of_the_session_that_carried_the_group() {
+        use crate::endpoint::pool::AbandonedTargets;
         use imapmirror_storage::Timestamp;
         let t = |s: u64| Timestamp::from_unix_millis(1_000_000 + s * 1000);
         let secs = std::time::Duration::from_secs;
         let settle = secs(10);
+        let short = secs(1);
+        let none = AbandonedTargets::default();
+        let cut = |s| AbandonedTargets {
+            cut: Some(t(s)),
+            closed: None,
+        };
+        let closed = |s| AbandonedTargets {
+            cut: None,
+            closed: Some(t(s)),
+        };
+        let wait = |begun, opened, abandoned, now| {
+            settle_wait(t(begun), t(opened), abandoned, t(now), settle, short)
+        };
         // A killed process took 30 s to send its group (a large message on a slow
         // link); this process started at once. Counting from the group's begin would not
         // wait at all; counting from the lock this process took waits the whole settle.
-        assert_eq!(settle_wait(t(0), t(31), None, t(31), settle), secs(10));
-        assert_eq!(settle_wait(t(0), t(31), None, t(35), settle), secs(6));
+        assert_eq!(wait(0, 31, none, 31), secs(10));
+        assert_eq!(wait(0, 31, none, 35), secs(6));
         // A crash long ago: the group settled long before this process started.
-        assert_eq!(settle_wait(t(0), t(500), None, t(520), settle), secs(0));
+        assert_eq!(wait(0, 500, none, 520), secs(0));
         // A group of this process whose connection was cut 3 s ago, 40 s after begin.
-        assert_eq!(
-            settle_wait(t(100), t(0), Some(t(140)), t(143), settle),
-            secs(7)
-        );
-        // No connection abandoned since it began: the group's begin bounds it.
-        assert_eq!(
-            settle_wait(t(100), t(0), Some(t(50)), t(104), settle),
-            secs(6)
-        );
-        assert_eq!(settle_wait(t(100), t(0), None, t(200), settle), secs(0));
+        assert_eq!(wait(100, 0, cut(140), 143), secs(7));
+        // The server closed it (BYE) with an APPEND unanswered: the short settle.
+        assert_eq!(wait(100, 0, closed(140), 140), secs(1));
+        assert_eq!(wait(100, 0, closed(140), 143), secs(0));
+        // Both: the later deadline.
+        let both = AbandonedTargets {
+            cut: Some(t(140)),
+            closed: Some(t(145)),
+        };
+        assert_eq!(wait(100, 0, both, 145), secs(5));
+        // Nothing given up since it began left an APPEND undecided: no wait at all.
+        assert_eq!(wait(100, 0, cut(50), 104), secs(0));
+        assert_eq!(wait(100, 0, none, 100), secs(0));
         // A clock that went backwards never makes the wait longer than the settle time.
+        assert_eq!(wait(100, 0, cut(140), 90), secs(10));
+    }
+
+    #[test]
+    fn the_settle_after_a_bye_doubles_only_while_retries_make_no_progress() {
+        let ms = std::time::Duration::from_millis;
+        let settle = ms(10_000);
+        let waits: Vec<_> = (0..8).map(|a| settle_after_bye(settle, a)).collect();
         assert_eq!(
-            settle_wait(t(100), t(0), Some(t(140)), t(90), settle),
-            secs(10)
+            waits,
+            [
+                ms(1000),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(10_000),
+                ms(10_000),
+                ms(10_000)
+            ]
         );
+        assert_eq!(settle_after_bye(settle, u32::MAX), settle);
     }
 }

@@ -54,6 +54,16 @@ use crate::pass::folder_sync::{
 };
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 
+/// How far one attempt at a pass got ([`MailboxJob::run_inner`]): logging in, planning
+/// the folders on the connections it got, or copying (the folders in the workers' hands).
+const STAGE_CONNECTING: u8 = 0;
+const STAGE_PLANNING: u8 = 1;
+const STAGE_COPYING: u8 = 2;
+
+/// How long a target connection whose write failed is read for what the server said
+/// before it closed: it is already in the socket's buffer, or nothing more comes.
+const LAST_WORDS_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Which pass this is; they differ in what the mailbox's status becomes afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassKind {
@@ -369,6 +379,15 @@ impl MailboxJob {
         .await
     }
 
+    /// One pass, its folder planning retried: a connection lost while the folders are
+    /// listed, renamed, created or subscribed (Exchange Online drops connections every
+    /// few dozen commands, and a new mailbox's plan takes dozens) is retried on new
+    /// connections under the folder retry budget, as a drop while copying is. Every step
+    /// of the planning can run again: the listings are read afresh, a rename already done
+    /// is found done, a folder already created "exists", subscribing is idempotent and
+    /// registering folders keeps their ids. Once the folders are handed to the workers,
+    /// each retries its own; a pair that cannot be connected at all fails the pass as
+    /// before (the pool has its own retries for that).
     async fn run_inner(
         &self,
         store: &Store,
@@ -378,10 +397,71 @@ impl MailboxJob {
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
     ) -> Result<usize, Error> {
+        let mut budget = RetryBudget::default();
+        let mut jitter = Jitter::seeded(u64::MAX);
+        loop {
+            let stage = std::sync::atomic::AtomicU8::new(STAGE_CONNECTING);
+            let e = match self
+                .run_attempt(
+                    store,
+                    cancel,
+                    progress,
+                    totals,
+                    src_counters,
+                    tgt_counters,
+                    &stage,
+                )
+                .await
+            {
+                Ok(folders) => return Ok(folders),
+                Err(e) => e,
+            };
+            // Connecting has its own retries in the pool (a server that cannot be
+            // reached fails the pass as before); copying retries per folder.
+            let retryable = stage.load(std::sync::atomic::Ordering::Acquire) == STAGE_PLANNING
+                && !cancel.is_cancelled()
+                && matches!(&e, Error::Imap { source, .. } if is_transient(source));
+            let attempt = match budget.failed(&self.options.folder_retry, false) {
+                Some(attempt) if retryable => attempt,
+                _ => return Err(e),
+            };
+            let hint = match &e {
+                Error::Imap { source, .. } => server_hint(source),
+                _ => None,
+            };
+            let delay = self
+                .options
+                .folder_retry
+                .delay(attempt, hint, jitter.next_u64());
+            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "planning the folders failed; retrying on new connections");
+            PassTotals::add(&totals.retries, 1);
+            migration_metrics::error(&self.batch, &e);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => {
+                    return Err(Error::Stopped { mailbox: self.email.clone() });
+                }
+            }
+        }
+    }
+
+    /// One attempt at the pass; `stage` says how far it got.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_attempt(
+        &self,
+        store: &Store,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+        totals: &PassTotals,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+        stage: &std::sync::atomic::AtomicU8,
+    ) -> Result<usize, Error> {
         let mailbox = self.email.as_str();
         let (mut src, mut tgt) = self
             .connect_pair(src_counters, tgt_counters, cancel)
             .await?;
+        stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
         // The two sides do not depend on each other until the plan: list them at once.
         let ((src_listing, src_names), (tgt_listing, tgt_names)) =
             tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
@@ -430,6 +510,7 @@ impl MailboxJob {
             store,
             mailbox: self.mailbox,
             mailbox_label: mailbox,
+            batch: &self.batch,
             settings,
             totals,
             progress,
@@ -698,6 +779,7 @@ impl MailboxJob {
                     .and_then(|s| s.append_limit),
                 gmail_all_mail: false,
                 gmail_ids: false,
+                retry_attempt: 0,
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
             let source = copy.source.clone();
@@ -750,6 +832,7 @@ impl MailboxJob {
             queue.push_back(task);
         }
         let folders = folder_plan.copies.len();
+        stage.store(STAGE_COPYING, std::sync::atomic::Ordering::Release);
         if queue.is_empty() {
             close_pair(src, tgt).await;
             return Ok(folders);
@@ -822,7 +905,7 @@ impl MailboxJob {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pop_front();
-            let Some(task) = task else { break };
+            let Some(mut task) = task else { break };
             let span = tracing::info_span!("folder", folder = %task.source_name);
             let mut budget = RetryBudget::default();
             loop {
@@ -876,8 +959,18 @@ impl MailboxJob {
                     .folder_retry
                     .delay(attempt, hint, jitter.next_u64());
                 tracing::warn!(parent: &span, attempt, delay_ms = delay.as_millis() as u64, error = %e, "folder sync failed; retrying on new connections");
+                task.retry_attempt = attempt;
                 PassTotals::add(&ctx.totals.retries, 1);
                 migration_metrics::error(&self.batch, &e);
+                // A write to the target failed because it had closed the connection:
+                // what it said before closing (its BYE, its last answers) tells whether
+                // an APPEND can still be stored, and how long a reconcile must let the
+                // target settle (`folder_sync::settle_wait`).
+                if let (Some((_, tgt)), Error::Imap { source, .. }) = (pair.as_mut(), &e)
+                    && matches!(**source, ImapError::Network { ref server, .. } if server == tgt.server())
+                {
+                    tgt.session.read_last_words(LAST_WORDS_WAIT).await;
+                }
                 // The old connections may be mid-command: drop them, never reuse.
                 pair = None;
                 let waiting = std::time::Instant::now();
@@ -1369,11 +1462,17 @@ fn listed_name(e: &ListEntry) -> Result<String, ImapError> {
     e.name(false)
 }
 
-/// Messages copied or skipped and flags updated so far in this pass: when it grows
-/// during a failed attempt, the attempt made progress.
+/// Messages copied, skipped or found by a reconcile, and flags updated so far in this
+/// pass: when it grows during a failed attempt, the attempt made progress. A reconcile's
+/// finds count: behind a server that drops connections every few dozen commands
+/// (Exchange Online), a group of pipelined APPENDs is often cut before its answers are
+/// read, and its stored messages are recorded only by the next attempt's reconcile.
 fn work_done(ctx: &SyncContext<'_>) -> u64 {
     let t = &ctx.totals;
-    PassTotals::get(&t.copied) + PassTotals::get(&t.skipped) + PassTotals::get(&t.flags_updated)
+    PassTotals::get(&t.copied)
+        + PassTotals::get(&t.skipped)
+        + PassTotals::get(&t.flags_updated)
+        + PassTotals::get(&t.reconciled)
 }
 
 /// Takes Gmail's system folders that are not folders of their own out of the plan

@@ -163,11 +163,16 @@ impl PassTotals {
         counter.load(Ordering::Relaxed)
     }
 
+    /// Records a folder left out of the pass; once, even when a retried planning
+    /// leaves it out again.
     pub fn skip_folder(&self, folder: SkippedFolder) {
-        self.skipped_folders
+        let mut skipped = self
+            .skipped_folders
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(folder);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !skipped.contains(&folder) {
+            skipped.push(folder);
+        }
     }
 
     pub fn rename_folder(&self, folder: RenamedFolder) {

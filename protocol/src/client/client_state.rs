@@ -114,6 +114,26 @@ pub enum Event {
     Bye(Error),
 }
 
+/// What a session given up leaves undecided: whether the server may still carry out a
+/// command it was sent (an APPEND it read in full may be committed after the link is
+/// gone), so that whoever reads the mailbox next knows whether to let it settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnansweredCommands {
+    /// Nothing can still happen: every command was answered, or the server answered a
+    /// command that the session is lost and said BYE (Exchange Online's `BAD User is
+    /// authenticated but not connected.` then `* BYE Connection closed. 14`) and every
+    /// unanswered command was sent after that one — a server works through a
+    /// connection's commands in order and starts none after it has closed.
+    None,
+    /// The server said BYE, and commands sent before its last answer, or the one it may
+    /// have been working on, are unanswered: the server ended the session itself, but
+    /// its back end may still complete what it had already taken.
+    AfterBye,
+    /// The link broke (or was given up) with commands unanswered and no word from the
+    /// server: anything it had read may still be carried out.
+    Unknown,
+}
+
 #[derive(Debug)]
 struct StreamingMessage {
     deliver: bool,
@@ -139,6 +159,10 @@ pub struct ClientState {
     streaming: Option<StreamingMessage>,
     throttle_hint: Option<Duration>,
     closed_by_server: bool,
+    /// The latest tagged answer, and whether it said the session is lost (Exchange).
+    last_answer: Option<(CommandTag, bool)>,
+    /// The command answered "session lost" right before the server's BYE, if any.
+    lost_before_bye: Option<CommandTag>,
     /// The greeting's human-readable text: it often names the server software.
     greeting_text: String,
     /// Server notices already logged at warning level in this session.
@@ -196,6 +220,8 @@ impl ClientState {
             streaming: None,
             throttle_hint: None,
             closed_by_server: false,
+            last_answer: None,
+            lost_before_bye: None,
             greeting_text: String::new(),
             notices_logged: Vec::new(),
             plaintext_capabilities: None,
@@ -267,6 +293,21 @@ impl ClientState {
     /// True after an untagged BYE.
     pub fn closed_by_server(&self) -> bool {
         self.closed_by_server
+    }
+
+    /// Whether the server may still carry out a command of this session if the session
+    /// is given up now ([`UnansweredCommands`]).
+    pub fn unanswered_commands(&self) -> UnansweredCommands {
+        if self.pending.is_empty() {
+            return UnansweredCommands::None;
+        }
+        if !self.closed_by_server {
+            return UnansweredCommands::Unknown;
+        }
+        match self.lost_before_bye {
+            Some(last) if self.pending.iter().all(|p| p.tag > last) => UnansweredCommands::None,
+            _ => UnansweredCommands::AfterBye,
+        }
     }
 
     /// True while the decoder is between a streamed body's head and its tail.
@@ -527,6 +568,12 @@ impl ClientState {
 
     fn handle_untagged_status(&mut self, s: &StatusResponse<'_>) -> Option<Event> {
         if s.kind == StatusKind::Bye {
+            if !self.closed_by_server {
+                self.lost_before_bye = match self.last_answer {
+                    Some((tag, true)) => Some(tag),
+                    _ => None,
+                };
+            }
             self.closed_by_server = true;
             self.phase = Phase::LoggedOut;
             return Some(Event::Bye(bye_error(&self.server, s, self.default_backoff)));
@@ -593,6 +640,10 @@ impl ClientState {
             self.apply_code(code);
         }
         let ok = s.kind == StatusKind::Ok;
+        self.last_answer = Some((
+            cmd.tag,
+            !ok && super::completion::says_session_lost(&String::from_utf8_lossy(s.text)),
+        ));
         match &cmd.kind {
             CommandKind::Login | CommandKind::Authenticate if ok => {
                 self.phase = Phase::Authenticated;

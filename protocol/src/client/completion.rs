@@ -53,6 +53,14 @@ pub struct Completion {
     pub data: CommandData,
 }
 
+/// Exchange Online's answer to a command on a connection whose back end it lost
+/// (`BAD User is authenticated but not connected.`, then `* BYE Connection closed. 14`):
+/// the command was not carried out and the session is over.
+pub(crate) fn says_session_lost(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .starts_with("user is authenticated but not connected")
+}
+
 impl Completion {
     pub(crate) fn from_status(
         tag: CommandTag,
@@ -100,11 +108,7 @@ impl Completion {
         // Exchange Online ends a connection whose back end it lost with this tagged BAD
         // and then `* BYE Connection closed. 14`: the command was not refused, the
         // connection is gone (a new one may succeed).
-        if self
-            .text
-            .to_ascii_lowercase()
-            .starts_with("user is authenticated but not connected")
-        {
+        if says_session_lost(&self.text) {
             return Err(crate::Error::Bye {
                 server: server.to_owned(),
                 text: self.text,

@@ -20,7 +20,7 @@ mod search_result;
 mod uid_ranges;
 
 pub use capability_set::CapabilitySet;
-pub use client_state::{ClientState, CommandKind, Event, Phase};
+pub use client_state::{ClientState, CommandKind, Event, Phase, UnansweredCommands};
 pub use command_tag::CommandTag;
 pub use completion::{CommandData, Completion};
 pub use expunge_outcome::ExpungeOutcome;

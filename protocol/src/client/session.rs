@@ -259,6 +259,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// After writing to the server failed (it had closed the connection: a broken pipe),
+    /// reads for at most `within` what it sent before closing — answers, its BYE — into
+    /// the state, so that [`ClientState::unanswered_commands`] knows whether the server
+    /// ended the session itself and which commands it answered. Nothing is returned:
+    /// anything that goes wrong here just ends the reading; the session stays unusable.
+    pub async fn read_last_words(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            loop {
+                match self.decoder.decode(&mut self.read_buf) {
+                    Ok(Some(frame)) => {
+                        if self.state.handle_frame(frame).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+            self.read_buf.reserve(self.config.read_size);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.read_buf)).await
+            {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => {
+                    if let Ok(Some(frame)) = self.decoder.decode_eof(&mut self.read_buf) {
+                        let _ = self.state.handle_frame(frame);
+                    }
+                    self.broken
+                        .get_or_insert("the connection failed earlier; open a new session");
+                    return;
+                }
+            }
+        }
+    }
+
     /// The next event that needs attention; untagged data is absorbed by the state.
     pub(crate) async fn next_event(&mut self, during: &'static str) -> Result<Event> {
         loop {

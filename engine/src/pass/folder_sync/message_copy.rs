@@ -21,6 +21,7 @@ use super::sync_context::{FolderTask, SyncContext, store_flags};
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::endpoint::provider_profile::gmail_archived_only;
 use crate::endpoint::rate_budget::take_both;
+use crate::endpoint::server_quirks::{APPEND_THROTTLE_RETRIES, resend_after_throttling};
 use crate::error::Error;
 use crate::pass::copy_plan::{CopyStep, NewMessage, plan_copies, uid_set};
 use crate::pass::fingerprint::{self, PREFIX_LEN};
@@ -47,6 +48,8 @@ struct Outgoing {
     body: Option<Bytes>,
     /// Sent without its keywords: the target refused it with them.
     without_keywords: bool,
+    /// How often the target throttled this message's APPEND so far.
+    throttled: u8,
 }
 
 impl Outgoing {
@@ -79,6 +82,8 @@ enum SingleAnswer {
     Accepted(Option<u32>),
     /// Refused with the server's words.
     Refused(String),
+    /// Throttled with a suggested back-off: not stored, to send again after that wait.
+    Throttled(imapmirror_protocol::client::Completion),
 }
 
 /// A group sent and not yet completed.
@@ -451,6 +456,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 internal_date: m.meta.internal_date,
                 body: Some(body),
                 without_keywords: false,
+                throttled: 0,
             });
         }
         drop(stream);
@@ -662,6 +668,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                     internal_date: *date,
                     body: None,
                     without_keywords: false,
+                    throttled: 0,
                 };
                 let id = self.begin(std::slice::from_ref(&out)).await?;
                 journal = Some((id, out));
@@ -699,6 +706,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 internal_date: m.meta.internal_date,
                 body: Some(body),
                 without_keywords: false,
+                throttled: 0,
             };
             let journal = self.begin(std::slice::from_ref(&out)).await?;
             let parts = self.send_appends(tgt, vec![out]).await?;
@@ -747,6 +755,27 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
     }
 
+    /// Waits a back-off the target suggested before APPENDs go out again.
+    async fn wait_out_throttling(&self, wait: std::time::Duration) -> Result<(), Error> {
+        let ctx = self.ctx;
+        tracing::debug!(
+            folder = %self.task.target_name,
+            wait_ms = wait.as_millis() as u64,
+            "the target throttled APPENDs; sending them again after its suggested back-off"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.cancel.cancelled() => {
+                return Err(Error::Stopped {
+                    mailbox: ctx.mailbox_label.to_owned(),
+                });
+            }
+        }
+        // A wait the server asked for, though no error: the APPENDs go on.
+        crate::migration_metrics::throttle_wait(ctx.batch, wait);
+        Ok(())
+    }
+
     /// Waits until the APPEND `tag` has completed; its answer stays for `wait`.
     async fn settle(&self, tgt: &mut Connection, tag: CommandTag) -> Result<(), Error> {
         tgt.session
@@ -788,6 +817,8 @@ impl<'c, 'a> Copier<'c, 'a> {
                     _ => None,
                 };
                 answers.push(SingleAnswer::Accepted(uid));
+            } else if resend_after_throttling(&c).is_some() {
+                answers.push(SingleAnswer::Throttled(c));
             } else {
                 answers.push(SingleAnswer::Refused(self.message_refusal(tgt, c, action)?));
             }
@@ -813,6 +844,8 @@ impl<'c, 'a> Copier<'c, 'a> {
         let mut last_refusal = String::new();
         // Source UID → fingerprint, for the Gmail ids recorded with the copies.
         let mut fingerprints: HashMap<u32, imapmirror_storage::Fingerprint> = HashMap::new();
+        // The longest back-off the target suggested for APPENDs to send again.
+        let mut throttle_wait: Option<std::time::Duration> = None;
         for (tag, msgs) in group.parts {
             all_uids.extend(msgs.iter().map(|m| m.source_uid));
             fingerprints.extend(msgs.iter().map(|m| (m.source_uid, m.fingerprint)));
@@ -851,6 +884,15 @@ impl<'c, 'a> Copier<'c, 'a> {
                 }
                 continue;
             }
+            // Throttled (Exchange Online): nothing of it was stored; it goes out again
+            // on this connection after the suggested back-off.
+            if let Some(wait) = resend_after_throttling(&c)
+                && msgs.iter().all(may_resend_after_throttling)
+            {
+                throttle_wait = throttle_wait.max(Some(wait));
+                retry.extend(msgs.into_iter().map(|m| (once_more_throttled(m), None)));
+                continue;
+            }
             let text = self.message_refusal(tgt, c, &target_action)?;
             if msgs.len() > 1 {
                 // MULTIAPPEND is all or nothing (RFC 3502): find the culprits alone.
@@ -863,6 +905,9 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
         // Each round is pipelined: one round trip for all the suspects, not one each.
         while !retry.is_empty() {
+            if let Some(wait) = throttle_wait.take() {
+                self.wait_out_throttling(wait).await?;
+            }
             let round = std::mem::take(&mut retry);
             let answers = self
                 .append_singles(tgt, round.iter().map(|(m, _)| m), &target_action)
@@ -889,6 +934,18 @@ impl<'c, 'a> Copier<'c, 'a> {
                     SingleAnswer::Refused(text) => {
                         retry_or_skip(m, text, &mut retry, &mut skipped, &mut last_refusal);
                     }
+                    SingleAnswer::Throttled(c) => match resend_after_throttling(&c) {
+                        Some(wait) if may_resend_after_throttling(&m) => {
+                            throttle_wait = throttle_wait.max(Some(wait));
+                            retry.push((once_more_throttled(m), earlier));
+                        }
+                        // Throttled too often: the attempt ends as for any transient
+                        // error (`message_refusal` says so).
+                        _ => {
+                            let text = self.message_refusal(tgt, c, &target_action)?;
+                            retry_or_skip(m, text, &mut retry, &mut skipped, &mut last_refusal);
+                        }
+                    },
                 }
             }
         }
@@ -1053,6 +1110,19 @@ fn refused(m: &Outgoing, text: &str) -> SkippedItem {
 /// [`Quirk::CourierStallsOnPipelinedAppend`]: crate::endpoint::server_quirks::Quirk::CourierStallsOnPipelinedAppend
 fn appends_one_at_a_time(tgt: &Connection) -> bool {
     !tgt.has("LITERAL+")
+}
+
+/// Whether a throttled message may go out again on this connection: kept in memory (a
+/// streamed one is not) and not throttled too often already.
+fn may_resend_after_throttling(m: &Outgoing) -> bool {
+    m.body.is_some() && m.throttled < APPEND_THROTTLE_RETRIES
+}
+
+fn once_more_throttled(m: Outgoing) -> Outgoing {
+    Outgoing {
+        throttled: m.throttled.saturating_add(1),
+        ..m
+    }
 }
 
 /// After a refusal of `m` alone: once more without its keywords if it has any (a target

@@ -32,6 +32,10 @@ pub(crate) struct FolderTask {
     /// A Gmail source with X-GM-EXT-1: each copied message's X-GM-MSGID is recorded, so
     /// that a message archived later moves to the archive ([`super::gmail_archive`]).
     pub gmail_ids: bool,
+    /// Which retry of this folder this attempt is, counted since the last attempt that
+    /// made progress (0: the first attempt, or the first after progress); a short settle
+    /// time after a dropped connection doubles with it (`folder_sync::settle_after_bye`).
+    pub retry_attempt: u32,
 }
 
 /// The settings a folder sync needs.
@@ -49,6 +53,8 @@ pub(crate) struct SyncContext<'a> {
     pub store: &'a Store,
     pub mailbox: MailboxId,
     pub mailbox_label: &'a str,
+    /// The batch's name, for the metrics.
+    pub batch: &'a str,
     pub settings: SyncSettings,
     pub totals: &'a PassTotals,
     pub progress: &'a (dyn Fn(Progress) + Send + Sync),

@@ -456,3 +456,63 @@ fn header_fields_and_a_streamed_partial_body_keep_section_and_origin() {
     );
     assert!(s.take_completion(tag).is_some());
 }
+
+#[test]
+fn what_a_given_up_session_leaves_undecided() {
+    // Every command answered: nothing can still happen.
+    let mut s = state();
+    let a = s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    feed(&mut s, b"A1 OK [APPENDUID 7 11] Append completed\r\n").expect("frames");
+    assert_eq!(s.take_completion(a).map(|c| c.is_ok()), Some(true));
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::None);
+    // The link breaks with an APPEND unanswered and no word from the server.
+    s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::Unknown);
+
+    // Exchange Online: the second APPEND is refused "not connected", then BYE; the third
+    // was sent after it and never started.
+    let mut s = state();
+    for _ in 0..3 {
+        s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    }
+    feed(
+        &mut s,
+        b"A1 OK [APPENDUID 7 11] Append completed\r\n\
+          A2 BAD User is authenticated but not connected.\r\n\
+          * BYE Connection closed. 14\r\n",
+    )
+    .expect("frames");
+    assert_eq!(s.pending_count(), 1);
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::None);
+
+    // The refusal overtook the answer to an earlier APPEND: that one is in doubt.
+    let mut s = state();
+    for _ in 0..3 {
+        s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    }
+    feed(
+        &mut s,
+        b"A2 BAD User is authenticated but not connected.\r\n* BYE Connection closed. 14\r\n",
+    )
+    .expect("frames");
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::AfterBye);
+
+    // An ordinary refusal, then a BYE while the next APPEND is unanswered: the server
+    // may have been storing that one when it closed.
+    let mut s = state();
+    for _ in 0..2 {
+        s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    }
+    feed(
+        &mut s,
+        b"A1 NO Keyword length too long\r\n* BYE Server shutting down\r\n",
+    )
+    .expect("frames");
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::AfterBye);
+
+    // A bare BYE while an APPEND is unanswered: the server may have been storing it.
+    let mut s = state();
+    s.begin(CommandKind::Simple, "APPEND \"INBOX\"");
+    feed(&mut s, b"* BYE Server shutting down\r\n").expect("frames");
+    assert_eq!(s.unanswered_commands(), UnansweredCommands::AfterBye);
+}

@@ -790,3 +790,67 @@ async fn a_streamed_partial_body_keeps_its_origin_when_gathered() {
     );
     assert!(fetch.next_message().await.expect("end").is_none());
 }
+
+#[tokio::test]
+async fn the_last_words_of_a_server_that_hung_up_are_read_after_a_failed_write() {
+    // Exchange Online drops a connection so: the APPEND in flight is answered "not
+    // connected", then BYE, then the socket closes; the next write fails.
+    let greeting: &[u8] = b"* PREAUTH [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] hi\r\n";
+    let (client, server_io) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(async move {
+        let mut server_io = BufReader::new(server_io);
+        server_io
+            .get_mut()
+            .write_all(greeting)
+            .await
+            .expect("greet");
+        let _ = read_command(&mut server_io).await;
+        server_io
+            .get_mut()
+            .write_all(
+                b"A1 BAD User is authenticated but not connected.\r\n* BYE Connection closed. 14\r\n",
+            )
+            .await
+            .expect("goodbye");
+    });
+    let mut s = Session::start(client, SERVER, config())
+        .await
+        .expect("greeting");
+    let msg = |body: &'static [u8]| AppendMessage {
+        flags: &[],
+        internal_date: None,
+        body: LiteralBody::Bytes(Bytes::from_static(body)),
+    };
+    s.send_append(
+        MailboxName::Unicode("INBOX"),
+        &[msg(b"a: b\r\n\r\none\r\n")],
+    )
+    .await
+    .expect("sent");
+    s.flush().await.expect("flushed");
+    server.await.expect("server");
+    let second = s
+        .send_append(
+            MailboxName::Unicode("INBOX"),
+            &[msg(b"a: b\r\n\r\ntwo\r\n")],
+        )
+        .await;
+    let failed = match second {
+        Err(e) => Some(e),
+        Ok(_) => s.flush().await.err(),
+    };
+    assert!(matches!(failed, Some(Error::Network { .. })), "{failed:?}");
+    // Without reading, the first APPEND's fate is unknown.
+    assert_eq!(
+        s.state().unanswered_commands(),
+        crate::client::UnansweredCommands::Unknown
+    );
+    s.read_last_words(Duration::from_millis(200)).await;
+    // The server answered it "not connected" and closed: nothing can still be stored.
+    assert!(s.state().closed_by_server());
+    assert_eq!(
+        s.state().unanswered_commands(),
+        crate::client::UnansweredCommands::None
+    );
+    assert!(s.noop().await.is_err(), "the session stays unusable");
+}

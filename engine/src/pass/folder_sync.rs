@@ -102,13 +102,19 @@ pub(crate) async fn sync_folder(
         folder: task.source_name.clone(),
     });
 
-    // The target first: pending groups are reconciled there before the source is read.
+    // Both folders opened at once: one round trip where a folder's fixed cost matters
+    // most (many small mailboxes). Pending groups are still reconciled on the target
+    // before anything of the source is read; EXAMINE reads nothing but the status.
     CommandCounters::bump(&tgt.counters.selects);
-    let t_sel = tgt
-        .session
-        .select(MailboxName::Unicode(&task.target_name), false)
-        .await
-        .map_err(ctx.imap_err(format!("opening the target folder `{}`", task.target_name)))?;
+    CommandCounters::bump(&src.counters.selects);
+    let (t_sel, s_sel) = tokio::join!(
+        tgt.session
+            .select(MailboxName::Unicode(&task.target_name), false),
+        src.session
+            .examine(MailboxName::Wire(&task.source_wire), condstore),
+    );
+    let t_sel =
+        t_sel.map_err(ctx.imap_err(format!("opening the target folder `{}`", task.target_name)))?;
     let Some(t_validity) = t_sel.uid_validity else {
         return Err(Error::InconsistentTarget {
             server: tgt.server().to_owned(),
@@ -118,12 +124,7 @@ pub(crate) async fn sync_folder(
         });
     };
     let t_next = t_sel.uid_next.unwrap_or(1);
-    CommandCounters::bump(&src.counters.selects);
-    let s_sel = match src
-        .session
-        .examine(MailboxName::Wire(&task.source_wire), condstore)
-        .await
-    {
+    let s_sel = match s_sel {
         Ok(selected) => selected,
         Err(e) => {
             let gone = source_folder_vanished(src, &task.source_wire, &e)

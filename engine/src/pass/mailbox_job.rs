@@ -53,6 +53,7 @@ use crate::pass::folder_sync::{
     source_folder_vanished, sync_folder,
 };
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
+use crate::pass::target_folders::create_and_subscribe;
 
 /// How far one attempt at a pass got ([`MailboxJob::run_inner`]): logging in, planning
 /// the folders on the connections it got, or copying (the folders in the workers' hands).
@@ -561,87 +562,10 @@ impl MailboxJob {
                 })?;
         }
 
-        // Create missing target folders, parents first, and mirror subscriptions. A
-        // special folder the target lacks is created with its use where the target
-        // takes one (RFC 6154 CREATE-SPECIAL-USE), so that its clients recognise it.
-        let create_use = tgt.has("CREATE-SPECIAL-USE");
-        // Target folders the server would not create: their source folders are skipped
-        // and reported, the rest of the mailbox goes on.
-        let mut refused_names: Vec<String> = Vec::new();
-        for name in folder_plan.creations() {
-            if renamed.contains(&name.name) {
-                continue;
-            }
-            let special = folder_plan
-                .copies
-                .iter()
-                .find(|c| c.create && c.target == *name)
-                .and_then(|c| c.special_use)
-                .filter(|_| create_use)
-                .map(mailbox_attr);
-            let uses: Vec<MailboxAttr<'_>> = special.into_iter().collect();
-            CommandCounters::bump(&tgt.counters.creates);
-            let mut created = tgt
-                .session
-                .create(MailboxName::Unicode(&name.name), &uses)
-                .await;
-            if !uses.is_empty() && matches!(created, Err(ImapError::Refused { .. })) {
-                // The use is a courtesy: a target that refuses it (`[USEATTR]`) gets
-                // the folder without it.
-                CommandCounters::bump(&tgt.counters.creates);
-                created = tgt
-                    .session
-                    .create(MailboxName::Unicode(&name.name), &[])
-                    .await;
-            }
-            match created {
-                Ok(()) => {
-                    PassTotals::add(&totals.created, 1);
-                }
-                Err(ImapError::Refused {
-                    ref text, ref code, ..
-                }) if code
-                    .as_ref()
-                    .is_some_and(|c| c.to_string().eq_ignore_ascii_case("ALREADYEXISTS"))
-                    || text.to_ascii_lowercase().contains("exists") => {}
-                Err(ImapError::Refused { ref text, .. }) => {
-                    let text = text.clone();
-                    for copy in folder_plan.copies.iter().filter(|c| c.target == *name) {
-                        tracing::warn!(folder = %copy.source, target = %name.name, server_said = %text, "the target refused to create the folder; its mail stays on the source");
-                        totals.skip_folder(SkippedFolder {
-                            folder: copy.source.clone(),
-                            reason: FolderSkipReason::TargetRefusedCreate,
-                            detail: Some(text.clone()),
-                        });
-                    }
-                    refused_names.push(name.name.clone());
-                }
-                Err(e) => {
-                    return Err(Error::Imap {
-                        mailbox: mailbox.to_owned(),
-                        action: format!("creating the target folder `{}`", name.name),
-                        source: Box::new(e),
-                    });
-                }
-            }
-        }
+        // Create missing target folders, parents first, and mirror subscriptions.
+        let refused_names =
+            create_and_subscribe(&mut tgt, &folder_plan, &renamed, totals, mailbox).await?;
         let refused = |copy: &&FolderCopy| refused_names.contains(&copy.target.name);
-        for copy in folder_plan
-            .copies
-            .iter()
-            .filter(|c| c.subscribe)
-            .filter(|c| !refused(c))
-        {
-            CommandCounters::bump(&tgt.counters.other);
-            tgt.session
-                .subscribe(MailboxName::Unicode(&copy.target.name))
-                .await
-                .map_err(|e| Error::Imap {
-                    mailbox: mailbox.to_owned(),
-                    action: format!("subscribing the target folder `{}`", copy.target.name),
-                    source: Box::new(e),
-                })?;
-        }
 
         let source_condstore = src.has("CONDSTORE");
         let check = CheckOptions {
@@ -1442,19 +1366,6 @@ fn pins(
 /// Logs out of both sides at once: nothing waits on either answer.
 pub(crate) async fn close_pair(src: Connection, tgt: Connection) {
     tokio::join!(src.close(), tgt.close());
-}
-
-/// The LIST/CREATE attribute of a special use.
-fn mailbox_attr(use_: SpecialUse) -> MailboxAttr<'static> {
-    match use_ {
-        SpecialUse::Sent => MailboxAttr::Sent,
-        SpecialUse::Drafts => MailboxAttr::Drafts,
-        SpecialUse::Trash => MailboxAttr::Trash,
-        SpecialUse::Junk => MailboxAttr::Junk,
-        SpecialUse::Archive => MailboxAttr::Archive,
-        SpecialUse::All => MailboxAttr::All,
-        SpecialUse::Flagged => MailboxAttr::Flagged,
-    }
 }
 
 /// A LIST entry's name, decoded from modified UTF-7.

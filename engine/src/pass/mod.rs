@@ -22,3 +22,4 @@ pub mod mailbox_plan;
 pub mod reconcile;
 pub mod report;
 pub mod sample_copy;
+mod target_folders;

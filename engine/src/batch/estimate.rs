@@ -490,7 +490,7 @@ async fn sample(
     let model = RateModel {
         per_mailbox_seconds: mean(plans.iter().map(|(_, p)| p.connect_seconds)),
         idle_mailbox_seconds: None,
-        create_folder_seconds: Some(mean(samples.iter().map(|s| s.create_seconds))),
+        create_folder_seconds: Some(mean(streams.iter().map(|s| s.create_seconds))),
         open_folder_seconds: Some(mean(streams.iter().map(|s| s.open_seconds))),
         group_seconds: Some(group_seconds),
         stream_bytes_per_second: Some(rate),
@@ -584,6 +584,7 @@ mod tests {
     #[test]
     fn streams_give_a_group_cost_and_a_rate() {
         let stream = |groups: u64, bytes: u64| StreamSample {
+            create_seconds: 0.0,
             open_seconds: 0.0,
             copy_seconds: groups as f64 * 0.05 + bytes as f64 / 2_000_000.0,
             messages: groups * 10,

@@ -12,8 +12,9 @@
 //!   sizes differ enough, else the mean rate), and `a0` (the passes that copied
 //!   nothing) when it has nothing to copy. The passes ran under the batch's
 //!   concurrency, so contention is in the figures.
-//! - **sample**: without history, a short copy into a scratch folder
-//!   (`imapmirror-estimate-<random>`) on the target, made the way the pass would copy:
+//! - **sample**: without history, a short copy into scratch folders
+//!   (`imapmirror-estimate-<random>[-n]`) on the target, made the way the pass would copy
+//!   (each source folder into a new folder):
 //!   as many mailboxes at once as the endpoints let migrate, each with up to its
 //!   connections-per-mailbox folders at once, real APPEND groups of real messages, for a
 //!   few seconds. It gives the cost of creating a target folder, of opening a folder on

@@ -622,6 +622,32 @@ impl MailboxJob {
                     .map_err(status_err("target"))
             },
         )?;
+        // Every folder's stored state in one job on the storage thread, not one each: the
+        // thread serves every mailbox in flight, and an unchanged mailbox's pass is little
+        // more than these lookups.
+        let names: Vec<String> = copies
+            .iter()
+            .filter(|c| src_names.contains_key(&c.source))
+            .map(|c| c.source.clone())
+            .collect();
+        let mut stored_states: HashMap<String, Option<StoredFolder>> = store
+            .run_value(move |db| {
+                names
+                    .into_iter()
+                    .map(|name| match stored_folder(db, mailbox_id, &name) {
+                        Ok(stored) => Ok((name, stored)),
+                        Err((what, e)) => Err((format!("{what} `{name}`"), e)),
+                    })
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .await
+            .map_err(|e| ("looking up the folders of the plan".to_owned(), e))
+            .flatten()
+            .map_err(|(action, e)| Error::Store {
+                mailbox: mailbox.to_owned(),
+                action,
+                source: Box::new(e),
+            })?;
         let mut queue = VecDeque::new();
         // New messages the queued folders hold (about: what the source has beyond what
         // the uid map and the skipped items account for), to size the connections.
@@ -706,17 +732,7 @@ impl MailboxJob {
                 retry_attempt: 0,
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
-            let source = copy.source.clone();
-            let stored = store
-                .run_value(move |db| stored_folder(db, mailbox_id, &source))
-                .await
-                .map_err(|e| ("looking up the folder", e))
-                .flatten()
-                .map_err(|(what, e)| Error::Store {
-                    mailbox: mailbox.to_owned(),
-                    action: format!("{what} `{}`", copy.source),
-                    source: Box::new(e),
-                })?;
+            let stored = stored_states.remove(&copy.source).flatten();
             let all_mail_task = all_mail.as_deref() == Some(copy.source.as_str()) && gmail_labels;
             let task = FolderTask {
                 gmail_all_mail: all_mail_task,

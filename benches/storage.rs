@@ -180,6 +180,7 @@ fn fill(store: &Store, rt: &Runtime, folder: FolderId, n: u32, engine_path: bool
                 skipped: vec![],
                 highest_copied_uid: Some(last),
                 target_uidnext: Some(last + 1),
+                all_mail_index: Default::default(),
             };
             rt.block_on(async {
                 let id = store.begin(folder, group).await.expect("begin");

@@ -343,6 +343,7 @@ impl Database {
 
     fn erase_dropped_folder(&self, folder: FolderId, mailbox: u64) -> Result<()> {
         self.erase_uid_map(folder)?;
+        self.erase_all_mail_fingerprints(folder)?;
         self.erase_skipped_of_folder(mailbox, folder)?;
         self.inner
             .folder_sync

@@ -6,6 +6,7 @@
 //!   ... APPEND / MULTIAPPEND, APPENDUIDs come back ...
 //! commit(id, outcome)                       one atomic write set: uid-map runs + skipped items
 //!                                               + folder watermark and counters
+//!                                               + All Mail fingerprints (Gmail, by bytes)
 //!                                               + removal of the journal entry
 //! abort(id)                                 nothing was appended: remove the entry
 //! ```
@@ -15,6 +16,7 @@
 //! of such a group is either not on the target or on it at or above the recorded
 //! UIDNEXT, recognisable by fingerprint; the engine finds which, then commits or aborts.
 
+use crate::all_mail_fingerprints::AllMailIndex;
 use crate::atomic_write::WriteSet;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
@@ -88,6 +90,9 @@ pub struct GroupOutcome {
     pub highest_copied_uid: Option<u32>,
     /// The target's UIDNEXT after the group, if known.
     pub target_uidnext: Option<u32>,
+    /// What the copied messages do to the folder's All Mail fingerprints (a Gmail
+    /// source without X-GM-EXT-1), in the same write set as the rest of the commit.
+    pub all_mail_index: AllMailIndex,
 }
 
 fn encode_group(group: &CopyGroup, begun: Timestamp) -> Vec<u8> {
@@ -235,6 +240,19 @@ impl Database {
         }
         let mut batch = WriteSet::default();
         let copied_uids: Vec<u32> = entries.iter().map(|(u, _)| *u).collect();
+        match outcome.all_mail_index {
+            AllMailIndex::Untouched => {}
+            AllMailIndex::AddCopied => {
+                let added: Vec<_> = entries
+                    .iter()
+                    .map(|(u, e)| (*u, e.fingerprint))
+                    .collect();
+                self.stage_all_mail_changes(&mut batch, id.folder, &added, &[])?;
+            }
+            AllMailIndex::RemoveCopied => {
+                self.stage_all_mail_changes(&mut batch, id.folder, &[], &copied_uids)?;
+            }
+        }
         let delta = self.stage_map_inserts(id.folder, &state.source_name, entries, &mut batch)?;
         self.stage_unskip(&mut batch, id.folder, &mut state, copied_uids.into_iter())?;
         self.stage_skipped(&mut batch, id.folder, &mut state, &outcome.skipped)?;

@@ -37,6 +37,7 @@
 //! credentials are kept and shredded.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod all_mail_fingerprints;
 mod atomic_write;
 mod batch_status;
 mod batches;
@@ -61,6 +62,7 @@ mod store;
 mod timestamp;
 mod uid_map;
 
+pub use all_mail_fingerprints::{AllMailIndex, BLOCK_UIDS};
 pub use batch_status::BatchStatus;
 pub use batches::{
     BatchRecord, BatchSettings, BatchShard, BatchTotals, ReportDelivery, ReportMailbox,

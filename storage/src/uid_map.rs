@@ -365,8 +365,24 @@ impl Database {
     /// UIDVALIDITY change, or a group reconciled on resume). Fails, recording nothing, if
     /// any source UID is already mapped.
     pub fn uid_map_record(&self, folder: FolderId, entries: Vec<(u32, UidMapEntry)>) -> Result<()> {
+        self.uid_map_record_indexed(folder, entries, false)
+    }
+
+    /// [`Database::uid_map_record`] for a label folder of a Gmail source judged by bytes
+    /// when `label_fingerprints`: the entries' fingerprints enter its All Mail
+    /// fingerprints in the same write.
+    pub fn uid_map_record_indexed(
+        &self,
+        folder: FolderId,
+        entries: Vec<(u32, UidMapEntry)>,
+        label_fingerprints: bool,
+    ) -> Result<()> {
         let mut state = self.load_folder_state(folder)?;
         let mut batch = WriteSet::default();
+        if label_fingerprints {
+            let added: Vec<_> = entries.iter().map(|(u, e)| (*u, e.fingerprint)).collect();
+            self.stage_all_mail_changes(&mut batch, folder, &added, &[])?;
+        }
         let delta = self.stage_map_inserts(folder, &state.source_name, entries, &mut batch)?;
         state.counters.messages += delta.messages;
         state.counters.bytes += delta.bytes;
@@ -454,6 +470,9 @@ impl Database {
             i = end.max(i + 1);
         }
         let bytes: u64 = removed.iter().map(|(_, e)| e.size).sum();
+        // A label folder's All Mail fingerprints stay a subset of its map.
+        let removed_uids: Vec<u32> = removed.iter().map(|(u, _)| *u).collect();
+        self.stage_all_mail_changes(&mut batch, folder, &[], &removed_uids)?;
         state.counters.messages = state.counters.messages.saturating_sub(removed.len() as u64);
         state.counters.bytes = state.counters.bytes.saturating_sub(bytes);
         self.stage_folder_state(&mut batch, folder, &state);

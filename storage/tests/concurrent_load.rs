@@ -112,6 +112,7 @@ async fn copy_folder(store: Store, mailbox: MailboxId, name: String) {
             skipped: vec![],
             highest_copied_uid: Some(first + 3),
             target_uidnext: Some(first + 4),
+            all_mail_index: Default::default(),
         };
         store
             .run(move |db| db.commit(id, &outcome))

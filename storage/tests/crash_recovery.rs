@@ -186,6 +186,7 @@ fn outcome(uids: impl Iterator<Item = u32>, last: u32) -> GroupOutcome {
         skipped: vec![],
         highest_copied_uid: Some(last),
         target_uidnext: Some(target_uid(last) + 1),
+        all_mail_index: Default::default(),
     }
 }
 

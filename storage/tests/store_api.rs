@@ -339,6 +339,7 @@ fn a_message_copied_without_its_keywords_is_listed_but_not_counted_as_skipped() 
                     skipped: vec![dropped(2), refused.clone()],
                     highest_copied_uid: Some(3),
                     target_uidnext: Some(1003),
+                    all_mail_index: Default::default(),
                 },
             )
             .expect("a copied message may carry a keywords record");
@@ -371,6 +372,7 @@ fn a_message_copied_without_its_keywords_is_listed_but_not_counted_as_skipped() 
                         }],
                         highest_copied_uid: Some(4),
                         target_uidnext: Some(1005),
+                        all_mail_index: Default::default(),
                     },
                 )
                 .expect_err("copied and left behind");
@@ -407,6 +409,7 @@ fn journal_commit_abort_and_counters() {
                     skipped: vec![],
                     highest_copied_uid: Some(100),
                     target_uidnext: Some(1101),
+                    all_mail_index: Default::default(),
                 },
             )
             .expect("commit");
@@ -427,6 +430,7 @@ fn journal_commit_abort_and_counters() {
                     }],
                     highest_copied_uid: Some(150),
                     target_uidnext: Some(1150),
+                    all_mail_index: Default::default(),
                 },
             )
             .expect("commit");

@@ -341,6 +341,69 @@ fn gmail_source_each_message_once_per_label_archived_mail_in_archive() {
 }
 
 #[test]
+fn gmail_source_without_gm_ext_tells_archived_mail_by_exact_bytes() {
+    // The account of the test above (labels, a message in two labels, archived-only
+    // mail, exact duplicate pairs, messages without Message-ID) behind a Gmail that does
+    // not announce X-GM-EXT-1: no X-GM-LABELS says what is archived, the bytes must.
+    let gmail = start("gmail");
+    let target = start("target");
+    let relay =
+        GmailLike::start(gmail.plain_addr(), GmailLikeConfig::without_gm_ext()).expect("relay");
+    let mut messages = account();
+    let mut direct = gmail.connect(USER).expect("log in to seed");
+    GmailLike::create_folders(&mut direct, &["Work", "Family"]).expect("folders");
+    let ids = relay.seed(&mut direct, &messages).expect("seed");
+
+    let cli = Cli::new();
+    add_endpoint(&cli, "src", relay.addr().port(), &[]);
+    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
+    let tested = cli.ok(&["endpoint", "test", "src"]);
+    assert!(tested.contains("Gmail"), "told by its greeting: {tested}");
+    add_batch(&cli, &[]);
+    pass(&cli, "start");
+    let stats = relay.stats();
+    assert_eq!(
+        stats.gm_fetches.load(Ordering::Relaxed),
+        0,
+        "no X-GM item asked"
+    );
+    assert_eq!(stats.refused.load(Ordering::Relaxed), 0);
+
+    // Each message once per label, archived-only ones once in Archive, none twice.
+    let got = contents(&read_target(&target));
+    let want = expected(&messages);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "target folders"
+    );
+    for (folder, v) in &want {
+        assert_eq!(got.get(folder), Some(v), "folder {folder}");
+    }
+    let copies: usize = got.values().map(Vec::len).sum();
+    assert_eq!(copies, 31 + 3 + 10 + 6 + 1 + 8 + 3 + 14 + 4 + 4);
+
+    // A second pass copies nothing.
+    pass(&cli, "sync");
+    assert_eq!(contents(&read_target(&target)), got, "the second pass");
+
+    // Archived in Gmail between passes (out of INBOX, its only label folder; still in
+    // All Mail): moved to Archive by the next pass, its INBOX copy gone from the target.
+    let archived = 4; // \Inbox \Important
+    relay
+        .archive(&mut direct, ids[archived])
+        .expect("archive a message");
+    messages[archived].labels.retain(|l| l != "\\Inbox");
+    pass(&cli, "sync");
+    let after = contents(&read_target(&target));
+    assert_eq!(after, expected(&messages), "moved to Archive, once");
+    // And the pass after that has nothing more to do.
+    pass(&cli, "sync");
+    assert_eq!(contents(&read_target(&target)), after);
+    direct.logout().expect("logout");
+}
+
+#[test]
 fn gmail_target_labels_become_folders_nothing_in_all_mail_throttling_waited_out() {
     let source = start("source");
     let gmail = start("gmail");

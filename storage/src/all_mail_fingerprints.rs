@@ -199,7 +199,11 @@ impl Database {
     ) -> Result<()> {
         let mut blocks: BTreeMap<u32, (Vec<(u32, Fingerprint)>, Vec<u32>)> = BTreeMap::new();
         for &(uid, fp) in add {
-            blocks.entry(uid / BLOCK_UIDS).or_default().0.push((uid, fp));
+            blocks
+                .entry(uid / BLOCK_UIDS)
+                .or_default()
+                .0
+                .push((uid, fp));
         }
         for &uid in remove {
             blocks.entry(uid / BLOCK_UIDS).or_default().1.push(uid);

@@ -243,10 +243,7 @@ impl Database {
         match outcome.all_mail_index {
             AllMailIndex::Untouched => {}
             AllMailIndex::AddCopied => {
-                let added: Vec<_> = entries
-                    .iter()
-                    .map(|(u, e)| (*u, e.fingerprint))
-                    .collect();
+                let added: Vec<_> = entries.iter().map(|(u, e)| (*u, e.fingerprint)).collect();
                 self.stage_all_mail_changes(&mut batch, id.folder, &added, &[])?;
             }
             AllMailIndex::RemoveCopied => {

@@ -23,6 +23,8 @@
 //!   command or bandwidth limits.` on chosen APPENDs (Gmail's words for [OVERQUOTA] are
 //!   from ha-email-sensor #16; it also sends `OK Success [THROTTLED]`, which needs nothing
 //!   of a client; the NO [THROTTLED] text is ours);
+//! - optionally no `X-GM-EXT-1` at all ([`GmailLikeConfig::without_gm_ext`]): the
+//!   capability is not announced and a FETCH of an X-GM item is refused with BAD;
 //! - APPENDs into All Mail are counted (Gmail accepts them: imapsync users map an archive
 //!   folder onto `[Gmail]/All Mail`), so a test can say none were made.
 
@@ -159,6 +161,28 @@ pub struct GmailLikeConfig {
     pub max_throttled: u64,
     /// Answer the first `n` APPENDs `NO [OVERQUOTA]`.
     pub overquota_appends: u64,
+    /// Announce no `X-GM-EXT-1` (an account or proxy that hides Google's extensions):
+    /// no X-GM item tells a label, and a client must tell archived mail by its bytes.
+    pub without_gm_ext: bool,
+}
+
+impl GmailLikeConfig {
+    /// Gmail without `X-GM-EXT-1` in its capabilities.
+    pub fn without_gm_ext() -> GmailLikeConfig {
+        GmailLikeConfig {
+            without_gm_ext: true,
+            ..GmailLikeConfig::default()
+        }
+    }
+}
+
+/// `caps` without `X-GM-EXT-1` when the relay hides it.
+fn announced(caps: &str, config: &GmailLikeConfig) -> String {
+    if config.without_gm_ext {
+        caps.replace(" X-GM-EXT-1", "")
+    } else {
+        caps.to_owned()
+    }
 }
 
 /// What the relay did, for the tests' assertions.
@@ -360,17 +384,18 @@ fn relay(client: TcpStream, upstream: SocketAddr, shared: &Shared) -> io::Result
     let mut server_in = BufReader::new(server.try_clone()?);
     let mut server_out = server.try_clone()?;
     let talk = Arc::new(Mutex::new(Conversation::default()));
-    let (c2, s2, cl2, talk2, account) = (
+    let (c2, s2, cl2, talk2, account, config) = (
         client_out.clone(),
         server.try_clone()?,
         client.try_clone()?,
         talk.clone(),
         shared.account.clone(),
+        shared.config.clone(),
     );
     std::thread::spawn(move || {
         let mut first = true;
         while let Ok(Some(resp)) = read_response(&mut server_in) {
-            let out = rewrite(resp, first, &talk2, &account);
+            let out = rewrite(resp, first, &talk2, &account, &config);
             first = false;
             if lock(&c2).write_all(&out).is_err() {
                 break;
@@ -443,6 +468,13 @@ fn judge(
     // LITERAL-: the client may not send a literal over 4096 bytes without waiting.
     if cmd.nonsync_sizes.iter().any(|&n| n > LITERAL_MINUS_MAX) {
         return refuse("[TOOBIG] Literal too big for LITERAL-");
+    }
+    // Without X-GM-EXT-1 Gmail knows no X-GM item.
+    if shared.config.without_gm_ext
+        && verb == "FETCH"
+        && cmd.text.to_ascii_uppercase().contains("X-GM-")
+    {
+        return refuse("Could not parse command");
     }
     let authenticated = talk.lock().unwrap_or_else(|e| e.into_inner()).authenticated;
     if !authenticated || matches!(verb, "LOGOUT" | "CAPABILITY" | "NOOP" | "IDLE" | "DONE") {
@@ -539,6 +571,7 @@ fn rewrite(
     greeting: bool,
     talk: &Mutex<Conversation>,
     account: &Mutex<GmailAccount>,
+    config: &GmailLikeConfig,
 ) -> Vec<u8> {
     if greeting {
         return format!("{GMAIL_GREETING}\r\n").into_bytes();
@@ -555,7 +588,7 @@ fn rewrite(
             } else {
                 GMAIL_CAPABILITIES_BEFORE_LOGIN
             };
-            format!("* CAPABILITY {caps}\r\n").into_bytes()
+            format!("* CAPABILITY {}\r\n", announced(caps, config)).into_bytes()
         } else if text.starts_with("* ID ") {
             b"* ID (\"name\" \"GImap\" \"vendor\" \"Google, Inc.\" \"support-url\" \"https://support.google.com/mail\")\r\n".to_vec()
         } else if text.starts_with("* LIST (") || text.starts_with("* LSUB (") {
@@ -574,7 +607,7 @@ fn rewrite(
                 Some(start) => match text[start..].find(']') {
                     Some(end) => {
                         let replaced = if login {
-                            format!("[CAPABILITY {GMAIL_CAPABILITIES}]")
+                            format!("[CAPABILITY {}]", announced(GMAIL_CAPABILITIES, config))
                         } else {
                             String::new()
                         };

@@ -23,6 +23,7 @@ use imapmirror_storage::{
     UidMapEntry,
 };
 
+mod all_mail_by_bytes;
 mod fingerprint_fetch;
 mod flag_sync;
 mod gmail_archive;
@@ -33,7 +34,7 @@ pub(crate) use fingerprint_fetch::fetch_fingerprints;
 use fingerprint_fetch::unclaimed_target_messages;
 use flag_sync::{mirror_deletions, sync_flags};
 use message_copy::Copier;
-pub(crate) use sync_context::{FolderTask, SyncContext, SyncSettings};
+pub(crate) use sync_context::{FolderTask, LabelFolder, SyncContext, SyncSettings};
 
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
@@ -95,7 +96,10 @@ pub(crate) async fn sync_folder(
         task.target_status.as_ref(),
         &check,
     );
-    if quick == FolderWork::Unchanged && pending.is_empty() && !task.gmail_all_mail {
+    // Gmail's All Mail is looked at every pass: a message archived since (its last label
+    // removed) changes nothing All Mail's status shows.
+    let every_pass = task.gmail_all_mail || task.all_mail_by_bytes.is_some();
+    if quick == FolderWork::Unchanged && pending.is_empty() && !every_pass {
         return Ok(FolderResult::Unchanged);
     }
     (ctx.progress)(Progress::FolderStarted {
@@ -162,7 +166,7 @@ pub(crate) async fn sync_folder(
     };
 
     for entry in &pending {
-        reconcile_pending(ctx, tgt, folder, entry, t_validity, task.retry_attempt).await?;
+        reconcile_pending(ctx, tgt, folder, entry, t_validity, task).await?;
     }
 
     let state = store
@@ -194,7 +198,33 @@ pub(crate) async fn sync_folder(
         .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
 
     let mut copier = Copier::new(ctx, folder, task, t_validity, t_next);
-    copier.copy_new(src, tgt, s_status.uid_next).await?;
+    // Everything below this UID is copied, skipped or (All Mail by bytes) judged now.
+    let done_before = match &task.all_mail_by_bytes {
+        None => {
+            copier.copy_new(src, tgt, s_status.uid_next).await?;
+            s_status.uid_next
+        }
+        Some(labels) => {
+            // Only messages All Mail held before the label folders were synced: a later
+            // one may be in a label folder whose copy this pass missed.
+            let bound = match (task.source_status.uid_next, s_status.uid_next) {
+                (Some(listed), Some(now)) => listed.min(now),
+                (listed, now) => listed.or(now).unwrap_or(1),
+            };
+            let judged = all_mail_by_bytes::sync_all_mail(
+                ctx,
+                src,
+                tgt,
+                &mut copier,
+                folder,
+                task,
+                labels,
+                bound,
+            )
+            .await?;
+            Some(judged)
+        }
+    };
     let (copied, skipped) = (copier.copied, copier.skipped);
 
     let state = store
@@ -222,8 +252,7 @@ pub(crate) async fn sync_folder(
         mirror_deletions(ctx, src, tgt, folder, task).await?;
     }
 
-    // Everything below the UIDNEXT seen at EXAMINE is copied or skipped now.
-    let done_below = s_status.uid_next.map(|n| n.saturating_sub(1));
+    let done_below = done_before.map(|n| n.saturating_sub(1));
     let highest_modseq = s_status.highest_modseq;
     store
         .run(move |db| {
@@ -325,8 +354,10 @@ async fn reconcile_pending(
     folder: FolderId,
     entry: &JournalEntry,
     t_validity: u32,
-    task_attempt: u32,
+    task: &FolderTask,
 ) -> Result<(), Error> {
+    let task_attempt = task.retry_attempt;
+    let all_mail_index = task.all_mail_index();
     let group = &entry.group;
     if group.target_uidvalidity != t_validity {
         // The folder those APPENDs went to no longer exists: nothing of it is there.
@@ -394,6 +425,7 @@ async fn reconcile_pending(
         skipped: Vec::new(),
         highest_copied_uid: None,
         target_uidnext: None,
+        all_mail_index,
     };
     let id = entry.id;
     ctx.store
@@ -553,8 +585,9 @@ async fn rebuild_map(
         let chunk = std::mem::replace(&mut entries, rest);
         // One job per chunk: a rebuild's batches stay bounded, and so does the time
         // the storage thread spends on any one of them.
+        let indexed = task.label_fingerprints;
         ctx.store
-            .run(move |db| db.uid_map_record(new, chunk))
+            .run(move |db| db.uid_map_record_indexed(new, chunk, indexed))
             .await
             .map_err(ctx.store_err(format!("rebuilding the map of `{}`", task.source_name)))?;
     }

@@ -49,7 +49,7 @@ use crate::pass::folder_plan::{
 };
 use crate::pass::folder_rename::{ListedSource, follow_source_renames};
 use crate::pass::folder_sync::{
-    FolderResult, FolderTask, SyncContext, SyncSettings, skip_vanished_folder,
+    FolderResult, FolderTask, LabelFolder, SyncContext, SyncSettings, skip_vanished_folder,
     source_folder_vanished, sync_folder,
 };
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
@@ -484,15 +484,10 @@ impl MailboxJob {
                 target_provider,
             )
             .await?;
-        // Without X-GM-EXT-1 the labels cannot be asked: All Mail is copied whole into
-        // the archive, so that archived mail is never lost (labelled mail is then there
-        // twice).
+        // Without X-GM-EXT-1 the labels cannot be asked: All Mail's archived mail is told
+        // by its bytes instead, after the label folders are synced (`all_mail_by_bytes`).
         let gmail_labels = src.has("X-GM-EXT-1");
-        if all_mail.is_some() && !gmail_labels {
-            tracing::warn!(
-                "the Gmail source does not offer X-GM-EXT-1: All Mail is copied whole into the archive folder, so messages with labels are there a second time"
-            );
-        }
+        let by_bytes = all_mail.is_some() && !gmail_labels;
         for skipped in skipped_folders {
             tracing::info!(folder = %skipped.folder, reason = skipped.reason.phrase(), "not copied");
             totals.skip_folder(skipped);
@@ -648,7 +643,27 @@ impl MailboxJob {
                 action,
                 source: Box::new(e),
             })?;
+        // A Gmail source's label folders, as All Mail judged by bytes compares against.
+        let label_folders: Vec<LabelFolder> = copies
+            .iter()
+            .filter(|_| by_bytes)
+            .filter(|c| all_mail.as_deref() != Some(c.source.as_str()) && is_label(c))
+            .filter_map(|c| {
+                let listed = src_names.get(&c.source)?;
+                let status = listed
+                    .status
+                    .as_ref()
+                    .or_else(|| source_statuses.get(&c.source));
+                Some(LabelFolder {
+                    source_name: c.source.clone(),
+                    source_wire: listed.wire.clone(),
+                    messages: status.and_then(|s| s.messages),
+                })
+            })
+            .collect();
         let mut queue = VecDeque::new();
+        // Gmail's All Mail judged by bytes: synced once the other folders are.
+        let mut held_back: Option<FolderTask> = None;
         // New messages the queued folders hold (about: what the source has beyond what
         // the uid map and the skipped items account for), to size the connections.
         let mut expected_new: u64 = 0;
@@ -729,19 +744,25 @@ impl MailboxJob {
                     .and_then(|s| s.append_limit),
                 gmail_all_mail: false,
                 gmail_ids: false,
+                label_fingerprints: false,
+                all_mail_by_bytes: None,
                 retry_attempt: 0,
             };
             // Decided here already, so that an unchanged mailbox opens no more connections.
             let stored = stored_states.remove(&copy.source).flatten();
-            let all_mail_task = all_mail.as_deref() == Some(copy.source.as_str()) && gmail_labels;
+            let is_all_mail = all_mail.as_deref() == Some(copy.source.as_str());
+            let all_mail_task = is_all_mail && gmail_labels;
             let task = FolderTask {
                 gmail_all_mail: all_mail_task,
                 gmail_ids: source_provider == Provider::Gmail && gmail_labels,
+                label_fingerprints: by_bytes && !is_all_mail && is_label(copy),
+                // The label folders are filled in below, once all are known.
+                all_mail_by_bytes: (by_bytes && is_all_mail).then(|| Arc::from(Vec::new())),
                 ..task
             };
             // All Mail is looked at every pass: a message archived since (its last label
             // removed) changes nothing All Mail's status shows.
-            let stored = stored.filter(|_| !all_mail_task);
+            let stored = stored.filter(|_| !is_all_mail);
             if let Some((state, pending)) = &stored {
                 let work = decide(
                     &state.marks,
@@ -761,6 +782,11 @@ impl MailboxJob {
                     continue;
                 }
             }
+            if task.all_mail_by_bytes.is_some() {
+                // Alone on one pair after the others; most of it is judged, not copied.
+                held_back = Some(task);
+                continue;
+            }
             expected_new += match (task.source_status.messages, &stored) {
                 // Unknown (no MESSAGES in STATUS): as much as a connection pair is worth.
                 (None, _) => MESSAGES_PER_CONNECTION_PAIR,
@@ -773,7 +799,11 @@ impl MailboxJob {
         }
         let folders = folder_plan.copies.len();
         stage.store(STAGE_COPYING, std::sync::atomic::Ordering::Release);
-        if queue.is_empty() {
+        let held_back = held_back.map(|task| FolderTask {
+            all_mail_by_bytes: Some(Arc::from(label_folders)),
+            ..task
+        });
+        if queue.is_empty() && held_back.is_none() {
             close_pair(src, tgt).await;
             return Ok(folders);
         }
@@ -784,16 +814,62 @@ impl MailboxJob {
             .make_contiguous()
             .sort_by_key(|t| std::cmp::Reverse(t.source_status.messages.unwrap_or(u32::MAX)));
         let workers = connection_pairs(expected_new, queue.len(), self.options.connections);
+        let mut pair = Some((src, tgt));
+        if !queue.is_empty()
+            && let Some(p) = pair.take()
+        {
+            pair = self
+                .run_queue(&ctx, p, queue, workers, src_counters, tgt_counters)
+                .await?;
+        }
+        if let Some(task) = held_back {
+            let p = match pair.take() {
+                Some(p) => p,
+                None => {
+                    self.connect_pair(src_counters, tgt_counters, cancel)
+                        .await?
+                }
+            };
+            pair = self
+                .run_queue(
+                    &ctx,
+                    p,
+                    VecDeque::from([task]),
+                    1,
+                    src_counters,
+                    tgt_counters,
+                )
+                .await?;
+        }
+        if let Some((s, t)) = pair {
+            close_pair(s, t).await;
+        }
+        Ok(folders)
+    }
+
+    /// Syncs the folders of `queue` on up to `workers` connection pairs, the first being
+    /// `pair`; the others are opened as needed. Returns a pair still open, for more work,
+    /// with the others closed; the first error of any folder fails the run.
+    async fn run_queue(
+        &self,
+        ctx: &SyncContext<'_>,
+        pair: (Connection, Connection),
+        queue: VecDeque<FolderTask>,
+        workers: usize,
+        src_counters: &Arc<CommandCounters>,
+        tgt_counters: &Arc<CommandCounters>,
+    ) -> Result<Option<(Connection, Connection)>, Error> {
+        let cancel = ctx.cancel;
         let queue = Mutex::new(queue);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let abort = cancel.child_token();
-        let mut pairs = vec![Some((src, tgt))];
-        pairs.resize_with(workers, || None);
+        let mut pairs = vec![Some(pair)];
+        pairs.resize_with(workers.max(1), || None);
         let runs = pairs.into_iter().enumerate().map(|(n, pair)| {
             self.worker(
                 n,
                 pair,
-                &ctx,
+                ctx,
                 &queue,
                 &first_error,
                 &abort,
@@ -801,21 +877,34 @@ impl MailboxJob {
                 tgt_counters,
             )
         });
-        join_all(runs).await;
+        let mut open = join_all(runs).await.into_iter().flatten();
+        let kept = open.next();
+        for (s, t) in open {
+            close_pair(s, t).await;
+        }
         let failed = first_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        match failed {
-            Some(e) => Err(e),
-            None if cancel.is_cancelled() => Err(Error::Stopped {
-                mailbox: mailbox.to_owned(),
+        let failed = match failed {
+            None if cancel.is_cancelled() => Some(Error::Stopped {
+                mailbox: ctx.mailbox_label.to_owned(),
             }),
-            None => Ok(folders),
+            failed => failed,
+        };
+        match failed {
+            None => Ok(kept),
+            Some(e) => {
+                if let Some((s, t)) = kept {
+                    close_pair(s, t).await;
+                }
+                Err(e)
+            }
         }
     }
 
-    /// Takes folders off the queue until it is empty or the pass fails.
+    /// Takes folders off the queue until it is empty or the pass fails; returns its
+    /// connection pair if it still has one.
     #[allow(clippy::too_many_arguments)]
     async fn worker(
         &self,
@@ -827,7 +916,7 @@ impl MailboxJob {
         abort: &CancellationToken,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
-    ) {
+    ) -> Option<(Connection, Connection)> {
         let mut jitter = Jitter::seeded(n as u64);
         let fail = |e: Error| {
             let mut slot = first_error
@@ -856,12 +945,12 @@ impl MailboxJob {
                         Err(e) => {
                             fail(e);
                             abort.cancel();
-                            return;
+                            return None;
                         }
                     }
                 }
                 let Some((src, tgt)) = pair.as_mut() else {
-                    return;
+                    return None;
                 };
                 let result = sync_folder(ctx, src, tgt, &task)
                     .instrument(span.clone())
@@ -918,7 +1007,7 @@ impl MailboxJob {
                     () = tokio::time::sleep(delay) => {}
                     () = abort.cancelled() => {
                         fail(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() });
-                        return;
+                        return None;
                     }
                 }
                 if hint.is_some() {
@@ -926,9 +1015,7 @@ impl MailboxJob {
                 }
             }
         }
-        if let Some((s, t)) = pair {
-            close_pair(s, t).await;
-        }
+        pair
     }
 
     /// The folder plan of a pass from both listings and the folders earlier passes
@@ -1460,6 +1547,13 @@ fn gmail_system_folders(
         }
     });
     skipped
+}
+
+/// Whether a planned copy of a Gmail source is a label folder (INBOX, a user label, Sent,
+/// Drafts): one whose messages are also in All Mail. Spam and Trash are not in All Mail;
+/// Starred and Important are views, already out of the plan.
+fn is_label(copy: &FolderCopy) -> bool {
+    !matches!(copy.special_use, Some(SpecialUse::Junk | SpecialUse::Trash))
 }
 
 /// Gmail's All Mail among the source's folders, when the source is Gmail.

@@ -20,11 +20,11 @@ use crate::pass::copy_plan::uid_set;
 use crate::pass::report::PassTotals;
 
 /// An earlier copy to take off the target: its folder, source UID, target folder and UID.
-struct Leaving {
-    folder: FolderId,
-    source_uid: u32,
-    target_name: String,
-    target_uid: u32,
+pub(super) struct Leaving {
+    pub(super) folder: FolderId,
+    pub(super) source_uid: u32,
+    pub(super) target_name: String,
+    pub(super) target_uid: u32,
 }
 
 /// For `archived` (All Mail UID, X-GM-MSGID) of messages in no label: the earlier copies
@@ -87,6 +87,34 @@ pub(super) async fn move_archived(
         .run(move |db| leaving(db, mailbox, all_mail, &archived))
         .await
         .map_err(ctx.store_err("looking up earlier copies of archived Gmail messages"))?;
+    take_off_target(ctx, tgt, task, leaving).await?;
+    if !done.is_empty() {
+        ctx.store
+            .run(move |db| {
+                for msgid in &done {
+                    db.forget_gmail_id(mailbox, *msgid)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(ctx.store_err("forgetting the ids of archived Gmail messages"))?;
+    }
+    Ok(())
+}
+
+/// Takes earlier copies of messages now in the archive off the target folders they were
+/// copied to (flagged `\Deleted`, expunged by UID where the target has UIDPLUS), then
+/// forgets them in their folders' uid maps. Called only once the archive holds the
+/// message: a crash before the map changes leaves the entries, and the next pass sends
+/// the same STORE and UID EXPUNGE again, harmless for UIDs already gone. Shared by both
+/// ways a Gmail source's archived mail is told (X-GM-LABELS, exact bytes). Leaves `tgt`
+/// with the archive folder (`task`'s target) selected again.
+pub(super) async fn take_off_target(
+    ctx: &SyncContext<'_>,
+    tgt: &mut Connection,
+    task: &FolderTask,
+    leaving: Vec<Leaving>,
+) -> Result<(), Error> {
     let mut by_folder: BTreeMap<(FolderId, String), Vec<(u32, u32)>> = BTreeMap::new();
     for l in leaving {
         by_folder
@@ -124,17 +152,6 @@ pub(super) async fn move_archived(
             .map_err(ctx.store_err("forgetting the old copies of archived messages"))?;
         tracing::info!(folder = %name, messages = n, "archived in Gmail since the last pass: moved to the archive");
         PassTotals::add(&ctx.totals.deleted, n);
-    }
-    if !done.is_empty() {
-        ctx.store
-            .run(move |db| {
-                for msgid in &done {
-                    db.forget_gmail_id(mailbox, *msgid)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(ctx.store_err("forgetting the ids of archived Gmail messages"))?;
     }
     if moved {
         CommandCounters::bump(&tgt.counters.selects);

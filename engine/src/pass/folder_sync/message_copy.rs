@@ -35,6 +35,9 @@ const MAX_GROUPS_IN_FLIGHT: usize = 2;
 /// UIDs per header FETCH for the report of too-large messages.
 const HEADER_FETCH_CHUNK: usize = 500;
 
+/// UIDs per metadata FETCH of chosen messages (short command lines when they scatter).
+const META_FETCH_CHUNK: usize = 500;
+
 /// A message on its way to the target.
 #[derive(Debug, Clone)]
 struct Outgoing {
@@ -170,7 +173,9 @@ impl<'c, 'a> Copier<'c, 'a> {
         } else {
             watermark.saturating_add(1)
         };
-        let mut metas = self.fetch_meta(src, from).await?;
+        let mut metas = self
+            .fetch_meta(src, &format!("{from}:*"), &|uid| uid >= from)
+            .await?;
         if all_mail {
             // Only archived mail: a message with a label is copied from that label's folder.
             metas.retain(|_, m| {
@@ -188,6 +193,47 @@ impl<'c, 'a> Copier<'c, 'a> {
         } else {
             Vec::new()
         };
+        self.copy_metas(src, tgt, &metas, from).await?;
+        // Archived since their earlier copies were made: those leave the label folders.
+        super::gmail_archive::move_archived(ctx, tgt, folder, self.task, archived).await
+    }
+
+    /// Copies the messages of `uids` (source UIDs of the folder) that are not copied yet,
+    /// as [`Copier::copy_new`] copies new ones. Returns the UIDs the source still has.
+    pub(super) async fn copy_uids(
+        &mut self,
+        src: &mut Connection,
+        tgt: &mut Connection,
+        uids: &[u32],
+    ) -> Result<HashSet<u32>, Error> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        let Some(&min) = uids.first() else {
+            return Ok(HashSet::new());
+        };
+        let mut metas = BTreeMap::new();
+        for chunk in uids.chunks(META_FETCH_CHUNK) {
+            let wanted: HashSet<u32> = chunk.iter().copied().collect();
+            let set = uid_set(chunk.iter().copied());
+            metas.extend(self.fetch_meta(src, &set, &|u| wanted.contains(&u)).await?);
+        }
+        let found = metas.keys().copied().collect();
+        self.copy_metas(src, tgt, &metas, min).await?;
+        Ok(found)
+    }
+
+    /// Copies the messages of `metas` (all at or above source UID `from`) that the uid
+    /// map does not hold yet.
+    async fn copy_metas(
+        &mut self,
+        src: &mut Connection,
+        tgt: &mut Connection,
+        metas: &BTreeMap<u32, SourceMeta>,
+        from: u32,
+    ) -> Result<(), Error> {
+        let ctx = self.ctx;
+        let folder = self.folder;
         if metas.is_empty() {
             return Ok(());
         }
@@ -304,14 +350,16 @@ impl<'c, 'a> Copier<'c, 'a> {
         if let Some(e) = self.limit_reached.take() {
             return Err(e);
         }
-        // Archived since their earlier copies were made: those leave the label folders.
-        super::gmail_archive::move_archived(ctx, tgt, folder, self.task, archived).await
+        Ok(())
     }
 
+    /// Size, flags, date (and Gmail's items where asked) of the messages of the UID set
+    /// `set` that `keep` takes.
     async fn fetch_meta(
         &mut self,
         src: &mut Connection,
-        from: u32,
+        set: &str,
+        keep: &(dyn Fn(u32) -> bool + Sync),
     ) -> Result<BTreeMap<u32, SourceMeta>, Error> {
         let ctx = self.ctx;
         let action = format!(
@@ -333,7 +381,7 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
         let mut stream = src
             .session
-            .uid_fetch(&format!("{from}:*"), &attrs, None, false)
+            .uid_fetch(set, &attrs, None, false)
             .await
             .map_err(ctx.imap_err(action.clone()))?;
         let mut out = BTreeMap::new();
@@ -346,7 +394,7 @@ impl<'c, 'a> Copier<'c, 'a> {
                 continue;
             };
             // `N:*` also returns the highest message when it is below N.
-            if uid < from {
+            if !keep(uid) {
                 continue;
             }
             out.insert(
@@ -1006,6 +1054,7 @@ impl<'c, 'a> Copier<'c, 'a> {
             target_uidnext: Some(self.t_next_known),
             copied,
             skipped,
+            all_mail_index: self.task.all_mail_index(),
         };
         let journal = group.journal;
         ctx.store

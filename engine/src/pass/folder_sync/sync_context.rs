@@ -4,7 +4,9 @@
 
 use imapmirror_protocol::Error as ImapError;
 use imapmirror_protocol::client::MessageFlags as WireFlags;
-use imapmirror_storage::{MailboxId, MessageFlags, Store, StoreError};
+use std::sync::Arc;
+
+use imapmirror_storage::{AllMailIndex, MailboxId, MessageFlags, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -32,10 +34,42 @@ pub(crate) struct FolderTask {
     /// A Gmail source with X-GM-EXT-1: each copied message's X-GM-MSGID is recorded, so
     /// that a message archived later moves to the archive ([`super::gmail_archive`]).
     pub gmail_ids: bool,
+    /// A label folder (INBOX, a user label, Sent, Drafts) of a Gmail source without
+    /// X-GM-EXT-1: the fingerprints of its copies are kept for judging All Mail
+    /// ([`super::all_mail_by_bytes`]).
+    pub label_fingerprints: bool,
+    /// Gmail's All Mail of a source without X-GM-EXT-1: its archived mail is told by
+    /// bytes against these label folders ([`super::all_mail_by_bytes`]), after they were
+    /// synced in this pass.
+    pub all_mail_by_bytes: Option<Arc<[LabelFolder]>>,
     /// Which retry of this folder this attempt is, counted since the last attempt that
     /// made progress (0: the first attempt, or the first after progress); a short settle
     /// time after a dropped connection doubles with it (`folder_sync::settle_after_bye`).
     pub retry_attempt: u32,
+}
+
+/// A label folder of a Gmail source, as All Mail judged by bytes sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct LabelFolder {
+    /// The source name, decoded (the store's key).
+    pub source_name: String,
+    /// The source name's bytes as listed (to EXAMINE it).
+    pub source_wire: Vec<u8>,
+    /// MESSAGES of the source folder when the pass listed it (`None`: unknown).
+    pub messages: Option<u32>,
+}
+
+impl FolderTask {
+    /// What this folder's commits do to the All Mail fingerprints.
+    pub(crate) fn all_mail_index(&self) -> AllMailIndex {
+        if self.label_fingerprints {
+            AllMailIndex::AddCopied
+        } else if self.all_mail_by_bytes.is_some() {
+            AllMailIndex::RemoveCopied
+        } else {
+            AllMailIndex::Untouched
+        }
+    }
 }
 
 /// The settings a folder sync needs.

@@ -420,6 +420,193 @@ mod tests {
         assert!(v.moved.is_empty());
     }
 
+    mod store {
+        use std::path::Path;
+
+        use imapmirror_storage::{
+            AllMailIndex, BatchSettings, CopiedMessage, CopyGroup, Database, EndpointSettings,
+            FolderMarks, GroupOutcome, MessageFlags, MigrationRow, NewMailbox, PendingMessage,
+            Secret, Security, Store,
+        };
+
+        use super::*;
+
+        /// One run of a process over the state directory: it knows only what the store
+        /// holds, and ends (closing the store) when `f` returns.
+        fn run<T: Send + 'static>(
+            dir: &Path,
+            f: impl FnOnce(&Database) -> T + Send + 'static,
+        ) -> T {
+            let store = Store::open(dir).expect("open the store");
+            store.call(move |db| Ok(f(db))).expect("a storage job")
+        }
+
+        fn new_mailbox(db: &Database) -> MailboxId {
+            for (name, port) in [("src", 143), ("dst", 144)] {
+                db.add_endpoint(
+                    &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
+                    None,
+                )
+                .expect("endpoint");
+            }
+            let settings = BatchSettings {
+                name: "gm".into(),
+                source_endpoint: "src".into(),
+                target_endpoint: "dst".into(),
+                excluded_folders: vec![],
+                included_folders: vec![],
+                max_message_size: None,
+                bad_item_limit: None,
+                sync_interval_secs: 86_400,
+                gmail_archive_folder: None,
+            };
+            let row = NewMailbox {
+                row: MigrationRow {
+                    email_address: "g@example.test".into(),
+                    user_name: "g".into(),
+                    user_root: None,
+                    target_user_name: None,
+                },
+                password: Secret::new("pw"),
+                target_password: None,
+                refresh_token: None,
+            };
+            let batch = db.create_batch(&settings, &[row]).expect("batch");
+            db.mailboxes(batch.id).expect("mailboxes")[0].id
+        }
+
+        /// Begins a journal group of `(source UID, fingerprint)` in `folder`.
+        fn begin(db: &Database, folder: FolderId, msgs: &[(u32, Fingerprint)]) {
+            let group = CopyGroup {
+                target_folder: "T".into(),
+                target_uidvalidity: 1,
+                target_uidnext: 100,
+                messages: msgs
+                    .iter()
+                    .map(|&(u, f)| PendingMessage {
+                        source_uid: u,
+                        fingerprint: f,
+                        size: 100,
+                    })
+                    .collect(),
+            };
+            db.begin(folder, &group).expect("begin");
+        }
+
+        /// Commits the folder's pending group, each message at target UID 100 + its UID.
+        fn commit(db: &Database, mailbox: MailboxId, folder: FolderId, index: AllMailIndex) {
+            let pending = db.pending_in_folder(mailbox, folder).expect("pending");
+            for entry in pending {
+                let outcome = GroupOutcome {
+                    copied: entry
+                        .group
+                        .messages
+                        .iter()
+                        .map(|m| CopiedMessage {
+                            source_uid: m.source_uid,
+                            target_uid: 100 + m.source_uid,
+                            flags: MessageFlags::new(),
+                        })
+                        .collect(),
+                    highest_copied_uid: entry.group.messages.iter().map(|m| m.source_uid).max(),
+                    all_mail_index: index,
+                    ..GroupOutcome::default()
+                };
+                db.commit(entry.id, &outcome).expect("commit");
+            }
+        }
+
+        fn verdict(
+            db: &Database,
+            inbox: FolderId,
+            all: FolderId,
+            fresh: &[(u32, Fingerprint)],
+        ) -> Verdict {
+            let k = known(db, &[inbox], all).expect("known");
+            let fresh: Vec<_> = fresh
+                .iter()
+                .copied()
+                .filter(|(u, _)| !k.judged.contains(u) && *u > k.watermark)
+                .collect();
+            judge(&k.labelled, &k.accounted, &fresh)
+        }
+
+        #[test]
+        fn judged_by_bytes_and_a_move_survives_a_crash() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (a, b, c) = (fp(1), fp(2), fp(3));
+            // All Mail: 10 (bytes a, in INBOX), 11 (b, in INBOX), 12 (c, archived).
+            let all_mail = [(10, a), (11, b), (12, c)];
+            let (mailbox, inbox, all) = run(dir.path(), move |db| {
+                let mailbox = new_mailbox(db);
+                let inbox = db.folder(mailbox, "INBOX").expect("INBOX");
+                let all = db.folder(mailbox, "[Gmail]/All Mail").expect("All Mail");
+                db.update_folder_marks(inbox, |m| m.target_name = Some("INBOX".into()))
+                    .expect("marks");
+                begin(db, inbox, &[(1, a), (2, b)]);
+                commit(db, mailbox, inbox, AllMailIndex::AddCopied);
+                let v = verdict(db, inbox, all, &all_mail);
+                assert_eq!(v.accounted, [(10, a), (11, b)]);
+                assert_eq!(v.archived, [12]);
+                db.add_all_mail_fingerprints(all, &v.accounted)
+                    .expect("account");
+                // The archive copy of 12 is begun; the process dies before its commit.
+                begin(db, all, &[(12, c)]);
+                (mailbox, inbox, all)
+            });
+            run(dir.path(), move |db| {
+                // Next run: the pending group is reconciled (found on the target) and
+                // committed; 12 is judged, nothing is judged twice.
+                commit(db, mailbox, all, AllMailIndex::RemoveCopied);
+                db.update_folder_marks(all, |m| m.highest_copied_uid = 12)
+                    .expect("watermark");
+                assert_eq!(verdict(db, inbox, all, &all_mail), Verdict::default());
+                // Message a is archived in Gmail: INBOX's source UID 1 is gone. The
+                // process dies right after recording that.
+                let present = [2].into_iter().collect();
+                assert_eq!(
+                    db.keep_label_fingerprints(inbox, &present).expect("keep"),
+                    1
+                );
+            });
+            run(dir.path(), move |db| {
+                // The move is found from what the store holds, not from the search that
+                // is not repeated (INBOX's MESSAGES now equals its fingerprints).
+                let v = verdict(db, inbox, all, &all_mail);
+                assert_eq!(v.moved, [10]);
+                assert!(v.archived.is_empty() && v.accounted.is_empty());
+                // Its old copy stays until the archive holds the message.
+                assert!(leaving(db, &[inbox], all).expect("leaving").is_empty());
+                // The archive copy is begun; the process dies before its commit.
+                begin(db, all, &[(10, a)]);
+            });
+            run(dir.path(), move |db| {
+                commit(db, mailbox, all, AllMailIndex::RemoveCopied);
+                // Copied once: no longer accounted for, nothing left to copy.
+                assert_eq!(verdict(db, inbox, all, &all_mail), Verdict::default());
+                // The process dies before the INBOX copy is taken off the target.
+            });
+            run(dir.path(), move |db| {
+                let left = leaving(db, &[inbox], all).expect("leaving");
+                let left: Vec<_> = left
+                    .iter()
+                    .map(|l| (l.folder, l.source_uid, l.target_name.as_str(), l.target_uid))
+                    .collect();
+                assert_eq!(left, [(inbox, 1, "INBOX", 101)]);
+                // Taken off: the map forgets it, and nothing more is to be done.
+                db.uid_map_remove(inbox, &[1]).expect("forget");
+                assert!(leaving(db, &[inbox], all).expect("leaving").is_empty());
+                assert_eq!(verdict(db, inbox, all, &all_mail), Verdict::default());
+                assert_eq!(db.pending(mailbox).expect("pending"), []);
+                // A reset of All Mail (UIDVALIDITY) forgets what it had accounted for.
+                db.add_all_mail_fingerprints(all, &[(11, b)])
+                    .expect("account");
+                let fresh = db.reset_folder(all, FolderMarks::default()).expect("reset");
+                assert!(db.all_mail_fingerprints(fresh).expect("read").is_empty());
+            });
+        }
+    }
+
     #[test]
     fn an_accounted_message_whose_last_label_went_is_moved() {
         let labelled: HashMap<Fingerprint, u32> = [(fp(2), 1)].into_iter().collect();

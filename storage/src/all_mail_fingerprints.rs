@@ -48,6 +48,9 @@ pub enum AllMailIndex {
 
 type Block = BTreeMap<u32, Fingerprint>;
 
+/// A block's staged change: entries to add, source UIDs to remove.
+type BlockChange = (Vec<(u32, Fingerprint)>, Vec<u32>);
+
 fn block_key(folder: FolderId, block: u32) -> Vec<u8> {
     key_layout::key(
         ALL_MAIL_FINGERPRINTS,
@@ -197,7 +200,7 @@ impl Database {
         add: &[(u32, Fingerprint)],
         remove: &[u32],
     ) -> Result<()> {
-        let mut blocks: BTreeMap<u32, (Vec<(u32, Fingerprint)>, Vec<u32>)> = BTreeMap::new();
+        let mut blocks: BTreeMap<u32, BlockChange> = BTreeMap::new();
         for &(uid, fp) in add {
             blocks
                 .entry(uid / BLOCK_UIDS)

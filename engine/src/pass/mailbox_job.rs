@@ -949,9 +949,7 @@ impl MailboxJob {
                         }
                     }
                 }
-                let Some((src, tgt)) = pair.as_mut() else {
-                    return None;
-                };
+                let (src, tgt) = pair.as_mut()?;
                 let result = sync_folder(ctx, src, tgt, &task)
                     .instrument(span.clone())
                     .await;

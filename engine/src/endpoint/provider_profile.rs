@@ -99,6 +99,9 @@ pub const MICROSOFT365_MESSAGE_SIZE_LIMIT: u64 = 35 * 1024 * 1024;
 pub enum MessageIdentity {
     /// Gmail's `X-GM-MSGID` (when `X-GM-EXT-1` is announced): one id per message in
     /// every label, All Mail included; messages without a Message-ID need nothing else.
+    /// Without `X-GM-EXT-1` the exact bytes stand in: an All Mail message is archived
+    /// mail when no label folder holds its fingerprint (`folder_sync/all_mail_by_bytes.rs`),
+    /// identical messages counted, never merged.
     GmailMessageId,
     /// The message's exact bytes (the pass's fingerprint).
     ExactBytes,
@@ -204,6 +207,7 @@ impl ProviderProfile {
             Provider::Gmail => {
                 notes.push("Labels and INBOX are folders (separator /); [Gmail]/Sent Mail, Drafts, Spam and Trash map to the other side's \\Sent, \\Drafts, \\Junk and \\Trash.".to_owned());
                 notes.push("As a source: All Mail gives only the messages in no label (archived mail), into the target's \\Archive; Starred becomes \\Flagged on the copies; Important is skipped.".to_owned());
+                notes.push("Without X-GM-EXT-1, archived mail is told by its bytes: All Mail is synced after the label folders and gives what none of them holds.".to_owned());
                 notes.push("As a target: labels are created as folders; nothing is appended to All Mail, Starred or Important.".to_owned());
             }
             Provider::Microsoft365 => {

@@ -49,7 +49,9 @@ pub enum Quirk {
     /// (`\Flagged`) every starred one and Important (`\Important`) those Gmail ranks so:
     /// copied as folders they would double the mailbox. Only All Mail's messages in no
     /// other folder (archived mail) are copied, Starred becomes `\Flagged`, Important is
-    /// skipped; as a target nothing is appended to them.
+    /// skipped; as a target nothing is appended to them. Archived mail is told by
+    /// X-GM-LABELS, or, where X-GM-EXT-1 is not announced, by exact bytes against the
+    /// label folders (`pass/folder_sync/all_mail_by_bytes.rs`, `tests/gmail.rs`).
     GmailAllMailHoldsEveryMessage,
     /// Gmail refuses a command with `[THROTTLED]` when an account exceeds its bandwidth
     /// (no suggested wait: the default back-off applies, then the folder goes on over new

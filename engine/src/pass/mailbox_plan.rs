@@ -228,7 +228,8 @@ impl MailboxJob {
         } = sizing;
         let mailbox = self.email.as_str();
         // A Gmail source's All Mail is sized whole here, though the pass copies only its
-        // archived mail (asked with X-GM-LABELS while copying): the plan errs high there.
+        // archived mail (asked with X-GM-LABELS while copying, or told by its bytes after
+        // the label folders without X-GM-EXT-1): the plan errs high there.
         let PlannedFolders {
             plan: folder_plan,
             skipped,

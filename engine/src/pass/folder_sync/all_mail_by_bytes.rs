@@ -135,6 +135,9 @@ pub(super) async fn sync_all_mail(
 
     // New messages of All Mail, fingerprinted.
     let mut fresh: Vec<(u32, Fingerprint)> = Vec::new();
+    // Listed but not fingerprinted (no body in the answer): copied rather than judged,
+    // since a message the watermark passes unjudged would never reach the target.
+    let mut unread: Vec<u32> = Vec::new();
     let lo = known.watermark.saturating_add(1);
     let hi = bound.saturating_sub(1);
     if lo <= hi {
@@ -165,8 +168,17 @@ pub(super) async fn sync_all_mail(
         }
         fresh.sort_unstable_by_key(|(u, _)| *u);
         fresh.dedup_by_key(|(u, _)| *u);
+        let read: HashSet<u32> = fresh.iter().map(|(u, _)| *u).collect();
+        unread = uids.into_iter().filter(|u| !read.contains(u)).collect();
     }
-    let verdict = judge(&known.labelled, &known.accounted, &fresh);
+    let mut verdict = judge(&known.labelled, &known.accounted, &fresh);
+    if !unread.is_empty() {
+        tracing::info!(
+            messages = unread.len(),
+            "messages of All Mail could not be fingerprinted: they go to the archive, so that none is lost"
+        );
+        verdict.archived.extend(unread);
+    }
 
     if !verdict.accounted.is_empty() {
         let accounted = verdict.accounted.clone();

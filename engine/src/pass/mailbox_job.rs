@@ -818,11 +818,13 @@ impl MailboxJob {
         if !queue.is_empty()
             && let Some(p) = pair.take()
         {
-            pair = self
-                .run_queue(&ctx, p, queue, workers, src_counters, tgt_counters)
+            self.run_queue(&ctx, p, queue, workers, src_counters, tgt_counters)
                 .await?;
         }
         if let Some(task) = held_back {
+            // The first round's pairs are closed as their workers end (a worker that
+            // held its pair for later could keep another's reconnect waiting under a
+            // learnt connection cap): All Mail gets a pair of its own.
             let p = match pair.take() {
                 Some(p) => p,
                 None => {
@@ -830,26 +832,22 @@ impl MailboxJob {
                         .await?
                 }
             };
-            pair = self
-                .run_queue(
-                    &ctx,
-                    p,
-                    VecDeque::from([task]),
-                    1,
-                    src_counters,
-                    tgt_counters,
-                )
-                .await?;
-        }
-        if let Some((s, t)) = pair {
-            close_pair(s, t).await;
+            self.run_queue(
+                &ctx,
+                p,
+                VecDeque::from([task]),
+                1,
+                src_counters,
+                tgt_counters,
+            )
+            .await?;
         }
         Ok(folders)
     }
 
     /// Syncs the folders of `queue` on up to `workers` connection pairs, the first being
-    /// `pair`; the others are opened as needed. Returns a pair still open, for more work,
-    /// with the others closed; the first error of any folder fails the run.
+    /// `pair`; the others are opened as needed, and each is closed when its worker ends.
+    /// The first error of any folder fails the run.
     async fn run_queue(
         &self,
         ctx: &SyncContext<'_>,
@@ -858,7 +856,7 @@ impl MailboxJob {
         workers: usize,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
-    ) -> Result<Option<(Connection, Connection)>, Error> {
+    ) -> Result<(), Error> {
         let cancel = ctx.cancel;
         let queue = Mutex::new(queue);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -877,34 +875,21 @@ impl MailboxJob {
                 tgt_counters,
             )
         });
-        let mut open = join_all(runs).await.into_iter().flatten();
-        let kept = open.next();
-        for (s, t) in open {
-            close_pair(s, t).await;
-        }
+        join_all(runs).await;
         let failed = first_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let failed = match failed {
-            None if cancel.is_cancelled() => Some(Error::Stopped {
+        match failed {
+            Some(e) => Err(e),
+            None if cancel.is_cancelled() => Err(Error::Stopped {
                 mailbox: ctx.mailbox_label.to_owned(),
             }),
-            failed => failed,
-        };
-        match failed {
-            None => Ok(kept),
-            Some(e) => {
-                if let Some((s, t)) = kept {
-                    close_pair(s, t).await;
-                }
-                Err(e)
-            }
+            None => Ok(()),
         }
     }
 
-    /// Takes folders off the queue until it is empty or the pass fails; returns its
-    /// connection pair if it still has one.
+    /// Takes folders off the queue until it is empty or the pass fails.
     #[allow(clippy::too_many_arguments)]
     async fn worker(
         &self,
@@ -916,7 +901,7 @@ impl MailboxJob {
         abort: &CancellationToken,
         src_counters: &Arc<CommandCounters>,
         tgt_counters: &Arc<CommandCounters>,
-    ) -> Option<(Connection, Connection)> {
+    ) {
         let mut jitter = Jitter::seeded(n as u64);
         let fail = |e: Error| {
             let mut slot = first_error
@@ -945,11 +930,13 @@ impl MailboxJob {
                         Err(e) => {
                             fail(e);
                             abort.cancel();
-                            return None;
+                            return;
                         }
                     }
                 }
-                let (src, tgt) = pair.as_mut()?;
+                let Some((src, tgt)) = pair.as_mut() else {
+                    return;
+                };
                 let result = sync_folder(ctx, src, tgt, &task)
                     .instrument(span.clone())
                     .await;
@@ -1005,7 +992,7 @@ impl MailboxJob {
                     () = tokio::time::sleep(delay) => {}
                     () = abort.cancelled() => {
                         fail(Error::Stopped { mailbox: ctx.mailbox_label.to_owned() });
-                        return None;
+                        return;
                     }
                 }
                 if hint.is_some() {
@@ -1013,7 +1000,9 @@ impl MailboxJob {
                 }
             }
         }
-        pair
+        if let Some((s, t)) = pair {
+            close_pair(s, t).await;
+        }
     }
 
     /// The folder plan of a pass from both listings and the folders earlier passes

@@ -310,12 +310,29 @@ fn full_pass_then_nothing_then_new_mail_and_flags() {
         );
     }
 
-    // Nothing changed: one LIST-STATUS per side, no SELECT, no FETCH, no APPEND.
+    // Nothing changed: one LIST-STATUS on the source, no SELECT, no FETCH, no APPEND, and
+    // the target not even logged in to (the quick check: it was seen by the last pass).
     let second = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(second.copied, 0, "{second:?}");
     assert_eq!(second.folders_unchanged, second.folders, "{second:?}");
+    assert_eq!(second.folders, selectable_folders(&h), "{second:?}");
     assert_eq!(second.source_commands.content_commands(), 0, "{second:?}");
     assert_eq!(second.target_commands.content_commands(), 0, "{second:?}");
+    assert_eq!(second.target_commands.connects, 0, "{second:?}");
+    assert_eq!(second.target_commands.logins, 0, "{second:?}");
+    // Without the quick check the same pass lists the target too, and still finds nothing.
+    let full = MailboxJob {
+        options: JobOptions {
+            target_recheck: Duration::ZERO,
+            ..job.options.clone()
+        },
+        ..job.clone()
+    };
+    let checked = run(&full, &h.store, PassKind::Incremental);
+    assert_eq!(checked.copied, 0, "{checked:?}");
+    assert_eq!(checked.folders_unchanged, checked.folders, "{checked:?}");
+    assert_eq!(checked.target_commands.logins, 1, "{checked:?}");
+    assert_eq!(checked.target_commands.content_commands(), 0, "{checked:?}");
     assert!(
         second.source_commands.lists + second.source_commands.statuses
             <= 1 + selectable_folders(&h) as u64,
@@ -352,8 +369,9 @@ fn full_pass_then_nothing_then_new_mail_and_flags() {
     assert_eq!(third.copied, extra, "{third:?}");
     assert!(third.flags_updated >= 1, "{third:?}");
     assert_identical(&h);
+    // The two no-change passes are one history entry: the quick one repeats the full one.
     let history = pass_history(&h.store, h.mailbox);
-    assert_eq!(history.len(), 3);
+    assert_eq!(history.len(), 3, "{history:#?}");
 }
 
 /// The messages of `folder` as the kit reads them (bytes, flags, dates).
@@ -401,6 +419,20 @@ fn target_folder_recreated_gets_no_duplicates() {
         .expect("append back");
     }
     t.logout().expect("logout");
+    // Within the recheck interval a pass whose source shows nothing new does not look at
+    // the target (the quick check's trade-off): the recreated folder is found by the
+    // first pass after the interval, or by the final pass, which always looks.
+    let quick = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(quick.target_commands.logins, 0, "{quick:?}");
+    assert_eq!(quick.copied, 0, "{quick:?}");
+    let job = MailboxJob {
+        options: JobOptions {
+            target_recheck: Duration::from_millis(1),
+            ..job.options.clone()
+        },
+        ..job
+    };
+    std::thread::sleep(Duration::from_millis(5));
     let summary = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(summary.copied as usize, sent.len() - 3, "{summary:?}");
     assert!(summary.reconciled >= 3, "{summary:?}");

@@ -393,6 +393,7 @@ impl Database {
         self.delete_prefix(sync, &key_layout::key(key_layout::SKIPPED, &[&mb]))?;
         self.delete_prefix(sync, &key_layout::key(key_layout::FOLDER_NAME, &[&mb]))?;
         self.erase_gmail_ids(mailbox)?;
+        self.set_quick_check(mailbox, None)?;
         Ok(())
     }
 

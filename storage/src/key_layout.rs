@@ -13,7 +13,8 @@
 //! J mailbox:8 folder:8 seq:8 -> journal entry    (a group of APPENDs in flight)
 //! S mailbox:8 folder:8 uid:4 -> skipped item
 //! G folder:8               -> ()                 (a dropped folder still being erased)
-//! X mailbox:8 msgid:8 folder:8 uid:4 -> fingerprint (Gmail X-GM-MSGID of a copy)
+//! X mailbox:8 msgid:8 folder:8 uid:4 -> fingerprint (Gmail message ids, gmail_ids.rs)
+//! Q mailbox:8              -> digest:8 verified:8 (the quick check, quick_check.rs)
 //! A folder:8 block:4       -> fingerprints       (uid / 128: Gmail's All Mail judged
 //!                                                  by bytes, `all_mail_fingerprints.rs`)
 //! ```

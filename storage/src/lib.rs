@@ -52,6 +52,7 @@ mod mailbox_status;
 mod mailboxes;
 mod oauth_tokens;
 mod pass_history;
+mod quick_check;
 mod record_codec;
 mod routing_snapshot;
 mod secret;
@@ -86,6 +87,7 @@ pub use mailboxes::{
 };
 pub use oauth_tokens::StoredToken;
 pub use pass_history::{FolderRename, FolderSkip, PASS_HISTORY_LIMIT, PassOutcome, PassRecord};
+pub use quick_check::QuickCheck;
 pub use routing_snapshot::{RoutedBatch, RoutedEndpoint, RoutedLogin, RoutingSnapshot};
 pub use secret::Secret;
 pub use skipped_items::{SkipReason, SkippedItem, SkippedRecord};

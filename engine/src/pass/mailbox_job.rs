@@ -28,7 +28,7 @@ use imapmirror_protocol::{
 use imapmirror_storage::Provider as ProviderChoice;
 use imapmirror_storage::{
     Database, FolderId, FolderRename, FolderSkip, FolderState, JournalEntry, MailboxId,
-    MailboxStatus, PassOutcome, PassRecord, Store, StoreError, Timestamp,
+    MailboxStatus, PassOutcome, PassRecord, QuickCheck, Store, StoreError, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -52,6 +52,7 @@ use crate::pass::folder_sync::{
     FolderResult, FolderTask, LabelFolder, SyncContext, SyncSettings, skip_vanished_folder,
     source_folder_vanished, sync_folder,
 };
+use crate::pass::quick_check;
 use crate::pass::report::{FolderSkipReason, PassSummary, PassTotals, Progress, SkippedFolder};
 use crate::pass::target_folders::create_and_subscribe;
 
@@ -111,6 +112,10 @@ pub struct JobOptions {
     /// target folder (`batch add --gmail-archive-folder`), else the target's `\Archive`
     /// folder, else a folder named `Archive`.
     pub gmail_archive_folder: Option<String>,
+    /// How long a pass may trust the target as the last full pass found it: within this
+    /// time of it, a pass whose source shows nothing to do ends without logging in to
+    /// the target (the quick check, `storage/src/quick_check.rs`); zero turns it off.
+    pub target_recheck: std::time::Duration,
 }
 
 /// Folders of a mailbox synced at once when the endpoints do not say. Four overlap the
@@ -153,9 +158,16 @@ impl Default for JobOptions {
             source_provider: None,
             target_provider: None,
             gmail_archive_folder: None,
+            target_recheck: TARGET_RECHECK,
         }
     }
 }
+
+/// [`JobOptions::target_recheck`] by default. Passes a day apart (Exchange's incremental
+/// sync) always look at the target; passes run more often than that (to shorten the
+/// cut-over, or a resume after a stop) look at it at least twice a day, and cost a
+/// mailbox nobody wrote to one login and one LIST instead of two each.
+pub const TARGET_RECHECK: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 /// One mailbox to mirror.
 #[derive(Debug, Clone)]
@@ -269,6 +281,7 @@ impl MailboxJob {
             let tgt_counters = Arc::new(CommandCounters::default());
             let inner = self.run_inner(
                 store,
+                kind,
                 cancel,
                 progress,
                 &totals,
@@ -359,6 +372,13 @@ impl MailboxJob {
                             None => f.reason.phrase().to_owned(),
                         },
                     })
+                    .chain(
+                        totals
+                            .repeated_folder_skips
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .drain(..),
+                    )
                     .collect(),
                 folders_renamed: summary
                     .folders_renamed
@@ -389,9 +409,11 @@ impl MailboxJob {
     /// registering folders keeps their ids. Once the folders are handed to the workers,
     /// each retries its own; a pair that cannot be connected at all fails the pass as
     /// before (the pool has its own retries for that).
+    #[allow(clippy::too_many_arguments)]
     async fn run_inner(
         &self,
         store: &Store,
+        kind: PassKind,
         cancel: &CancellationToken,
         progress: &(dyn Fn(Progress) + Send + Sync),
         totals: &PassTotals,
@@ -405,6 +427,7 @@ impl MailboxJob {
             let e = match self
                 .run_attempt(
                     store,
+                    kind,
                     cancel,
                     progress,
                     totals,
@@ -451,6 +474,7 @@ impl MailboxJob {
     async fn run_attempt(
         &self,
         store: &Store,
+        kind: PassKind,
         cancel: &CancellationToken,
         progress: &(dyn Fn(Progress) + Send + Sync),
         totals: &PassTotals,
@@ -459,15 +483,47 @@ impl MailboxJob {
         stage: &std::sync::atomic::AtomicU8,
     ) -> Result<usize, Error> {
         let mailbox = self.email.as_str();
-        let (mut src, mut tgt) = self
-            .connect_pair(src_counters, tgt_counters, cancel)
-            .await?;
-        stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
-        // The two sides do not depend on each other until the plan: list them at once.
-        let ((src_listing, src_names), (tgt_listing, tgt_names)) =
-            tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
-
         let mailbox_id = self.mailbox;
+        let quick = self.fresh_quick_check(store, kind).await?;
+        let (mut src, mut tgt, src_listing, src_names, tgt_listing, tgt_names);
+        if let Some(check) = quick {
+            // The source first, alone: if it shows nothing to do, the target is not needed.
+            let src_slot = self.source.reserve(mailbox, cancel).await?;
+            let who = JobLabel {
+                batch: &self.batch,
+                mailbox,
+            };
+            src = self
+                .source
+                .connect_in(src_slot, &self.source_login, src_counters, &who, cancel)
+                .await?;
+            stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
+            (src_listing, src_names) = self.listing(&mut src, true).await?;
+            let digest = self.plan_digest(&src_listing);
+            if let Some(folders) = self
+                .unchanged_by_source(store, &src, &src_names, digest, check, totals, progress)
+                .await?
+            {
+                src.close().await;
+                return Ok(folders);
+            }
+            let tgt_slot = self.target.reserve(mailbox, cancel).await?;
+            tgt = self
+                .target
+                .connect_in(tgt_slot, &self.target_login, tgt_counters, &who, cancel)
+                .await?;
+            (tgt_listing, tgt_names) = self.listing(&mut tgt, false).await?;
+        } else {
+            (src, tgt) = self
+                .connect_pair(src_counters, tgt_counters, cancel)
+                .await?;
+            stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
+            // The two sides do not depend on each other until the plan: list them at once.
+            ((src_listing, src_names), (tgt_listing, tgt_names)) =
+                tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
+        }
+        let digest = self.plan_digest(&src_listing);
+
         let source_provider = Provider::resolve(self.options.source_provider, src.family);
         let target_provider = Provider::resolve(self.options.target_provider, tgt.family);
         let PlannedFolders {
@@ -805,6 +861,7 @@ impl MailboxJob {
         });
         if queue.is_empty() && held_back.is_none() {
             close_pair(src, tgt).await;
+            self.remember_quick_check(store, digest, totals).await?;
             return Ok(folders);
         }
 
@@ -842,6 +899,7 @@ impl MailboxJob {
             )
             .await?;
         }
+        self.remember_quick_check(store, digest, totals).await?;
         Ok(folders)
     }
 
@@ -1095,6 +1153,151 @@ impl MailboxJob {
     /// A logged-in source and target connection. The slots are taken in a fixed order
     /// (source, then target) as every job takes them; the two logins, a handful of round
     /// trips each and most of an unchanged pass's time, then run at once.
+    /// The mailbox's quick check, if this pass may use it: not the final pass (cut-over
+    /// always looks at the target), the check turned on, and the target seen within
+    /// [`JobOptions::target_recheck`].
+    async fn fresh_quick_check(
+        &self,
+        store: &Store,
+        kind: PassKind,
+    ) -> Result<Option<QuickCheck>, Error> {
+        if kind == PassKind::Final || self.options.target_recheck.is_zero() {
+            return Ok(None);
+        }
+        let mailbox = self.mailbox;
+        let check = store
+            .run(move |db| db.quick_check(mailbox))
+            .await
+            .map_err(|e| Error::Store {
+                mailbox: self.email.clone(),
+                action: "reading the quick check".into(),
+                source: Box::new(e),
+            })?;
+        let recheck = self.options.target_recheck;
+        Ok(check.filter(|c| quick_check::is_fresh(c, Timestamp::now(), recheck)))
+    }
+
+    /// The digest of what this mailbox's pass plans from ([`quick_check::plan_digest`]).
+    fn plan_digest(&self, source: &FolderListing) -> u64 {
+        quick_check::plan_digest(source, &self.options)
+    }
+
+    /// Ends the pass after the source listing if it shows nothing to do
+    /// ([`quick_check::nothing_to_do`]): the folders count as unchanged and the folders
+    /// the last full pass left out are reported again. `None`: go on to the target.
+    #[allow(clippy::too_many_arguments)]
+    async fn unchanged_by_source(
+        &self,
+        store: &Store,
+        src: &Connection,
+        src_names: &HashMap<String, Listed>,
+        digest: u64,
+        check: QuickCheck,
+        totals: &PassTotals,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Option<usize>, Error> {
+        // All Mail of a Gmail source is looked at every pass (mail archived since shows
+        // nothing in its STATUS).
+        if Provider::resolve(self.options.source_provider, src.family) == Provider::Gmail {
+            return Ok(None);
+        }
+        let mailbox = self.mailbox;
+        let names: Vec<String> = src_names.keys().cloned().collect();
+        let (stored, last_pass) = store
+            .run_value(move |db| -> Result<_, (String, StoreError)> {
+                let mut stored = HashMap::with_capacity(names.len());
+                for name in names {
+                    match stored_folder(db, mailbox, &name) {
+                        Ok(Some((state, pending))) => {
+                            stored.insert(name, (state, pending.len()));
+                        }
+                        Ok(None) => {}
+                        Err((what, e)) => return Err((format!("{what} `{name}`"), e)),
+                    }
+                }
+                let last = db
+                    .last_pass(mailbox)
+                    .map_err(|e| ("reading the last pass".to_owned(), e))?;
+                Ok((stored, last))
+            })
+            .await
+            .map_err(|e| ("reading the stored folders".to_owned(), e))
+            .flatten()
+            .map_err(|(action, e)| Error::Store {
+                mailbox: self.email.clone(),
+                action,
+                source: Box::new(e),
+            })?;
+        // The folders it left out are repeated from the last pass: only from one that
+        // succeeded (a failed one may not have planned them all).
+        let Some(last_pass) = last_pass.filter(|p| p.outcome == PassOutcome::Succeeded) else {
+            return Ok(None);
+        };
+        let options = CheckOptions {
+            mirror_deletions: self.options.mirror_deletions,
+            source_condstore: src.has("CONDSTORE"),
+        };
+        let listed = src_names.iter().map(|(name, l)| quick_check::ListedState {
+            status: l.status.as_ref().map(status_values),
+            stored: stored.get(name).map(|(state, pending)| (state, *pending)),
+        });
+        let Some(unchanged) = quick_check::nothing_to_do(digest, &check, listed, &options) else {
+            return Ok(None);
+        };
+        tracing::debug!(
+            folders = unchanged,
+            "the source shows nothing to do and the target was seen within the recheck interval: the pass ends without it"
+        );
+        progress(Progress::Planned { folders: unchanged });
+        for name in src_names.keys().filter(|n| stored.contains_key(*n)) {
+            PassTotals::add(&totals.unchanged, 1);
+            progress(Progress::FolderFinished {
+                folder: name.clone(),
+                copied: 0,
+                skipped: 0,
+                unchanged: true,
+            });
+        }
+        *totals
+            .repeated_folder_skips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = last_pass.folders_skipped;
+        Ok(Some(unchanged))
+    }
+
+    /// After a full pass without error: stores what it planned from and that the target
+    /// was seen now. Not after a pass that left a folder out for a reason that may pass
+    /// (the target refused to create it, it vanished): the next pass must try again.
+    async fn remember_quick_check(
+        &self,
+        store: &Store,
+        digest: u64,
+        totals: &PassTotals,
+    ) -> Result<(), Error> {
+        if self.options.target_recheck.is_zero() {
+            return Ok(());
+        }
+        let retry_next_pass = totals.skipped_folders().iter().any(|f| {
+            matches!(
+                f.reason,
+                FolderSkipReason::TargetRefusedCreate | FolderSkipReason::VanishedFromSource
+            )
+        });
+        let check = (!retry_next_pass).then(|| QuickCheck {
+            source_digest: digest,
+            target_verified: Timestamp::now(),
+        });
+        let mailbox = self.mailbox;
+        store
+            .run(move |db| db.set_quick_check(mailbox, check))
+            .await
+            .map_err(|e| Error::Store {
+                mailbox: self.email.clone(),
+                action: "recording the quick check".into(),
+                source: Box::new(e),
+            })
+    }
+
     pub(crate) async fn connect_pair(
         &self,
         src_counters: &Arc<CommandCounters>,

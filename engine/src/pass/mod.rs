@@ -19,6 +19,7 @@ mod folder_sync;
 pub mod header_text;
 pub mod mailbox_job;
 pub mod mailbox_plan;
+mod quick_check;
 pub mod reconcile;
 pub mod report;
 pub mod sample_copy;

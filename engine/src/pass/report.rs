@@ -152,6 +152,9 @@ pub(crate) struct PassTotals {
     pub keywords_dropped: AtomicU64,
     pub skipped_folders: Mutex<Vec<SkippedFolder>>,
     pub renamed_folders: Mutex<Vec<RenamedFolder>>,
+    /// A pass ended by the quick check repeats the folders its full pass left out, as
+    /// that pass recorded them (the plan that left them out was not made again).
+    pub repeated_folder_skips: Mutex<Vec<imapmirror_storage::FolderSkip>>,
 }
 
 impl PassTotals {

@@ -88,6 +88,7 @@ fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     let rows = vec![NewMailbox {
         row: MigrationRow {
@@ -1599,6 +1600,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     let rows = vec![row(ALICE), row(BOB)];
     let batch = store

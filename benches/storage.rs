@@ -108,6 +108,7 @@ fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
                 gmail_archive_folder: None,
+                target_recheck_secs: None,
             },
             &[NewMailbox {
                 row: MigrationRow {

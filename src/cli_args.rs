@@ -336,6 +336,12 @@ pub struct BatchAddArgs {
     /// label). Default: the target's `\Archive` folder, else a folder named `Archive`.
     #[arg(long, value_name = "FOLDER")]
     pub gmail_archive_folder: Option<String>,
+    /// How long after a pass that looked at the target a later pass may skip it when the
+    /// source shows nothing to do (a mailbox nobody wrote to then costs one login, not
+    /// two): 12h by default; 0 makes every pass look at the target. The final pass always
+    /// does.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration_arg::parse_duration)]
+    pub target_recheck: Option<std::time::Duration>,
     /// Start the batch once added.
     #[arg(long)]
     pub start: bool,

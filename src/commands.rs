@@ -460,6 +460,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             bad_item_limit: args.bad_item_limit,
             sync_interval_secs: args.sync_interval.as_secs(),
             gmail_archive_folder: args.gmail_archive_folder.clone(),
+            target_recheck_secs: args.target_recheck.map(|d| d.as_secs()),
         },
         rows: file
             .rows

@@ -178,6 +178,23 @@ fn a_good_file_is_counted_and_wrong_requests_exit_2() {
         ],
         2,
     );
+    // A target recheck that is no duration.
+    cli.fails(
+        &[
+            "batch",
+            "add",
+            "w6",
+            "--csv",
+            &path,
+            "--source",
+            "src",
+            "--target",
+            "tgt",
+            "--target-recheck",
+            "twice a day",
+        ],
+        2,
+    );
     // Endpoint removal is refused while the batch uses it.
     let in_use = cli.fails(&["endpoint", "remove", "src"], 2);
     assert!(in_use.contains("wave-1"), "{in_use}");

@@ -137,6 +137,7 @@ fn a_connection_cap_is_learnt_and_kept_under() {
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
                 gmail_archive_folder: None,
+                target_recheck_secs: None,
             };
             let rows = vec![NewMailbox {
                 row: MigrationRow {

@@ -82,6 +82,7 @@ fn register(store: &Store) -> MailboxId {
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
                 gmail_archive_folder: None,
+                target_recheck_secs: None,
             };
             let rows = vec![NewMailbox {
                 row: MigrationRow {

@@ -88,6 +88,7 @@ fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     let rows = vec![NewMailbox {
         row: MigrationRow {
@@ -372,6 +373,46 @@ fn full_pass_then_nothing_then_new_mail_and_flags() {
     // The two no-change passes are one history entry: the quick one repeats the full one.
     let history = pass_history(&h.store, h.mailbox);
     assert_eq!(history.len(), 3, "{history:#?}");
+}
+
+#[test]
+fn a_quick_no_change_pass_with_an_excluded_folder_and_the_final_pass_after_it() {
+    let h = start(120, 31);
+    let job = job_between(
+        &h,
+        h.source.plain_addr(),
+        h.target.plain_addr(),
+        JobOptions {
+            exclusions: vec![imapmirror_engine::pass::folder_plan::Exclusion::Name(
+                "Junk".into(),
+            )],
+            ..options()
+        },
+    );
+    let first = run(&job, &h.store, PassKind::Initial);
+    assert_eq!(first.folders, selectable_folders(&h) - 1, "{first:?}");
+    // Nothing changed on the source: the excluded folder (no stored state) is left out by
+    // the same plan again, and the target is not logged in to.
+    let quick = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(quick.target_commands.logins, 0, "{quick:?}");
+    assert_eq!(quick.copied, 0, "{quick:?}");
+    assert_eq!(quick.folders_unchanged, first.folders, "{quick:?}");
+    // Another exclusion is another plan: the target is looked at.
+    let other = MailboxJob {
+        options: JobOptions {
+            exclusions: Vec::new(),
+            ..job.options.clone()
+        },
+        ..job.clone()
+    };
+    let wider = run(&other, &h.store, PassKind::Incremental);
+    assert_eq!(wider.target_commands.logins, 1, "{wider:?}");
+    assert!(wider.copied > 0, "Junk is copied now: {wider:?}");
+    // The final pass before cut-over always looks at the target.
+    let last = run(&other, &h.store, PassKind::Final);
+    assert_eq!(last.target_commands.logins, 1, "{last:?}");
+    assert_eq!(last.copied, 0, "{last:?}");
+    assert_identical(&h);
 }
 
 /// The messages of `folder` as the kit reads them (bytes, flags, dates).
@@ -1559,6 +1600,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     let rows = vec![row(ALICE), row(BOB)];
     let batch = store

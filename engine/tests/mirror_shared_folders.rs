@@ -123,6 +123,7 @@ fn register(
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     let rows = vec![NewMailbox {
         row: MigrationRow {
@@ -446,6 +447,27 @@ fn cyrus_shared_and_other_users_folders_are_skipped_unless_included() {
         .map(|f| f.folder.as_str())
         .collect();
     assert_eq!(recorded, [bob_projects, bob_2024, shared_name]);
+
+    // The same again, nothing changed: the quick check ends the pass after the source's
+    // listing, and its record repeats the folders the full pass left out.
+    let again = try_run(&job(vec![]), &store).unwrap_or_else(|e| panic!("the pass fails: {e}"));
+    assert_eq!(again.target_commands.logins, 0, "{again:?}");
+    assert_eq!(again.copied, 0, "{again:?}");
+    let history = store
+        .call(move |db| db.pass_history(mailbox))
+        .expect("history");
+    let repeated: Vec<&str> = history
+        .last()
+        .expect("a pass")
+        .folders_skipped
+        .iter()
+        .map(|f| f.folder.as_str())
+        .collect();
+    assert_eq!(
+        repeated,
+        [bob_projects, bob_2024, shared_name],
+        "{history:#?}"
+    );
 
     // Included by name: copied under their full names, with their subfolders.
     let included = vec![

@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bad_item_limit: None,
             sync_interval_secs: 86_400,
             gmail_archive_folder: None,
+            target_recheck_secs: None,
         };
         let rows: Vec<NewMailbox> = (0..mailboxes)
             .map(|i| NewMailbox {

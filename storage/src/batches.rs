@@ -52,6 +52,10 @@ pub struct BatchSettings {
     /// (absent in records written before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gmail_archive_folder: Option<String>,
+    /// Seconds a pass may trust the target as the last full pass found it (`batch add
+    /// --target-recheck`; 0: always look); absent: the engine's default (12 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_recheck_secs: Option<u64>,
 }
 
 /// A stored batch.
@@ -393,6 +397,7 @@ mod tests {
                 bad_item_limit: None,
                 sync_interval_secs: 86_400,
                 gmail_archive_folder: None,
+                target_recheck_secs: None,
             },
             status: BatchStatus::Synced,
             created: Timestamp::from_unix_millis(1_700_000_000_000),

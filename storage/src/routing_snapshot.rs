@@ -188,6 +188,7 @@ mod tests {
             bad_item_limit: None,
             sync_interval_secs: 86_400,
             gmail_archive_folder: None,
+            target_recheck_secs: None,
         };
         let row = MigrationRow {
             email_address: "Anna@Example.test".to_owned(),

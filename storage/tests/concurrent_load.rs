@@ -69,6 +69,7 @@ fn add_batch(store: &Database) -> Result<()> {
         bad_item_limit: None,
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     };
     store.create_batch(&settings, &rows)?;
     Ok(())

@@ -143,6 +143,7 @@ fn setup(store: &Database) -> Result<MailboxId, StoreError> {
             bad_item_limit: None,
             sync_interval_secs: 60,
             gmail_archive_folder: None,
+            target_recheck_secs: None,
         },
         &[NewMailbox {
             row: MigrationRow {

@@ -38,6 +38,7 @@ fn settings(name: &str) -> BatchSettings {
         bad_item_limit: Some(10),
         sync_interval_secs: 86_400,
         gmail_archive_folder: None,
+        target_recheck_secs: None,
     }
 }
 

@@ -165,6 +165,7 @@ fn steering(s: &BatchSettings) -> impl PartialEq + '_ {
         s.bad_item_limit,
         s.sync_interval_secs,
         &s.gmail_archive_folder,
+        s.target_recheck_secs,
     )
 }
 
@@ -209,6 +210,7 @@ mod tests {
             bad_item_limit: None,
             sync_interval_secs: 86_400,
             gmail_archive_folder: None,
+            target_recheck_secs: None,
         }
     }
 
@@ -313,6 +315,18 @@ mod tests {
                 settings_changed: true,
             }
         );
+    }
+
+    #[test]
+    fn a_new_target_recheck_is_a_settings_change() {
+        let mut s = settings();
+        s.target_recheck_secs = Some(0);
+        let plan = plan_merge(&batch(None), &[], stored(""), s, None, vec![]).expect("merge");
+        assert!(plan.summary.settings_changed, "{:?}", plan.summary);
+        assert_eq!(plan.settings.target_recheck_secs, Some(0));
+        let same =
+            plan_merge(&batch(None), &[], stored(""), settings(), None, vec![]).expect("merge");
+        assert!(!same.summary.settings_changed, "{:?}", same.summary);
     }
 
     #[test]

@@ -702,6 +702,10 @@ impl BatchRuntime {
                 source_provider: source.settings.provider,
                 target_provider: target.settings.provider,
                 gmail_archive_folder: s.gmail_archive_folder.clone(),
+                target_recheck: s.target_recheck_secs.map_or(
+                    self.options.job.target_recheck,
+                    std::time::Duration::from_secs,
+                ),
                 ..self.options.job.clone()
             },
             events: events.clone(),
@@ -1232,6 +1236,7 @@ mod tests {
                 bad_item_limit: None,
                 sync_interval_secs: 60,
                 gmail_archive_folder: None,
+                target_recheck_secs: None,
             },
             &rows,
         )?;

@@ -165,6 +165,7 @@ impl Harness {
                         bad_item_limit: None,
                         sync_interval_secs: 86_400,
                         gmail_archive_folder: None,
+                        target_recheck_secs: None,
                     },
                     &rows,
                 )?;

@@ -283,6 +283,7 @@ mod tests {
             bad_item_limit: None,
             sync_interval_secs: 86_400,
             gmail_archive_folder: None,
+            target_recheck_secs: None,
         };
         let row = NewMailbox {
             row: MigrationRow {

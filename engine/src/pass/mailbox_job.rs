@@ -485,7 +485,7 @@ impl MailboxJob {
         let mailbox = self.email.as_str();
         let mailbox_id = self.mailbox;
         let quick = self.fresh_quick_check(store, kind).await?;
-        let (mut src, mut tgt, src_listing, src_names, tgt_listing, tgt_names);
+        let (mut src, mut tgt, src_listing, src_names, tgt_listing, tgt_names, digest);
         if let Some(check) = quick {
             // The source first, alone: if it shows nothing to do, the target is not needed.
             let src_slot = self.source.reserve(mailbox, cancel).await?;
@@ -499,7 +499,7 @@ impl MailboxJob {
                 .await?;
             stage.store(STAGE_PLANNING, std::sync::atomic::Ordering::Release);
             (src_listing, src_names) = self.listing(&mut src, true).await?;
-            let digest = self.plan_digest(&src_listing);
+            digest = self.plan_digest(&src_listing);
             if let Some(folders) = self
                 .unchanged_by_source(store, &src, &src_names, digest, check, totals, progress)
                 .await?
@@ -521,8 +521,8 @@ impl MailboxJob {
             // The two sides do not depend on each other until the plan: list them at once.
             ((src_listing, src_names), (tgt_listing, tgt_names)) =
                 tokio::try_join!(self.listing(&mut src, true), self.listing(&mut tgt, false))?;
+            digest = self.plan_digest(&src_listing);
         }
-        let digest = self.plan_digest(&src_listing);
 
         let source_provider = Provider::resolve(self.options.source_provider, src.family);
         let target_provider = Provider::resolve(self.options.target_provider, tgt.family);

@@ -2,7 +2,9 @@
 //! mailboxes through the `imapmirror` binary at its default settings, run again and again,
 //! each run bounded in time so that a hang is caught, recorded with the process's thread
 //! states, killed, and counted, and every finished run checked exact by the test kit's
-//! verifier. Dovecot's own dsync (`doveadm backup` through the imapc driver) is the peer.
+//! verifier. Dovecot's own dsync (`doveadm backup` through the imapc driver) is the peer,
+//! and isync's mbsync the other; where each run's CPU time went, process by process, is
+//! measured with BSD process accounting (cpu_accounting.rs).
 //!
 //! Usage: `bench_many_mailboxes [RUNS=30] [SMALL_USERS=1000]`. The binary is
 //! `$IMAPMIRROR_BIN`, else `imapmirror` on the PATH; `/usr/bin/time`, `doveadm`, `xargs`,
@@ -11,7 +13,10 @@
 //! `BENCH_MAILBOXES` (100) and `BENCH_MESSAGES` (100) for phase A, `BENCH_TIMEOUT` (300,
 //! seconds per phase-A run; phase B gets 300 + 0.5 per mailbox), `BENCH_STALL` (60: seconds
 //! without any CPU time or I/O of the imapmirror process that also make a hang; 0: only the
-//! timeout), `BENCH_DSYNC_RUNS` (3), `BENCH_PLAIN_RUNS` (3), `BENCH_NO_CHANGE` (10),
+//! timeout), `BENCH_DSYNC_RUNS` (3), `BENCH_MBSYNC_RUNS` (1), `BENCH_PLAIN_RUNS` (3), `BENCH_STRACE` (1: the run under strace; 0: none),
+//! `BENCH_DOVECOT_CONFIG` (lines added to every server's configuration, `\n` for a
+//! newline),
+//! `BENCH_NO_CHANGE` (10),
 //! `BENCH_OUT` (where logs and hang dumps go; default
 //! `target/bench-many-mailboxes/<unix time>`).
 //!
@@ -23,7 +28,8 @@
 //!
 //! Phase A ("100 × 100"): RUNS runs of `batch start NAME --wait`, each on a fresh state
 //! directory and a fresh target, over TLS (`--security ssl --ca-file`); the first
-//! BENCH_DSYNC_RUNS of them are each followed by dsync into a fresh target, and the first
+//! BENCH_DSYNC_RUNS of them are each followed by dsync into a fresh target, the first
+//! BENCH_MBSYNC_RUNS by mbsync (`xargs -P4 mbsync CHANNEL`, one channel a user), and the first
 //! BENCH_PLAIN_RUNS by the same run over plain IMAP (what TLS costs; ratios are taken
 //! against these paired TLS runs, since a shared machine drifts over a long bench); then
 //! one run under `strace -f -c` (fsyncs; its wall time is not counted). Phase B
@@ -44,7 +50,8 @@
 //! exit status is 1 if any imapmirror run hung or failed or any mailbox it copied is not
 //! exact.
 
-#[path = "../tests/support/mod.rs"]
+mod cpu_accounting;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
@@ -55,6 +62,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cpu_accounting::{Accounting, CpuUse, Window};
+use support::tls_material::SERVER_NAME;
 use support::{
     Corpus, CorpusSpec, Dovecot, KitError, Layout, MANY_USERS_CONFIG, MASTER_PASSWORD, MASTER_USER,
     SeedMessage, Verifier, process_table, verify_users,
@@ -67,7 +76,8 @@ const GDB: &str = "/usr/bin/gdb";
 const SEED: u64 = 7_100;
 const BATCH: &str = "bench";
 const SMALL_MESSAGES: usize = 5;
-const DSYNC_PARALLEL: &str = "4";
+/// dsync's and mbsync's processes at once, as an admin would script them.
+const PEER_PARALLEL: &str = "4";
 const VERIFY_THREADS: usize = 2;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -96,6 +106,22 @@ struct Config {
     bin: PathBuf,
     /// `bin` resolved, to recognise its process.
     exe: PathBuf,
+    /// Process accounting, for where each run's CPU time went (None: not root, no accton).
+    accounting: Option<Accounting>,
+    mbsync_runs: usize,
+    /// One more phase-A run under `strace -f -c`, counting fsyncs.
+    strace_run: bool,
+}
+
+impl Config {
+    /// A CPU window over one run talking to `servers` (label, Dovecot).
+    fn cpu_window(&self, servers: &[(&str, &Dovecot)]) -> Option<Window> {
+        let masters: Vec<(&str, u32)> = servers
+            .iter()
+            .filter_map(|(label, d)| Some((*label, d.master_pid()?)))
+            .collect();
+        self.accounting.as_ref().map(|a| a.open(&masters))
+    }
 }
 
 fn positive(text: &str, what: &str) -> Result<usize, KitError> {
@@ -154,6 +180,15 @@ fn config() -> Result<Config, KitError> {
         dsync_runs: env_number("BENCH_DSYNC_RUNS", 3, true)?,
         plain_runs: env_number("BENCH_PLAIN_RUNS", 3, true)?,
         no_change: env_number("BENCH_NO_CHANGE", 10, true)?,
+        mbsync_runs: env_number("BENCH_MBSYNC_RUNS", 1, true)?,
+        strace_run: env_number("BENCH_STRACE", 1, true)? > 0,
+        accounting: match Accounting::start(&out) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                println!("no CPU figures by process: {why}");
+                None
+            }
+        },
         out,
         exe: resolve_program(&bin),
         bin,
@@ -169,12 +204,16 @@ fn password(i: usize) -> String {
 }
 
 /// A Dovecot of the bench: many users, long keywords, raised process limits.
+/// `BENCH_DOVECOT_CONFIG`, when set, is appended to every server's configuration (e.g.
+/// Dovecot's high-performance login mode, to see what a tuned server changes).
 fn server(label: &str, layout: Layout, users: &[String]) -> Result<Dovecot, KitError> {
+    let tuning = std::env::var("BENCH_DOVECOT_CONFIG").unwrap_or_default();
     Dovecot::builder()
         .label(label)
         .layout(layout)
         .extra_config(LONG_KEYWORDS)
         .extra_config(MANY_USERS_CONFIG)
+        .extra_config(&tuning.replace("\\n", "\n"))
         .users(
             users
                 .iter()
@@ -229,6 +268,20 @@ struct Watched {
     /// Set when the timeout struck: a one-line summary of the thread states.
     hang: Option<String>,
     dump: Option<PathBuf>,
+    /// Where the CPU time of the run went, when process accounting is on.
+    cpu: Option<CpuUse>,
+    /// GNU time's pid and the name of the program it ran: the root of the run's process
+    /// tree, for the CPU accounting.
+    root: Option<(u32, String)>,
+}
+
+impl Watched {
+    /// Closes `window` over this run's process tree.
+    fn account(&mut self, window: Option<Window>) {
+        if let (Some(window), Some((pid, name))) = (window, &self.root) {
+            self.cpu = Some(window.close(*pid, name));
+        }
+    }
 }
 
 impl Watched {
@@ -306,7 +359,15 @@ fn watched(
         detail: e.to_string(),
     })?;
     let deadline = start + timeout;
-    let mut result = Watched::default();
+    let mut result = Watched {
+        root: Some((
+            child.id(),
+            program
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        )),
+        ..Watched::default()
+    };
     // (pid, last CPU + I/O reading, when it last changed)
     let mut progress: Option<(u32, u64, Instant)> = None;
     let mut next_sample = start;
@@ -1011,7 +1072,8 @@ fn imapmirror_run(cfg: &Config, spec: &RunSpec<'_>) -> Result<ImapmirrorRun, Kit
         } else {
             (cfg.bin.clone(), spec.timeout)
         };
-        let w = watched(
+        let window = cfg.cpu_window(&[("source", source), ("target", &target)]);
+        let mut w = watched(
             &program,
             &args,
             &envs,
@@ -1029,6 +1091,7 @@ fn imapmirror_run(cfg: &Config, spec: &RunSpec<'_>) -> Result<ImapmirrorRun, Kit
                 }),
             },
         )?;
+        w.account(window);
         Ok(Pass {
             label,
             watched: w,
@@ -1103,11 +1166,23 @@ fn print_pass(p: &Pass, mailboxes: usize) {
         p.state_bytes as f64 / 1e6,
         p.watched.verdict()
     );
+    print_cpu(&p.watched);
     if let Some(dump) = &p.watched.dump {
         println!("    hang dump: {}", dump.display());
     }
     if let Some(hang) = &p.watched.hang {
         println!("    {hang}");
+    }
+}
+
+fn print_cpu(w: &Watched) {
+    if let Some(cpu) = &w.cpu {
+        println!(
+            "    cpu: {}; {:.0} % of 2 cores × {:.1} s",
+            cpu.describe(),
+            cpu.total() / (2.0 * w.wall) * 100.0,
+            w.wall
+        );
     }
 }
 
@@ -1138,7 +1213,7 @@ fn strace_counts(path: &Path) -> BTreeMap<String, u64> {
 // dsync: doveadm backup through imapc, 4 users at once
 
 #[derive(Debug, Clone)]
-struct DsyncRun {
+struct PeerRun {
     label: String,
     watched: Watched,
     verdict: Option<Verdict>,
@@ -1153,7 +1228,7 @@ fn dsync_run(
     source: &Dovecot,
     users: &[String],
     timeout: Duration,
-) -> Result<DsyncRun, KitError> {
+) -> Result<PeerRun, KitError> {
     let target = server("target-dsync", Layout::Fs, users)?;
     let conf = target.dir().join("dsync-imapc.conf");
     let text = format!(
@@ -1177,7 +1252,7 @@ mail_prefetch_count = 20
     write(&list, users.join("\n").as_bytes())?;
     let args: Vec<String> = [
         "-P",
-        DSYNC_PARALLEL,
+        PEER_PARALLEL,
         "-I{}",
         "/usr/bin/doveadm",
         "-c",
@@ -1193,7 +1268,8 @@ mail_prefetch_count = 20
     .collect();
     let log = cfg.out.join(format!("{label}.log"));
     let doveadm = resolve_program(Path::new("/usr/bin/doveadm"));
-    let w = watched(
+    let window = cfg.cpu_window(&[("source", source), ("target", &target)]);
+    let mut w = watched(
         Path::new("/usr/bin/xargs"),
         &args,
         &[],
@@ -1206,6 +1282,7 @@ mail_prefetch_count = 20
             dump: None,
         },
     )?;
+    w.account(window);
     println!(
         "  {:<24} {:>8.2} s ({:.3} s/mailbox)  RSS {:>6.1} MB (largest doveadm)  {}",
         label,
@@ -1214,6 +1291,7 @@ mail_prefetch_count = 20
         w.rss_kb as f64 / 1024.0,
         w.verdict()
     );
+    print_cpu(&w);
     let verdict = if w.hang.is_none() {
         let v = verify_all(source, &target, users);
         println!("    verifier: {}", v.describe());
@@ -1224,7 +1302,109 @@ mail_prefetch_count = 20
     } else {
         None
     };
-    Ok(DsyncRun {
+    Ok(PeerRun {
+        label,
+        watched: w,
+        verdict,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// mbsync: one process per user, 4 at once
+
+/// The other peer: isync's mbsync, one channel per user in one configuration, four users
+/// at once with xargs (`xargs -P4 -I{} mbsync -c mbsyncrc {}`), over IMAPS on both sides:
+/// the user's own login on the source, Dovecot's master user on the target, as imapmirror
+/// logs in. mbsync is never exact (it adds an `X-TUID:` header to every message it
+/// copies); the verifier's differences are reported, not judged.
+fn mbsync_run(
+    cfg: &Config,
+    label: String,
+    source: &Dovecot,
+    users: &[String],
+    timeout: Duration,
+) -> Result<PeerRun, KitError> {
+    let target = server("target-mbsync", Layout::Fs, users)?;
+    let state = target.dir().join("mbsync-state");
+    let mut rc = String::new();
+    let mut channels = Vec::with_capacity(users.len());
+    for (i, user) in users.iter().enumerate() {
+        let channel = format!("u{i:04}");
+        let channel_state = state.join(&channel);
+        std::fs::create_dir_all(&channel_state)
+            .map_err(|e| KitError::file("create", &channel_state, e))?;
+        let _ = write!(
+            rc,
+            "IMAPAccount s{channel}\nHost {SERVER_NAME}\nPort {sp}\nUser {user}\nPass {pw}\n\
+             SSLType IMAPS\nCertificateFile {sca}\nAuthMechs LOGIN\n\n\
+             IMAPStore s{channel}\nAccount s{channel}\n\n\
+             IMAPAccount t{channel}\nHost {SERVER_NAME}\nPort {tp}\nUser {user}*{MASTER_USER}\n\
+             Pass {MASTER_PASSWORD}\nSSLType IMAPS\nCertificateFile {tca}\nAuthMechs LOGIN\n\n\
+             IMAPStore t{channel}\nAccount t{channel}\n\n\
+             Channel {channel}\nFar :s{channel}:\nNear :t{channel}:\nPatterns *\nSync Pull\n\
+             Create Near\nRemove None\nExpunge None\nCopyArrivalDate yes\nSyncState {st}/\n\n",
+            sp = source.tls_addr().port(),
+            pw = password(i),
+            sca = source.ca_file().display(),
+            tp = target.tls_addr().port(),
+            tca = target.ca_file().display(),
+            st = channel_state.display(),
+        );
+        channels.push(channel);
+    }
+    let conf = target.dir().join("mbsyncrc");
+    write(&conf, rc.as_bytes())?;
+    let list = target.dir().join("mbsync.channels");
+    write(&list, channels.join("\n").as_bytes())?;
+    let mbsync = resolve_program(Path::new("mbsync"));
+    let args: Vec<String> = vec![
+        "-P".to_owned(),
+        PEER_PARALLEL.to_owned(),
+        "-I{}".to_owned(),
+        mbsync.display().to_string(),
+        "-q".to_owned(),
+        "-c".to_owned(),
+        conf.display().to_string(),
+        "{}".to_owned(),
+    ];
+    let log = cfg.out.join(format!("{label}.log"));
+    let window = cfg.cpu_window(&[("source", source), ("target", &target)]);
+    let mut w = watched(
+        Path::new("/usr/bin/xargs"),
+        &args,
+        &[],
+        Some(&list),
+        &log,
+        timeout,
+        &OnTimeout {
+            exe: &mbsync,
+            stall: None,
+            dump: None,
+        },
+    )?;
+    w.account(window);
+    println!(
+        "  {:<24} {:>8.2} s ({:.3} s/mailbox)  RSS {:>6.1} MB (largest mbsync)  {}",
+        label,
+        w.wall,
+        w.wall / users.len() as f64,
+        w.rss_kb as f64 / 1024.0,
+        w.verdict()
+    );
+    print_cpu(&w);
+    // mbsync exits non-zero when any channel had trouble; the verifier still says what
+    // arrived, so judge by it rather than by the status.
+    let verdict = if w.hang.is_none() {
+        let v = verify_all(source, &target, users);
+        println!("    verifier: {}", v.describe());
+        for e in v.examples.iter().take(3) {
+            println!("      {e}");
+        }
+        Some(v)
+    } else {
+        None
+    };
+    Ok(PeerRun {
         label,
         watched: w,
         verdict,
@@ -1242,7 +1422,8 @@ struct PhaseA {
     /// Over plain IMAP, each right after the TLS run of the same number.
     plain: Vec<ImapmirrorRun>,
     straced: Option<ImapmirrorRun>,
-    dsync: Vec<DsyncRun>,
+    dsync: Vec<PeerRun>,
+    mbsync: Vec<PeerRun>,
 }
 
 impl PhaseA {
@@ -1260,7 +1441,7 @@ struct PhaseB {
     messages: usize,
     bytes: u64,
     run: ImapmirrorRun,
-    dsync: DsyncRun,
+    dsync: PeerRun,
 }
 
 impl PhaseB {
@@ -1319,6 +1500,7 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
         plain: Vec::new(),
         straced: None,
         dsync: Vec::new(),
+        mbsync: Vec::new(),
     };
     for r in 1..=cfg.runs {
         let run = imapmirror_run(cfg, &spec(format!("A-run-{r:02}"), Transport::Tls, false))?;
@@ -1332,6 +1514,15 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
                 cfg.timeout * 3,
             )?);
         }
+        if r <= cfg.mbsync_runs {
+            a.mbsync.push(mbsync_run(
+                cfg,
+                format!("A-mbsync-{r:02}"),
+                &source,
+                &users,
+                cfg.timeout * 3,
+            )?);
+        }
         if r <= cfg.plain_runs {
             a.plain.push(imapmirror_run(
                 cfg,
@@ -1339,10 +1530,12 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
             )?);
         }
     }
-    a.straced = Some(imapmirror_run(
-        cfg,
-        &spec("A-strace".to_owned(), Transport::Tls, true),
-    )?);
+    if cfg.strace_run {
+        a.straced = Some(imapmirror_run(
+            cfg,
+            &spec("A-strace".to_owned(), Transport::Tls, true),
+        )?);
+    }
     if let Some(counts) = a.straced.as_ref().and_then(|r| r.fsyncs.as_ref()) {
         println!("    strace -f -c: {counts:?}");
     }
@@ -1476,7 +1669,7 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
             .map(|r| r.initial.state_bytes as f64 / 1e6)
             .collect(),
     );
-    let dsync_ok: Vec<&DsyncRun> = a.dsync.iter().filter(|d| d.watched.ok()).collect();
+    let dsync_ok: Vec<&PeerRun> = a.dsync.iter().filter(|d| d.watched.ok()).collect();
     let ds_wall = stats(dsync_ok.iter().map(|d| d.watched.wall).collect());
     let ds_per = stats(
         dsync_ok
@@ -1494,7 +1687,7 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
         (Some(x), Some(y)) if y.median > 0.0 => format!("{:.2}×", x.median / y.median),
         _ => "–".to_owned(),
     };
-    let dsync_verdicts = |runs: &[&DsyncRun]| {
+    let peer_verdicts = |runs: &[&PeerRun]| {
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         let mut exact = 0;
         let mut total = 0;
@@ -1657,8 +1850,43 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
             .iter()
             .map(|v| v.exact + v.not_exact)
             .sum::<usize>(),
-        dsync_verdicts(&a.dsync.iter().collect::<Vec<_>>())
+        peer_verdicts(&a.dsync.iter().collect::<Vec<_>>())
     );
+    if !a.mbsync.is_empty() {
+        let mbsync_ok: Vec<&PeerRun> = a.mbsync.iter().filter(|d| d.verdict.is_some()).collect();
+        let mb_wall = stats(mbsync_ok.iter().map(|d| d.watched.wall).collect());
+        let paired = stats(
+            a.runs
+                .iter()
+                .take(a.mbsync.len())
+                .filter(|r| r.initial.watched.ok())
+                .map(|r| r.initial.watched.wall)
+                .collect(),
+        );
+        let _ = writeln!(
+            o,
+            "\n| figure | imapmirror (TLS runs 1–{n}) | mbsync (`xargs -P4 mbsync CHANNEL`, IMAPS both sides) | imapmirror / mbsync |\n|---|---|---|---|",
+            n = a.mbsync.len()
+        );
+        let _ = writeln!(
+            o,
+            "| wall, s | {} | {} (exit status: {}) | {} |",
+            cell(paired, 2),
+            cell(mb_wall, 2),
+            a.mbsync
+                .iter()
+                .map(|d| d.watched.verdict())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ratio(paired, mb_wall)
+        );
+        let _ = writeln!(
+            o,
+            "| verifier | | {} (mbsync adds an X-TUID header to every message) | |",
+            peer_verdicts(&mbsync_ok)
+        );
+    }
+    cpu_table(&mut o, a);
 
     let _ = writeln!(
         o,
@@ -1763,7 +1991,7 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
             .verdict
             .as_ref()
             .map_or("not run".to_owned(), Verdict::describe),
-        dsync_verdicts(&[&b.dsync])
+        peer_verdicts(&[&b.dsync])
     );
 
     let _ = writeln!(
@@ -1834,6 +2062,91 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
             .join("; ")
     );
     o
+}
+
+/// Where phase A's CPU time went: core-seconds by process for each tool, the median over
+/// its runs of each row, then the sum and what was left idle of 2 cores × wall.
+fn cpu_table(o: &mut String, a: &PhaseA) {
+    let columns: Vec<(&str, Vec<&Watched>)> = <[(&str, Vec<&Watched>); 4]>::into_iter([
+        (
+            "imapmirror, TLS",
+            a.runs.iter().map(|r| &r.initial.watched).collect(),
+        ),
+        (
+            "imapmirror, plain IMAP",
+            a.plain.iter().map(|r| &r.initial.watched).collect(),
+        ),
+        ("dsync", a.dsync.iter().map(|d| &d.watched).collect()),
+        ("mbsync", a.mbsync.iter().map(|d| &d.watched).collect()),
+    ])
+    .map(|(name, runs)| {
+        let with_cpu: Vec<&Watched> = runs
+            .into_iter()
+            .filter(|w| w.ok() && w.cpu.is_some())
+            .collect();
+        (name, with_cpu)
+    })
+    .filter(|(_, runs)| !runs.is_empty())
+    .collect();
+    if columns.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(String, String)> = columns
+        .iter()
+        .flat_map(|(_, runs)| runs.iter())
+        .filter_map(|w| w.cpu.as_ref())
+        .flat_map(|c| {
+            c.by_process
+                .iter()
+                .filter(|(_, s)| **s >= 0.05)
+                .map(|(k, _)| k.clone())
+        })
+        .collect();
+    rows.sort();
+    rows.dedup();
+    let median_of = |runs: &[&Watched], f: &dyn Fn(&Watched) -> f64| {
+        stats(runs.iter().map(|w| f(w)).collect()).map_or(0.0, |s| s.median)
+    };
+    // A row only where some tool's median is worth a digit.
+    rows.retain(|(role, command)| {
+        columns.iter().any(|(_, runs)| {
+            median_of(runs, &|w: &Watched| {
+                w.cpu.as_ref().map_or(0.0, |c| c.of(role, Some(command)))
+            }) >= 0.05
+        })
+    });
+    let _ = writeln!(
+        o,
+        "\nCPU by process, core-seconds (median of the runs; BSD process accounting, see cpu_accounting.rs):\n"
+    );
+    let header: Vec<String> = columns
+        .iter()
+        .map(|(name, runs)| format!("{name} ({} runs)", runs.len()))
+        .collect();
+    let _ = writeln!(o, "| process | {} |", header.join(" | "));
+    let _ = writeln!(o, "|---|{}", "---|".repeat(columns.len()));
+    let line = |label: &str, f: &dyn Fn(&Watched) -> f64| -> String {
+        let cells: Vec<String> = columns
+            .iter()
+            // + 0.0: the median of no time at all prints as 0.0, not -0.0.
+            .map(|(_, runs)| format!("{:.1}", median_of(runs, f) + 0.0))
+            .collect();
+        format!("| {label} | {} |", cells.join(" | "))
+    };
+    for (role, command) in &rows {
+        let cpu_of = |w: &Watched| w.cpu.as_ref().map_or(0.0, |c| c.of(role, Some(command)));
+        let _ = writeln!(o, "{}", line(&format!("{role} {command}"), &cpu_of));
+    }
+    let total = |w: &Watched| w.cpu.as_ref().map_or(0.0, CpuUse::total);
+    let _ = writeln!(o, "{}", line("**all processes**", &total));
+    let _ = writeln!(o, "{}", line("wall, s", &|w: &Watched| w.wall));
+    let _ = writeln!(
+        o,
+        "{}",
+        line("idle of 2 cores × wall", &|w: &Watched| (2.0 * w.wall
+            - total(w))
+        .max(0.0))
+    );
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), KitError> {

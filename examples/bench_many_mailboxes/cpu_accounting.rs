@@ -78,6 +78,7 @@ impl Accounting {
             first_pid: last_pid().map(|p| p + 1),
             opened_ticks: uptime_ticks().unwrap_or(0),
             opened_epoch: epoch_seconds(),
+            machine_busy: machine_busy_ticks(),
         }
     }
 }
@@ -104,6 +105,8 @@ pub struct Window {
     /// range may belong to a process older than the window.
     opened_ticks: u64,
     opened_epoch: u64,
+    /// All CPUs' busy time (/proc/stat) when the window opened.
+    machine_busy: Option<u64>,
 }
 
 /// Core-seconds by (role, command): role is a server's label for its processes, "client"
@@ -113,6 +116,11 @@ pub struct CpuUse {
     pub by_process: BTreeMap<(String, String), f64>,
     /// Processes started in the window.
     pub processes: usize,
+    /// Every CPU's busy time over the window (/proc/stat: user, nice, system, irq,
+    /// softirq, steal), processes or not: what the per-process figures miss is kernel
+    /// work outside them (softirq network processing, kernel threads) and processes older
+    /// than the window that are not the servers'.
+    pub machine: Option<f64>,
 }
 
 impl CpuUse {
@@ -142,6 +150,9 @@ impl CpuUse {
             self.total(),
             self.processes
         ));
+        if let Some(machine) = self.machine {
+            parts.push(format!("machine busy {machine:.1} core-s"));
+        }
         parts.join(", ")
     }
 }
@@ -196,6 +207,10 @@ impl Window {
         let mut tree = vec![root];
         let mut cpu = CpuUse {
             processes: found.len(),
+            machine: self
+                .machine_busy
+                .zip(machine_busy_ticks())
+                .map(|(before, now)| now.saturating_sub(before) as f64 / TICKS_PER_SECOND),
             ..CpuUse::default()
         };
         for ((_, pid), (ppid, command, ticks)) in found {
@@ -255,6 +270,25 @@ fn read_stat(pid: u32) -> Option<Stat> {
         ticks: number(11)? + number(12)?,
         start_ticks: number(19)?,
     })
+}
+
+/// All CPUs' busy ticks since boot: /proc/stat's first line without idle and iowait.
+fn machine_busy_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    Some(
+        [0, 1, 2, 5, 6, 7]
+            .iter()
+            .filter_map(|i| fields.get(*i))
+            .sum(),
+    )
 }
 
 /// Clock ticks since boot, as /proc's start times count them.

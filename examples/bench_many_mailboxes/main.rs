@@ -1178,9 +1178,9 @@ fn print_pass(p: &Pass, mailboxes: usize) {
 fn print_cpu(w: &Watched) {
     if let Some(cpu) = &w.cpu {
         println!(
-            "    cpu: {}; {:.0} % of 2 cores × {:.1} s",
+            "    cpu: {}; the machine {:.0} % busy over 2 cores × {:.1} s",
             cpu.describe(),
-            cpu.total() / (2.0 * w.wall) * 100.0,
+            cpu.machine.unwrap_or_else(|| cpu.total()) / (2.0 * w.wall) * 100.0,
             w.wall
         );
     }
@@ -2138,13 +2138,27 @@ fn cpu_table(o: &mut String, a: &PhaseA) {
         let _ = writeln!(o, "{}", line(&format!("{role} {command}"), &cpu_of));
     }
     let total = |w: &Watched| w.cpu.as_ref().map_or(0.0, CpuUse::total);
-    let _ = writeln!(o, "{}", line("**all processes**", &total));
+    let machine = |w: &Watched| w.cpu.as_ref().and_then(|c| c.machine).unwrap_or(0.0);
+    let _ = writeln!(o, "{}", line("**all processes above**", &total));
+    let _ = writeln!(
+        o,
+        "{}",
+        line("all CPUs busy (/proc/stat), core-s", &machine)
+    );
+    let _ = writeln!(
+        o,
+        "{}",
+        line(
+            "of which in no process above (softirq, kernel threads)",
+            &|w: &Watched| (machine(w) - total(w)).max(0.0)
+        )
+    );
     let _ = writeln!(o, "{}", line("wall, s", &|w: &Watched| w.wall));
     let _ = writeln!(
         o,
         "{}",
         line("idle of 2 cores × wall", &|w: &Watched| (2.0 * w.wall
-            - total(w))
+            - machine(w))
         .max(0.0))
     );
 }

@@ -340,7 +340,7 @@ pub struct BatchAddArgs {
     /// source shows nothing to do (a mailbox nobody wrote to then costs one login, not
     /// two): 12h by default; 0 makes every pass look at the target. The final pass always
     /// does.
-    #[arg(long, value_name = "DURATION", value_parser = crate::duration_arg::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration_arg::parse_duration_or_zero)]
     pub target_recheck: Option<std::time::Duration>,
     /// Start the batch once added.
     #[arg(long)]

@@ -1,10 +1,22 @@
-//! `--sync-interval` values: `24h`, `30m`, `1d12h`, `90s`, `1w`, or plain seconds.
+//! Duration arguments (`--sync-interval`, `--target-recheck`, …): `24h`, `30m`, `1d12h`,
+//! `90s`, `1w`, or plain seconds.
 
 use std::time::Duration;
 
 /// Parses a duration of one or more `<number><unit>` parts (units `w`, `d`, `h`, `m`,
-/// `s`), or a bare number of seconds. Zero is refused: a pass every 0 s would never rest.
+/// `s`), or a bare number of seconds. Zero is refused: this is for intervals, and a pass
+/// every 0 s would never rest.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(text)?;
+    if d.is_zero() {
+        return Err(format!("`{text}` is zero: give a duration of at least 1s"));
+    }
+    Ok(d)
+}
+
+/// [`parse_duration`] that also takes zero, for settings where 0 means "never trust,
+/// always look" (`--target-recheck 0`).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let usage = || {
         format!(
@@ -44,11 +56,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         total
     };
-    if total == 0 {
-        return Err(format!(
-            "`{text}` is zero: give a sync interval of at least 1s"
-        ));
-    }
     Ok(Duration::from_secs(total))
 }
 
@@ -71,6 +78,19 @@ mod tests {
     fn nonsense_and_zero_are_refused() {
         for bad in ["", "h", "3x", "5h3", "0s", "0", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_is_taken_where_it_means_always() {
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration_or_zero("6h"),
+            Ok(Duration::from_secs(21_600))
+        );
+        for bad in ["", "h", "3x", "5h3"] {
+            assert!(parse_duration_or_zero(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -139,6 +139,7 @@ mod tests {
             last_sync_finished: None,
             next_sync_due: None,
             sync_interval_secs: 86_400,
+            target_recheck_secs: None,
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,

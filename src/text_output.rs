@@ -295,6 +295,11 @@ pub fn batch_detail(b: &BatchSummary) -> String {
             b.sync_interval_secs
         );
     }
+    let _ = writeln!(
+        out,
+        "  target recheck: {}",
+        target_recheck(b.target_recheck_secs)
+    );
     if let Some(mailbox) = &b.report_mailbox {
         let last = match (&b.report_delivery_error, &b.report_delivered) {
             (Some(error), _) => format!("the last delivery failed: {error}"),
@@ -304,6 +309,29 @@ pub fn batch_detail(b: &BatchSummary) -> String {
         let _ = writeln!(out, "  report mailbox: {mailbox} ({last})");
     }
     out
+}
+
+/// How long a pass with nothing new on the source trusts the target (`batch add
+/// --target-recheck`), in words.
+fn target_recheck(secs: Option<u64>) -> String {
+    let (value, whose) = match secs {
+        Some(s) => (s, "set by `batch add --target-recheck`"),
+        None => (
+            imapmirror_engine::pass::mailbox_job::TARGET_RECHECK.as_secs(),
+            "the default; `batch add --target-recheck` changes it",
+        ),
+    };
+    if value == 0 {
+        return format!("every pass looks at the target ({whose})");
+    }
+    let interval = match value {
+        v if v % 3600 == 0 => format!("{} h", v / 3600),
+        v if v % 60 == 0 => format!("{} min", v / 60),
+        v => format!("{v} s"),
+    };
+    format!(
+        "a pass that finds nothing new on the source leaves the target alone for {interval} after the last look ({whose})"
+    )
 }
 
 pub fn batches(list: &[BatchSummary]) -> String {
@@ -407,6 +435,21 @@ mod tests {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_500), "1.5 kB");
         assert_eq!(bytes(63_000_000), "63.0 MB");
+    }
+
+    #[test]
+    fn target_recheck_says_the_interval_and_whose_it_is() {
+        assert_eq!(
+            target_recheck(None),
+            "a pass that finds nothing new on the source leaves the target alone for 12 h after \
+             the last look (the default; `batch add --target-recheck` changes it)"
+        );
+        assert!(target_recheck(Some(90 * 60)).contains("for 90 min after"));
+        assert!(target_recheck(Some(45)).contains("for 45 s after"));
+        assert_eq!(
+            target_recheck(Some(0)),
+            "every pass looks at the target (set by `batch add --target-recheck`)"
+        );
     }
 
     #[test]

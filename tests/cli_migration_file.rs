@@ -314,3 +314,49 @@ fn include_takes_folder_names_and_refuses_special_uses() {
         "{text}"
     );
 }
+
+/// `--target-recheck` is stored with the batch, shown by `batch status` (text and JSON),
+/// absent from the JSON while the engine's default applies, and changed by `--if-exists
+/// update`; `0` makes every pass look at the target.
+#[test]
+fn target_recheck_is_stored_shown_and_updated() {
+    let cli = cli_with_endpoints();
+    let path = cli.file(
+        "good.csv",
+        b"EmailAddress,UserName,Password,TargetPassword\r\na@example.test,a,pw-a,t-a\r\n",
+    );
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "batch", "add", "w1", "--csv", &path, "--source", "src", "--target", "tgt",
+        ];
+        args.extend_from_slice(extra);
+        cli.ok(&args);
+    };
+    add(&[]);
+    let status = cli.status("w1");
+    assert!(status.get("target_recheck_secs").is_none(), "{status:#}");
+    let text = cli.ok(&["batch", "status", "w1"]);
+    assert!(
+        text.contains("leaves the target alone for 12 h after the last look (the default;"),
+        "{text}"
+    );
+
+    add(&["--if-exists", "update", "--target-recheck", "6h"]);
+    assert_eq!(
+        cli.status("w1")["target_recheck_secs"],
+        serde_json::json!(21_600)
+    );
+    let text = cli.ok(&["batch", "status", "w1"]);
+    assert!(
+        text.contains("for 6 h after the last look (set by `batch add --target-recheck`)"),
+        "{text}"
+    );
+
+    add(&["--if-exists", "update", "--target-recheck", "0s"]);
+    assert_eq!(
+        cli.status("w1")["target_recheck_secs"],
+        serde_json::json!(0)
+    );
+    let text = cli.ok(&["batch", "status", "w1"]);
+    assert!(text.contains("every pass looks at the target"), "{text}");
+}

@@ -425,6 +425,7 @@ mod tests {
             last_sync_finished: Some("2026-01-03T01:00:00Z".into()),
             next_sync_due: Some("2026-01-04T01:00:00Z".into()),
             sync_interval_secs: 86_400,
+            target_recheck_secs: None,
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,

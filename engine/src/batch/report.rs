@@ -40,6 +40,11 @@ pub struct BatchSummary {
     /// When the scheduler runs the next incremental pass (Synced and Failed batches).
     pub next_sync_due: Option<String>,
     pub sync_interval_secs: u64,
+    /// Seconds a pass that finds nothing new on the source may trust the target as the
+    /// last full pass saw it (`batch add --target-recheck`; 0: every pass looks); absent:
+    /// the engine's default, `TARGET_RECHECK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_recheck_secs: Option<u64>,
     /// The address whose INBOX on the target gets the report after every pass (absent
     /// when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +203,7 @@ pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary,
         last_sync_finished: batch.last_sync_finished.map(rfc3339),
         next_sync_due,
         sync_interval_secs: batch.settings.sync_interval_secs,
+        target_recheck_secs: batch.settings.target_recheck_secs,
         report_mailbox: batch.report_mailbox.as_ref().map(|r| r.address.clone()),
         report_delivered: last_delivery
             .filter(|d| d.error.is_none())
@@ -542,6 +548,7 @@ mod tests {
             last_sync_finished: None,
             next_sync_due: None,
             sync_interval_secs: 86_400,
+            target_recheck_secs: None,
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,

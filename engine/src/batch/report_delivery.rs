@@ -405,6 +405,7 @@ mod tests {
                 last_sync_finished: Some("2026-05-01T10:00:12Z".into()),
                 next_sync_due: None,
                 sync_interval_secs: 86_400,
+                target_recheck_secs: None,
                 report_mailbox: Some("admin@example.test".into()),
                 report_delivered: None,
                 report_delivery_error: None,

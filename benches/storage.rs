@@ -98,18 +98,7 @@ fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
     }
     let batch = store
         .create_batch(
-            &BatchSettings {
-                name: "bench".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "dst".into(),
-                excluded_folders: vec![],
-                included_folders: vec![],
-                max_message_size: None,
-                bad_item_limit: None,
-                sync_interval_secs: 86_400,
-                gmail_archive_folder: None,
-                target_recheck_secs: None,
-            },
+            &BatchSettings::new("bench", "src", "dst"),
             &[NewMailbox {
                 row: MigrationRow {
                     email_address: "big@example.test".into(),

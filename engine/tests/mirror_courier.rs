@@ -127,18 +127,7 @@ fn a_connection_cap_is_learnt_and_kept_under() {
                     None,
                 )?;
             }
-            let settings = BatchSettings {
-                name: "b1".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "tgt".into(),
-                excluded_folders: vec![],
-                included_folders: vec![],
-                max_message_size: None,
-                bad_item_limit: None,
-                sync_interval_secs: 86_400,
-                gmail_archive_folder: None,
-                target_recheck_secs: None,
-            };
+            let settings = BatchSettings::new("b1", "src", "tgt");
             let rows = vec![NewMailbox {
                 row: MigrationRow {
                     email_address: DEFAULT_USER.into(),

@@ -78,18 +78,7 @@ fn start_with(messages: usize, seed: u64, target_config: Option<&str>) -> Harnes
 fn register(store: &Store, source: &Dovecot, target: &Dovecot) -> MailboxId {
     add_endpoint(store, endpoint_settings("src", source.plain_addr())).expect("source endpoint");
     add_endpoint(store, endpoint_settings("tgt", target.plain_addr())).expect("target endpoint");
-    let settings = BatchSettings {
-        name: "b1".into(),
-        source_endpoint: "src".into(),
-        target_endpoint: "tgt".into(),
-        excluded_folders: vec![],
-        included_folders: vec![],
-        max_message_size: None,
-        bad_item_limit: None,
-        sync_interval_secs: 86_400,
-        gmail_archive_folder: None,
-        target_recheck_secs: None,
-    };
+    let settings = BatchSettings::new("b1", "src", "tgt");
     let rows = vec![NewMailbox {
         row: MigrationRow {
             email_address: DEFAULT_USER.into(),
@@ -1590,18 +1579,7 @@ fn two_mailboxes_share_endpoint_pools_with_a_connection_limit() {
         target_password: None,
         refresh_token: None,
     };
-    let settings = BatchSettings {
-        name: "b2".into(),
-        source_endpoint: "src".into(),
-        target_endpoint: "tgt".into(),
-        excluded_folders: vec![],
-        included_folders: vec![],
-        max_message_size: None,
-        bad_item_limit: None,
-        sync_interval_secs: 86_400,
-        gmail_archive_folder: None,
-        target_recheck_secs: None,
-    };
+    let settings = BatchSettings::new("b2", "src", "tgt");
     let rows = vec![row(ALICE), row(BOB)];
     let batch = store
         .call(move |db| db.create_batch(&settings, &rows))

@@ -46,18 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 EndpointSettings::new(name, String::from("127.0.0.1"), port, Security::None);
             db.add_endpoint(&settings, None)?;
         }
-        let settings = BatchSettings {
-            name: "growth".into(),
-            source_endpoint: "src".into(),
-            target_endpoint: "dst".into(),
-            excluded_folders: vec![],
-            included_folders: vec![],
-            max_message_size: None,
-            bad_item_limit: None,
-            sync_interval_secs: 86_400,
-            gmail_archive_folder: None,
-            target_recheck_secs: None,
-        };
+        let settings = BatchSettings::new("growth", "src", "dst");
         let rows: Vec<NewMailbox> = (0..mailboxes)
             .map(|i| NewMailbox {
                 row: MigrationRow {

@@ -273,18 +273,7 @@ mod tests {
             )
             .expect("endpoint");
         }
-        let settings = BatchSettings {
-            name: "b".into(),
-            source_endpoint: "src".into(),
-            target_endpoint: "dst".into(),
-            excluded_folders: vec![],
-            included_folders: vec![],
-            max_message_size: None,
-            bad_item_limit: None,
-            sync_interval_secs: 86_400,
-            gmail_archive_folder: None,
-            target_recheck_secs: None,
-        };
+        let settings = BatchSettings::new("b", "src", "dst");
         let row = NewMailbox {
             row: MigrationRow {
                 email_address: "a@example.test".into(),

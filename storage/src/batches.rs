@@ -58,6 +58,35 @@ pub struct BatchSettings {
     pub target_recheck_secs: Option<u64>,
 }
 
+/// The interval between incremental passes when none is chosen: 24 hours, as Exchange's
+/// migration batches do.
+pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 86_400;
+
+impl BatchSettings {
+    /// A batch from `source_endpoint` to `target_endpoint` with every optional setting at
+    /// its default: no folder excluded or included, no size or bad-item limit, a pass every
+    /// 24 hours ([`DEFAULT_SYNC_INTERVAL_SECS`], Exchange's default), Gmail's archive folder
+    /// and the target recheck interval left to the engine.
+    pub fn new(
+        name: impl Into<String>,
+        source_endpoint: impl Into<String>,
+        target_endpoint: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            source_endpoint: source_endpoint.into(),
+            target_endpoint: target_endpoint.into(),
+            excluded_folders: Vec::new(),
+            included_folders: Vec::new(),
+            max_message_size: None,
+            bad_item_limit: None,
+            sync_interval_secs: DEFAULT_SYNC_INTERVAL_SECS,
+            gmail_archive_folder: None,
+            target_recheck_secs: None,
+        }
+    }
+}
+
 /// A stored batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
@@ -388,16 +417,8 @@ mod tests {
         BatchRecord {
             id: BatchId(7),
             settings: BatchSettings {
-                name: "wave-1".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "tgt".into(),
                 excluded_folders: vec!["Junk".into()],
-                included_folders: Vec::new(),
-                max_message_size: None,
-                bad_item_limit: None,
-                sync_interval_secs: 86_400,
-                gmail_archive_folder: None,
-                target_recheck_secs: None,
+                ..BatchSettings::new("wave-1", "src", "tgt")
             },
             status: BatchStatus::Synced,
             created: Timestamp::from_unix_millis(1_700_000_000_000),
@@ -415,6 +436,23 @@ mod tests {
                 }),
             }),
         }
+    }
+
+    #[test]
+    fn new_gives_the_documented_defaults() {
+        let expected = BatchSettings {
+            name: "b".into(),
+            source_endpoint: "src".into(),
+            target_endpoint: "dst".into(),
+            excluded_folders: vec![],
+            included_folders: vec![],
+            max_message_size: None,
+            bad_item_limit: None,
+            sync_interval_secs: 24 * 60 * 60,
+            gmail_archive_folder: None,
+            target_recheck_secs: None,
+        };
+        assert_eq!(BatchSettings::new("b", "src", "dst"), expected);
     }
 
     #[test]

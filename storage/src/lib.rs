@@ -66,7 +66,8 @@ mod uid_map;
 pub use all_mail_fingerprints::{AllMailIndex, BLOCK_UIDS};
 pub use batch_status::BatchStatus;
 pub use batches::{
-    BatchRecord, BatchSettings, BatchShard, BatchTotals, ReportDelivery, ReportMailbox,
+    BatchRecord, BatchSettings, BatchShard, BatchTotals, DEFAULT_SYNC_INTERVAL_SECS,
+    ReportDelivery, ReportMailbox,
 };
 pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{

@@ -178,18 +178,7 @@ mod tests {
             .add_endpoint(&endpoint("src"), Some(&Secret::new("adm-pw")))
             .expect("src");
         store.add_endpoint(&endpoint("dst"), None).expect("dst");
-        let settings = BatchSettings {
-            name: "b1".to_owned(),
-            source_endpoint: "src".to_owned(),
-            target_endpoint: "dst".to_owned(),
-            excluded_folders: vec![],
-            included_folders: vec![],
-            max_message_size: None,
-            bad_item_limit: None,
-            sync_interval_secs: 86_400,
-            gmail_archive_folder: None,
-            target_recheck_secs: None,
-        };
+        let settings = BatchSettings::new("b1", "src", "dst");
         let row = MigrationRow {
             email_address: "Anna@Example.test".to_owned(),
             user_name: "anna".to_owned(),

@@ -59,18 +59,7 @@ fn add_batch(store: &Database) -> Result<()> {
             refresh_token: None,
         })
         .collect();
-    let settings = BatchSettings {
-        name: "load".into(),
-        source_endpoint: "src".into(),
-        target_endpoint: "dst".into(),
-        excluded_folders: vec![],
-        included_folders: vec![],
-        max_message_size: None,
-        bad_item_limit: None,
-        sync_interval_secs: 86_400,
-        gmail_archive_folder: None,
-        target_recheck_secs: None,
-    };
+    let settings = BatchSettings::new("load", "src", "dst");
     store.create_batch(&settings, &rows)?;
     Ok(())
 }

@@ -134,16 +134,8 @@ fn setup(store: &Database) -> Result<MailboxId, StoreError> {
     }
     let batch = store.create_batch(
         &BatchSettings {
-            name: "crash".into(),
-            source_endpoint: "src".into(),
-            target_endpoint: "dst".into(),
-            excluded_folders: vec![],
-            included_folders: vec![],
-            max_message_size: None,
-            bad_item_limit: None,
             sync_interval_secs: 60,
-            gmail_archive_folder: None,
-            target_recheck_secs: None,
+            ..BatchSettings::new("crash", "src", "dst")
         },
         &[NewMailbox {
             row: MigrationRow {

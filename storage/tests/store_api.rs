@@ -29,16 +29,10 @@ fn row(email: &str, user: &str, password: &str) -> NewMailbox {
 
 fn settings(name: &str) -> BatchSettings {
     BatchSettings {
-        name: name.into(),
-        source_endpoint: "src".into(),
-        target_endpoint: "dst".into(),
         excluded_folders: vec!["Junk".into()],
-        included_folders: vec![],
         max_message_size: Some(35 << 20),
         bad_item_limit: Some(10),
-        sync_interval_secs: 86_400,
-        gmail_archive_folder: None,
-        target_recheck_secs: None,
+        ..BatchSettings::new(name, "src", "dst")
     }
 }
 

@@ -200,18 +200,7 @@ mod tests {
     }
 
     fn settings() -> BatchSettings {
-        BatchSettings {
-            name: "b".into(),
-            source_endpoint: "old".into(),
-            target_endpoint: "new".into(),
-            excluded_folders: vec![],
-            included_folders: vec![],
-            max_message_size: None,
-            bad_item_limit: None,
-            sync_interval_secs: 86_400,
-            gmail_archive_folder: None,
-            target_recheck_secs: None,
-        }
+        BatchSettings::new("b", "old", "new")
     }
 
     fn batch(shard: Option<BatchShard>) -> BatchRecord {

@@ -1227,16 +1227,8 @@ mod tests {
             .collect();
         db.create_batch(
             &BatchSettings {
-                name: "b".into(),
-                source_endpoint: "src".into(),
-                target_endpoint: "tgt".into(),
-                excluded_folders: vec![],
-                included_folders: vec![],
-                max_message_size: None,
-                bad_item_limit: None,
                 sync_interval_secs: 60,
-                gmail_archive_folder: None,
-                target_recheck_secs: None,
+                ..BatchSettings::new("b", "src", "tgt")
             },
             &rows,
         )?;

@@ -154,21 +154,7 @@ impl Harness {
             .call(move |db| {
                 db.add_endpoint(&source_settings, None)?;
                 db.add_endpoint(&target_settings, admin_password.as_ref())?;
-                db.create_batch(
-                    &BatchSettings {
-                        name: BATCH.into(),
-                        source_endpoint: "source".into(),
-                        target_endpoint: "target".into(),
-                        excluded_folders: vec![],
-                        included_folders: vec![],
-                        max_message_size: None,
-                        bad_item_limit: None,
-                        sync_interval_secs: 86_400,
-                        gmail_archive_folder: None,
-                        target_recheck_secs: None,
-                    },
-                    &rows,
-                )?;
+                db.create_batch(&BatchSettings::new(BATCH, "source", "target"), &rows)?;
                 db.set_batch_status(BATCH, BatchStatus::Syncing)?;
                 Ok(())
             })

@@ -1268,32 +1268,68 @@ mail_prefetch_count = 20
     .collect();
     let log = cfg.out.join(format!("{label}.log"));
     let doveadm = resolve_program(Path::new("/usr/bin/doveadm"));
-    let window = cfg.cpu_window(&[("source", source), ("target", &target)]);
+    let peer = Peer {
+        label,
+        tool: &doveadm,
+        args: &args,
+        list: &list,
+        log: &log,
+        timeout,
+    };
+    run_peer(cfg, peer, source, &target, users)
+}
+
+/// One peer's run: `xargs ARGS < LIST` watched (its CPU by process included), printed,
+/// then the target checked by the verifier.
+struct Peer<'a> {
+    label: String,
+    /// The program xargs runs, to recognise its processes.
+    tool: &'a Path,
+    args: &'a [String],
+    list: &'a Path,
+    log: &'a Path,
+    timeout: Duration,
+}
+
+fn run_peer(
+    cfg: &Config,
+    peer: Peer<'_>,
+    source: &Dovecot,
+    target: &Dovecot,
+    users: &[String],
+) -> Result<PeerRun, KitError> {
+    let window = cfg.cpu_window(&[("source", source), ("target", target)]);
     let mut w = watched(
         Path::new("/usr/bin/xargs"),
-        &args,
+        peer.args,
         &[],
-        Some(&list),
-        &log,
-        timeout,
+        Some(peer.list),
+        peer.log,
+        peer.timeout,
         &OnTimeout {
-            exe: &doveadm,
+            exe: peer.tool,
             stall: None,
             dump: None,
         },
     )?;
     w.account(window);
+    let name = peer
+        .tool
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     println!(
-        "  {:<24} {:>8.2} s ({:.3} s/mailbox)  RSS {:>6.1} MB (largest doveadm)  {}",
-        label,
+        "  {:<24} {:>8.2} s ({:.3} s/mailbox)  RSS {:>6.1} MB (largest {name})  {}",
+        peer.label,
         w.wall,
         w.wall / users.len() as f64,
         w.rss_kb as f64 / 1024.0,
         w.verdict()
     );
     print_cpu(&w);
+    // A peer may exit non-zero when one user had trouble (mbsync does); the verifier
+    // still says what arrived, so it is the judge.
     let verdict = if w.hang.is_none() {
-        let v = verify_all(source, &target, users);
+        let v = verify_all(source, target, users);
         println!("    verifier: {}", v.describe());
         for e in v.examples.iter().take(3) {
             println!("      {e}");
@@ -1303,7 +1339,7 @@ mail_prefetch_count = 20
         None
     };
     Ok(PeerRun {
-        label,
+        label: peer.label,
         watched: w,
         verdict,
     })
@@ -1368,47 +1404,15 @@ fn mbsync_run(
         "{}".to_owned(),
     ];
     let log = cfg.out.join(format!("{label}.log"));
-    let window = cfg.cpu_window(&[("source", source), ("target", &target)]);
-    let mut w = watched(
-        Path::new("/usr/bin/xargs"),
-        &args,
-        &[],
-        Some(&list),
-        &log,
+    let peer = Peer {
+        label,
+        tool: &mbsync,
+        args: &args,
+        list: &list,
+        log: &log,
         timeout,
-        &OnTimeout {
-            exe: &mbsync,
-            stall: None,
-            dump: None,
-        },
-    )?;
-    w.account(window);
-    println!(
-        "  {:<24} {:>8.2} s ({:.3} s/mailbox)  RSS {:>6.1} MB (largest mbsync)  {}",
-        label,
-        w.wall,
-        w.wall / users.len() as f64,
-        w.rss_kb as f64 / 1024.0,
-        w.verdict()
-    );
-    print_cpu(&w);
-    // mbsync exits non-zero when any channel had trouble; the verifier still says what
-    // arrived, so judge by it rather than by the status.
-    let verdict = if w.hang.is_none() {
-        let v = verify_all(source, &target, users);
-        println!("    verifier: {}", v.describe());
-        for e in v.examples.iter().take(3) {
-            println!("      {e}");
-        }
-        Some(v)
-    } else {
-        None
     };
-    Ok(PeerRun {
-        label,
-        watched: w,
-        verdict,
-    })
+    run_peer(cfg, peer, source, &target, users)
 }
 
 // ---------------------------------------------------------------------------------------

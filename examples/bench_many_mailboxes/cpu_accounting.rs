@@ -7,11 +7,12 @@
 //! every process as it exits, threads included. A run's processes are those whose pid was
 //! handed out while it ran: the kernel's last pid (`/proc/sys/kernel/ns_last_pid`) is read
 //! when the run starts and when it ends (pids grow until they wrap at `pid_max`, once at
-//! most in a window). One
-//! still alive when the window closes is read from `/proc/PID/stat` instead. The servers'
-//! long-lived processes (master, auth, config, log, anvil, stats), started before the run,
-//! are read from `/proc/PID/stat` at both ends. Without root or `accton` the bench runs
-//! without this table.
+//! most in a window; after a wrap, processes older than the window are told apart by their
+//! start time). One still alive when the window closes is read from `/proc/PID/stat`
+//! instead. The servers' long-lived processes (master, auth, config, log, anvil, stats),
+//! started before the run, are read from `/proc/PID/stat` at both ends; /proc/stat gives
+//! the whole machine's busy time, of which what no process accounts for is kernel work
+//! (softirq, kernel threads). Without root or `accton` the bench runs without this table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

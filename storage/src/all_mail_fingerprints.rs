@@ -255,38 +255,13 @@ fn block_of_key(prefix: &[u8], key: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreOptions;
     use crate::journal::{CopiedMessage, CopyGroup, GroupOutcome, PendingMessage};
+    use crate::test_fixtures::one_mailbox;
     use crate::uid_map::MessageFlags;
-    use crate::{
-        BatchSettings, EndpointSettings, MigrationRow, NewMailbox, Secret, Security, StoreOptions,
-    };
 
     fn fp(n: u32) -> Fingerprint {
         Fingerprint([n as u8; 16])
-    }
-
-    fn mailbox(db: &Database) -> crate::MailboxId {
-        for (name, port) in [("src", 143), ("dst", 144)] {
-            db.add_endpoint(
-                &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
-                None,
-            )
-            .expect("endpoint");
-        }
-        let settings = BatchSettings::new("b", "src", "dst");
-        let row = NewMailbox {
-            row: MigrationRow {
-                email_address: "a@example.test".into(),
-                user_name: "a".into(),
-                user_root: None,
-                target_user_name: None,
-            },
-            password: Secret::new("pw"),
-            target_password: None,
-            refresh_token: None,
-        };
-        let batch = db.create_batch(&settings, &[row]).expect("batch");
-        db.mailboxes(batch.id).expect("mailboxes")[0].id
     }
 
     fn copy(db: &Database, folder: FolderId, uids: &[u32], index: AllMailIndex) {
@@ -331,7 +306,7 @@ mod tests {
     fn a_label_folders_fingerprints_follow_its_commits_map_and_source() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
-        let m = mailbox(&db);
+        let m = one_mailbox(&db);
         let work = db.folder(m, "Work").expect("Work");
         let all = db.folder(m, "[Gmail]/All Mail").expect("All Mail");
         // Committed copies of a label folder enter its fingerprints, in blocks of 128.

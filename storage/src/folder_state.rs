@@ -423,9 +423,8 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        BatchSettings, EndpointSettings, MigrationRow, NewMailbox, Secret, Security, StoreOptions,
-    };
+    use crate::StoreOptions;
+    use crate::test_fixtures::one_mailbox;
 
     #[test]
     fn folder_state_round_trips() {
@@ -458,27 +457,7 @@ mod tests {
     fn a_plan_registers_its_new_folders_at_once_and_keeps_known_ids() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
-        for (name, port) in [("src", 143), ("dst", 144)] {
-            db.add_endpoint(
-                &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
-                None,
-            )
-            .expect("endpoint");
-        }
-        let settings = BatchSettings::new("b", "src", "dst");
-        let row = NewMailbox {
-            row: MigrationRow {
-                email_address: "a@example.test".into(),
-                user_name: "a".into(),
-                user_root: None,
-                target_user_name: None,
-            },
-            password: Secret::new("pw"),
-            target_password: None,
-            refresh_token: None,
-        };
-        let batch = db.create_batch(&settings, &[row]).expect("batch");
-        let m = db.mailboxes(batch.id).expect("mailboxes")[0].id;
+        let m = one_mailbox(&db);
         let inbox = db.folder(m, "INBOX").expect("INBOX");
         let names: Vec<String> = ["INBOX", "Sent", "Archive/2024", "Sent"]
             .into_iter()

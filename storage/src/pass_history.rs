@@ -292,33 +292,8 @@ impl StatusValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        BatchSettings, EndpointSettings, MigrationRow, NewMailbox, Secret, Security, StoreOptions,
-    };
-
-    fn one_mailbox(db: &Database) -> MailboxId {
-        for (name, port) in [("src", 143), ("dst", 144)] {
-            db.add_endpoint(
-                &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
-                None,
-            )
-            .expect("endpoint");
-        }
-        let settings = BatchSettings::new("b", "src", "dst");
-        let row = NewMailbox {
-            row: MigrationRow {
-                email_address: "a@example.test".into(),
-                user_name: "a".into(),
-                user_root: None,
-                target_user_name: None,
-            },
-            password: Secret::new("pw"),
-            target_password: None,
-            refresh_token: None,
-        };
-        let batch = db.create_batch(&settings, &[row]).expect("batch");
-        db.mailboxes(batch.id).expect("mailboxes")[0].id
-    }
+    use crate::StoreOptions;
+    use crate::test_fixtures::one_mailbox;
 
     fn pass(at: u64, copied: u64) -> PassRecord {
         PassRecord {

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::support::process_table;
+
 /// `USER_HZ`: /proc times and the accounting file's `comp_t` times are both in 1/100 s on
 /// Linux, whatever the kernel's own tick.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -68,7 +70,9 @@ impl Accounting {
         let long_lived = masters
             .iter()
             .flat_map(|(label, master)| {
-                family(*master).into_iter().map(move |p| (p, label.clone()))
+                process_table::family(*master)
+                    .into_iter()
+                    .map(move |p| (p.pid, label.clone()))
             })
             .filter_map(|(pid, label)| read_stat(pid).map(|s| (pid, (label, s))))
             .collect();
@@ -323,26 +327,6 @@ fn all_pids() -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `root` and its descendants running now.
-fn family(root: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = all_pids()
-        .into_iter()
-        .filter_map(|pid| read_stat(pid).map(|s| (pid, s.ppid)))
-        .collect();
-    let mut out = vec![root];
-    let mut i = 0;
-    while let Some(&parent) = out.get(i) {
-        out.extend(
-            parents
-                .iter()
-                .filter(|(_, ppid)| *ppid == parent)
-                .map(|(pid, _)| *pid),
-        );
-        i += 1;
-    }
-    out
 }
 
 struct Record {

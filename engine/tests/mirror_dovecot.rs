@@ -404,6 +404,133 @@ fn a_quick_no_change_pass_with_an_excluded_folder_and_the_final_pass_after_it() 
     assert_identical(&h);
 }
 
+/// Source folders by whether they ever held a message: (never used, used), by UIDNEXT.
+fn folders_by_use(server: &Dovecot) -> (Vec<String>, Vec<String>) {
+    let mut c = server.connect_master(DEFAULT_USER).expect("client");
+    let (mut never, mut used) = (Vec::new(), Vec::new());
+    for entry in c.list("", "*").expect("LIST") {
+        if !entry.is_selectable() {
+            continue;
+        }
+        let status = c.examine(&entry.name).expect("examine");
+        if status.uidnext == Some(1) {
+            never.push(entry.name);
+        } else {
+            used.push(entry.name);
+        }
+    }
+    c.logout().expect("logout");
+    (never, used)
+}
+
+/// A first pass over many small mailboxes is mostly folders nobody ever filed mail in:
+/// those are created and subscribed on the target and recorded, but opened on neither
+/// side. Mail that arrives in one later is copied like any other, and a folder that was
+/// emptied (UIDNEXT past 1) is opened and read as before.
+#[test]
+fn folders_the_source_never_used_are_created_but_not_opened() {
+    let h = start(40, 53);
+    let mut c = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    for name in ["Never", "Never.Used"] {
+        c.create(name).expect("create a folder");
+    }
+    c.create("Emptied").expect("create a folder");
+    c.append("Emptied", &[], None, b"Subject: gone\r\n\r\nsoon\r\n")
+        .expect("append");
+    c.select("Emptied").expect("select");
+    c.run(
+        "delete",
+        &[support::imap_client::Arg::Raw(
+            "UID STORE 1:* +FLAGS (\\Deleted)",
+        )],
+    )
+    .expect("store");
+    c.run("expunge", &[support::imap_client::Arg::Raw("EXPUNGE")])
+        .expect("expunge");
+    c.logout().expect("logout");
+    let (never, used) = folders_by_use(&h.source);
+    for name in ["Never", "Never.Used"] {
+        assert!(never.iter().any(|n| n == name), "{name} in {never:?}");
+    }
+    assert!(used.iter().any(|n| n == "Emptied"), "{used:?}");
+
+    let job = job_between(&h, h.source.plain_addr(), h.target.plain_addr(), options());
+    let first = run(&job, &h.store, PassKind::Initial);
+    assert_eq!(first.copied as usize, h.corpus.len(), "{first:?}");
+    assert_eq!(first.folders, never.len() + used.len(), "{first:?}");
+    // One EXAMINE and one SELECT per folder that ever held mail; none for the others.
+    assert_eq!(
+        first.source_commands.selects,
+        used.len() as u64,
+        "{first:?}"
+    );
+    assert_eq!(
+        first.target_commands.selects,
+        used.len() as u64,
+        "{first:?}"
+    );
+    assert_identical(&h);
+    let on_target = target_folder_names(&h);
+    for name in ["Never", "Never/Used", "Emptied"] {
+        assert!(
+            on_target.iter().any(|n| n == name),
+            "{name} in {on_target:?}"
+        );
+    }
+    let never_state = folder_state(
+        &h.store,
+        find_folder(&h.store, h.mailbox, "Never.Used").expect("recorded"),
+    );
+    assert_eq!(never_state.marks.target_name.as_deref(), Some("Never/Used"));
+    assert!(
+        never_state.marks.source_uidvalidity.is_some(),
+        "{never_state:?}"
+    );
+
+    // What the first pass recorded is what the next finds unchanged, quick or full.
+    let quick = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(quick.target_commands.logins, 0, "{quick:?}");
+    assert_eq!(quick.folders_unchanged, quick.folders, "{quick:?}");
+    let full = MailboxJob {
+        options: JobOptions {
+            target_recheck: Duration::ZERO,
+            ..job.options.clone()
+        },
+        ..job.clone()
+    };
+    let checked = run(&full, &h.store, PassKind::Incremental);
+    assert_eq!(checked.target_commands.logins, 1, "{checked:?}");
+    assert_eq!(checked.folders_unchanged, checked.folders, "{checked:?}");
+    assert_eq!(checked.target_commands.selects, 0, "{checked:?}");
+
+    // The first mail in a never-used folder: selected, copied, and exact.
+    let mut c = h
+        .source
+        .connect_master(DEFAULT_USER)
+        .expect("source client");
+    c.append(
+        "Never.Used",
+        &[support::Flag::Seen],
+        None,
+        b"From: a@example.test\r\nSubject: first\r\n\r\nat last\r\n",
+    )
+    .expect("append");
+    c.logout().expect("logout");
+    let third = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(third.copied, 1, "{third:?}");
+    assert_eq!(third.target_commands.selects, 1, "{third:?}");
+    assert_identical(&h);
+    let state = folder_state(
+        &h.store,
+        find_folder(&h.store, h.mailbox, "Never.Used").expect("recorded"),
+    );
+    assert!(state.marks.target_uidvalidity.is_some(), "{state:?}");
+    assert_eq!(state.counters.messages, 1, "{state:?}");
+}
+
 /// The messages of `folder` as the kit reads them (bytes, flags, dates).
 fn messages_of(server: &Dovecot, folder: &str) -> Vec<support::imap_client::FetchedMessage> {
     let mut c = server.connect_master(DEFAULT_USER).expect("client");

@@ -111,6 +111,43 @@ pub fn decide(
     FolderWork::Sync { flags, deletions }
 }
 
+/// The marks a pass records, without opening the folder on either side, for a folder the
+/// source never held a message in; `None` when the folder must be synced as usual.
+///
+/// The source's STATUS says UIDNEXT 1: no UID was ever given out there, so there is
+/// nothing to copy, no flag to carry and nothing to delete, and a message that arrives
+/// later gets a UID above the watermark of 0 and is copied by the pass that sees it. The
+/// shortcut also needs nothing of the folder copied or skipped (nothing mapped that a
+/// target UIDVALIDITY would have to vouch for) and the source UIDVALIDITY the marks hold,
+/// if any. The target's UIDVALIDITY is recorded when its STATUS is known and left unknown
+/// otherwise (a folder created by this pass): with an empty map nothing depends on it,
+/// and the first pass that copies into the folder selects it and records it before its
+/// first APPEND. A first pass over many small mailboxes is mostly such folders: each
+/// would cost a SELECT on the target (which makes Dovecot build the folder's index) and
+/// an EXAMINE on the source.
+pub fn never_used_folder(
+    marks: &FolderMarks,
+    counters: &FolderCounters,
+    source: &StatusValues,
+    target: Option<&StatusValues>,
+) -> Option<FolderMarks> {
+    let validity = source.uid_validity?;
+    let never_used = source.uid_next == Some(1) && source.messages == Some(0);
+    let nothing_recorded = counters.messages == 0
+        && counters.skipped == 0
+        && marks.highest_copied_uid == 0
+        && marks.source_uidvalidity.is_none_or(|v| v == validity);
+    if !(never_used && nothing_recorded) {
+        return None;
+    }
+    Some(FolderMarks {
+        source_uidvalidity: Some(validity),
+        target_uidvalidity: target.and_then(|t| t.uid_validity),
+        highest_modseq_seen: source.highest_modseq,
+        ..marks.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +268,96 @@ mod tests {
             decide(&s, &status(7, 11, 50, 10), None, &CONDSTORE),
             FolderWork::Sync { .. }
         ));
+    }
+
+    #[test]
+    fn a_folder_the_source_never_used_is_recorded_without_opening_it() {
+        let fresh = State {
+            marks: FolderMarks::default(),
+            counters: FolderCounters::default(),
+        };
+        let empty = status(7, 1, 1, 0);
+        let marks = never_used_folder(&fresh.marks, &fresh.counters, &empty, None)
+            .expect("a never-used folder needs no SELECT");
+        assert_eq!(marks.source_uidvalidity, Some(7));
+        assert_eq!(marks.target_uidvalidity, None, "a folder created this pass");
+        assert_eq!(marks.highest_copied_uid, 0);
+        assert_eq!(marks.highest_modseq_seen, Some(1));
+        let on_target = never_used_folder(
+            &fresh.marks,
+            &fresh.counters,
+            &empty,
+            Some(&status(9, 4, 1, 3)),
+        )
+        .expect("an existing target folder changes nothing");
+        assert_eq!(on_target.target_uidvalidity, Some(9));
+        // What it records is what the next pass finds unchanged, quick check or not.
+        let recorded = State {
+            marks,
+            counters: FolderCounters::default(),
+        };
+        let quick_target = StatusValues {
+            uid_validity: recorded.marks.target_uidvalidity,
+            ..StatusValues::default()
+        };
+        for target in [quick_target, status(9, 1, 1, 0)] {
+            assert_eq!(
+                decide(&recorded, &empty, Some(&target), &CONDSTORE),
+                FolderWork::Unchanged
+            );
+        }
+        // New mail is new mail.
+        assert!(matches!(
+            decide(
+                &recorded,
+                &status(7, 2, 2, 1),
+                Some(&quick_target),
+                &CONDSTORE
+            ),
+            FolderWork::Sync { .. }
+        ));
+    }
+
+    #[test]
+    fn a_folder_that_held_mail_or_has_a_map_is_synced_as_usual() {
+        let fresh = FolderMarks::default();
+        let none = FolderCounters::default();
+        // Emptied, not never used: UIDs below UIDNEXT were given out; a FETCH tells.
+        assert_eq!(
+            never_used_folder(&fresh, &none, &status(7, 5, 1, 0), None),
+            None
+        );
+        // A server that counts messages below UIDNEXT 1 is not believed either way.
+        assert_eq!(
+            never_used_folder(&fresh, &none, &status(7, 1, 1, 2), None),
+            None
+        );
+        let unknown = StatusValues {
+            uid_validity: Some(7),
+            ..StatusValues::default()
+        };
+        assert_eq!(never_used_folder(&fresh, &none, &unknown, None), None);
+        // Something of the folder is recorded: a UIDVALIDITY reset or a map to look after.
+        let copied = state(10, Some(50), 10);
+        assert_eq!(
+            never_used_folder(&copied.marks, &copied.counters, &status(8, 1, 1, 0), None),
+            None
+        );
+        let skipped_only = FolderCounters {
+            skipped: 1,
+            ..FolderCounters::default()
+        };
+        assert_eq!(
+            never_used_folder(&fresh, &skipped_only, &status(7, 1, 1, 0), None),
+            None
+        );
+        let other_validity = FolderMarks {
+            source_uidvalidity: Some(6),
+            ..FolderMarks::default()
+        };
+        assert_eq!(
+            never_used_folder(&other_validity, &none, &status(7, 1, 1, 0), None),
+            None
+        );
     }
 }

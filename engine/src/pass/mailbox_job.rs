@@ -27,8 +27,8 @@ use imapmirror_protocol::{
 };
 use imapmirror_storage::Provider as ProviderChoice;
 use imapmirror_storage::{
-    Database, FolderId, FolderRename, FolderSkip, FolderState, JournalEntry, MailboxId,
-    MailboxStatus, PassOutcome, PassRecord, QuickCheck, Store, StoreError, Timestamp,
+    Database, FolderId, FolderMarks, FolderRename, FolderSkip, FolderState, JournalEntry,
+    MailboxId, MailboxStatus, PassOutcome, PassRecord, QuickCheck, Store, StoreError, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -42,7 +42,9 @@ use crate::endpoint::reconnect_policy::{Jitter, ReconnectPolicy, RetryBudget};
 use crate::error::Error;
 use crate::migration_metrics;
 use crate::pass::copy_plan::GroupLimits;
-use crate::pass::folder_check::{CheckOptions, FolderWork, StatusValues, decide};
+use crate::pass::folder_check::{
+    CheckOptions, FolderWork, StatusValues, decide, never_used_folder,
+};
 use crate::pass::folder_plan::{
     Exclusion, ExclusionReason, FolderAttributes, FolderCopy, FolderListing, FolderPlan,
     ListedFolder, PlanOptions, SpecialUse, plan,
@@ -723,6 +725,8 @@ impl MailboxJob {
         // New messages the queued folders hold (about: what the source has beyond what
         // the uid map and the skipped items account for), to size the connections.
         let mut expected_new: u64 = 0;
+        // Folders the source never held a message in: their marks, written at once below.
+        let mut never_used: Vec<(String, FolderMarks)> = Vec::new();
         for copy in copies {
             let Some(listed) = src_names.get(&copy.source) else {
                 continue;
@@ -838,6 +842,25 @@ impl MailboxJob {
                     continue;
                 }
             }
+            if let Some((state, pending)) = &stored
+                && pending.is_empty()
+                && let Some(marks) = never_used_folder(
+                    &state.marks,
+                    &state.counters,
+                    &task.source_status,
+                    task.target_status.as_ref(),
+                )
+            {
+                let target_name = Some(task.target_name.clone());
+                never_used.push((
+                    task.source_name.clone(),
+                    FolderMarks {
+                        target_name,
+                        ..marks
+                    },
+                ));
+                continue;
+            }
             if task.all_mail_by_bytes.is_some() {
                 // Alone on one pair after the others; most of it is judged, not copied.
                 held_back = Some(task);
@@ -852,6 +875,31 @@ impl MailboxJob {
                 (Some(n), None) => u64::from(n),
             };
             queue.push_back(task);
+        }
+        if !never_used.is_empty() {
+            let names: Vec<String> = never_used.iter().map(|(name, _)| name.clone()).collect();
+            store
+                .run(move |db| {
+                    for (name, marks) in never_used {
+                        let folder = db.folder(mailbox_id, &name)?;
+                        db.update_folder_marks(folder, |m| *m = marks)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| Error::Store {
+                    mailbox: mailbox.to_owned(),
+                    action: "recording the folders the source never used".into(),
+                    source: Box::new(e),
+                })?;
+            for folder in names {
+                progress(Progress::FolderFinished {
+                    folder,
+                    copied: 0,
+                    skipped: 0,
+                    unchanged: false,
+                });
+            }
         }
         let folders = folder_plan.copies.len();
         stage.store(STAGE_COPYING, std::sync::atomic::Ordering::Release);

@@ -35,7 +35,8 @@
 //! one run under `strace -f -c` (fsyncs; its wall time is not counted). Phase B
 //! ("1,000 × 5"): SMALL_USERS mailboxes × 5 messages, one initial pass, BENCH_NO_CHANGE
 //! `batch sync NAME --wait` passes with nothing new (the state directory is measured after
-//! each), then dsync's initial copy.
+//! each), one more through `serve --http` holding the batch (its peak RSS and the status
+//! views' times: `ServeCheck`), then dsync's initial copy.
 //!
 //! Measured per run: wall seconds around the command; peak RSS and bytes written to
 //! storage from GNU time (`%M`, and `%O` × 512: the kernel's `write_bytes` of the process,
@@ -925,12 +926,25 @@ struct ImapmirrorRun {
     verdict: Option<Verdict>,
     fsyncs: Option<BTreeMap<String, u64>>,
     server_trouble: usize,
+    /// `serve` holding the batch through one more no-change pass (phase B).
+    serve: Option<ServeCheck>,
+}
+
+/// `serve --http` holding a batch: one `batch sync --wait` that it runs (the command only
+/// follows it), the status views read meanwhile, and serve's peak RSS (`VmHWM`).
+#[derive(Debug, Clone, Default)]
+struct ServeCheck {
+    pass: Watched,
+    /// (path, seconds for the whole body, curl's `time_total`; None: no 200).
+    views: Vec<(String, Option<f64>)>,
+    peak_rss_kb: Option<u64>,
 }
 
 impl ImapmirrorRun {
     fn ok(&self) -> bool {
         self.initial.watched.ok()
             && self.no_change.iter().all(|p| p.watched.ok())
+            && self.serve.as_ref().is_none_or(|s| s.pass.ok())
             && self.verdict.as_ref().is_some_and(Verdict::all_exact)
     }
 }
@@ -940,6 +954,8 @@ struct RunSpec<'a> {
     transport: Transport,
     strace: bool,
     no_change: usize,
+    /// After the no-change passes, one more through `serve --http` ([`ServeCheck`]).
+    serve: bool,
     timeout: Duration,
     source: &'a Dovecot,
     users: &'a [String],
@@ -1112,6 +1128,7 @@ fn imapmirror_run(cfg: &Config, spec: &RunSpec<'_>) -> Result<ImapmirrorRun, Kit
         verdict: None,
         fsyncs,
         server_trouble: 0,
+        serve: None,
     };
     if !run.initial.watched.ok() {
         report_failure(&run.initial);
@@ -1141,6 +1158,11 @@ fn imapmirror_run(cfg: &Config, spec: &RunSpec<'_>) -> Result<ImapmirrorRun, Kit
             break;
         }
     }
+    if spec.serve && run.no_change.iter().all(|p| p.watched.ok()) {
+        let check = serve_check(cfg, &envs, &state, &spec.label)?;
+        println!("  {}-serve  {}", spec.label, check.describe());
+        run.serve = Some(check);
+    }
     run.server_trouble = server_trouble(source, source_log) + server_trouble(&target, 0);
     if run.server_trouble > 0 {
         println!(
@@ -1149,6 +1171,153 @@ fn imapmirror_run(cfg: &Config, spec: &RunSpec<'_>) -> Result<ImapmirrorRun, Kit
         );
     }
     Ok(run)
+}
+
+/// Starts `serve --http` on the state directory, runs `batch sync NAME --wait` through it
+/// (a no-change pass that serve runs), reads the status views, and stops serve with
+/// SIGTERM. What item 2 of issue 15 asks of `serve` holding a 1,000-mailbox batch.
+fn serve_check(
+    cfg: &Config,
+    envs: &[(&str, &Path)],
+    state: &Path,
+    label: &str,
+) -> Result<ServeCheck, KitError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| KitError::Command {
+            command: "bind 127.0.0.1:0".to_owned(),
+            detail: e.to_string(),
+        })?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = cfg.out.join(format!("{label}-serve.log"));
+    let out = std::fs::File::create(&log).map_err(|e| KitError::file("create", &log, e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| KitError::file("reopen", &log, e))?;
+    let mut serve = Command::new(&cfg.bin)
+        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .env("IMAPMIRROR_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| KitError::Command {
+            command: format!("{} serve", cfg.bin.display()),
+            detail: e.to_string(),
+        })?;
+    let pid = serve.id();
+    let mut check = ServeCheck::default();
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let ready = loop {
+        if http_get(&format!("{base}/healthz")).is_some() {
+            break true;
+        }
+        if Instant::now() > deadline || matches!(serve.try_wait(), Ok(Some(_))) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let result = if ready {
+        let pass_log = cfg.out.join(format!("{label}-serve-pass.log"));
+        let args: Vec<String> = ["batch", "sync", BATCH, "--wait"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        watched(
+            &cfg.bin,
+            &args,
+            envs,
+            None,
+            &pass_log,
+            SETUP_TIMEOUT * 5,
+            &OnTimeout {
+                exe: &cfg.exe,
+                stall: None,
+                dump: None,
+            },
+        )
+        .map(|pass| {
+            check.pass = pass;
+            for path in [
+                format!("/batches/{BATCH}"),
+                format!("/batches/{BATCH}/users"),
+                format!("/batch/{BATCH}"),
+                "/metrics".to_owned(),
+            ] {
+                let took = http_get(&format!("{base}{path}"));
+                check.views.push((path, took));
+            }
+            check.peak_rss_kb = peak_rss_kb(pid);
+        })
+    } else {
+        Err(KitError::Command {
+            command: format!("{} serve --http 127.0.0.1:{port}", cfg.bin.display()),
+            detail: format!("not answering /healthz; see {}", log.display()),
+        })
+    };
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let stopped = Instant::now();
+    while stopped.elapsed() < SETUP_TIMEOUT {
+        if matches!(serve.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if matches!(serve.try_wait(), Ok(None)) {
+        let _ = serve.kill();
+        let _ = serve.wait();
+    }
+    result.map(|()| check)
+}
+
+/// Seconds for a GET of `url` with its whole body (curl's `time_total`), when it answers
+/// 200.
+fn http_get(url: &str) -> Option<f64> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total}",
+            url,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, took) = text.trim().split_once(' ')?;
+    (code == "200").then(|| took.parse().ok()).flatten()
+}
+
+/// `VmHWM` of a running process, in KiB.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+impl ServeCheck {
+    fn describe(&self) -> String {
+        let views: Vec<String> = self
+            .views
+            .iter()
+            .map(|(path, took)| match took {
+                Some(t) => format!("{path} {t:.2} s"),
+                None => format!("{path} FAILED"),
+            })
+            .collect();
+        format!(
+            "no-change pass run by serve {:.2} s {}; serve peak RSS {}; {}",
+            self.pass.wall,
+            self.pass.verdict(),
+            self.peak_rss_kb
+                .map_or("–".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+            views.join(", ")
+        )
+    }
 }
 
 fn print_pass(p: &Pass, mailboxes: usize) {
@@ -1492,6 +1661,7 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
         transport,
         strace,
         no_change: 0,
+        serve: false,
         timeout: cfg.timeout,
         source: &source,
         users: &users,
@@ -1561,6 +1731,7 @@ fn phase_b(cfg: &Config) -> Result<PhaseB, KitError> {
             transport: Transport::Tls,
             strace: false,
             no_change: cfg.no_change,
+            serve: cfg.no_change > 0,
             timeout,
             source: &source,
             users: &users,
@@ -1988,6 +2159,24 @@ fn summary(cfg: &Config, a: &PhaseA, b: &PhaseB) -> String {
         sizes.join(", "),
         growth as f64 / 1e6
     );
+    if let Some(serve) = &b.run.serve {
+        let _ = writeln!(
+            o,
+            "| `serve --http` holding the batch: a no-change pass it runs, s; its peak RSS, MB | {:.2} ({}); {} | | |",
+            serve.pass.wall,
+            serve.pass.verdict(),
+            serve
+                .peak_rss_kb
+                .map_or("–".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0))
+        );
+        for (path, took) in &serve.views {
+            let _ = writeln!(
+                o,
+                "| `GET {path}` from serve, s | {} | | |",
+                took.map_or("FAILED".to_owned(), |t| format!("{t:.2}"))
+            );
+        }
+    }
     let _ = writeln!(
         o,
         "| verifier | {} | {} | |",
@@ -2121,7 +2310,7 @@ fn cpu_table(o: &mut String, a: &PhaseA) {
     });
     let _ = writeln!(
         o,
-        "\nCPU by process, core-seconds (median of the runs; BSD process accounting, see cpu_accounting.rs):\n"
+        "\nCPU by process, core-seconds (median of the runs; by command from BSD process accounting, by role exactly from what the parents reaped; see cpu_accounting.rs):\n"
     );
     let header: Vec<String> = columns
         .iter()
@@ -2142,8 +2331,34 @@ fn cpu_table(o: &mut String, a: &PhaseA) {
         let _ = writeln!(o, "{}", line(&format!("{role} {command}"), &cpu_of));
     }
     let total = |w: &Watched| w.cpu.as_ref().map_or(0.0, CpuUse::total);
+    let _ = writeln!(
+        o,
+        "{}",
+        line(
+            "all processes above (the accounting file: 10 ms a process at most lost)",
+            &total
+        )
+    );
+    // Each role exactly (what the parents reaped), the split above being within it.
+    let mut roles: Vec<String> = columns
+        .iter()
+        .flat_map(|(_, runs)| runs.iter())
+        .filter_map(|w| w.cpu.as_ref())
+        .flat_map(|c| c.roles.keys().cloned())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    for role in &roles {
+        let exact = |w: &Watched| w.cpu.as_ref().map_or(0.0, |c| c.role(role));
+        let _ = writeln!(
+            o,
+            "{}",
+            line(&format!("{role}, all its processes (exact)"), &exact)
+        );
+    }
+    let exact = |w: &Watched| w.cpu.as_ref().map_or(0.0, CpuUse::roles_total);
     let machine = |w: &Watched| w.cpu.as_ref().and_then(|c| c.machine).unwrap_or(0.0);
-    let _ = writeln!(o, "{}", line("**all processes above**", &total));
+    let _ = writeln!(o, "{}", line("**all processes (exact)**", &exact));
     let _ = writeln!(
         o,
         "{}",
@@ -2153,8 +2368,8 @@ fn cpu_table(o: &mut String, a: &PhaseA) {
         o,
         "{}",
         line(
-            "of which in no process above (softirq, kernel threads)",
-            &|w: &Watched| (machine(w) - total(w)).max(0.0)
+            "of which in no process (softirq, kernel threads, other programs)",
+            &|w: &Watched| (machine(w) - exact(w)).max(0.0)
         )
     );
     let _ = writeln!(o, "{}", line("wall, s", &|w: &Watched| w.wall));

@@ -84,35 +84,7 @@ fn setup(dir: &Path) -> (Store, MailboxId, FolderId) {
 }
 
 fn setup_in(store: &Database) -> Result<(MailboxId, FolderId)> {
-    for name in ["src", "dst"] {
-        store
-            .add_endpoint(
-                &EndpointSettings {
-                    max_concurrent_migrations: 1,
-                    max_concurrent_syncs: 1,
-                    ..EndpointSettings::new(name, "127.0.0.1", 143, Security::None)
-                },
-                None,
-            )
-            .expect("endpoint");
-    }
-    let batch = store
-        .create_batch(
-            &BatchSettings::new("bench", "src", "dst"),
-            &[NewMailbox {
-                row: MigrationRow {
-                    email_address: "big@example.test".into(),
-                    user_name: "big".into(),
-                    user_root: None,
-                    target_user_name: None,
-                },
-                password: Secret::new("pw"),
-                target_password: None,
-                refresh_token: None,
-            }],
-        )
-        .expect("batch");
-    let mailbox = store.mailboxes(batch.id).expect("mailboxes")[0].id;
+    let mailbox = imapmirror_storage::test_fixtures::one_mailbox(store);
     Ok((mailbox, store.folder(mailbox, "INBOX")?))
 }
 

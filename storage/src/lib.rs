@@ -60,8 +60,8 @@ mod secret_vault;
 mod skipped_items;
 mod state_dir;
 mod store;
-#[cfg(test)]
-mod test_fixtures;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod test_fixtures;
 mod timestamp;
 mod uid_map;
 

@@ -1,5 +1,6 @@
-//! What the store's unit tests set up again and again: a database with one batch of one
-//! mailbox between two plain endpoints.
+//! What tests set up again and again: a database with one batch of one mailbox between
+//! two plain endpoints. The store's own tests have it; other crates' tests and benches
+//! get it with the `test-fixtures` feature (never in a build of the product).
 
 use crate::{
     BatchSettings, Database, EndpointSettings, MailboxId, MigrationRow, NewMailbox, Secret,
@@ -8,7 +9,7 @@ use crate::{
 
 /// Adds endpoints `src` and `dst`, batch `b` between them and its one mailbox,
 /// `a@example.test`; returns the mailbox's id.
-pub(crate) fn one_mailbox(db: &Database) -> MailboxId {
+pub fn one_mailbox(db: &Database) -> MailboxId {
     for (name, port) in [("src", 143), ("dst", 144)] {
         db.add_endpoint(
             &EndpointSettings::new(name, "127.0.0.1", port, Security::None),

@@ -435,10 +435,10 @@ mod tests {
     mod store {
         use std::path::Path;
 
+        use imapmirror_storage::test_fixtures::one_mailbox;
         use imapmirror_storage::{
-            AllMailIndex, BatchSettings, CopiedMessage, CopyGroup, Database, EndpointSettings,
-            FolderMarks, GroupOutcome, MessageFlags, MigrationRow, NewMailbox, PendingMessage,
-            Secret, Security, Store,
+            AllMailIndex, CopiedMessage, CopyGroup, Database, FolderMarks, GroupOutcome,
+            MessageFlags, PendingMessage, Store,
         };
 
         use super::*;
@@ -451,30 +451,6 @@ mod tests {
         ) -> T {
             let store = Store::open(dir).expect("open the store");
             store.call(move |db| Ok(f(db))).expect("a storage job")
-        }
-
-        fn new_mailbox(db: &Database) -> MailboxId {
-            for (name, port) in [("src", 143), ("dst", 144)] {
-                db.add_endpoint(
-                    &EndpointSettings::new(name, "127.0.0.1", port, Security::None),
-                    None,
-                )
-                .expect("endpoint");
-            }
-            let settings = BatchSettings::new("gm", "src", "dst");
-            let row = NewMailbox {
-                row: MigrationRow {
-                    email_address: "g@example.test".into(),
-                    user_name: "g".into(),
-                    user_root: None,
-                    target_user_name: None,
-                },
-                password: Secret::new("pw"),
-                target_password: None,
-                refresh_token: None,
-            };
-            let batch = db.create_batch(&settings, &[row]).expect("batch");
-            db.mailboxes(batch.id).expect("mailboxes")[0].id
         }
 
         /// Begins a journal group of `(source UID, fingerprint)` in `folder`.
@@ -540,7 +516,7 @@ mod tests {
             // All Mail: 10 (bytes a, in INBOX), 11 (b, in INBOX), 12 (c, archived).
             let all_mail = [(10, a), (11, b), (12, c)];
             let (mailbox, inbox, all) = run(dir.path(), move |db| {
-                let mailbox = new_mailbox(db);
+                let mailbox = one_mailbox(db);
                 let inbox = db.folder(mailbox, "INBOX").expect("INBOX");
                 let all = db.folder(mailbox, "[Gmail]/All Mail").expect("All Mail");
                 db.update_folder_marks(inbox, |m| m.target_name = Some("INBOX".into()))

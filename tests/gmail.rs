@@ -261,43 +261,87 @@ fn read_target(target: &FamilyServer) -> MailboxSnapshot {
         .expect("read the migrated mailbox")
 }
 
+/// The test account of [`account`] in a Gmail-like relay (`config`) in front of a
+/// Dovecot, endpoints `src` (the relay, told Gmail by `endpoint test`) and `dst` (another
+/// Dovecot), batch `gm`, and the relay's seeding connection kept for changes between
+/// passes.
+struct GmailSource {
+    _gmail: FamilyServer,
+    target: FamilyServer,
+    relay: GmailLike,
+    direct: support::imap_client::ImapClient,
+    ids: Vec<u64>,
+    messages: Vec<GmailMessage>,
+    cli: Cli,
+}
+
+impl GmailSource {
+    fn start(config: GmailLikeConfig) -> GmailSource {
+        let gmail = start("gmail");
+        let target = start("target");
+        let relay = GmailLike::start(gmail.plain_addr(), config).expect("relay");
+        let messages = account();
+        assert_eq!(messages.len(), 80);
+        let mut direct = gmail.connect(USER).expect("log in to seed");
+        GmailLike::create_folders(&mut direct, &["Work", "Family"]).expect("folders");
+        let ids = relay.seed(&mut direct, &messages).expect("seed");
+        let cli = Cli::new();
+        add_endpoint(&cli, "src", relay.addr().port(), &[]);
+        add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
+        // `endpoint test` tells Gmail from its greeting and capabilities.
+        let tested = cli.ok(&["endpoint", "test", "src"]);
+        assert!(tested.contains("Gmail"), "{tested}");
+        add_batch(&cli, &[]);
+        GmailSource {
+            _gmail: gmail,
+            target,
+            relay,
+            direct,
+            ids,
+            messages,
+            cli,
+        }
+    }
+
+    /// Asserts that the target holds what the account's messages say, and returns it.
+    fn assert_target_as_expected(&self, what: &str) -> Contents {
+        let got = contents(&read_target(&self.target));
+        let want = expected(&self.messages);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "target folders {what}"
+        );
+        for (folder, v) in &want {
+            assert_eq!(got.get(folder), Some(v), "folder {folder} {what}");
+        }
+        got
+    }
+
+    /// Archives message `n` in Gmail (its INBOX label removed) between passes.
+    fn archive(&mut self, n: usize) {
+        self.relay
+            .archive(&mut self.direct, self.ids[n])
+            .expect("archive a message");
+        self.messages[n].labels.retain(|l| l != "\\Inbox");
+    }
+}
+
+/// 80 messages: 30 in INBOX (3 also in Work), 10 in Work, 6 in Family (1 also in Work), 8
+/// Sent, 3 Drafts, 13 + 1 archived, 4 Spam, 4 Trash, 1 more in INBOX: one copy a label.
+const COPIES_ONE_A_LABEL: usize = 31 + 3 + 10 + 6 + 1 + 8 + 3 + 14 + 4 + 4;
+
 #[test]
 fn gmail_source_each_message_once_per_label_archived_mail_in_archive() {
-    let gmail = start("gmail");
-    let target = start("target");
-    let relay = GmailLike::start(gmail.plain_addr(), GmailLikeConfig::default()).expect("relay");
-    let mut messages = account();
-    assert_eq!(messages.len(), 80);
-    let mut direct = gmail.connect(USER).expect("log in to seed");
-    GmailLike::create_folders(&mut direct, &["Work", "Family"]).expect("folders");
-    let ids = relay.seed(&mut direct, &messages).expect("seed");
-
-    let cli = Cli::new();
-    add_endpoint(&cli, "src", relay.addr().port(), &[]);
-    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
-    // `endpoint test` tells Gmail from its greeting and capabilities.
-    let tested = cli.ok(&["endpoint", "test", "src"]);
-    assert!(tested.contains("Gmail"), "{tested}");
-    add_batch(&cli, &[]);
-    pass(&cli, "start");
+    let mut gmail = GmailSource::start(GmailLikeConfig::default());
+    pass(&gmail.cli, "start");
     assert!(
-        relay.stats().gm_fetches.load(Ordering::Relaxed) > 0,
+        gmail.relay.stats().gm_fetches.load(Ordering::Relaxed) > 0,
         "X-GM-LABELS was asked"
     );
-
-    let first = read_target(&target);
-    let got = contents(&first);
-    let want = expected(&messages);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "target folders"
-    );
-    for (folder, v) in &want {
-        assert_eq!(got.get(folder), Some(v), "folder {folder}");
-    }
+    let got = gmail.assert_target_as_expected("after the first pass");
     // Nothing of All Mail, Starred or Important became a folder.
-    for f in &first.folders {
+    for f in &read_target(&gmail.target).folders {
         assert!(
             !f.name.contains("All Mail")
                 && !f.name.contains("Starred")
@@ -306,38 +350,22 @@ fn gmail_source_each_message_once_per_label_archived_mail_in_archive() {
             f.name
         );
     }
-    // 80 messages: 30 in INBOX (3 also in Work), 10 in Work, 6 in Family (1 also in
-    // Work), 8 Sent, 3 Drafts, 13 + 1 archived, 4 Spam, 4 Trash, 1 more in INBOX.
     let copies: usize = got.values().map(Vec::len).sum();
-    assert_eq!(
-        copies,
-        31 + 3 + 10 + 6 + 1 + 8 + 3 + 14 + 4 + 4,
-        "each message once per label"
-    );
+    assert_eq!(copies, COPIES_ONE_A_LABEL, "each message once per label");
 
     // A second pass copies nothing.
-    pass(&cli, "sync");
+    pass(&gmail.cli, "sync");
     assert_eq!(
-        contents(&read_target(&target)),
+        contents(&read_target(&gmail.target)),
         got,
         "the second pass changed nothing"
     );
 
     // A message archived in Gmail between passes: in Archive after the next pass, and
     // in no other folder (it has no label left).
-    let archived = 4; // \Inbox \Important
-    relay
-        .archive(&mut direct, ids[archived])
-        .expect("archive a message");
-    messages[archived].labels.retain(|l| l != "\\Inbox");
-    pass(&cli, "sync");
-    let after = contents(&read_target(&target));
-    assert_eq!(
-        after,
-        expected(&messages),
-        "the archived message moved to Archive"
-    );
-    direct.logout().expect("logout");
+    gmail.archive(4); // \Inbox \Important
+    pass(&gmail.cli, "sync");
+    gmail.assert_target_as_expected("after the archived message moved to Archive");
 }
 
 #[test]
@@ -345,23 +373,9 @@ fn gmail_source_without_gm_ext_tells_archived_mail_by_exact_bytes() {
     // The account of the test above (labels, a message in two labels, archived-only
     // mail, exact duplicate pairs, messages without Message-ID) behind a Gmail that does
     // not announce X-GM-EXT-1: no X-GM-LABELS says what is archived, the bytes must.
-    let gmail = start("gmail");
-    let target = start("target");
-    let relay =
-        GmailLike::start(gmail.plain_addr(), GmailLikeConfig::without_gm_ext()).expect("relay");
-    let mut messages = account();
-    let mut direct = gmail.connect(USER).expect("log in to seed");
-    GmailLike::create_folders(&mut direct, &["Work", "Family"]).expect("folders");
-    let ids = relay.seed(&mut direct, &messages).expect("seed");
-
-    let cli = Cli::new();
-    add_endpoint(&cli, "src", relay.addr().port(), &[]);
-    add_endpoint(&cli, "dst", target.plain_addr().port(), &[]);
-    let tested = cli.ok(&["endpoint", "test", "src"]);
-    assert!(tested.contains("Gmail"), "told by its greeting: {tested}");
-    add_batch(&cli, &[]);
-    pass(&cli, "start");
-    let stats = relay.stats();
+    let mut gmail = GmailSource::start(GmailLikeConfig::without_gm_ext());
+    pass(&gmail.cli, "start");
+    let stats = gmail.relay.stats();
     assert_eq!(
         stats.gm_fetches.load(Ordering::Relaxed),
         0,
@@ -370,37 +384,26 @@ fn gmail_source_without_gm_ext_tells_archived_mail_by_exact_bytes() {
     assert_eq!(stats.refused.load(Ordering::Relaxed), 0);
 
     // Each message once per label, archived-only ones once in Archive, none twice.
-    let got = contents(&read_target(&target));
-    let want = expected(&messages);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "target folders"
-    );
-    for (folder, v) in &want {
-        assert_eq!(got.get(folder), Some(v), "folder {folder}");
-    }
+    let got = gmail.assert_target_as_expected("after the first pass");
     let copies: usize = got.values().map(Vec::len).sum();
-    assert_eq!(copies, 31 + 3 + 10 + 6 + 1 + 8 + 3 + 14 + 4 + 4);
+    assert_eq!(copies, COPIES_ONE_A_LABEL);
 
     // A second pass copies nothing.
-    pass(&cli, "sync");
-    assert_eq!(contents(&read_target(&target)), got, "the second pass");
+    pass(&gmail.cli, "sync");
+    assert_eq!(
+        contents(&read_target(&gmail.target)),
+        got,
+        "the second pass"
+    );
 
     // Archived in Gmail between passes (out of INBOX, its only label folder; still in
     // All Mail): moved to Archive by the next pass, its INBOX copy gone from the target.
-    let archived = 4; // \Inbox \Important
-    relay
-        .archive(&mut direct, ids[archived])
-        .expect("archive a message");
-    messages[archived].labels.retain(|l| l != "\\Inbox");
-    pass(&cli, "sync");
-    let after = contents(&read_target(&target));
-    assert_eq!(after, expected(&messages), "moved to Archive, once");
+    gmail.archive(4); // \Inbox \Important
+    pass(&gmail.cli, "sync");
+    let after = gmail.assert_target_as_expected("moved to Archive, once");
     // And the pass after that has nothing more to do.
-    pass(&cli, "sync");
-    assert_eq!(contents(&read_target(&target)), after);
-    direct.logout().expect("logout");
+    pass(&gmail.cli, "sync");
+    assert_eq!(contents(&read_target(&gmail.target)), after);
 }
 
 #[test]

@@ -288,6 +288,12 @@ fn pair(source_family: Family, target_family: Family, login: SourceLogin) {
         seeded.messages,
         seeded.refused
     );
+    // A folder nobody ever filed mail in (UIDNEXT 1): created on the target without being
+    // opened on either side, and its first message copied by the next pass.
+    let never_used = FolderPath::new(&["Never used"]);
+    let mut client = connect(&source, USER);
+    assert!(create_with_parents(&mut client, &source, &never_used));
+    client.logout().expect("logout");
 
     let cli = Cli::new();
     add_endpoint(&source, &cli, "src");
@@ -308,6 +314,11 @@ fn pair(source_family: Family, target_family: Family, login: SourceLogin) {
         run.stderr
     );
     assert_same_as_probe(&target, "initial pass");
+    let on_target = folder_names(&target, USER);
+    assert!(
+        on_target.contains(&target.name_of(&never_used)),
+        "{source_family:?} -> {target_family:?}: the never-used folder is on the target: {on_target:?}"
+    );
     assert_eq!(
         items_skipped(&cli),
         refused.messages as u64,
@@ -324,6 +335,16 @@ fn pair(source_family: Family, target_family: Family, login: SourceLogin) {
     let more = Corpus::generate(CorpusSpec::small(56).with_messages(40));
     let before = stored.len();
     seed(&source, USER, &[&more]);
+    let mut client = connect(&source, USER);
+    client
+        .append(
+            &source.name_of(&never_used),
+            &[],
+            None,
+            b"From: first@example.test\r\nSubject: the first one here\r\n\r\nat last\r\n",
+        )
+        .expect("append into the never-used folder");
+    client.logout().expect("logout");
     let now = read_all(&source, USER);
     assert!(now.len() > before, "the second seeding added mail");
     let added: Vec<StoredMessage> = new_messages(stored, now);

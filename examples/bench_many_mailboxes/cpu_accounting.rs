@@ -17,7 +17,7 @@
 //! The accounting file undercounts short processes: the kernel writes each process's user
 //! and system time in whole 1/100 s (`nsec_to_AHZ` truncates), so an imap-login that used
 //! 7 ms is recorded as 0. A pass over 1,000 small mailboxes starts 4,000 such processes;
-//! the file then shows a fifth of what perf samples in them. So each role's total is taken
+//! the file then shows a tenth to a quarter of a server's time. So each role's total is taken
 //! from where the kernel keeps it exactly: a parent's `cutime`/`cstime` (/proc/PID/stat)
 //! sum every child it has reaped, added at nanosecond precision. Every process of a
 //! Dovecot is its master's child, and everything the run started is the bench's own
@@ -196,9 +196,8 @@ pub struct CpuUse {
     /// Processes started in the window.
     pub processes: usize,
     /// Every CPU's busy time over the window (/proc/stat: user, nice, system, irq,
-    /// softirq, steal), processes or not: what the per-process figures miss is kernel
-    /// work outside them (softirq network processing, kernel threads) and processes older
-    /// than the window that are not the servers'.
+    /// softirq, steal), processes or not: beyond the roles' exact totals, kernel work no
+    /// process is charged with and other programs' time.
     pub machine: Option<f64>,
     /// Each role's exact total ("source", "target", …, "client"): what the parents reaped
     /// (see the module's header). `by_process` is within it, a lower bound.

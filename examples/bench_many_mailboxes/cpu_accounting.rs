@@ -135,10 +135,10 @@ pub struct Window {
 /// A server's CPU time so far, exactly: its master's own time and what it reaped of its
 /// children (all of a Dovecot's processes are the master's children), plus every child
 /// still alive, by pid and start time (a child alive at both ends counts its difference).
-#[derive(Debug, Default)]
-struct ServerTotals {
+#[derive(Debug)]
+struct ServerTotals<K = process_table::ProcessId> {
     /// label → (master's own + reaped ticks, live child → its own + reaped ticks).
-    by_label: BTreeMap<String, (u64, HashMap<process_table::ProcessId, u64>)>,
+    by_label: BTreeMap<String, (u64, HashMap<K, u64>)>,
 }
 
 impl ServerTotals {
@@ -160,12 +160,14 @@ impl ServerTotals {
         }
         ServerTotals { by_label }
     }
+}
 
+impl<K: Eq + std::hash::Hash> ServerTotals<K> {
     /// Core-seconds each server used since `before`: what its master used and reaped, and
     /// what its children alive now used (all of it for those started since). A child alive
     /// at `before` and reaped since came into the master's reaped time with its whole
     /// life: what it had used by `before` is taken off again.
-    fn since(&self, before: &ServerTotals) -> BTreeMap<String, f64> {
+    fn since(&self, before: &ServerTotals<K>) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for (label, (master_now, children_now)) in &self.by_label {
             let Some((master_then, children_then)) = before.by_label.get(label) else {
@@ -494,7 +496,29 @@ fn comp_t(c: u16) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::comp_t;
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::{ServerTotals, comp_t};
+
+    fn totals(master: u64, children: &[(u32, u64)]) -> ServerTotals<u32> {
+        let children: HashMap<u32, u64> = children.iter().copied().collect();
+        ServerTotals {
+            by_label: BTreeMap::from([("source".to_owned(), (master, children))]),
+        }
+    }
+
+    #[test]
+    fn a_server_counts_what_its_master_reaped_and_its_children_alive_once() {
+        // Before: the master at 100 ticks (its own and reaped), child 1 (long-lived) at
+        // 10, child 2 at 5. Meanwhile the master used 5 itself and reaped child 2 (8 in
+        // all, 3 of them in the window) and short children worth 17; child 1 used 4 more,
+        // and child 3, started in the window, 6 so far.
+        let before = totals(100, &[(1, 10), (2, 5)]);
+        let now = totals(100 + 5 + 8 + 17, &[(1, 14), (3, 6)]);
+        let used = now.since(&before);
+        let want = (5 + 3 + 17 + 4 + 6) as f64 / 100.0;
+        assert!((used["source"] - want).abs() < 1e-9, "{used:?}");
+    }
 
     #[test]
     fn comp_t_decodes_mantissa_and_exponent() {

@@ -268,6 +268,17 @@ fn selectable_folders(h: &Harness) -> usize {
     h.corpus.folders().len()
 }
 
+/// `job` with no quick check: every pass lists the target too.
+fn looking_at_the_target(job: &MailboxJob) -> MailboxJob {
+    MailboxJob {
+        options: JobOptions {
+            target_recheck: Duration::ZERO,
+            ..job.options.clone()
+        },
+        ..job.clone()
+    }
+}
+
 #[test]
 fn full_pass_then_nothing_then_new_mail_and_flags() {
     let h = start(300, 11);
@@ -311,13 +322,7 @@ fn full_pass_then_nothing_then_new_mail_and_flags() {
     assert_eq!(second.target_commands.connects, 0, "{second:?}");
     assert_eq!(second.target_commands.logins, 0, "{second:?}");
     // Without the quick check the same pass lists the target too, and still finds nothing.
-    let full = MailboxJob {
-        options: JobOptions {
-            target_recheck: Duration::ZERO,
-            ..job.options.clone()
-        },
-        ..job.clone()
-    };
+    let full = looking_at_the_target(&job);
     let checked = run(&full, &h.store, PassKind::Incremental);
     assert_eq!(checked.copied, 0, "{checked:?}");
     assert_eq!(checked.folders_unchanged, checked.folders, "{checked:?}");
@@ -494,13 +499,7 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
     let quick = run(&job, &h.store, PassKind::Incremental);
     assert_eq!(quick.target_commands.logins, 0, "{quick:?}");
     assert_eq!(quick.folders_unchanged, quick.folders, "{quick:?}");
-    let full = MailboxJob {
-        options: JobOptions {
-            target_recheck: Duration::ZERO,
-            ..job.options.clone()
-        },
-        ..job.clone()
-    };
+    let full = looking_at_the_target(&job);
     let checked = run(&full, &h.store, PassKind::Incremental);
     assert_eq!(checked.target_commands.logins, 1, "{checked:?}");
     assert_eq!(checked.folders_unchanged, checked.folders, "{checked:?}");

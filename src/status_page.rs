@@ -210,9 +210,10 @@ pub fn batch_page(
     {
         let last = match (u.last_pass_seconds, u.last_pass_outcome.as_deref()) {
             (Some(secs), Some(outcome)) => format!(
-                "{} <span class=\"muted\">({outcome}, {secs:.1} s, {} copied)</span>",
+                "{} <span class=\"muted\">({outcome}, {secs:.1} s, {} copied{})</span>",
                 opt_time(u.last_sync_finished.as_deref()),
-                u.last_pass_items.unwrap_or(0)
+                u.last_pass_items.unwrap_or(0),
+                waits(u)
             ),
             _ => opt_time(u.last_sync_finished.as_deref()),
         };
@@ -354,6 +355,21 @@ fn mailbox_counts(s: &BatchSummary) -> String {
     } else {
         format!("{} of {}", parts.join(" "), s.mailboxes_total)
     }
+}
+
+/// What the last pass waited for, as a clause of its "Last pass" cell (empty when
+/// nothing): the pace was set by the rate budget or a server's throttling.
+fn waits(u: &MailboxSummary) -> String {
+    let mut out = String::new();
+    for (secs, what) in [
+        (u.last_pass_rate_limit_wait_seconds, "for the rate budget"),
+        (u.last_pass_throttle_wait_seconds, "throttled by a server"),
+    ] {
+        if let Some(s) = secs.filter(|s| *s >= 0.05) {
+            let _ = write!(out, ", {s:.1} s waiting {what}");
+        }
+    }
+    out
 }
 
 fn status_counts(users: &[MailboxSummary]) -> Vec<(&'static str, usize)> {
@@ -507,6 +523,8 @@ mod tests {
             last_pass_seconds: None,
             last_pass_outcome: None,
             last_pass_items: None,
+            last_pass_rate_limit_wait_seconds: None,
+            last_pass_throttle_wait_seconds: None,
             error: (status == "Failed").then(|| "login <refused> & \"gone\"".into()),
             folders_skipped: vec![],
             folders_renamed: vec![],
@@ -533,7 +551,17 @@ mod tests {
 
     #[test]
     fn a_batch_page_shows_running_mailboxes_filters_and_skipped_items() {
+        let waited = MailboxSummary {
+            last_sync_finished: Some("2021-03-14T09:00:00Z".into()),
+            last_pass_seconds: Some(95.0),
+            last_pass_outcome: Some("succeeded".into()),
+            last_pass_items: Some(900),
+            last_pass_rate_limit_wait_seconds: Some(61.25),
+            last_pass_throttle_wait_seconds: Some(0.0),
+            ..user("d@x", "Synced")
+        };
         let users = vec![
+            waited,
             user("a@x", "Synced"),
             user("b@x", "Failed"),
             user("c@x", "Syncing"),
@@ -586,6 +614,7 @@ mod tests {
             "2021-03-14 08:26:53Z",
             "?status=Failed\">Failed (1)",
             "/batches/b1/report.csv",
+            "(succeeded, 95.0 s, 900 copied, 61.2 s waiting for the rate budget)",
         ] {
             assert!(all.contains(needle), "{needle} in {all}");
         }

@@ -296,6 +296,40 @@ fn the_max_rate_is_divided_by_the_shard_count_and_a_batch_stays_exact_under_it()
         "{text}"
     );
 
+    // The report says how long each mailbox's pass waited for the budget: a mailbox whose
+    // folder holds more than a second's worth of messages waited, and no server throttled.
+    let users = cli.json(&["batch", "users", "b", "--json"]);
+    let waited: Vec<f64> = users
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|u| {
+            assert_eq!(u["last_pass_throttle_wait_seconds"], 0.0, "{u:#}");
+            u["last_pass_rate_limit_wait_seconds"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no rate-limit wait in {u:#}"))
+        })
+        .collect();
+    assert!(waited.iter().any(|w| *w > 0.0), "{users:#}");
+    let csv = cli.ok(&["batch", "report", "b"]);
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().expect("a header").clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
+    let (wait, record) = (column("LastPassRateLimitWaitSeconds"), column("Record"));
+    let csv_waits: Vec<f64> = rows
+        .records()
+        .map(|r| r.expect("a row"))
+        .filter(|r| &r[record] == "mailbox")
+        .map(|r| r[wait].parse().expect("seconds"))
+        .collect();
+    assert_eq!(csv_waits.len(), shard_users.len(), "{csv}");
+    assert!(csv_waits.iter().any(|w| *w > 0.0), "{csv}");
+
     // A changed rate replaces the stored one; without the flag the limit is lifted.
     cli.ok(&[
         "endpoint",

@@ -211,10 +211,17 @@ fn dovecot_to_exchange_online_through_throttling_and_drops() {
     );
 }
 
+/// What a migration into the Exchange-like target cost: the relay's connections and
+/// throttled commands, and the seconds the report says the pass waited out throttling.
+struct ExchangeRun {
+    connections: u64,
+    throttled: u64,
+    reported_throttle_wait: f64,
+}
+
 /// Migrates the corpus of `seed` into a fresh Exchange-like target behind a relay with
-/// `config`, checks the result exact, and returns the relay's connections and throttled
-/// commands.
-fn migrate_into_exchange(seed: u64, config: ExchangeLikeConfig) -> (u64, u64) {
+/// `config` and checks the result exact.
+fn migrate_into_exchange(seed: u64, config: ExchangeLikeConfig) -> ExchangeRun {
     let source = start("source");
     let target = start("exchange");
     let corpus = Corpus::generate(CorpusSpec::small(seed));
@@ -238,10 +245,14 @@ fn migrate_into_exchange(seed: u64, config: ExchangeLikeConfig) -> (u64, u64) {
         .with_folder_map(|name, _, _| Some(exchange_name_of(name)))
         .compare_snapshots(&expected, &migrated);
     assert!(report.is_equal(), "the migrated mailbox differs:\n{report}");
-    (
-        stats.connections.load(Ordering::Relaxed),
-        stats.throttled.load(Ordering::Relaxed),
-    )
+    let users = cli.json(&["batch", "users", "m365", "--json"]);
+    ExchangeRun {
+        connections: stats.connections.load(Ordering::Relaxed),
+        throttled: stats.throttled.load(Ordering::Relaxed),
+        reported_throttle_wait: users[0]["last_pass_throttle_wait_seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no throttle wait in {users:#}")),
+    }
 }
 
 fn seed_corpus(server: &FamilyServer, corpus: &Corpus) -> usize {
@@ -268,9 +279,10 @@ fn exchange_name_of(name: &str) -> String {
 /// message is there once.
 #[test]
 fn throttled_appends_are_sent_again_on_the_same_connection() {
-    let (polite_connections, none) = migrate_into_exchange(17, ExchangeLikeConfig::polite());
-    assert_eq!(none, 0);
-    let (connections, throttled) = migrate_into_exchange(
+    let polite = migrate_into_exchange(17, ExchangeLikeConfig::polite());
+    assert_eq!(polite.throttled, 0);
+    assert_eq!(polite.reported_throttle_wait, 0.0);
+    let run = migrate_into_exchange(
         17,
         ExchangeLikeConfig {
             throttle_per_mille: 60,
@@ -278,10 +290,18 @@ fn throttled_appends_are_sent_again_on_the_same_connection() {
             ..ExchangeLikeConfig::polite()
         },
     );
+    let throttled = run.throttled;
     assert!(throttled >= 10, "the relay throttled {throttled} commands");
     assert_eq!(
-        connections, polite_connections,
+        run.connections, polite.connections,
         "throttling ({throttled} commands) cost no reconnect"
+    );
+    // Every throttled command was waited out for its 40 ms (an APPEND group refused
+    // whole waits once for all its messages), and the report says so.
+    assert!(
+        run.reported_throttle_wait >= 0.04,
+        "{} s reported for {throttled} throttled commands",
+        run.reported_throttle_wait
     );
 }
 

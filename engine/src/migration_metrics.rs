@@ -182,7 +182,13 @@ pub(crate) fn imap_error(batch: &str, e: &imapmirror_protocol::Error) {
 
 /// Counts a wait of `waited` because a server of `batch` asked us to slow down.
 pub(crate) fn throttle_wait(batch: &str, waited: Duration) {
-    metrics::counter!(THROTTLE_WAITS, "batch" => batch.to_owned()).increment(1);
+    throttle_waits(batch, 1, waited);
+}
+
+/// Counts `count` waits of `waited` in all because a server of `batch` asked us to slow
+/// down (the back-offs a session waited out before sending a command again).
+pub(crate) fn throttle_waits(batch: &str, count: u64, waited: Duration) {
+    metrics::counter!(THROTTLE_WAITS, "batch" => batch.to_owned()).increment(count);
     // The facade's counters hold integers: the time is added up here in nanoseconds and
     // the counter shows its whole seconds, so that many sub-second back-offs still add up
     // instead of each rounding to zero.

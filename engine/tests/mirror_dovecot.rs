@@ -1223,6 +1223,20 @@ fn throttling_and_too_many_connections_are_waited_out() {
         summary.source_commands.connects >= 2,
         "the BYE was retried: {summary:?}"
     );
+    // The three suggested back-offs of 200 ms were waited out, and the pass says so (the
+    // BYE's reconnect waits too, which the bound below allows for).
+    assert!(
+        summary.throttle_wait >= Duration::from_millis(600),
+        "{summary:?}"
+    );
+    assert_eq!(summary.rate_limit_wait, Duration::ZERO, "{summary:?}");
+    let recorded = pass_history(&h.store, h.mailbox);
+    let last = recorded.last().expect("a recorded pass");
+    assert_eq!(
+        u128::from(last.throttle_wait_ms),
+        summary.throttle_wait.as_millis(),
+        "{last:?}"
+    );
     assert_identical(&h);
 }
 

@@ -91,6 +91,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     folders_skipped: vec![],
                     folders_renamed: vec![],
                     unchanged_repeats: 0,
+                    rate_limit_wait_ms: 0,
+                    throttle_wait_ms: 0,
                 };
                 db.finish_pass(id, &record, Some((MailboxStatus::Synced, None)))?;
             }

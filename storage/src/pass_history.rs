@@ -57,6 +57,14 @@ pub struct PassRecord {
     /// store; 0 in a new record.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unchanged_repeats: u64,
+    /// Milliseconds the pass's copy steps waited for the endpoints' rate budgets
+    /// (`--max-rate`), summed over its connections (absent: none, or written before).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_wait_ms: u64,
+    /// Milliseconds the pass waited out because a server asked it to slow down, summed
+    /// over its connections (absent: none, or written before).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttle_wait_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -83,11 +91,20 @@ impl PassRecord {
     }
 
     /// Whether this pass only repeats `earlier`, itself a pass that changed nothing: it
-    /// changed nothing either and skipped the same folders for the same reasons.
+    /// changed nothing either, skipped the same folders for the same reasons, and
+    /// neither waited for anything (a server's throttling of a quiet pass is worth its
+    /// own record; counted as a repeat, it would vanish into the earlier one's).
     pub fn repeats(&self, earlier: &PassRecord) -> bool {
         self.changed_nothing_but_skips()
             && earlier.changed_nothing_but_skips()
             && self.folders_skipped == earlier.folders_skipped
+            && !self.waited()
+            && !earlier.waited()
+    }
+
+    /// Whether the pass waited for a rate budget or a server at all.
+    pub fn waited(&self) -> bool {
+        self.rate_limit_wait_ms > 0 || self.throttle_wait_ms > 0
     }
 }
 
@@ -309,7 +326,47 @@ mod tests {
             folders_skipped: vec![],
             folders_renamed: vec![],
             unchanged_repeats: 0,
+            rate_limit_wait_ms: 0,
+            throttle_wait_ms: 0,
         }
+    }
+
+    #[test]
+    fn waits_are_kept_and_a_quiet_pass_that_was_throttled_is_not_a_repeat() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(tmp.path(), &StoreOptions::default()).expect("open");
+        let m = one_mailbox(&db);
+        db.record_pass(
+            m,
+            &PassRecord {
+                rate_limit_wait_ms: 2_500,
+                ..pass(1_000, 50)
+            },
+        )
+        .expect("initial");
+        db.record_pass(m, &pass(2_000, 0)).expect("quiet");
+        db.record_pass(
+            m,
+            &PassRecord {
+                throttle_wait_ms: 700,
+                ..pass(3_000, 0)
+            },
+        )
+        .expect("quiet, throttled");
+        db.record_pass(m, &pass(4_000, 0)).expect("quiet again");
+        let history = db.pass_history(m).expect("history");
+        let waits: Vec<(u64, u64)> = history
+            .iter()
+            .map(|p| (p.rate_limit_wait_ms, p.throttle_wait_ms))
+            .collect();
+        assert_eq!(waits, [(2_500, 0), (0, 0), (0, 700), (0, 0)]);
+        // A record written before waits were recorded reads as one that waited for nothing.
+        let old = r#"{"started":1,"finished":2,"items_copied":0,"bytes_copied":0,"items_skipped":0,"flags_updated":0,"items_deleted":0,"outcome":"Succeeded","error":null}"#;
+        let old: PassRecord = serde_json::from_str(old).expect("an old record");
+        assert!(!old.waited());
+        // Zero waits are not written.
+        let text = serde_json::to_string(&pass(1, 0)).expect("encode");
+        assert!(!text.contains("wait"), "{text}");
     }
 
     #[test]

@@ -896,6 +896,8 @@ fn pass_history_and_mailbox_times() {
                             Vec::new()
                         },
                         unchanged_repeats: 0,
+                        rate_limit_wait_ms: 0,
+                        throttle_wait_ms: 0,
                     },
                 )
                 .expect("record");

@@ -446,6 +446,8 @@ mod tests {
             last_pass_seconds: None,
             last_pass_outcome: None,
             last_pass_items: None,
+            last_pass_rate_limit_wait_seconds: None,
+            last_pass_throttle_wait_seconds: None,
             error: None,
             folders_skipped: vec![],
             folders_renamed: vec![],

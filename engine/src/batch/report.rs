@@ -75,6 +75,15 @@ pub struct MailboxSummary {
     pub last_pass_outcome: Option<String>,
     /// Messages copied by the last pass.
     pub last_pass_items: Option<u64>,
+    /// Seconds the last pass's copy steps waited for the endpoints' rate budgets
+    /// (`--max-rate`), summed over its connections: a pass that mostly waited is held
+    /// back by the budget, not by the servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass_rate_limit_wait_seconds: Option<f64>,
+    /// Seconds the last pass waited out because a server asked it to slow down
+    /// (throttled APPENDs, back-off before reconnecting), summed over its connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass_throttle_wait_seconds: Option<f64>,
     pub error: Option<String>,
     /// Source folders the last pass left alone (a folder deleted or renamed on the
     /// source while the pass ran); they resume if they come back.
@@ -257,6 +266,12 @@ pub fn mailbox_summary(db: &Database, m: &MailboxRecord) -> Result<MailboxSummar
             .to_owned()
         }),
         last_pass_items: last.as_ref().map(|p| p.items_copied),
+        last_pass_rate_limit_wait_seconds: last
+            .as_ref()
+            .map(|p| Duration::from_millis(p.rate_limit_wait_ms).as_secs_f64()),
+        last_pass_throttle_wait_seconds: last
+            .as_ref()
+            .map(|p| Duration::from_millis(p.throttle_wait_ms).as_secs_f64()),
         error: m.last_error.clone(),
         folders_skipped: last
             .as_ref()
@@ -334,7 +349,7 @@ pub fn batch_report(db: &Database, batch: &BatchRecord) -> Result<BatchReport, E
     })
 }
 
-pub(crate) const CSV_HEADER: [&str; 20] = [
+pub(crate) const CSV_HEADER: [&str; 22] = [
     "Record",
     "Batch",
     "Status",
@@ -355,6 +370,9 @@ pub(crate) const CSV_HEADER: [&str; 20] = [
     "Size",
     "Reason",
     "Detail",
+    // Added after the others, so that a script reading columns by position still works.
+    "LastPassRateLimitWaitSeconds",
+    "LastPassThrottleWaitSeconds",
 ];
 
 /// One CSV row: the named columns filled, the others empty.
@@ -422,6 +440,18 @@ impl BatchReport {
                         .unwrap_or_default(),
                 ),
                 ("Error", opt(&m.error)),
+                (
+                    "LastPassRateLimitWaitSeconds",
+                    m.last_pass_rate_limit_wait_seconds
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_default(),
+                ),
+                (
+                    "LastPassThrottleWaitSeconds",
+                    m.last_pass_throttle_wait_seconds
+                        .map(|s| format!("{s:.1}"))
+                        .unwrap_or_default(),
+                ),
             ]));
         }
         for s in &self.skipped {
@@ -572,6 +602,8 @@ mod tests {
                 last_pass_seconds: Some(1.25),
                 last_pass_outcome: Some("succeeded".into()),
                 last_pass_items: Some(3),
+                last_pass_rate_limit_wait_seconds: None,
+                last_pass_throttle_wait_seconds: None,
                 error: None,
                 folders_skipped: vec![FolderSkipView {
                     folder: "Projects".into(),

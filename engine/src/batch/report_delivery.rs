@@ -20,7 +20,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::report::{BatchReport, batch_report};
+use crate::batch::report::{BatchReport, MailboxSummary, batch_report};
 use crate::endpoint::connection::endpoint_access;
 use crate::endpoint::credentials::{EndpointAccess, LoginMethod, admin_login};
 use crate::endpoint::pool::{CommandCounters, EndpointPool, JobLabel};
@@ -275,6 +275,22 @@ pub fn summary_text(report: &BatchReport, pass: u64, duration: Option<Duration>)
         bytes_text(b.bytes_synced)
     ));
     line(format!("Skipped items: {}", b.items_skipped));
+    // Only when something waited: the line tells an administrator whether --max-rate or
+    // a server's throttling, rather than the servers' speed, set the pass's pace.
+    let waited = |f: fn(&MailboxSummary) -> Option<f64>| -> f64 {
+        report.mailboxes.iter().filter_map(f).sum()
+    };
+    let (budget, throttled) = (
+        waited(|m| m.last_pass_rate_limit_wait_seconds),
+        waited(|m| m.last_pass_throttle_wait_seconds),
+    );
+    if budget > 0.0 || throttled > 0.0 {
+        line(format!(
+            "Waiting in this pass, summed over connections: {} for the rate budget (--max-rate), {} for servers that asked to slow down",
+            seconds(Duration::from_secs_f64(budget)),
+            seconds(Duration::from_secs_f64(throttled))
+        ));
+    }
     let failed: Vec<_> = report
         .mailboxes
         .iter()
@@ -378,6 +394,8 @@ mod tests {
             last_pass_seconds: Some(9.0),
             last_pass_outcome: Some("succeeded".into()),
             last_pass_items: Some(20),
+            last_pass_rate_limit_wait_seconds: None,
+            last_pass_throttle_wait_seconds: None,
             error: error.map(str::to_owned),
             folders_skipped: vec![],
             folders_renamed: vec![],
@@ -488,6 +506,23 @@ mod tests {
         assert!(
             !bytes.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
             "bare LF in the message"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_the_pass_waited_for_only_when_it_waited() {
+        let mut r = report();
+        let text = summary_text(&r, 3, None);
+        assert!(!text.contains("Waiting"), "{text}");
+        r.mailboxes[0].last_pass_rate_limit_wait_seconds = Some(30.0);
+        r.mailboxes[1].last_pass_rate_limit_wait_seconds = Some(15.5);
+        r.mailboxes[1].last_pass_throttle_wait_seconds = Some(2.0);
+        let text = summary_text(&r, 3, None);
+        assert!(
+            text.contains(
+                "Waiting in this pass, summed over connections: 45.5 s for the rate budget (--max-rate), 2.0 s for servers that asked to slow down"
+            ),
+            "{text}"
         );
     }
 

@@ -100,6 +100,10 @@ pub struct CommandCounters {
     pub other: AtomicU64,
     /// The most bytes any one connection's read buffer held (the decoder's accounting).
     pub peak_buffer: AtomicU64,
+    /// Commands the server refused with a suggested back-off that a session waited out
+    /// and sent again, and the nanoseconds it waited: added as each connection ends.
+    pub session_throttle_waits: AtomicU64,
+    pub session_throttle_wait_ns: AtomicU64,
 }
 
 /// A snapshot of [`CommandCounters`].
@@ -333,6 +337,16 @@ impl Drop for Connection {
         }
         let peak = self.session.buffer_high_water_mark() as u64;
         self.counters.peak_buffer.fetch_max(peak, Ordering::Relaxed);
+        let (waits, waited) = self.session.throttle_waited();
+        if waits > 0 {
+            self.counters
+                .session_throttle_waits
+                .fetch_add(u64::from(waits), Ordering::Relaxed);
+            let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.counters
+                .session_throttle_wait_ns
+                .fetch_add(ns, Ordering::Relaxed);
+        }
         if self.role == Role::Target && !self.closed {
             let mark = match self.session.state().unanswered_commands() {
                 UnansweredCommands::None => None,

@@ -16,7 +16,9 @@
 //! listed in [`PassSummary::folders_skipped`]; the pass goes on and its state is kept.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::join_all;
 use imapmirror_protocol::client::{
@@ -306,6 +308,23 @@ impl MailboxJob {
                     inner.await
                 }
             };
+            // Back-offs the sessions waited out themselves (a command refused with a
+            // suggested wait, sent again), added up as each connection ended: all of
+            // the pass's connections have ended once `inner` is done.
+            let (session_waits, session_waited) = [&src_counters, &tgt_counters]
+                .iter()
+                .map(|c| {
+                    (
+                        c.session_throttle_waits.load(Ordering::Relaxed),
+                        Duration::from_nanos(c.session_throttle_wait_ns.load(Ordering::Relaxed)),
+                    )
+                })
+                .fold((0, Duration::ZERO), |(n, d), (m, e)| {
+                    (n + m, d.saturating_add(e))
+                });
+            if session_waits > 0 {
+                migration_metrics::throttle_waits(&self.batch, session_waits, session_waited);
+            }
             let summary = PassSummary {
                 folders: result.as_ref().map(|n| *n).unwrap_or(0),
                 folders_unchanged: PassTotals::get(&totals.unchanged) as usize,
@@ -318,6 +337,9 @@ impl MailboxJob {
                 deleted: PassTotals::get(&totals.deleted),
                 reconciled: PassTotals::get(&totals.reconciled),
                 retries: PassTotals::get(&totals.retries),
+                rate_limit_wait: PassTotals::get_wait(&totals.rate_limit_wait_ns),
+                throttle_wait: PassTotals::get_wait(&totals.throttle_wait_ns)
+                    .saturating_add(session_waited),
                 folders_skipped: totals.skipped_folders(),
                 folders_renamed: totals.renamed_folders(),
                 source_commands: src_counters.snapshot(),
@@ -391,6 +413,8 @@ impl MailboxJob {
                     })
                     .collect(),
                 unchanged_repeats: 0,
+                rate_limit_wait_ms: millis(summary.rate_limit_wait),
+                throttle_wait_ms: millis(summary.throttle_wait),
             };
             store
                 .run(move |db| db.finish_pass(mailbox, &record, Some((status, error.as_deref()))))
@@ -1102,7 +1126,9 @@ impl MailboxJob {
                     }
                 }
                 if hint.is_some() {
-                    migration_metrics::throttle_wait(&self.batch, waiting.elapsed());
+                    let waited = waiting.elapsed();
+                    migration_metrics::throttle_wait(&self.batch, waited);
+                    PassTotals::add_wait(&ctx.totals.throttle_wait_ns, waited);
                 }
             }
         }
@@ -1705,6 +1731,11 @@ fn pins(
 }
 
 /// Logs out of both sides at once: nothing waits on either answer.
+/// Whole milliseconds of `d`, as the pass history stores waits.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub(crate) async fn close_pair(src: Connection, tgt: Connection) {
     tokio::join!(src.close(), tgt.close());
 }

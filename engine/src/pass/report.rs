@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::endpoint::pool::CommandCounts;
 
@@ -53,6 +54,14 @@ pub struct PassSummary {
     pub reconciled: u64,
     /// Folder attempts retried after a connection failure or a back-off request.
     pub retries: u64,
+    /// Time copy steps waited for the endpoints' rate budgets (`--max-rate`), summed
+    /// over the pass's connections (what `imapmirror_rate_limit_wait_seconds_total`
+    /// counts, for this mailbox).
+    pub rate_limit_wait: Duration,
+    /// Time waited out because a server asked us to slow down (a throttled APPEND's
+    /// suggested back-off, or a back-off before reconnecting), summed over the pass's
+    /// connections (what `imapmirror_throttle_wait_seconds_total` counts).
+    pub throttle_wait: Duration,
     /// Folders this pass left alone (their stored state kept for the next pass).
     pub folders_skipped: Vec<SkippedFolder>,
     /// Source folders renamed since the last pass whose renames this pass followed on
@@ -150,6 +159,10 @@ pub(crate) struct PassTotals {
     pub bad_items: AtomicU64,
     /// Messages copied without the keywords the target refused.
     pub keywords_dropped: AtomicU64,
+    /// Nanoseconds waited for the rate budgets ([`PassSummary::rate_limit_wait`]).
+    pub rate_limit_wait_ns: AtomicU64,
+    /// Nanoseconds waited out for servers ([`PassSummary::throttle_wait`]).
+    pub throttle_wait_ns: AtomicU64,
     pub skipped_folders: Mutex<Vec<SkippedFolder>>,
     pub renamed_folders: Mutex<Vec<RenamedFolder>>,
     /// A pass ended by the quick check repeats the folders its full pass left out, as
@@ -164,6 +177,19 @@ impl PassTotals {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Adds `waited` to a nanosecond counter.
+    pub fn add_wait(counter: &AtomicU64, waited: Duration) {
+        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        // Saturating: a pass cannot wait 584 years, but a wrapped sum would lie.
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+            Some(t.saturating_add(ns))
+        });
+    }
+
+    pub fn get_wait(counter: &AtomicU64) -> Duration {
+        Duration::from_nanos(counter.load(Ordering::Relaxed))
     }
 
     /// Records a folder left out of the pass; once, even when a retried planning

@@ -104,6 +104,10 @@ pub struct Session<S> {
     /// Set while the write side is in the middle of a command (an unfinished APPEND
     /// upload), or after a failure that leaves the connection unusable.
     broken: Option<&'static str>,
+    /// Back-offs the server suggested and this session waited out before sending a
+    /// command again: how many, and how long in all ([`Session::throttle_waited`]).
+    throttle_waits: u32,
+    throttle_waited: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -138,6 +142,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             state,
             config,
             broken: None,
+            throttle_waits: 0,
+            throttle_waited: Duration::ZERO,
         }
     }
 
@@ -171,6 +177,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// message sizes.
     pub fn buffer_high_water_mark(&self) -> usize {
         self.decoder.high_water_mark()
+    }
+
+    /// The back-offs this session waited out because the server refused a command with
+    /// a suggested wait (then sent it again): how many, and how long in all. A caller
+    /// that reports where its time went reads them when it is done with the session.
+    pub fn throttle_waited(&self) -> (u32, Duration) {
+        (self.throttle_waits, self.throttle_waited)
     }
 
     /// A "slow down" the server sent in an untagged NO/BAD since the last call.
@@ -571,6 +584,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     throttled += 1;
                     tracing::debug!(server = %self.server(), command = %label, wait_ms = wait.as_millis() as u64, "throttled; retrying the command after the suggested back-off");
                     tokio::time::sleep(wait).await;
+                    self.throttle_waits += 1;
+                    self.throttle_waited = self.throttle_waited.saturating_add(wait);
                 }
                 _ => return c.into_result(self.server(), self.config.default_backoff),
             }
@@ -1105,6 +1120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             state: self.state,
             config: self.config,
             broken: self.broken,
+            throttle_waits: self.throttle_waits,
+            throttle_waited: self.throttle_waited,
         }
     }
 }

@@ -297,7 +297,10 @@ impl<'c, 'a> Copier<'c, 'a> {
             if messages > 0 {
                 let budgets = take_both(&src.budget, &tgt.budget, messages, bytes);
                 let stopped = tokio::select! {
-                    _ = budgets => false,
+                    waited = budgets => {
+                        PassTotals::add_wait(&ctx.totals.rate_limit_wait_ns, waited);
+                        false
+                    }
                     () = ctx.cancel.cancelled() => true,
                 };
                 if stopped {
@@ -821,6 +824,7 @@ impl<'c, 'a> Copier<'c, 'a> {
         }
         // A wait the server asked for, though no error: the APPENDs go on.
         crate::migration_metrics::throttle_wait(ctx.batch, wait);
+        PassTotals::add_wait(&ctx.totals.throttle_wait_ns, wait);
         Ok(())
     }
 

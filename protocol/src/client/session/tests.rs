@@ -416,6 +416,7 @@ async fn throttled_command_is_sent_again_after_the_suggested_back_off() {
         started.elapsed() >= Duration::from_millis(80),
         "waited as asked"
     );
+    assert_eq!(s.throttle_waited(), (2, Duration::from_millis(80)));
     drop(s);
     let seen = server.await.expect("server");
     assert_eq!(seen.len(), 3, "the same command, three times");

@@ -466,7 +466,8 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
     let first = run(&job, &h.store, PassKind::Initial);
     assert_eq!(first.copied as usize, h.corpus.len(), "{first:?}");
     assert_eq!(first.folders, never.len() + used.len(), "{first:?}");
-    // One EXAMINE and one SELECT per folder that ever held mail; none for the others.
+    // One EXAMINE per folder that ever held mail, a SELECT of the target for each that
+    // holds mail now (not for the emptied one); none for the others.
     assert_eq!(
         first.source_commands.selects,
         used.len() as u64,
@@ -474,7 +475,7 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
     );
     assert_eq!(
         first.target_commands.selects,
-        used.len() as u64,
+        used.len() as u64 - 1,
         "{first:?}"
     );
     assert_identical(&h);
@@ -494,6 +495,15 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
         never_state.marks.source_uidvalidity.is_some(),
         "{never_state:?}"
     );
+    // The emptied folder: everything below its UIDNEXT (2) is settled, the target
+    // untouched but named.
+    let emptied = folder_state(
+        &h.store,
+        find_folder(&h.store, h.mailbox, "Emptied").expect("recorded"),
+    );
+    assert_eq!(emptied.marks.highest_copied_uid, 1, "{emptied:?}");
+    assert_eq!(emptied.marks.target_name.as_deref(), Some("Emptied"));
+    assert_eq!(emptied.counters.messages, 0, "{emptied:?}");
 
     // What the first pass recorded is what the next finds unchanged, quick or full.
     let quick = run(&job, &h.store, PassKind::Incremental);
@@ -517,10 +527,17 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
         b"From: a@example.test\r\nSubject: first\r\n\r\nat last\r\n",
     )
     .expect("append");
+    c.append(
+        "Emptied",
+        &[support::Flag::Flagged],
+        None,
+        b"From: b@example.test\r\nSubject: back\r\n\r\nagain\r\n",
+    )
+    .expect("append");
     c.logout().expect("logout");
     let third = run(&job, &h.store, PassKind::Incremental);
-    assert_eq!(third.copied, 1, "{third:?}");
-    assert_eq!(third.target_commands.selects, 1, "{third:?}");
+    assert_eq!(third.copied, 2, "{third:?}");
+    assert_eq!(third.target_commands.selects, 2, "{third:?}");
     assert_identical(&h);
     let state = folder_state(
         &h.store,
@@ -528,6 +545,39 @@ fn folders_the_source_never_used_are_created_but_not_opened() {
     );
     assert!(state.marks.target_uidvalidity.is_some(), "{state:?}");
     assert_eq!(state.counters.messages, 1, "{state:?}");
+}
+
+/// A folder listed as empty is examined on the source alone; when the EXAMINE finds mail
+/// after all (a STATUS that miscounts, or mail that came in between), the target is
+/// opened and the folder copied as usual: nothing is lost to the shortcut.
+#[test]
+fn folders_listed_empty_but_holding_mail_are_copied_whole() {
+    let h = start(60, 61);
+    let source = relay(
+        h.source.plain_addr(),
+        Faults {
+            status_says_empty: true,
+            ..Faults::default()
+        },
+    );
+    let job = job_between(&h, source.addr, h.target.plain_addr(), options());
+    let first = run(&job, &h.store, PassKind::Initial);
+    assert_eq!(first.copied as usize, h.corpus.len(), "{first:?}");
+    let (_, used) = folders_by_use(&h.source);
+    assert_eq!(
+        first.source_commands.selects,
+        used.len() as u64,
+        "{first:?}"
+    );
+    assert_eq!(
+        first.target_commands.selects,
+        used.len() as u64,
+        "{first:?}"
+    );
+    assert_identical(&h);
+    let again = run(&job, &h.store, PassKind::Incremental);
+    assert_eq!(again.copied, 0, "{again:?}");
+    assert_identical(&h);
 }
 
 /// The messages of `folder` as the kit reads them (bytes, flags, dates).
@@ -877,6 +927,9 @@ struct Faults {
     throttle_selects: usize,
     /// Remove `[APPENDUID ...]` from tagged OKs: a target without UIDPLUS.
     strip_appenduid: bool,
+    /// Answer every STATUS with `MESSAGES 0`: a server whose STATUS miscounts, or mail
+    /// that arrives between the listing and the EXAMINE.
+    status_says_empty: bool,
     /// Once: hold the first APPEND command the client sends, in full, for `.0`; then
     /// close the client's side (it sees the connection drop while awaiting the answer)
     /// and hand the command to the server `.1` later. The server commits an APPEND the
@@ -924,6 +977,22 @@ impl CommandCollector {
 }
 
 /// Removes the APPENDUID code from a response line, keeping every other byte.
+/// An untagged STATUS line with its MESSAGES count set to 0; any other line as it is.
+fn status_without_messages(line: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(line);
+    if !text.starts_with("* STATUS ") {
+        return line.to_vec();
+    }
+    let Some(at) = text.find("MESSAGES ") else {
+        return line.to_vec();
+    };
+    let digits = at + "MESSAGES ".len();
+    let end = text[digits..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(text.len(), |n| digits + n);
+    format!("{}0{}", &text[..digits], &text[end..]).into_bytes()
+}
+
 fn without_appenduid(line: &[u8]) -> Vec<u8> {
     let needle = b"[APPENDUID ";
     let Some(at) = line.windows(needle.len()).position(|w| w == needle) else {
@@ -1050,13 +1119,14 @@ fn relay(upstream: std::net::SocketAddr, faults: Faults) -> Relay {
                     loop {
                         let Ok(k) = sr.read(&mut buf).await else { return };
                         if k == 0 { return; }
-                        if faults.strip_appenduid {
+                        if faults.strip_appenduid || faults.status_says_empty {
                             down_total.fetch_add(k, Ordering::SeqCst);
                             pending_line.extend_from_slice(&buf[..k]);
                             let mut out = Vec::new();
                             while let Some(end) = pending_line.windows(2).position(|w| w == b"\r\n") {
                                 let one: Vec<u8> = pending_line.drain(..end + 2).collect();
-                                out.extend(without_appenduid(&one));
+                                let one = if faults.status_says_empty { status_without_messages(&one) } else { one };
+                                out.extend(if faults.strip_appenduid { without_appenduid(&one) } else { one });
                             }
                             if cw_down.lock().await.write_all(&out).await.is_err() { return; }
                             continue;

@@ -133,8 +133,7 @@ pub fn never_used_folder(
 ) -> Option<FolderMarks> {
     let validity = source.uid_validity?;
     let never_used = source.uid_next == Some(1) && source.messages == Some(0);
-    let nothing_recorded = counters.messages == 0
-        && counters.skipped == 0
+    let nothing_recorded = nothing_mapped(counters)
         && marks.highest_copied_uid == 0
         && marks.source_uidvalidity.is_none_or(|v| v == validity);
     if !(never_used && nothing_recorded) {
@@ -146,6 +145,66 @@ pub fn never_used_folder(
         highest_modseq_seen: source.highest_modseq,
         ..marks.clone()
     })
+}
+
+/// Whether a folder the pass must look at may be one the source emptied: its listing
+/// says it holds no message, and nothing of it is recorded (no map, no skipped item, the
+/// same or no source UIDVALIDITY). Such a folder is examined on the source first, and
+/// the target is opened only if the EXAMINE finds mail after all ([`emptied_folder`]).
+pub fn may_be_emptied(
+    marks: &FolderMarks,
+    counters: &FolderCounters,
+    listed: &StatusValues,
+) -> bool {
+    listed.messages == Some(0)
+        && nothing_mapped(counters)
+        && !matches!(
+            (marks.source_uidvalidity, listed.uid_validity),
+            (Some(stored), Some(now)) if stored != now
+        )
+}
+
+/// The marks a pass records for a folder the source's EXAMINE (`examined`) found empty,
+/// without opening the target; `None` when the folder must be synced as usual.
+///
+/// EXISTS 0 after EXAMINE is the server's word that no message is there: every UID below
+/// UIDNEXT was given out and is gone, and a message that comes later gets a UID at or
+/// above UIDNEXT (RFC 3501 2.3.1.1: UIDs only grow within a UIDVALIDITY). So the
+/// watermark may rise to UIDNEXT − 1 with nothing copied, as a pass that copied the
+/// folder would set it. With nothing of the folder recorded there is no flag to carry
+/// and no deletion to mirror, so the target has nothing to do: its UIDVALIDITY is
+/// recorded from its STATUS when known, and otherwise the pass that first copies into
+/// the folder selects it and records it before its first APPEND. Unlike
+/// [`never_used_folder`], this trusts the EXAMINE, never a STATUS alone: a server whose
+/// STATUS miscounted would otherwise cost messages forever.
+pub fn emptied_folder(
+    marks: &FolderMarks,
+    counters: &FolderCounters,
+    examined: &StatusValues,
+    target: Option<&StatusValues>,
+) -> Option<FolderMarks> {
+    let validity = examined.uid_validity?;
+    let next = examined.uid_next?;
+    if examined.messages != Some(0)
+        || !nothing_mapped(counters)
+        || marks.source_uidvalidity.is_some_and(|v| v != validity)
+    {
+        return None;
+    }
+    Some(FolderMarks {
+        source_uidvalidity: Some(validity),
+        target_uidvalidity: target
+            .and_then(|t| t.uid_validity)
+            .or(marks.target_uidvalidity),
+        highest_copied_uid: marks.highest_copied_uid.max(next.saturating_sub(1)),
+        highest_modseq_seen: examined.highest_modseq,
+        ..marks.clone()
+    })
+}
+
+/// Nothing of the folder is mapped or skipped: no target message depends on the marks.
+fn nothing_mapped(counters: &FolderCounters) -> bool {
+    counters.messages == 0 && counters.skipped == 0
 }
 
 #[cfg(test)]
@@ -357,6 +416,92 @@ mod tests {
         };
         assert_eq!(
             never_used_folder(&other_validity, &none, &status(7, 1, 1, 0), None),
+            None
+        );
+    }
+
+    #[test]
+    fn an_examined_empty_folder_with_nothing_recorded_needs_no_target() {
+        let fresh = FolderMarks::default();
+        let none = FolderCounters::default();
+        // Listed with no message: examined first.
+        assert!(may_be_emptied(&fresh, &none, &status(7, 5, 3, 0)));
+        assert!(!may_be_emptied(&fresh, &none, &status(7, 5, 3, 1)));
+        let unknown = StatusValues {
+            uid_validity: Some(7),
+            ..StatusValues::default()
+        };
+        assert!(!may_be_emptied(&fresh, &none, &unknown));
+
+        // EXISTS 0: the watermark rises below UIDNEXT, the target is not needed.
+        let marks = emptied_folder(&fresh, &none, &status(7, 5, 3, 0), None).expect("emptied");
+        assert_eq!(marks.source_uidvalidity, Some(7));
+        assert_eq!(marks.highest_copied_uid, 4);
+        assert_eq!(marks.highest_modseq_seen, Some(3));
+        assert_eq!(marks.target_uidvalidity, None);
+        // The target's UIDVALIDITY is taken from its STATUS when the listing had it.
+        let marks = emptied_folder(
+            &fresh,
+            &none,
+            &status(7, 5, 3, 0),
+            Some(&status(9, 1, 1, 0)),
+        )
+        .expect("emptied");
+        assert_eq!(marks.target_uidvalidity, Some(9));
+        // A watermark never falls.
+        let ahead = FolderMarks {
+            source_uidvalidity: Some(7),
+            highest_copied_uid: 40,
+            ..FolderMarks::default()
+        };
+        assert!(may_be_emptied(&ahead, &none, &status(7, 41, 3, 0)));
+        let marks = emptied_folder(&ahead, &none, &status(7, 5, 3, 0), None).expect("emptied");
+        assert_eq!(marks.highest_copied_uid, 40);
+    }
+
+    #[test]
+    fn a_folder_the_examine_finds_mail_in_or_with_a_map_is_synced_as_usual() {
+        let fresh = FolderMarks::default();
+        let none = FolderCounters::default();
+        // Mail arrived between the listing and the EXAMINE (or the STATUS miscounted).
+        assert_eq!(
+            emptied_folder(&fresh, &none, &status(7, 6, 4, 1), None),
+            None
+        );
+        // Without a UIDNEXT no watermark can be set.
+        let no_next = StatusValues {
+            uid_validity: Some(7),
+            messages: Some(0),
+            ..StatusValues::default()
+        };
+        assert_eq!(emptied_folder(&fresh, &none, &no_next, None), None);
+        // A map or skipped items: deletions and flags may concern the target.
+        let copied = state(10, Some(50), 10);
+        assert!(!may_be_emptied(
+            &copied.marks,
+            &copied.counters,
+            &status(7, 11, 60, 0)
+        ));
+        assert_eq!(
+            emptied_folder(&copied.marks, &copied.counters, &status(7, 11, 60, 0), None),
+            None
+        );
+        let skipped_only = FolderCounters {
+            skipped: 1,
+            ..FolderCounters::default()
+        };
+        assert_eq!(
+            emptied_folder(&fresh, &skipped_only, &status(7, 5, 3, 0), None),
+            None
+        );
+        // A new source UIDVALIDITY: the old marks say nothing of the new folder.
+        let other_validity = FolderMarks {
+            source_uidvalidity: Some(6),
+            ..FolderMarks::default()
+        };
+        assert!(!may_be_emptied(&other_validity, &none, &status(7, 5, 3, 0)));
+        assert_eq!(
+            emptied_folder(&other_validity, &none, &status(7, 5, 3, 0), None),
             None
         );
     }

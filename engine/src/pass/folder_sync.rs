@@ -38,7 +38,9 @@ pub(crate) use sync_context::{FolderTask, LabelFolder, SyncContext, SyncSettings
 
 use crate::endpoint::pool::{CommandCounters, Connection};
 use crate::error::Error;
-use crate::pass::folder_check::{CheckOptions, FlagSync, FolderWork, StatusValues, decide};
+use crate::pass::folder_check::{
+    CheckOptions, FlagSync, FolderWork, StatusValues, decide, emptied_folder, may_be_emptied,
+};
 use crate::pass::reconcile::{CandidatePool, Found, Wanted};
 use crate::pass::report::{FolderSkipReason, PassTotals, Progress, SkippedFolder};
 
@@ -106,17 +108,68 @@ pub(crate) async fn sync_folder(
         folder: task.source_name.clone(),
     });
 
-    // Both folders opened at once: one round trip where a folder's fixed cost matters
-    // most (many small mailboxes). Pending groups are still reconciled on the target
-    // before anything of the source is read; EXAMINE reads nothing but the status.
-    CommandCounters::bump(&tgt.counters.selects);
-    CommandCounters::bump(&src.counters.selects);
-    let (t_sel, s_sel) = tokio::join!(
-        tgt.session
-            .select(MailboxName::Unicode(&task.target_name), false),
-        src.session
-            .examine(MailboxName::Wire(&task.source_wire), condstore),
-    );
+    let (t_sel, s_sel) = if pending.is_empty()
+        && !every_pass
+        && may_be_emptied(&state.marks, &state.counters, &task.source_status)
+    {
+        // Listed without a message, and nothing of it recorded: the source's EXAMINE
+        // alone may settle it (a Trash or Junk emptied before the first pass, or again
+        // since), and the target's SELECT, for which a server builds the folder's
+        // index, is left out. Found with mail after all, it goes on as below.
+        CommandCounters::bump(&src.counters.selects);
+        let s_sel = src
+            .session
+            .examine(MailboxName::Wire(&task.source_wire), condstore)
+            .await;
+        if let Ok(examined) = &s_sel
+            && let Some(marks) = emptied_folder(
+                &state.marks,
+                &state.counters,
+                &StatusValues {
+                    uid_validity: examined.uid_validity,
+                    uid_next: examined.uid_next,
+                    highest_modseq: examined.highest_modseq,
+                    messages: Some(examined.exists),
+                },
+                task.target_status.as_ref(),
+            )
+        {
+            let marks = FolderMarks {
+                target_name: Some(task.target_name.clone()),
+                ..marks
+            };
+            store
+                .run(move |db| db.update_folder_marks(folder, |m| *m = marks))
+                .await
+                .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
+            (ctx.progress)(Progress::FolderFinished {
+                folder: task.source_name.clone(),
+                copied: 0,
+                skipped: 0,
+                unchanged: false,
+            });
+            return Ok(FolderResult::Synced);
+        }
+        CommandCounters::bump(&tgt.counters.selects);
+        let t_sel = tgt
+            .session
+            .select(MailboxName::Unicode(&task.target_name), false)
+            .await;
+        (t_sel, s_sel)
+    } else {
+        // Both folders opened at once: one round trip where a folder's fixed cost
+        // matters most (many small mailboxes). Pending groups are still reconciled on
+        // the target before anything of the source is read; EXAMINE reads nothing but
+        // the status.
+        CommandCounters::bump(&tgt.counters.selects);
+        CommandCounters::bump(&src.counters.selects);
+        tokio::join!(
+            tgt.session
+                .select(MailboxName::Unicode(&task.target_name), false),
+            src.session
+                .examine(MailboxName::Wire(&task.source_wire), condstore),
+        )
+    };
     let t_sel =
         t_sel.map_err(ctx.imap_err(format!("opening the target folder `{}`", task.target_name)))?;
     let Some(t_validity) = t_sel.uid_validity else {

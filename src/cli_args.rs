@@ -313,8 +313,9 @@ pub enum IfExistsArg {
 
 #[derive(Debug, Args)]
 pub struct BatchAddArgs {
-    /// Letters, digits, `-` and `_`.
-    pub name: String,
+    /// Letters, digits, `-` and `_`; without it, the migration file's name without its
+    /// extension (`wave-1.csv` adds batch `wave-1`), as Exchange names a new batch.
+    pub name: Option<String>,
     /// The migration file (CSV: EmailAddress, UserName, Password, ...).
     #[arg(long, value_name = "FILE")]
     pub csv: PathBuf,

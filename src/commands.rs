@@ -436,6 +436,23 @@ async fn batch(dir: &Path, command: BatchCommand, quiet: bool) -> anyhow::Result
     }
 }
 
+/// The batch name `batch add` takes when none is given: the migration file's name
+/// without its extension, when that is a batch name.
+fn batch_name_of_file(csv: &Path) -> anyhow::Result<String> {
+    let stem = csv
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if storage::is_valid_name(&stem) {
+        return Ok(stem);
+    }
+    Err(BadRequest(format!(
+        "The batch has no name, and the migration file's name `{stem}` ({}) cannot be one: give the batch a NAME of letters, digits, `-` and `_` (`imapmirror batch add NAME --csv ...`), or rename the file.",
+        csv.display()
+    ))
+    .into())
+}
+
 async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
     let display_name = args.csv.display().to_string();
     let bytes = std::fs::read(&args.csv).map_err(|e| {
@@ -443,6 +460,10 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
             "The migration file {display_name} cannot be read ({e}): check the path and that it is readable by this user."
         ))
     })?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => batch_name_of_file(&args.csv)?,
+    };
     let file = MigrationFile::parse(&bytes, &display_name)?;
     for (column, header) in &file.ignored_columns {
         note!(
@@ -451,7 +472,7 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
     }
     let request = Request::BatchAdd {
         settings: BatchSettings {
-            name: args.name.clone(),
+            name,
             source_endpoint: args.source.clone(),
             target_endpoint: args.target.clone(),
             excluded_folders: args.exclude.clone(),

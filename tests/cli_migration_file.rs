@@ -207,6 +207,35 @@ fn a_good_file_is_counted_and_wrong_requests_exit_2() {
     cli.ok(&["endpoint", "remove", "src"]);
 }
 
+/// Without a NAME the batch is named after its migration file, as Exchange names a new
+/// batch; a file whose name cannot be a batch name is refused with exit 2, nothing stored.
+#[test]
+fn a_batch_without_a_name_takes_its_files_name() {
+    let cli = cli_with_endpoints();
+    let rows = b"EmailAddress,UserName,Password,TargetPassword\r\na@example.test,a,pw-a,t-a\r\n";
+    let path = cli.file("Wave_7-east.csv", rows);
+    let out = cli.ok(&[
+        "batch", "add", "--csv", &path, "--source", "src", "--target", "tgt",
+    ]);
+    assert!(out.contains("Wave_7-east"), "{out}");
+    let status = cli.json(&["batch", "status", "Wave_7-east", "--json"]);
+    assert_eq!(status["mailboxes_total"], 1, "{status:#}");
+    let spaced = cli.file("wave 8.csv", rows);
+    let err = cli.fails(
+        &[
+            "batch", "add", "--csv", &spaced, "--source", "src", "--target", "tgt",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("`wave 8`") && err.contains("give the batch a NAME"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    let list = cli.json(&["batch", "status", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list:#}");
+}
+
 /// `--shard I/N` splits one file over N workers, each with its own state directory: every
 /// row lands in exactly one shard (the file checks still cover the whole file on every
 /// worker), and the shard comes from `IMAPMIRROR_SHARD` too (for indexed jobs).

@@ -244,14 +244,19 @@ pub struct EndpointRecord {
     pub created: Timestamp,
 }
 
-/// Checks a user-chosen name (endpoint or batch): it becomes part of keys and file names.
-pub(crate) fn validate_name(kind: &'static str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// Whether `name` may name an endpoint or a batch: 1 to 64 letters, digits, `-` and `_`
+/// (it becomes part of keys and file names).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks a user-chosen name (endpoint or batch) ([`is_valid_name`]).
+pub(crate) fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(StoreError::InvalidName {

@@ -75,7 +75,7 @@ pub use database::{Database, FlushCounters, SCHEMA_VERSION, StoreOptions};
 pub use endpoints::{
     AdminFormat, AuthMechanism, DEFAULT_MAX_CONCURRENT_MIGRATIONS, DEFAULT_MAX_CONCURRENT_SYNCS,
     EndpointRecord, EndpointSettings, MaxRate, OAuthProvider, OAuthSettings, Provider, RatePeriod,
-    RateUnit, Security,
+    RateUnit, Security, is_valid_name,
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use folder_state::{FolderCounters, FolderMarks, FolderState};

@@ -363,8 +363,9 @@ pub struct BatchAddArgs {
     /// endpoint (logged in with its admin credentials): a text summary, with the CSV of
     /// `batch report NAME --format csv` attached as NAME-report.csv. No SMTP needed; a
     /// failed delivery is logged and shown by `batch status`, and never fails the pass.
+    /// Give it again to send copies to other addresses (each into its own INBOX).
     #[arg(long, value_name = "ADDRESS")]
-    pub report_mailbox: Option<String>,
+    pub report_mailbox: Vec<String>,
     /// Keep only this shard of the file's rows (by a fixed hash of EmailAddress), to split
     /// one batch over COUNT machines, each with its own state directory: 0/4 ... 3/4.
     #[arg(long, value_name = "INDEX/COUNT", env = "IMAPMIRROR_SHARD", value_parser = parse_shard)]

@@ -493,7 +493,8 @@ async fn batch_add(dir: &Path, args: BatchAddArgs) -> anyhow::Result<ExitCode> {
         start: args.start,
         shard: args.shard.map(Into::into),
         update_existing: args.if_exists == IfExistsArg::Update,
-        report_mailbox: args.report_mailbox.clone(),
+        report_mailbox: args.report_mailbox.first().cloned(),
+        report_copies: args.report_mailbox.iter().skip(1).cloned().collect(),
     };
     let access = state_access::open(dir, None).await?;
     match access.execute(request).await? {

@@ -143,6 +143,7 @@ mod tests {
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,
+            report_copies: vec![],
         }
     }
 

@@ -301,14 +301,23 @@ pub fn batch_detail(b: &BatchSummary) -> String {
         target_recheck(b.target_recheck_secs)
     );
     if let Some(mailbox) = &b.report_mailbox {
-        let last = match (&b.report_delivery_error, &b.report_delivered) {
-            (Some(error), _) => format!("the last delivery failed: {error}"),
-            (None, Some(at)) => format!("last delivered {at}"),
-            (None, None) => "none delivered yet".to_owned(),
-        };
+        let last = last_delivery(&b.report_delivery_error, &b.report_delivered);
         let _ = writeln!(out, "  report mailbox: {mailbox} ({last})");
     }
+    for copy in &b.report_copies {
+        let last = last_delivery(&copy.delivery_error, &copy.delivered);
+        let _ = writeln!(out, "  report copy: {} ({last})", copy.address);
+    }
     out
+}
+
+/// How a report mailbox's last delivery went, in words.
+fn last_delivery(error: &Option<String>, delivered: &Option<String>) -> String {
+    match (error, delivered) {
+        (Some(error), _) => format!("the last delivery failed: {error}"),
+        (None, Some(at)) => format!("last delivered {at}"),
+        (None, None) => "none delivered yet".to_owned(),
+    }
 }
 
 /// How long a pass with nothing new on the source trusts the target (`batch add

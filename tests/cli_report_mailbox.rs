@@ -3,7 +3,8 @@
 //! reads — the subject and summary say how the pass went, and the attached CSV is, byte for
 //! byte, what `batch report --format csv` prints. A second pass delivers a second report.
 //! A report mailbox the target refuses fails the delivery, which `batch status` shows,
-//! and not the pass.
+//! and not the pass. `--report-mailbox` given again sends copies to other addresses (as
+//! Exchange sends copies of its reports to other users), each delivered on its own.
 
 #![forbid(unsafe_code)]
 
@@ -56,7 +57,13 @@ fn inbox(server: &Dovecot, user: &str) -> Vec<Vec<u8>> {
 }
 
 /// Checks one delivered report against the batch as the CLI shows it now.
-fn check_report(cli: &Cli, raw: &[u8], batch: &str, pass: u64, synced: u64, failed: u64) {
+fn check_report(
+    cli: &Cli,
+    raw: &[u8],
+    to: &str,
+    (batch, pass): (&str, u64),
+    (synced, failed): (u64, u64),
+) {
     let message = MessageParser::default()
         .parse(raw)
         .expect("the report parses as a message");
@@ -79,7 +86,7 @@ fn check_report(cli: &Cli, raw: &[u8], batch: &str, pass: u64, synced: u64, fail
             .to()
             .and_then(|a| a.first())
             .and_then(|a| a.address()),
-        Some(REPORTS.0)
+        Some(to)
     );
     assert!(message.date().is_some() && message.message_id().is_some());
     let status = cli.status(batch);
@@ -191,7 +198,7 @@ fn every_pass_delivers_its_report_into_the_mailbox_and_a_refused_one_fails_nothi
     }
     let delivered = inbox(&target, REPORTS.0);
     assert_eq!(delivered.len(), 1, "one report after one pass");
-    check_report(&cli, &delivered[0], "b", 1, 2, 1);
+    check_report(&cli, &delivered[0], REPORTS.0, ("b", 1), (2, 1));
     let message = MessageParser::default()
         .parse(&delivered[0])
         .expect("parses");
@@ -219,24 +226,28 @@ fn every_pass_delivers_its_report_into_the_mailbox_and_a_refused_one_fails_nothi
     .assert_equal();
     let delivered = inbox(&target, REPORTS.0);
     assert_eq!(delivered.len(), 2, "a second report after the second pass");
-    check_report(&cli, &delivered[1], "b", 2, 2, 1);
+    check_report(&cli, &delivered[1], REPORTS.0, ("b", 2), (2, 1));
 
-    // A report mailbox the target refuses (no such user): the pass succeeds, the
-    // failed delivery is in `batch status`, and nothing arrived anywhere.
+    // A report mailbox the target refuses (no such user), with a copy to the reports
+    // mailbox: the pass succeeds, the failed delivery is in `batch status`, and the copy
+    // arrives all the same. An address given twice is refused.
     let csv = cli.file("carol.csv", &migration_file(&[(CAROL.0, CAROL.0, CAROL.1)]));
-    cli.ok(&[
-        "batch",
-        "add",
-        "c",
-        "--csv",
-        &csv,
-        "--source",
-        "src",
-        "--target",
-        "tgt",
-        "--report-mailbox",
-        "nobody@example.test",
-    ]);
+    let add_c = |addresses: &[&str]| {
+        let mut args = vec![
+            "batch", "add", "c", "--csv", &csv, "--source", "src", "--target", "tgt",
+        ];
+        for a in addresses {
+            args.extend(["--report-mailbox", a]);
+        }
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let twice = add_c(&["nobody@example.test", REPORTS.0, "Reports@example.test"]);
+    let twice: Vec<&str> = twice.iter().map(String::as_str).collect();
+    let err = cli.fails(&twice, 2);
+    assert!(err.contains("given twice"), "{err}");
+    let add = add_c(&["nobody@example.test", REPORTS.0]);
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    cli.ok(&add);
     let run = cli.run(&["batch", "start", "c", "--wait"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     verify_users(
@@ -266,9 +277,27 @@ fn every_pass_delivers_its_report_into_the_mailbox_and_a_refused_one_fails_nothi
         "{}",
         run.stderr
     );
+    let delivered = inbox(&target, REPORTS.0);
     assert_eq!(
-        inbox(&target, REPORTS.0).len(),
-        2,
-        "batch b's two reports only"
+        delivered.len(),
+        3,
+        "batch b's two reports and the copy of c's"
+    );
+    check_report(&cli, &delivered[2], REPORTS.0, ("c", 1), (1, 0));
+    assert_eq!(
+        status["report_copies"][0]["address"], REPORTS.0,
+        "{status:#}"
+    );
+    assert!(
+        status["report_copies"][0]["delivered"].is_string(),
+        "{status:#}"
+    );
+    assert!(
+        status["report_copies"][0]["delivery_error"].is_null(),
+        "{status:#}"
+    );
+    assert!(
+        text.contains(&format!("report copy: {} (last delivered ", REPORTS.0)),
+        "{text}"
     );
 }

@@ -110,6 +110,26 @@ pub struct BatchRecord {
     /// records written before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_mailbox: Option<ReportMailbox>,
+    /// Further addresses that get a copy of every report (`--report-mailbox` given more
+    /// than once: Exchange sends copies of its migration reports to other users); absent
+    /// in records written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_copies: Vec<ReportMailbox>,
+}
+
+impl BatchRecord {
+    /// Every mailbox that gets the report: the report mailbox, then its copies.
+    pub fn report_mailboxes(&self) -> impl Iterator<Item = &ReportMailbox> {
+        self.report_mailbox.iter().chain(&self.report_copies)
+    }
+
+    /// The report mailbox or copy of `address`.
+    pub fn report_mailbox_mut(&mut self, address: &str) -> Option<&mut ReportMailbox> {
+        self.report_mailbox
+            .iter_mut()
+            .chain(&mut self.report_copies)
+            .find(|r| r.address == address)
+    }
 }
 
 /// One shard of a migration file: `index` counted from 0, of `count`.
@@ -226,6 +246,7 @@ impl Database {
             shard: None,
             passes_finished: 0,
             report_mailbox: None,
+            report_copies: Vec::new(),
         };
         let written = self.write_new_mailboxes(id, mailboxes, now).and_then(|()| {
             let mut batch = WriteSet::default();
@@ -435,6 +456,10 @@ mod tests {
                     error: Some("login refused".into()),
                 }),
             }),
+            report_copies: vec![ReportMailbox {
+                address: "team@example.test".into(),
+                last_delivery: None,
+            }],
         }
     }
 
@@ -461,10 +486,12 @@ mod tests {
         let fields = json.as_object_mut().expect("object");
         fields.remove("passes_finished");
         fields.remove("report_mailbox");
+        fields.remove("report_copies");
         let old = encode_json(&json, "batch").expect("encodes");
         let read: BatchRecord = decode_json(&old).expect("an old record reads");
         assert_eq!(read.passes_finished, 0);
         assert_eq!(read.report_mailbox, None);
+        assert!(read.report_copies.is_empty());
         assert_eq!(read.settings, record().settings);
     }
 
@@ -475,8 +502,25 @@ mod tests {
         // Without a report mailbox the record has no trace of one.
         let mut plain = record();
         plain.report_mailbox = None;
+        plain.report_copies.clear();
         let text =
             String::from_utf8_lossy(&encode_json(&plain, "batch").expect("encodes")).into_owned();
-        assert!(!text.contains("report_mailbox"), "{text}");
+        assert!(!text.contains("report_"), "{text}");
+    }
+
+    #[test]
+    fn the_report_goes_to_the_mailbox_then_its_copies() {
+        let mut r = record();
+        let all: Vec<&str> = r.report_mailboxes().map(|m| m.address.as_str()).collect();
+        assert_eq!(all, ["admin@example.test", "team@example.test"]);
+        r.report_mailbox_mut("team@example.test")
+            .expect("a copy")
+            .last_delivery = Some(ReportDelivery {
+            pass: 3,
+            at: Timestamp::from_unix_millis(1),
+            error: None,
+        });
+        assert!(r.report_copies[0].last_delivery.is_some());
+        assert!(r.report_mailbox_mut("other@example.test").is_none());
     }
 }

@@ -216,6 +216,7 @@ mod tests {
             shard,
             passes_finished: 0,
             report_mailbox: None,
+            report_copies: Vec::new(),
         }
     }
 

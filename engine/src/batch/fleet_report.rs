@@ -278,6 +278,20 @@ fn totals<'a>(
             t.report_delivery_error = s.report_delivery_error.clone();
         }
         t.report_mailbox = t.report_mailbox.take().or(s.report_mailbox.clone());
+        for copy in &s.report_copies {
+            match t
+                .report_copies
+                .iter_mut()
+                .find(|c| c.address == copy.address)
+            {
+                None => t.report_copies.push(copy.clone()),
+                Some(c) if c.delivery_error.is_none() && copy.delivery_error.is_some() => {
+                    c.delivery_error = copy.delivery_error.clone();
+                    c.delivered = None;
+                }
+                Some(_) => {}
+            }
+        }
     }
     t
 }
@@ -429,6 +443,7 @@ mod tests {
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,
+            report_copies: vec![],
         }
     }
 

@@ -55,6 +55,22 @@ pub struct BatchSummary {
     /// Why the last delivery failed (cleared by the next one that succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_delivery_error: Option<String>,
+    /// Further addresses that get a copy of every report, with how their last delivery
+    /// went (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_copies: Vec<ReportCopyView>,
+}
+
+/// A further address that gets a copy of the batch report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportCopyView {
+    pub address: String,
+    /// When the last copy was delivered (absent after a failure, or before any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<String>,
+    /// Why the last delivery failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
 }
 
 /// One mailbox (`batch users --json`).
@@ -218,6 +234,19 @@ pub fn batch_summary(db: &Database, batch: &BatchRecord) -> Result<BatchSummary,
             .filter(|d| d.error.is_none())
             .map(|d| rfc3339(d.at)),
         report_delivery_error: last_delivery.and_then(|d| d.error.clone()),
+        report_copies: batch
+            .report_copies
+            .iter()
+            .map(|r| ReportCopyView {
+                address: r.address.clone(),
+                delivered: r
+                    .last_delivery
+                    .as_ref()
+                    .filter(|d| d.error.is_none())
+                    .map(|d| rfc3339(d.at)),
+                delivery_error: r.last_delivery.as_ref().and_then(|d| d.error.clone()),
+            })
+            .collect(),
     })
 }
 
@@ -582,6 +611,7 @@ mod tests {
             report_mailbox: None,
             report_delivered: None,
             report_delivery_error: None,
+            report_copies: vec![],
         }
     }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use imapmirror_protocol::{AppendMessage, LiteralBody, MailboxName};
-use imapmirror_storage::{BatchRecord, Database, EndpointRecord, ReportDelivery, Timestamp};
+use imapmirror_storage::{
+    BatchRecord, Database, EndpointRecord, ReportDelivery, ReportMailbox, Timestamp,
+};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
@@ -54,6 +56,44 @@ pub fn check_address(address: &str) -> Result<(), Error> {
     }
 }
 
+/// The addresses `batch add --report-mailbox` gave, the report mailbox first: each once.
+pub fn report_mailboxes(first: Option<String>, copies: Vec<String>) -> Result<Vec<String>, Error> {
+    let all: Vec<String> = first.into_iter().chain(copies).collect();
+    for (i, address) in all.iter().enumerate() {
+        if all[..i].iter().any(|a| a.eq_ignore_ascii_case(address)) {
+            return Err(Error::InvalidSetting {
+                problem: format!(
+                    "--report-mailbox {address} is given twice: give each address once"
+                ),
+            });
+        }
+    }
+    Ok(all)
+}
+
+/// Makes `addresses` the batch's report mailbox and copies, in that order; an address it
+/// held already keeps its last delivery.
+pub fn set_report_mailboxes(batch: &mut BatchRecord, addresses: Vec<String>) {
+    let mut held: Vec<ReportMailbox> = batch
+        .report_mailbox
+        .take()
+        .into_iter()
+        .chain(std::mem::take(&mut batch.report_copies))
+        .collect();
+    let mut mailboxes =
+        addresses.into_iter().map(
+            |address| match held.iter().position(|r| r.address == address) {
+                Some(i) => held.swap_remove(i),
+                None => ReportMailbox {
+                    address,
+                    last_delivery: None,
+                },
+            },
+        );
+    batch.report_mailbox = mailboxes.next();
+    batch.report_copies = mailboxes.collect();
+}
+
 /// The login that opens `address`'s mailbox on the target: the endpoint's admin
 /// credentials, or its XOAUTH2 grant (an app token acting for `address`).
 pub fn report_login(address: &str, target: &EndpointAccess) -> Result<LoginMethod, Error> {
@@ -85,13 +125,29 @@ pub struct ReportJob {
     pub login: LoginMethod,
 }
 
-/// Reads what the report of the pass that just ended over `batch` needs, if the batch has
-/// a report mailbox; runs inside a storage job. `Err` carries the pass number with it, so
-/// the failure can be recorded against that pass.
-pub fn prepare(db: &Database, batch: &BatchRecord) -> Option<Result<ReportJob, (u64, Error)>> {
-    let mailbox = batch.report_mailbox.as_ref()?;
+/// A report that could not be prepared for one of the batch's report mailboxes.
+#[derive(Debug)]
+pub struct Unprepared {
+    pub address: String,
+    /// The pass it was to report, so that the failure is recorded against it.
+    pub pass: u64,
+    /// Why, as a sentence for the log and `batch status`.
+    pub error: String,
+}
+
+/// Reads what the report of the pass that just ended over `batch` needs, for each of its
+/// report mailboxes (none: nothing to deliver); runs inside a storage job.
+pub fn prepare(db: &Database, batch: &BatchRecord) -> Vec<Result<ReportJob, Unprepared>> {
     let pass = batch.passes_finished;
-    let job = (|| {
+    let addresses: Vec<String> = batch
+        .report_mailboxes()
+        .map(|m| m.address.clone())
+        .collect();
+    if addresses.is_empty() {
+        return Vec::new();
+    }
+    // The report and the target are the same for every address.
+    let common = (|| -> Result<_, Error> {
         let name = &batch.settings.target_endpoint;
         let target = db
             .endpoint(name)
@@ -102,22 +158,46 @@ pub fn prepare(db: &Database, batch: &BatchRecord) -> Option<Result<ReportJob, (
             .ok_or_else(|| Error::InvalidSetting {
                 problem: format!("the target endpoint {name} no longer exists"),
             })?;
-        let login = report_login(&mailbox.address, &endpoint_access(db, &target)?)?;
-        Ok(ReportJob {
-            address: mailbox.address.clone(),
-            pass,
-            report: batch_report(db, batch)?,
-            duration: match (batch.last_sync_started, batch.last_sync_finished) {
-                (Some(a), Some(b)) if b >= a => {
-                    Some(Duration::from_millis(b.unix_millis() - a.unix_millis()))
+        let access = endpoint_access(db, &target)?;
+        Ok((target, access, batch_report(db, batch)?))
+    })()
+    .map_err(|e| e.to_string());
+    let duration = match (batch.last_sync_started, batch.last_sync_finished) {
+        (Some(a), Some(b)) if b >= a => {
+            Some(Duration::from_millis(b.unix_millis() - a.unix_millis()))
+        }
+        _ => None,
+    };
+    addresses
+        .into_iter()
+        .map(|address| {
+            let (target, access, report) = match &common {
+                Ok(c) => c,
+                Err(error) => {
+                    return Err(Unprepared {
+                        address,
+                        pass,
+                        error: error.clone(),
+                    });
                 }
-                _ => None,
-            },
-            target,
-            login,
+            };
+            match report_login(&address, access) {
+                Ok(login) => Ok(ReportJob {
+                    address,
+                    pass,
+                    report: report.clone(),
+                    duration,
+                    target: target.clone(),
+                    login,
+                }),
+                Err(e) => Err(Unprepared {
+                    address,
+                    pass,
+                    error: e.to_string(),
+                }),
+            }
         })
-    })();
-    Some(job.map_err(|e| (pass, e)))
+        .collect()
 }
 
 impl ReportJob {
@@ -185,10 +265,18 @@ impl ReportJob {
     }
 }
 
-/// Records how the delivery of pass `pass`'s report went; runs inside a storage job.
-pub fn record(db: &Database, batch: &str, pass: u64, error: Option<String>) -> Result<(), Error> {
+/// Records how the delivery of pass `pass`'s report to `address` went; runs inside a
+/// storage job. An address no longer among the batch's (changed meanwhile) is not
+/// recorded.
+pub fn record(
+    db: &Database,
+    batch: &str,
+    address: &str,
+    pass: u64,
+    error: Option<String>,
+) -> Result<(), Error> {
     db.update_batch(batch, |b| {
-        if let Some(mailbox) = b.report_mailbox.as_mut() {
+        if let Some(mailbox) = b.report_mailbox_mut(address) {
             mailbox.last_delivery = Some(ReportDelivery {
                 pass,
                 at: Timestamp::now(),
@@ -427,6 +515,7 @@ mod tests {
                 report_mailbox: Some("admin@example.test".into()),
                 report_delivered: None,
                 report_delivery_error: None,
+                report_copies: vec![],
             },
             shard: None,
             mailboxes: vec![
@@ -523,6 +612,55 @@ mod tests {
                 "Waiting in this pass, summed over connections: 45.5 s for the rate budget (--max-rate), 2.0 s for servers that asked to slow down"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn report_mailboxes_are_replaced_keeping_what_an_address_kept_went_through() {
+        let err = report_mailboxes(Some("a@x".into()), vec!["b@x".into(), "A@X".into()])
+            .expect_err("twice");
+        assert!(err.to_string().contains("given twice"), "{err}");
+        let mut batch = BatchRecord {
+            report_mailbox: Some(ReportMailbox {
+                address: "a@x".into(),
+                last_delivery: Some(ReportDelivery {
+                    pass: 4,
+                    at: Timestamp::from_unix_millis(1),
+                    error: Some("refused".into()),
+                }),
+            }),
+            id: serde_json::from_str("1").expect("a batch id"),
+            settings: imapmirror_storage::BatchSettings::new("b", "src", "tgt"),
+            status: imapmirror_storage::BatchStatus::Synced,
+            created: Timestamp::from_unix_millis(1),
+            status_changed: Timestamp::from_unix_millis(1),
+            last_sync_started: None,
+            last_sync_finished: None,
+            shard: None,
+            passes_finished: 4,
+            report_copies: Vec::new(),
+        };
+        let given = report_mailboxes(Some("b@x".into()), vec!["a@x".into()]).expect("once each");
+        set_report_mailboxes(&mut batch, given);
+        let addresses: Vec<&str> = batch
+            .report_mailboxes()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(addresses, ["b@x", "a@x"]);
+        assert_eq!(
+            batch
+                .report_mailbox
+                .as_ref()
+                .and_then(|r| r.last_delivery.as_ref()),
+            None
+        );
+        assert_eq!(
+            batch.report_copies[0]
+                .last_delivery
+                .as_ref()
+                .map(|d| d.pass),
+            Some(4),
+            "a@x keeps its failed delivery"
         );
     }
 

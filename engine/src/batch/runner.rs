@@ -857,9 +857,11 @@ impl BatchRuntime {
                         "recording the end of a pass over batch {name}"
                     )))?;
                 let notice = with_notice.then(|| notice(db, &updated));
-                let report = ended
-                    .then(|| report_delivery::prepare(db, &updated))
-                    .flatten();
+                let report = if ended {
+                    report_delivery::prepare(db, &updated)
+                } else {
+                    Vec::new()
+                };
                 Ok::<_, Error>((updated, failed, notice, report))
             })
             .await
@@ -908,47 +910,51 @@ impl BatchRuntime {
         );
     }
 
-    /// Delivers the report of the pass that just ended into the batch's report mailbox
-    /// (see [`report_delivery`]) and records how it went. Never fails the pass.
+    /// Delivers the report of the pass that just ended into each of the batch's report
+    /// mailboxes (see [`report_delivery`]), one after the other, and records how each
+    /// went. Never fails the pass.
     async fn deliver_report(
         &self,
         name: &str,
-        job: Option<Result<report_delivery::ReportJob, (u64, Error)>>,
+        jobs: Vec<Result<report_delivery::ReportJob, report_delivery::Unprepared>>,
     ) {
-        let Some(job) = job else { return };
-        let (pass, outcome) = match job {
-            Err((pass, e)) => {
-                tracing::warn!(batch = %name, pass, error = %e, "the batch report could not be prepared; the pass is not affected");
-                (pass, Err(e.to_string()))
-            }
-            Ok(job) => {
-                let outcome = match self.pool_of(&job.target, Role::Target) {
-                    Ok(pool) => job.deliver(&pool, &self.shutdown).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                match &outcome {
-                    Ok(()) => {
-                        tracing::info!(batch = %name, pass = job.pass, mailbox = %job.address, "batch report delivered")
-                    }
-                    Err(e) => {
-                        tracing::warn!(batch = %name, pass = job.pass, mailbox = %job.address, error = %e, "the batch report could not be delivered; the pass is not affected")
-                    }
+        for job in jobs {
+            let (address, pass, outcome) = match job {
+                Err(u) => {
+                    tracing::warn!(batch = %name, pass = u.pass, mailbox = %u.address, error = %u.error, "the batch report could not be prepared; the pass is not affected");
+                    (u.address, u.pass, Err(u.error))
                 }
-                (job.pass, outcome)
-            }
-        };
-        let owned = name.to_owned();
-        let recorded = self
-            .store
-            .run_value(move |db| report_delivery::record(db, &owned, pass, outcome.err()))
-            .await;
-        match recorded {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
-            }
-            Err(e) => {
-                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+                Ok(job) => {
+                    let outcome = match self.pool_of(&job.target, Role::Target) {
+                        Ok(pool) => job.deliver(&pool, &self.shutdown).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match &outcome {
+                        Ok(()) => {
+                            tracing::info!(batch = %name, pass = job.pass, mailbox = %job.address, "batch report delivered")
+                        }
+                        Err(e) => {
+                            tracing::warn!(batch = %name, pass = job.pass, mailbox = %job.address, error = %e, "the batch report could not be delivered; the pass is not affected")
+                        }
+                    }
+                    (job.address, job.pass, outcome)
+                }
+            };
+            let owned = name.to_owned();
+            let recorded = self
+                .store
+                .run_value(move |db| {
+                    report_delivery::record(db, &owned, &address, pass, outcome.err())
+                })
+                .await;
+            match recorded {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+                }
+                Err(e) => {
+                    tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+                }
             }
         }
     }

@@ -149,6 +149,9 @@ pub enum Request {
         /// Deliver the report after every pass into this address's INBOX on the target.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report_mailbox: Option<String>,
+        /// And a copy into each of these addresses' INBOXes (with `report_mailbox` only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        report_copies: Vec<String>,
     },
     BatchStart {
         name: String,
@@ -426,6 +429,7 @@ struct BatchAddOptions {
     shard: Option<storage::BatchShard>,
     update_existing: bool,
     report_mailbox: Option<String>,
+    report_copies: Vec<String>,
 }
 
 impl Control {
@@ -506,6 +510,7 @@ impl Control {
                 shard,
                 update_existing,
                 report_mailbox,
+                report_copies,
             } => {
                 let options = BatchAddOptions {
                     notify_url,
@@ -513,6 +518,7 @@ impl Control {
                     shard,
                     update_existing,
                     report_mailbox,
+                    report_copies,
                 };
                 self.batch_add(settings, rows, options).await
             }
@@ -787,6 +793,7 @@ impl Control {
             shard,
             update_existing,
             report_mailbox,
+            report_copies,
         } = options;
         let store = self.runtime.store();
         let name = settings.name.clone();
@@ -818,7 +825,8 @@ impl Control {
         }
         // Every row must be able to log in on both sides before anything is stored.
         let (source_access, target_access) = access?;
-        if let Some(address) = &report_mailbox {
+        let report_mailboxes = report_delivery::report_mailboxes(report_mailbox, report_copies)?;
+        for address in &report_mailboxes {
             report_delivery::check_address(address)?;
             report_delivery::report_login(address, &target_access)?;
         }
@@ -861,7 +869,7 @@ impl Control {
                         mailboxes,
                         shard,
                         notify_url,
-                        report_mailbox,
+                        report_mailboxes,
                         start,
                     )
                     .await;
@@ -888,12 +896,9 @@ impl Control {
                         "storing the notification URL of batch {name}"
                     ))(e));
                 }
-                if let Some(address) = report_mailbox
+                if !report_mailboxes.is_empty()
                     && let Err(e) = db.update_batch(name, |b| {
-                        b.report_mailbox = Some(storage::ReportMailbox {
-                            address,
-                            last_delivery: None,
-                        });
+                        report_delivery::set_report_mailboxes(b, report_mailboxes);
                     })
                 {
                     let _ = db.remove_batch(name);
@@ -938,7 +943,7 @@ impl Control {
         rows: Vec<storage::NewMailbox>,
         shard: Option<storage::BatchShard>,
         notify_url: Option<String>,
-        report_mailbox: Option<String>,
+        report_mailboxes: Vec<String>,
         start: bool,
     ) -> Result<Reply, Error> {
         let store = self.runtime.store();
@@ -984,19 +989,18 @@ impl Control {
                             "storing the notification URL of batch {name}"
                         )))?;
                 }
-                // A new address replaces the old one; the same address keeps its
-                // last delivery, so a repeated setup does not hide a failed one.
-                if let Some(address) = report_mailbox
-                    && batch.report_mailbox.as_ref().map(|r| &r.address) != Some(&address)
-                {
+                // New addresses replace the old ones; an address kept keeps its last
+                // delivery, so a repeated setup does not hide a failed one.
+                let reported_to: Vec<&str> = batch
+                    .report_mailboxes()
+                    .map(|r| r.address.as_str())
+                    .collect();
+                if !report_mailboxes.is_empty() && reported_to != report_mailboxes {
                     db.update_batch(&name, |b| {
-                        b.report_mailbox = Some(storage::ReportMailbox {
-                            address,
-                            last_delivery: None,
-                        });
+                        report_delivery::set_report_mailboxes(b, report_mailboxes);
                     })
                     .map_err(state_err(format!(
-                        "storing the report mailbox of batch {name}"
+                        "storing the report mailboxes of batch {name}"
                     )))?;
                 }
                 let batch = if start {

@@ -17,6 +17,9 @@
 //! `BENCH_DOVECOT_CONFIG` (lines added to every server's configuration, `\n` for a
 //! newline),
 //! `BENCH_NO_CHANGE` (10),
+//! `BENCH_EMPTIED` (source folders of phase B to leave emptied, comma-separated, e.g.
+//! `Trash,Junk`: each gets a copy of the user's INBOX, then is expunged, as a user's Trash
+//! is after "empty trash"; default none),
 //! `BENCH_OUT` (where logs and hang dumps go; default
 //! `target/bench-many-mailboxes/<unix time>`).
 //!
@@ -1716,6 +1719,19 @@ fn phase_a(cfg: &Config) -> Result<PhaseA, KitError> {
     Ok(a)
 }
 
+/// `BENCH_EMPTIED`: leaves each named folder of every user emptied (UIDs given out, no
+/// message left), the shape a real mailbox's Trash and Junk have; every user's INBOX is
+/// copied there and expunged, one doveadm call each for all users.
+fn empty_folders(source: &Dovecot) -> Result<(), KitError> {
+    let folders = std::env::var("BENCH_EMPTIED").unwrap_or_default();
+    for folder in folders.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        source.doveadm(&["copy", "-A", folder, "mailbox", "INBOX", "all"])?;
+        source.doveadm(&["expunge", "-A", "mailbox", folder, "all"])?;
+        println!("emptied {folder} of every mailbox (INBOX copied there, then expunged)");
+    }
+    Ok(())
+}
+
 fn phase_b(cfg: &Config) -> Result<PhaseB, KitError> {
     println!(
         "\n== phase B: {} mailboxes × {SMALL_MESSAGES} messages",
@@ -1723,6 +1739,7 @@ fn phase_b(cfg: &Config) -> Result<PhaseB, KitError> {
     );
     let users: Vec<String> = (0..cfg.small_users).map(|i| user_name("b", i)).collect();
     let (source, messages, bytes) = seed("source-b", &users, SMALL_MESSAGES, SEED + 100_000)?;
+    empty_folders(&source)?;
     let timeout = Duration::from_secs(300 + cfg.small_users as u64 / 2);
     let run = imapmirror_run(
         cfg,

@@ -346,6 +346,23 @@ impl MailboxJob {
                 source_commands: src_counters.snapshot(),
                 target_commands: tgt_counters.snapshot(),
             };
+            let (s, t) = (&summary.source_commands, &summary.target_commands);
+            tracing::debug!(
+                folders = summary.folders,
+                unchanged = summary.folders_unchanged,
+                copied = summary.copied,
+                bytes = summary.bytes,
+                rate_limit_wait_ms = summary.rate_limit_wait.as_millis() as u64,
+                throttle_wait_ms = summary.throttle_wait.as_millis() as u64,
+                source_logins = s.logins,
+                source_selects = s.selects,
+                source_fetches = s.fetches,
+                target_logins = t.logins,
+                target_selects = t.selects,
+                target_creates = t.creates,
+                target_appends = t.appends,
+                "mailbox pass ended"
+            );
             let took = std::time::Duration::from_millis(
                 Timestamp::now()
                     .unix_millis()

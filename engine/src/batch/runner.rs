@@ -911,15 +911,16 @@ impl BatchRuntime {
     }
 
     /// Delivers the report of the pass that just ended into each of the batch's report
-    /// mailboxes (see [`report_delivery`]), one after the other, and records how each
-    /// went. Never fails the pass.
+    /// mailboxes (see [`report_delivery`]), all at once so that one slow or refusing
+    /// address does not hold up the others, and records how each went. Never fails the
+    /// pass.
     async fn deliver_report(
         &self,
         name: &str,
         jobs: Vec<Result<report_delivery::ReportJob, report_delivery::Unprepared>>,
     ) {
-        for job in jobs {
-            let (address, pass, outcome) = match job {
+        let deliveries = jobs.into_iter().map(|job| async move {
+            match job {
                 Err(u) => {
                     tracing::warn!(batch = %name, pass = u.pass, mailbox = %u.address, error = %u.error, "the batch report could not be prepared; the pass is not affected");
                     (u.address, u.pass, Err(u.error))
@@ -939,22 +940,30 @@ impl BatchRuntime {
                     }
                     (job.address, job.pass, outcome)
                 }
-            };
-            let owned = name.to_owned();
-            let recorded = self
-                .store
-                .run_value(move |db| {
-                    report_delivery::record(db, &owned, &address, pass, outcome.err())
-                })
-                .await;
-            match recorded {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
-                }
-                Err(e) => {
-                    tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
-                }
+            }
+        });
+        let outcomes = futures::future::join_all(deliveries).await;
+        if outcomes.is_empty() {
+            return;
+        }
+        let owned = name.to_owned();
+        let recorded = self
+            .store
+            .run_value(move |db| {
+                outcomes
+                    .into_iter()
+                    .try_for_each(|(address, pass, outcome)| {
+                        report_delivery::record(db, &owned, &address, pass, outcome.err())
+                    })
+            })
+            .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
+            }
+            Err(e) => {
+                tracing::warn!(batch = %name, error = %e, "the report delivery could not be recorded")
             }
         }
     }

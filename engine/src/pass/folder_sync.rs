@@ -16,7 +16,7 @@
 //! arrived in; a message over the stream threshold flows from the source socket to the
 //! target socket chunk by chunk, so memory does not grow with message size.
 
-use imapmirror_protocol::client::ResponseCode;
+use imapmirror_protocol::client::{ResponseCode, SelectedMailbox};
 use imapmirror_protocol::{Error as ImapError, ListCommand, MailboxName, StatusKind};
 use imapmirror_storage::{
     CopiedMessage, CopyGroup, FolderId, FolderMarks, GroupOutcome, JournalEntry, StoreError,
@@ -125,12 +125,7 @@ pub(crate) async fn sync_folder(
             && let Some(marks) = emptied_folder(
                 &state.marks,
                 &state.counters,
-                &StatusValues {
-                    uid_validity: examined.uid_validity,
-                    uid_next: examined.uid_next,
-                    highest_modseq: examined.highest_modseq,
-                    messages: Some(examined.exists),
-                },
+                &opened_status(examined),
                 task.target_status.as_ref(),
             )
         {
@@ -142,12 +137,7 @@ pub(crate) async fn sync_folder(
                 .run(move |db| db.update_folder_marks(folder, |m| *m = marks))
                 .await
                 .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
-            (ctx.progress)(Progress::FolderFinished {
-                folder: task.source_name.clone(),
-                copied: 0,
-                skipped: 0,
-                unchanged: false,
-            });
+            finished(ctx, task, 0, 0);
             return Ok(FolderResult::Synced);
         }
         CommandCounters::bump(&tgt.counters.selects);
@@ -196,21 +186,11 @@ pub(crate) async fn sync_folder(
             // Nothing of the folder was touched yet: pending groups stay in the journal and
             // are reconciled when the folder is back, like the rest of its state.
             skip_vanished_folder(ctx.totals, &task.source_name, &e);
-            (ctx.progress)(Progress::FolderFinished {
-                folder: task.source_name.clone(),
-                copied: 0,
-                skipped: 0,
-                unchanged: false,
-            });
+            finished(ctx, task, 0, 0);
             return Ok(FolderResult::Vanished);
         }
     };
-    let s_status = StatusValues {
-        uid_validity: s_sel.uid_validity,
-        uid_next: s_sel.uid_next,
-        highest_modseq: s_sel.highest_modseq,
-        messages: Some(s_sel.exists),
-    };
+    let s_status = opened_status(&s_sel);
     let t_status = StatusValues {
         uid_validity: Some(t_validity),
         uid_next: Some(t_next),
@@ -318,13 +298,28 @@ pub(crate) async fn sync_folder(
         })
         .await
         .map_err(ctx.store_err(format!("updating the folder {folder_label}")))?;
+    finished(ctx, task, copied, skipped);
+    Ok(FolderResult::Synced)
+}
+
+/// A folder's status values as its SELECT or EXAMINE reported them (EXISTS for MESSAGES).
+fn opened_status(opened: &SelectedMailbox) -> StatusValues {
+    StatusValues {
+        uid_validity: opened.uid_validity,
+        uid_next: opened.uid_next,
+        highest_modseq: opened.highest_modseq,
+        messages: Some(opened.exists),
+    }
+}
+
+/// Reports the folder of `task` done by this pass (not found unchanged).
+fn finished(ctx: &SyncContext<'_>, task: &FolderTask, copied: u64, skipped: u64) {
     (ctx.progress)(Progress::FolderFinished {
         folder: task.source_name.clone(),
         copied,
         skipped,
         unchanged: false,
     });
-    Ok(FolderResult::Synced)
 }
 
 /// True when `error` is a refusal carrying RFC 5530's `[NONEXISTENT]`: the mailbox
